@@ -1,0 +1,1 @@
+"""napari adapters: reader, writer and sample-data contributions."""

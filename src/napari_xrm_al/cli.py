@@ -1,0 +1,85 @@
+"""The ``napari-xrm-al`` command line: the same core as the widgets, headless.
+
+Each subcommand lives in its own module under :mod:`napari_xrm_al.commands`
+and exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a handler ``(args) -> int``. Problems the user can fix
+(:class:`~napari_xrm_al.errors.XrmError`) are printed as one line and give
+exit status 2; nothing prints a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from napari_xrm_al import __version__
+from napari_xrm_al.errors import XrmError
+
+PROG = "napari-xrm-al"
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS = (
+    "demo",
+    "sample",
+    "info",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Segment 3D X-ray microscopy scans with active learning: "
+            "the napari plugin's core, headless."
+        ),
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show full tracebacks for unexpected errors",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"napari_xrm_al.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def error(message: str) -> None:
+    """Print one error line the way every subcommand does."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except XrmError as exc:
+        error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        error(
+            f"unexpected {type(exc).__name__}: {exc} "
+            f"(this is a bug; rerun with '{PROG} --debug {args.command} ...' for details)"
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``napari-xrm-al`` command line, one module each."""

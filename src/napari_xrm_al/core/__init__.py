@@ -1,0 +1,1 @@
+"""Model, training, inference, acquisition, sessions and metrology (no Qt, no napari)."""

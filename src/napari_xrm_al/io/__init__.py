@@ -1,0 +1,1 @@
+"""Reading volumes lazily and writing masks (no Qt, no napari)."""

@@ -1,0 +1,1 @@
+"""Dock widgets: thin wiring of the core generators to napari."""
