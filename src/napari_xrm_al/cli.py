@@ -24,6 +24,7 @@ COMMANDS = (
     "demo",
     "sample",
     "info",
+    "metrology",
 )
 
 

@@ -1,0 +1,64 @@
+"""``napari-xrm-al demo``: napari with the synthetic HBM sample and the plugin's widgets."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from napari_xrm_al.commands.sample import add_sample_options, params_from_args
+from napari_xrm_al.core.sample import SampleParams, make_hbm_sample
+
+if TYPE_CHECKING:
+    import napari
+
+PLUGIN = "napari-xrm-al"
+
+
+def open_demo(
+    viewer: napari.Viewer,
+    seed: int = 0,
+    shape: Sequence[int] | None = None,
+    **overrides: Any,
+) -> None:
+    """Add the sample (ground truth hidden) to ``viewer`` and dock the plugin's widgets.
+
+    ``overrides`` are further :class:`SampleParams` fields (e.g. ``die_thickness``).
+    """
+    from npe2 import PluginManager
+
+    from napari_xrm_al._napari.sample_data import sample_layer_data
+
+    if shape is not None:
+        overrides["shape"] = tuple(shape)
+    sample = make_hbm_sample(SampleParams(seed=seed), **overrides)
+    for data, meta, layer_type in sample_layer_data(sample, ground_truth_visible=False):
+        getattr(viewer, f"add_{layer_type}")(data, **meta)
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    for widget in manifest.contributions.widgets or ():
+        viewer.window.add_plugin_dock_widget(PLUGIN, widget.display_name)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="open napari with the synthetic HBM sample and the plugin's widgets",
+        description=(
+            "Open napari with the synthetic HBM micro-bump volume (its ground truth "
+            "as a hidden Labels layer) and the plugin's widgets docked."
+        ),
+    )
+    add_sample_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the viewer and block until it is closed."""
+    import napari
+
+    params = params_from_args(args)
+    viewer = napari.Viewer(title="napari-xrm-al demo")
+    open_demo(viewer, **params.to_dict())
+    napari.run()
+    return 0

@@ -1,0 +1,332 @@
+"""Acquisition: which slices should the analyst label next.
+
+Every strategy scores **every** candidate slice from per-slice summaries of one
+prediction pass (:class:`~napari_xrm_al.core.predict.SliceSummary`), so ranking
+never needs a probability volume. A batch picker then takes ``k`` slices,
+keeping a minimum distance along the slice axis from each other and from the
+slices already labelled (a neighbour of a labelled slice teaches the model
+almost nothing new).
+
+Adding a strategy is one function registered with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_xrm_al.errors import XrmError
+
+#: Default minimum distance, in slices, between picks and from labelled slices.
+DEFAULT_MIN_DISTANCE = 3
+
+
+@dataclass(frozen=True)
+class RarenessParams:
+    """Parameters of the rareness-aware score (method.md).
+
+    Parameters
+    ----------
+    alpha
+        Exponent of the rareness weight ``w_c = (f_c + eps) ** -alpha``.
+    eps
+        Floor added to class frequencies so unseen classes get a finite weight.
+    lam
+        Constant added to the pixel entropy so that confidently predicted rare
+        pixels still count.
+    diversity
+        Exponent of the embedding-distance factor used by ``rareness-diverse``.
+    """
+
+    alpha: float = 1.0
+    eps: float = 1e-3
+    lam: float = 0.05
+    diversity: float = 1.0
+
+
+@dataclass
+class AcquisitionContext:
+    """What a strategy may look at.
+
+    Parameters
+    ----------
+    index
+        ``(S,)`` slice indices that were scored (candidates and labelled alike).
+    mean_entropy, mean_margin
+        ``(S,)`` mean pixel entropy and mean ``1 - (p1 - p2)``.
+    class_fraction
+        ``(S, C)`` fraction of pixels predicted as each class.
+    entropy_by_class
+        ``(S, C)`` mean over pixels of ``entropy * [argmax == c]``.
+    labelled_counts
+        ``(C,)`` labelled pixels per class so far (all zero before any labels).
+    bald
+        ``(S,)`` MC-dropout mutual information, when sampled.
+    embedding
+        ``(S, D)`` encoder embeddings, when computed.
+    labelled
+        Slice indices already labelled.
+    seed
+        Seed for strategies with randomness.
+    rareness
+        Parameters of the rareness-aware score.
+    """
+
+    index: np.ndarray
+    mean_entropy: np.ndarray
+    mean_margin: np.ndarray
+    class_fraction: np.ndarray
+    entropy_by_class: np.ndarray
+    labelled_counts: np.ndarray
+    bald: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    labelled: Sequence[int] = ()
+    seed: int = 0
+    rareness: RarenessParams = field(default_factory=RarenessParams)
+
+    @classmethod
+    def from_summary(
+        cls, summary: object, labelled_counts: np.ndarray, **kwargs: object
+    ):
+        """Build a context from a prediction summary (any object with the fields)."""
+        return cls(
+            index=np.asarray(summary.index),
+            mean_entropy=np.asarray(summary.mean_entropy),
+            mean_margin=np.asarray(summary.mean_margin),
+            class_fraction=np.asarray(summary.class_fraction),
+            entropy_by_class=np.asarray(summary.entropy_by_class),
+            bald=None if summary.bald is None else np.asarray(summary.bald),
+            embedding=None
+            if summary.embedding is None
+            else np.asarray(summary.embedding),
+            labelled_counts=np.asarray(labelled_counts, dtype=np.float64),
+            **kwargs,
+        )
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One acquisition strategy.
+
+    Parameters
+    ----------
+    name
+        Registry key (``--strategy`` on the command line).
+    score
+        ``score(ctx) -> (S,)`` higher is more worth labelling.
+    description
+        One line for ``--help`` and tooltips.
+    needs
+        Summary fields the strategy needs beyond the single pass
+        (``"bald"``, ``"embedding"``).
+    diverse
+        Whether picks are spread in embedding space (score times a power of the
+        distance to the nearest labelled or already picked slice).
+    """
+
+    name: str
+    score: Callable[[AcquisitionContext], np.ndarray]
+    description: str
+    needs: frozenset[str] = frozenset()
+    diverse: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(
+    name: str, description: str, *, needs: Sequence[str] = (), diverse: bool = False
+) -> Callable[[Callable[[AcquisitionContext], np.ndarray]], Callable]:
+    """Decorator adding a scoring function to :data:`STRATEGIES`."""
+
+    def decorator(func: Callable[[AcquisitionContext], np.ndarray]) -> Callable:
+        STRATEGIES[name] = Strategy(name, func, description, frozenset(needs), diverse)
+        return func
+
+    return decorator
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name``; :class:`XrmError` naming the choices otherwise."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise XrmError(
+            f"Unknown acquisition strategy {name!r}; choose one of {sorted(STRATEGIES)}."
+        ) from None
+
+
+def rareness_weights(ctx: AcquisitionContext) -> np.ndarray:
+    """``(C,)`` class weights ``(f_c + eps)^-alpha``, max 1 (method.md).
+
+    ``f_c`` is the class's share of the pixels labelled so far, or, before any
+    labels, its share of the pixels predicted over all scored slices.
+    """
+    counts = np.asarray(ctx.labelled_counts, dtype=np.float64)
+    if counts.sum() > 0:
+        freq = counts / counts.sum()
+    else:
+        predicted = ctx.class_fraction.mean(axis=0)
+        freq = predicted / max(predicted.sum(), 1e-12)
+    p = ctx.rareness
+    weights = (freq + p.eps) ** (-p.alpha)
+    return weights / weights.max()
+
+
+def _rareness(ctx: AcquisitionContext) -> np.ndarray:
+    # mean_x w_yhat(x) * (lam + u(x)) splits exactly into per-class sums.
+    w = rareness_weights(ctx)
+    return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
+
+
+register(
+    "rareness", "rareness-aware: uncertainty weighted towards rare predicted classes"
+)(_rareness)
+register(
+    "rareness-diverse",
+    "rareness-aware, spread out over the encoder's slice embeddings",
+    needs=("embedding",),
+    diverse=True,
+)(_rareness)
+
+
+@register("random", "random slices (baseline)")
+def _random(ctx: AcquisitionContext) -> np.ndarray:
+    return np.random.default_rng(ctx.seed).random(len(ctx.index))
+
+
+@register("entropy", "mean pixel entropy (baseline)")
+def _entropy(ctx: AcquisitionContext) -> np.ndarray:
+    return ctx.mean_entropy
+
+
+@register("margin", "mean 1 - (p1 - p2) margin (baseline)")
+def _margin(ctx: AcquisitionContext) -> np.ndarray:
+    return ctx.mean_margin
+
+
+@register("bald", "BALD: MC-dropout mutual information (baseline)", needs=("bald",))
+def _bald(ctx: AcquisitionContext) -> np.ndarray:
+    return ctx.bald
+
+
+@register(
+    "coreset",
+    "core-set: k-centre greedy on the encoder's slice embeddings (baseline)",
+    needs=("embedding",),
+    diverse=True,
+)
+def _coreset(ctx: AcquisitionContext) -> np.ndarray:
+    return np.ones(len(ctx.index))
+
+
+def score_slices(strategy: str | Strategy, ctx: AcquisitionContext) -> np.ndarray:
+    """``(S,)`` scores of every scored slice under ``strategy``."""
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    for need in strat.needs:
+        if getattr(ctx, need) is None:
+            raise XrmError(
+                f"Strategy {strat.name!r} needs {need} from the prediction pass; "
+                "predict with it enabled."
+            )
+    scores = np.asarray(strat.score(ctx), dtype=np.float64)
+    if scores.shape != ctx.index.shape:
+        raise AssertionError(f"strategy {strat.name} returned shape {scores.shape}")
+    return np.nan_to_num(scores, nan=0.0, neginf=0.0, posinf=0.0)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One picked slice and why."""
+
+    slice: int
+    score: float
+    rank: int
+
+
+def pick_batch(
+    index: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    *,
+    labelled: Sequence[int] = (),
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    embedding: np.ndarray | None = None,
+    diversity: float = 0.0,
+) -> list[Pick]:
+    """Take ``k`` slices greedily by score, keeping them apart.
+
+    A slice is eligible when it is not labelled and lies at least
+    ``min_distance`` slices from every labelled and every picked slice. With
+    ``embedding`` and ``diversity > 0`` each step multiplies the scores by
+    ``(d / d_max) ** diversity``, where ``d`` is a candidate's embedding
+    distance to its nearest labelled-or-picked slice (k-centre greedy when the
+    scores are constant). When fewer than ``k`` slices are eligible, fewer are
+    returned.
+    """
+    index = np.asarray(index)
+    scores = np.asarray(scores, dtype=np.float64)
+    eligible = np.ones(len(index), dtype=bool)
+    taken = list(labelled)
+
+    def exclude_near(slice_index: int) -> None:
+        eligible[np.abs(index - slice_index) < max(min_distance, 1)] = False
+
+    for s in taken:
+        exclude_near(s)
+
+    nearest = None
+    if embedding is not None and diversity > 0:
+        emb = np.asarray(embedding, dtype=np.float64)
+        nearest = np.full(len(index), np.inf)
+        anchors = np.isin(index, taken)
+        for row in emb[anchors]:
+            nearest = np.minimum(nearest, np.linalg.norm(emb - row, axis=1))
+
+    picks: list[Pick] = []
+    while len(picks) < k and eligible.any():
+        value = scores.copy()
+        if nearest is not None and np.isfinite(nearest).all():
+            # Before any anchor exists every distance is infinite: pick by score.
+            scale = nearest.max() if nearest.max() > 0 else 1.0
+            value = value * (nearest / scale) ** diversity
+        value[~eligible] = -np.inf
+        best = int(np.argmax(value))
+        chosen = int(index[best])
+        picks.append(Pick(slice=chosen, score=float(scores[best]), rank=len(picks) + 1))
+        exclude_near(chosen)
+        if nearest is not None:
+            nearest = np.minimum(nearest, np.linalg.norm(emb - emb[best], axis=1))
+    return picks
+
+
+def select(
+    strategy: str,
+    ctx: AcquisitionContext,
+    k: int,
+    *,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+) -> tuple[np.ndarray, list[Pick]]:
+    """Score every slice with ``strategy`` and pick a batch of ``k``.
+
+    Returns
+    -------
+    scores
+        ``(S,)`` scores aligned with ``ctx.index``.
+    picks
+        The picked slices, best first.
+    """
+    strat = get_strategy(strategy)
+    scores = score_slices(strat, ctx)
+    picks = pick_batch(
+        ctx.index,
+        scores,
+        k,
+        labelled=ctx.labelled,
+        min_distance=min_distance,
+        embedding=ctx.embedding if strat.diverse else None,
+        diversity=ctx.rareness.diversity if strat.diverse else 0.0,
+    )
+    return scores, picks

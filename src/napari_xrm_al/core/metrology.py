@@ -1,0 +1,460 @@
+"""Void metrology: one row of measurements per solder bump of a class mask.
+
+A **bump** is a connected component of solder ∪ void voxels (face
+connectivity, i.e. 6 neighbours, unless ``connectivity=26``); components
+without any solder voxel are not bumps and are dropped. Its **voids** are the
+connected components of void inside it. The **void ratio** is
+``void / (solder + void)`` voxels, and a bump **passes** when that ratio is at
+most the threshold. A bump whose bounding box touches the volume border is
+**partial**: part of it may lie outside the scan.
+
+Bumps that touch each other (a solder bridge) form one component and are
+reported as one bump; no attempt is made to split them.
+
+Masks are read in z-slabs, so arrays larger than memory (zarr, dask, memmap)
+can be measured: each slab is labelled on its own and components that meet
+across a slab boundary are merged with a union-find. The result does not depend
+on the slab depth.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from napari_xrm_al.core.events import Progress, run_to_end
+from napari_xrm_al.errors import XrmError
+
+#: Default pass/fail threshold on the void ratio.
+DEFAULT_MAX_VOID_RATIO = 0.25
+
+#: Voxels per slab when ``slab`` is not given (about 32 M, ~300 MB working memory).
+SLAB_VOXELS = 2**25
+
+#: CSV columns, in order; ``bbox`` is split into six columns.
+CSV_COLUMNS = (
+    "id",
+    "z",
+    "y",
+    "x",
+    "bbox_z0",
+    "bbox_y0",
+    "bbox_x0",
+    "bbox_z1",
+    "bbox_y1",
+    "bbox_x1",
+    "solder_voxels",
+    "void_voxels",
+    "void_ratio",
+    "n_voids",
+    "largest_void_diameter_vox",
+    "largest_void_diameter_um",
+    "solder_volume_um3",
+    "void_volume_um3",
+    "partial",
+    "pass",
+)
+
+
+@dataclass(frozen=True)
+class Bump:
+    """Measurements of one bump; coordinates in voxels of the mask.
+
+    ``bbox`` is ``(z0, y0, x0, z1, y1, x1)``, half-open like slices.
+    Physical quantities (µm, µm³) are ``None`` when the voxel size is unknown.
+    """
+
+    id: int
+    z: float
+    y: float
+    x: float
+    bbox: tuple[int, int, int, int, int, int]
+    solder_voxels: int
+    void_voxels: int
+    void_ratio: float
+    n_voids: int
+    largest_void_diameter_vox: float
+    largest_void_diameter_um: float | None
+    solder_volume_um3: float | None
+    void_volume_um3: float | None
+    partial: bool
+    passed: bool
+
+
+def with_threshold(bumps: Iterable[Bump], max_void_ratio: float) -> list[Bump]:
+    """The same bumps judged against another void-ratio threshold."""
+    return [replace(b, passed=b.void_ratio <= max_void_ratio) for b in bumps]
+
+
+def equivalent_diameter(volume: float) -> float:
+    """Diameter of the sphere of the given volume, ``(6 V / π)^(1/3)``."""
+    return (6.0 * volume / math.pi) ** (1.0 / 3.0)
+
+
+class _SlabComponents:
+    """Connected components of a binary mask given slab by slab along z.
+
+    Components get provisional ids, consecutive over slabs. Those that touch
+    across a slab boundary are merged, the smallest id becoming the root.
+    ``ndimage.label`` numbers components in raster order and slabs come in z
+    order, so a root is the id of the component's first voxel in raster order
+    and the final order does not depend on the slab depth.
+    """
+
+    def __init__(self, connectivity: int) -> None:
+        self._structure = ndimage.generate_binary_structure(
+            3, 1 if connectivity == 6 else 3
+        )
+        self._diagonal = connectivity == 26
+        self._parent: dict[int, int] = {}
+        self._last_plane: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """Label one slab; returns its local labels, their id offset and count."""
+        labels, n = ndimage.label(mask, self._structure)
+        offset = self.count
+        first = np.where(labels[0] > 0, labels[0].astype(np.int64) + offset, 0)
+        if self._last_plane is not None:
+            self._merge(self._last_plane, first)
+        last = labels[-1]
+        self._last_plane = np.where(last > 0, last.astype(np.int64) + offset, 0)
+        self.count += n
+        return labels, offset, n
+
+    def _merge(self, below: np.ndarray, above: np.ndarray) -> None:
+        shifts = (-1, 0, 1) if self._diagonal else (0,)
+        pairs = []
+        for dy in shifts:
+            for dx in shifts:
+                a = below[max(dy, 0) : below.shape[0] + min(dy, 0)]
+                a = a[:, max(dx, 0) : below.shape[1] + min(dx, 0)]
+                b = above[max(-dy, 0) : above.shape[0] + min(-dy, 0)]
+                b = b[:, max(-dx, 0) : above.shape[1] + min(-dx, 0)]
+                touching = (a > 0) & (b > 0)
+                pairs.append(np.stack([a[touching], b[touching]], axis=1))
+        for a, b in np.unique(np.concatenate(pairs), axis=0):
+            ra, rb = self._find(int(a)), self._find(int(b))
+            if ra != rb:
+                self._parent[max(ra, rb)] = min(ra, rb)
+
+    def _find(self, i: int) -> int:
+        while i in self._parent:
+            i = self._parent[i]
+        return i
+
+    def roots(self) -> np.ndarray:
+        """Root id of every provisional id ``1..count`` (index ``i - 1``)."""
+        parent = np.arange(self.count + 1)
+        if self._parent:
+            keys = np.fromiter(self._parent, np.int64)
+            parent[keys] = np.fromiter(self._parent.values(), np.int64)
+            while True:
+                jumped = parent[parent]
+                if np.array_equal(jumped, parent):
+                    break
+                parent = jumped
+        return parent[1:]
+
+
+def _check(
+    labels: Any,
+    solder_id: int,
+    void_id: int,
+    voxel_size: Sequence[float] | None,
+    max_void_ratio: float,
+    slab: int | None,
+    connectivity: int,
+) -> None:
+    ndim = len(getattr(labels, "shape", ()))
+    if ndim != 3:
+        raise XrmError(
+            f"Void metrology needs a 3D (z, y, x) mask; this one has {ndim} dimensions."
+        )
+    if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+        raise XrmError(
+            f"The mask holds {labels.dtype} values; class ids must be integers."
+        )
+    if int(solder_id) == int(void_id):
+        raise XrmError(
+            f"Solder and void must be different classes (both are id {solder_id})."
+        )
+    if not 0.0 <= max_void_ratio <= 1.0:
+        raise XrmError(
+            f"The maximum void ratio must lie in [0, 1], got {max_void_ratio}."
+        )
+    if voxel_size is not None and (
+        len(voxel_size) != 3 or not all(float(v) > 0 for v in voxel_size)
+    ):
+        raise XrmError(
+            f"The voxel size must be three positive numbers (z, y, x), got {list(voxel_size)}."
+        )
+    if slab is not None and int(slab) < 1:
+        raise XrmError(f"The slab depth must be at least one plane, got {slab}.")
+    if connectivity not in (6, 26):
+        raise XrmError(f"Connectivity must be 6 or 26, got {connectivity}.")
+
+
+def iter_measure_bumps(
+    labels: Any,
+    *,
+    solder_id: int,
+    void_id: int,
+    voxel_size: Sequence[float] | None = None,
+    max_void_ratio: float = DEFAULT_MAX_VOID_RATIO,
+    slab: int | None = None,
+    connectivity: int = 6,
+    min_voxels: int = 1,
+) -> Generator[Progress, None, list[Bump]]:
+    """Measure every bump, yielding a :class:`Progress` (planes done) per slab.
+
+    Arguments are those of :func:`measure_bumps`; they are checked at call time
+    (not at the first ``next``), so a bad argument raises :class:`XrmError` at once.
+    The generator's return value is the list of bumps.
+    """
+    _check(labels, solder_id, void_id, voxel_size, max_void_ratio, slab, connectivity)
+    return _measure(
+        labels,
+        int(solder_id),
+        int(void_id),
+        None if voxel_size is None else tuple(float(v) for v in voxel_size),
+        float(max_void_ratio),
+        slab,
+        connectivity,
+        max(int(min_voxels), 1),
+    )
+
+
+def measure_bumps(
+    labels: Any,
+    *,
+    solder_id: int,
+    void_id: int,
+    voxel_size: Sequence[float] | None = None,
+    max_void_ratio: float = DEFAULT_MAX_VOID_RATIO,
+    slab: int | None = None,
+    connectivity: int = 6,
+    min_voxels: int = 1,
+) -> list[Bump]:
+    """Measure every bump of a 3D class mask.
+
+    Parameters
+    ----------
+    labels
+        ``(z, y, x)`` integer class mask: a numpy array or anything sliceable
+        along z (zarr, dask, memmap). Ids are in the array's own convention.
+    solder_id, void_id
+        The ids of solder and void in ``labels``.
+    voxel_size
+        ``(z, y, x)`` voxel size in µm; gives physical volumes and diameters.
+    max_void_ratio
+        A bump passes when ``void / (solder + void) <= max_void_ratio``.
+    slab
+        Planes read at a time; by default about :data:`SLAB_VOXELS` voxels.
+    connectivity
+        6 (faces) or 26 (faces, edges and corners), for bumps and voids alike.
+    min_voxels
+        Components with fewer solder + void voxels are dropped (noise).
+
+    Returns
+    -------
+    list of Bump
+        Ids ``1..N`` in raster order of each bump's first voxel.
+    """
+    return run_to_end(
+        iter_measure_bumps(
+            labels,
+            solder_id=solder_id,
+            void_id=void_id,
+            voxel_size=voxel_size,
+            max_void_ratio=max_void_ratio,
+            slab=slab,
+            connectivity=connectivity,
+            min_voxels=min_voxels,
+        )
+    )
+
+
+def _measure(
+    labels: Any,
+    solder_id: int,
+    void_id: int,
+    voxel_size: tuple[float, float, float] | None,
+    max_void_ratio: float,
+    slab: int | None,
+    connectivity: int,
+    min_voxels: int,
+) -> Generator[Progress, None, list[Bump]]:
+    shape = tuple(int(s) for s in labels.shape)
+    depth = slab or max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+    bumps, voids = _SlabComponents(connectivity), _SlabComponents(connectivity)
+    acc: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("total", "void", "sums", "lo", "hi", "vsize", "vowner")
+    }
+    for z0 in range(0, shape[0], depth):
+        block = np.asarray(labels[z0 : z0 + depth])
+        is_void = block == void_id
+        lab, offset, n = bumps.add(is_void | (block == solder_id))
+        _bump_stats(lab, n, is_void, z0, acc)
+        vlab, _, vn = voids.add(is_void)
+        inside = vlab > 0
+        vl = vlab[inside]
+        acc["vsize"].append(np.bincount(vl, minlength=vn + 1)[1:])
+        owner = np.zeros(vn + 1, np.int64)
+        owner[vl] = lab[inside].astype(np.int64) + offset
+        acc["vowner"].append(owner[1:])
+        done = min(z0 + depth, shape[0])
+        yield Progress("metrology", done, shape[0], message=f"{done} planes read")
+    return _finish(bumps, voids, acc, shape, voxel_size, max_void_ratio, min_voxels)
+
+
+def _bump_stats(
+    lab: np.ndarray,
+    n: int,
+    is_void: np.ndarray,
+    z0: int,
+    acc: dict[str, list[np.ndarray]],
+) -> None:
+    """Append per-component voxel counts, coordinate sums and bounding boxes."""
+    total = np.zeros(n + 1, np.int64)
+    void = np.zeros(n + 1, np.int64)
+    sums = np.zeros((n + 1, 3))
+    for k in range(lab.shape[0]):
+        inside = lab[k] > 0
+        ll = lab[k][inside]
+        yy, xx = np.nonzero(inside)
+        count = np.bincount(ll, minlength=n + 1)
+        total += count
+        void += np.bincount(ll[is_void[k][inside]], minlength=n + 1)
+        sums[:, 0] += count * (z0 + k)
+        sums[:, 1] += np.bincount(ll, weights=yy, minlength=n + 1)
+        sums[:, 2] += np.bincount(ll, weights=xx, minlength=n + 1)
+    boxes = ndimage.find_objects(lab)
+    lo = np.array([[s.start for s in b] for b in boxes], np.int64).reshape(-1, 3)
+    hi = np.array([[s.stop for s in b] for b in boxes], np.int64).reshape(-1, 3)
+    offset = np.array([z0, 0, 0])
+    acc["total"].append(total[1:])
+    acc["void"].append(void[1:])
+    acc["sums"].append(sums[1:])
+    acc["lo"].append(lo + offset)
+    acc["hi"].append(hi + offset)
+
+
+def _finish(
+    bumps: _SlabComponents,
+    voids: _SlabComponents,
+    acc: dict[str, list[np.ndarray]],
+    shape: tuple[int, ...],
+    voxel_size: tuple[float, float, float] | None,
+    max_void_ratio: float,
+    min_voxels: int,
+) -> list[Bump]:
+    """Merge provisional components into bumps and build the records."""
+    cat = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in acc.items()}
+    roots, index = np.unique(bumps.roots(), return_inverse=True)
+    nb = len(roots)
+    total = np.zeros(nb, np.int64)
+    void = np.zeros(nb, np.int64)
+    sums = np.zeros((nb, 3))
+    lo = np.full((nb, 3), np.iinfo(np.int64).max)
+    hi = np.zeros((nb, 3), np.int64)
+    np.add.at(total, index, cat["total"])
+    np.add.at(void, index, cat["void"])
+    np.add.at(sums, index, cat["sums"].reshape(-1, 3))
+    np.minimum.at(lo, index, cat["lo"].reshape(-1, 3))
+    np.maximum.at(hi, index, cat["hi"].reshape(-1, 3))
+
+    vroots, vindex = np.unique(voids.roots(), return_inverse=True)
+    vsize = np.zeros(len(vroots), np.int64)
+    np.add.at(vsize, vindex, cat["vsize"])
+    owner = np.zeros(len(vroots), np.int64)
+    if len(vroots):
+        # Every piece of a void lies in the same bump; any piece names it.
+        owner[vindex] = index[cat["vowner"] - 1]
+    n_voids = np.bincount(owner, minlength=nb)
+    largest = np.zeros(nb, np.int64)
+    np.maximum.at(largest, owner, vsize)
+
+    solder = total - void
+    keep = np.flatnonzero((solder > 0) & (total >= min_voxels))
+    voxel_volume = None if voxel_size is None else math.prod(voxel_size)
+    out = []
+    for new_id, i in enumerate(keep, start=1):
+        ratio = float(void[i]) / float(total[i])
+        box = tuple(int(v) for v in (*lo[i], *hi[i]))
+        partial = any(box[a] == 0 or box[a + 3] == shape[a] for a in range(3))
+        z, y, x = (float(s) / float(total[i]) for s in sums[i])
+        out.append(
+            Bump(
+                id=new_id,
+                z=z,
+                y=y,
+                x=x,
+                bbox=box,  # type: ignore[arg-type]
+                solder_voxels=int(solder[i]),
+                void_voxels=int(void[i]),
+                void_ratio=ratio,
+                n_voids=int(n_voids[i]),
+                largest_void_diameter_vox=equivalent_diameter(float(largest[i])),
+                largest_void_diameter_um=None
+                if voxel_volume is None
+                else equivalent_diameter(float(largest[i]) * voxel_volume),
+                solder_volume_um3=None
+                if voxel_volume is None
+                else float(solder[i]) * voxel_volume,
+                void_volume_um3=None
+                if voxel_volume is None
+                else float(void[i]) * voxel_volume,
+                partial=partial,
+                passed=False,
+            )
+        )
+    return with_threshold(out, max_void_ratio)
+
+
+def bumps_to_rows(bumps: Iterable[Bump]) -> list[dict[str, Any]]:
+    """One dict per bump with the keys of :data:`CSV_COLUMNS`."""
+    rows = []
+    for bump in bumps:
+        row = {f.name: getattr(bump, f.name) for f in fields(Bump)}
+        bbox = row.pop("bbox")
+        row["pass"] = row.pop("passed")
+        row.update(zip(CSV_COLUMNS[4:10], bbox, strict=True))
+        rows.append({c: row[c] for c in CSV_COLUMNS})
+    return rows
+
+
+def write_bumps_csv(path: str | os.PathLike[str], bumps: Iterable[Bump]) -> Path:
+    """Write the bump report atomically; unknown values are empty cells."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in bumps_to_rows(bumps):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return _atomic_write_text(Path(path), buffer.getvalue())
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise XrmError(f"{path}: cannot be written ({exc.strerror}).") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,299 @@
+"""The 2D (2.5D) segmentation network: a MONAI U-Net on slices of the volume.
+
+One slice plus ``context`` neighbours on each side go in as channels; one logit
+per class comes out per pixel. The default is MONAI's ``BasicUNet`` with small
+feature widths (chosen for accuracy per CPU second, see ``docs/engine.md``);
+MONAI's residual ``UNet`` and ``FlexibleUNet`` (EfficientNet/ResNet encoder)
+are available for larger settings. Each architecture exposes its *encoder*
+(the contracting path) so contrastive pretraining can train it alone and the
+segmenter can be initialised from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers import SkipConnection
+from monai.networks.nets import BasicUNet, FlexibleUNet, UNet
+from torch import nn
+
+from napari_xrm_al.errors import XrmError
+
+ARCHS = ("basicunet", "unet", "flexunet")
+
+#: Named feature presets for the default architecture (``BasicUNet``).
+PRESETS: dict[str, tuple[int, ...]] = {
+    "small": (16, 16, 32, 64, 128, 16),
+    "medium": (24, 24, 48, 96, 192, 24),
+    "large": (32, 32, 64, 128, 256, 32),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`SliceSegmenter`.
+
+    Parameters
+    ----------
+    n_classes
+        Number of classes (logits out).
+    context
+        Neighbouring slices on each side given as extra input channels
+        (0 = plain 2D, 1 = three slices, ...).
+    features
+        Feature widths. ``basicunet``: six numbers (five encoder levels, last
+        decoder level); ``unet``: one width per level; ``flexunet``: five decoder
+        widths.
+    dropout
+        Dropout probability in the convolution blocks (also used for
+        MC-dropout uncertainty).
+    arch
+        ``'basicunet'`` (default), ``'unet'`` or ``'flexunet'``.
+    norm
+        Feature normalisation: ``'batch'`` or ``'instance'``.
+    backbone
+        Encoder of ``flexunet`` (e.g. ``'efficientnet-b0'``, ``'resnet10'``).
+    """
+
+    n_classes: int
+    context: int = 1
+    features: tuple[int, ...] = PRESETS["small"]
+    dropout: float = 0.1
+    arch: str = "basicunet"
+    norm: str = "batch"
+    backbone: str = "efficientnet-b0"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(int(f) for f in self.features))
+        if self.n_classes < 2:
+            raise XrmError(
+                f"A segmenter needs at least 2 classes, got {self.n_classes}."
+            )
+        if self.context < 0:
+            raise XrmError(f"Context must be >= 0 slices, got {self.context}.")
+        if self.arch not in ARCHS:
+            raise XrmError(f"Unknown architecture {self.arch!r}; choose from {ARCHS}.")
+        if self.norm not in ("batch", "instance"):
+            raise XrmError(f"Unknown norm {self.norm!r}; choose 'batch' or 'instance'.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise XrmError(f"Dropout must be in [0, 1), got {self.dropout}.")
+        need = {"basicunet": 6, "flexunet": 5}.get(self.arch)
+        if (need and len(self.features) != need) or len(self.features) < 2:
+            raise XrmError(
+                f"Architecture {self.arch!r} needs {need or 'at least 2'} feature "
+                f"widths, got {list(self.features)}."
+            )
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: the slice and its ``context`` neighbours each side."""
+        return 2 * self.context + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in checkpoints)."""
+        d = asdict(self)
+        d["features"] = list(self.features)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(**{**data, "features": tuple(data["features"])})
+        except (KeyError, TypeError) as exc:
+            raise XrmError(f"Malformed model configuration ({exc!r}).") from None
+
+    def with_classes(self, n_classes: int) -> ModelConfig:
+        """The same architecture with another number of classes."""
+        return ModelConfig.from_dict({**self.to_dict(), "n_classes": n_classes})
+
+
+def _norm(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
+    return ("batch", {}) if cfg.norm == "batch" else ("instance", {"affine": True})
+
+
+def _spatial_dropout(net: nn.Module) -> nn.Module:
+    """Replace element-wise dropout by channel (spatial) dropout, in place.
+
+    Element-wise dropout draws one random number per activation and costs more
+    CPU time than the convolutions of a small network; dropping whole feature
+    maps is the usual choice for convolutional nets and draws one per channel.
+    """
+    for name, child in net.named_children():
+        if type(child) is nn.Dropout:
+            setattr(net, name, nn.Dropout2d(child.p))
+        else:
+            _spatial_dropout(child)
+    return net
+
+
+def _build(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """The MONAI network and the size multiple its input needs."""
+    net, multiple = _build_monai(cfg)
+    return _spatial_dropout(net), multiple
+
+
+def _build_monai(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    if cfg.arch == "basicunet":
+        net = BasicUNet(
+            spatial_dims=2,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.n_classes,
+            features=cfg.features,
+            norm=_norm(cfg),
+            dropout=cfg.dropout,
+        )
+        return net, 16
+    if cfg.arch == "unet":
+        net = UNet(
+            spatial_dims=2,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.n_classes,
+            channels=cfg.features,
+            strides=(2,) * (len(cfg.features) - 1),
+            num_res_units=2,
+            norm=_norm(cfg),
+            dropout=cfg.dropout,
+        )
+        return net, 2 ** (len(cfg.features) - 1)
+    try:
+        net = FlexibleUNet(
+            in_channels=cfg.in_channels,
+            out_channels=cfg.n_classes,
+            backbone=cfg.backbone,
+            spatial_dims=2,
+            decoder_channels=cfg.features,
+            norm=_norm(cfg),
+            dropout=cfg.dropout,
+        )
+    except ValueError as exc:
+        raise XrmError(f"Cannot build FlexibleUNet: {exc}") from None
+    return net, 32
+
+
+_UNET_DECODER = re.compile(r"^model\.(1\.submodule\.)*2\.")
+_BASIC_ENCODER = ("conv_0.", "down_1.", "down_2.", "down_3.", "down_4.")
+
+
+class SliceSegmenter(nn.Module):
+    """2D segmentation network on slices with context channels.
+
+    ``forward`` takes ``(B, 2*context+1, H, W)`` normalised slices of any H, W
+    (padded internally to the multiple the network needs) and returns logits
+    ``(B, n_classes, H, W)``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net, self.multiple = _build(cfg)
+
+    # -- padding ------------------------------------------------------------
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, n_classes, H, W)``."""
+        x, h, w = self._pad(x)
+        return self.net(x)[..., :h, :w]
+
+    # -- encoder ------------------------------------------------------------
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck feature map of the contracting path (no decoder run)."""
+        x, _, _ = self._pad(x)
+        net = self.net
+        if self.cfg.arch == "basicunet":
+            for name in _BASIC_ENCODER:
+                x = getattr(net, name.rstrip("."))(x)
+            return x
+        if self.cfg.arch == "flexunet":
+            return net.encoder(x)[-1]
+        level = net.model
+        while True:
+            x = level[0](x)
+            inner = level[1].submodule
+            if not (
+                isinstance(inner, nn.Sequential)
+                and isinstance(inner[1], SkipConnection)
+            ):
+                return inner(x)
+            level = inner
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled bottleneck embedding ``(B, D)`` (pretraining, core-set)."""
+        return self.encoder_features(x).mean(dim=(-2, -1))
+
+    @property
+    def embedding_dim(self) -> int:
+        """D of :meth:`encode`."""
+        with torch.no_grad():
+            was = self.training
+            self.eval()
+            d = self.encode(torch.zeros(1, self.cfg.in_channels, 32, 32)).shape[1]
+            self.train(was)
+        return int(d)
+
+    def is_encoder_key(self, key: str) -> bool:
+        """Whether state-dict entry ``key`` belongs to the encoder."""
+        if not key.startswith("net."):
+            return False
+        key = key[4:]
+        if self.cfg.arch == "basicunet":
+            return key.startswith(_BASIC_ENCODER)
+        if self.cfg.arch == "flexunet":
+            return key.startswith("encoder.")
+        return not _UNET_DECODER.match(key)
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights (what pretraining transfers), on the CPU."""
+        return {
+            k: v.detach().cpu().clone()
+            for k, v in self.state_dict().items()
+            if self.is_encoder_key(k)
+        }
+
+    def load_encoder_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load encoder weights; :class:`XrmError` if they do not fit."""
+        own = {k: v for k, v in self.state_dict().items() if self.is_encoder_key(k)}
+        if set(own) != set(state) or any(
+            tuple(own[k].shape) != tuple(state[k].shape) for k in own
+        ):
+            raise XrmError(
+                "The pretrained encoder does not fit this model "
+                "(different architecture, features or context)."
+            )
+        self.load_state_dict(state, strict=False)
+
+
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """CUDA when present (or asked for), else the CPU."""
+    if prefer is not None:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise XrmError("CUDA was asked for but no CUDA GPU is available.")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def enable_mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode except dropout layers, which sample (MC-dropout); restored after."""
+    was_training = model.training
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.train()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

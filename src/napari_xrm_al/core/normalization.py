@@ -1,0 +1,110 @@
+"""Intensity normalisation suited to X-ray microscopy.
+
+XRM grey values depend on the source, filter, detector and reconstruction, so
+a fixed scale is meaningless; bright metal and streak artefacts make min/max
+useless. We map robust percentiles (0.5 % and 99.5 % by default) of a
+subsample of the *whole* volume to 0 and 1. The two numbers are stored in every
+checkpoint and reused unchanged at prediction time, so a model sees the same
+scale on the scan it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_xrm_al.errors import XrmError
+
+#: Normalised values are clipped to this range (a few percent of voxels
+#: lie beyond the percentiles; extreme outliers must not dominate).
+CLIP = (-1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Linear map sending ``low`` to 0 and ``high`` to 1."""
+
+    low: float
+    high: float
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            raise XrmError(f"Normalisation bounds must be finite, got {self}.")
+        if self.high <= self.low:
+            raise XrmError(
+                f"Normalisation needs high > low, got low={self.low}, high={self.high}."
+            )
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Normalised ``float32`` copy of ``x``; NaN/Inf become 0, values clipped."""
+        out = np.asarray(x, dtype=np.float32)
+        out = (out - np.float32(self.low)) * np.float32(1.0 / (self.high - self.low))
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+        return np.clip(out, *CLIP, out=out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in checkpoints)."""
+        return {
+            "low": float(self.low),
+            "high": float(self.high),
+            "percentiles": list(self.percentiles),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalisation:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(
+                float(data["low"]),
+                float(data["high"]),
+                tuple(float(p) for p in data.get("percentiles", (0.5, 99.5))),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise XrmError(f"Malformed normalisation ({exc!r}).") from None
+
+
+def subsample(data, max_voxels: int = 2_000_000, seed: int = 0) -> np.ndarray:
+    """A flat sample of about ``max_voxels`` values spread over the whole volume.
+
+    Reads a few dozen whole z planes (evenly spaced, randomly offset) and keeps
+    a strided, randomly offset grid of each, so a lazily loaded volume is never
+    read whole.
+    """
+    shape = tuple(int(s) for s in data.shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise XrmError(f"Expected a non-empty 3D volume, got shape {shape}.")
+    rng = np.random.default_rng(seed)
+    nz = min(shape[0], 64)
+    z_step = shape[0] / nz
+    zs = np.unique(
+        np.minimum(
+            (np.arange(nz) * z_step + rng.uniform(0, z_step)).astype(int), shape[0] - 1
+        )
+    )
+    per_plane = max(1, max_voxels // len(zs))
+    stride = max(1, int(np.ceil(np.sqrt(shape[1] * shape[2] / per_plane))))
+    oy, ox = (int(rng.integers(0, min(stride, s))) for s in shape[1:])
+    parts = [np.asarray(data[int(z)])[oy::stride, ox::stride].ravel() for z in zs]
+    return np.concatenate(parts)
+
+
+def fit_normalisation(
+    data,
+    max_voxels: int = 2_000_000,
+    seed: int = 0,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> Normalisation:
+    """Fit a :class:`Normalisation` to a subsample of the whole volume ``data``."""
+    values = subsample(data, max_voxels, seed).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise XrmError("The volume has no finite values to normalise.")
+    low, high = (float(v) for v in np.percentile(values, percentiles))
+    if high <= low:  # (nearly) constant volume: fall back to the full range
+        low, high = float(values.min()), float(values.max())
+        if high <= low:
+            high = low + 1.0
+    return Normalisation(low, high, tuple(float(p) for p in percentiles))

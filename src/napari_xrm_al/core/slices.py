@@ -1,0 +1,100 @@
+"""2D slices (with 2.5D context) of a 3D volume along any axis.
+
+Volumes are (z, y, x) array-likes that support basic slicing (numpy, memmap,
+zarr, dask, tifffile stores) and may not fit in memory: only the planes asked
+for are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from napari_xrm_al.errors import XrmError
+
+AXES = {"z": 0, "y": 1, "x": 2}
+AXIS_NAMES = ("z", "y", "x")
+
+
+def axis_index(axis: str | int) -> int:
+    """``'z'``/``'y'``/``'x'`` (or 0/1/2) → array axis 0/1/2."""
+    if isinstance(axis, str) and axis.lower() in AXES:
+        return AXES[axis.lower()]
+    if isinstance(axis, int | np.integer) and 0 <= int(axis) <= 2:
+        return int(axis)
+    raise XrmError(f"Slice axis must be one of z, y, x (or 0, 1, 2), got {axis!r}.")
+
+
+def axis_name(axis: str | int) -> str:
+    """Canonical name ``'z'``, ``'y'`` or ``'x'`` of ``axis``."""
+    return AXIS_NAMES[axis_index(axis)]
+
+
+def n_slices(shape: Sequence[int], axis: str | int) -> int:
+    """Number of slices of a volume of ``shape`` along ``axis``."""
+    return int(shape[axis_index(axis)])
+
+
+def slice_shape(shape: Sequence[int], axis: str | int) -> tuple[int, int]:
+    """(H, W) of one slice along ``axis``."""
+    ax = axis_index(axis)
+    return tuple(int(s) for i, s in enumerate(shape) if i != ax)  # type: ignore[return-value]
+
+
+def _read_range(data, ax: int, start: int, stop: int) -> np.ndarray:
+    """Planes ``start..stop-1`` along ``ax``, moved to the front: (n, H, W)."""
+    key = [slice(None)] * 3
+    key[ax] = slice(start, stop)
+    return np.moveaxis(np.asarray(data[tuple(key)]), ax, 0)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique ints → list of contiguous ``(start, stop)`` runs."""
+    breaks = np.flatnonzero(np.diff(values) != 1) + 1
+    return [(int(r[0]), int(r[-1]) + 1) for r in np.split(values, breaks)]
+
+
+def read_slices(
+    data, indices: Sequence[int], axis: str | int = "z", context: int = 0
+) -> np.ndarray:
+    """Raw slices with their neighbours as channels.
+
+    Returns an array of shape ``(N, 2*context+1, H, W)`` in ``data``'s dtype:
+    channel ``j`` of item ``n`` is slice ``indices[n] - context + j``, with the
+    volume's edge slices replicated beyond its ends. Each needed plane is read
+    once, in contiguous runs.
+    """
+    ax = axis_index(axis)
+    size = int(data.shape[ax])
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        bad = idx[(idx < 0) | (idx >= size)][0]
+        raise XrmError(
+            f"Slice {int(bad)} is outside 0..{size - 1} along axis {axis_name(ax)}."
+        )
+    if context < 0:
+        raise XrmError(f"Context must be >= 0, got {context}.")
+    h, w = slice_shape(data.shape, ax)
+    offsets = np.arange(-context, context + 1)
+    wanted = np.clip(idx[:, None] + offsets[None, :], 0, size - 1)  # (N, K)
+    needed = np.unique(wanted)
+    out = np.empty((idx.size, offsets.size, h, w), dtype=data.dtype)
+    if not needed.size:
+        return out
+    planes = {}
+    for start, stop in _runs(needed):
+        block = _read_range(data, ax, start, stop)
+        for k in range(stop - start):
+            planes[start + k] = block[k]
+    for n in range(idx.size):
+        for j in range(offsets.size):
+            out[n, j] = planes[int(wanted[n, j])]
+    return out
+
+
+def read_label_slices(
+    data, indices: Sequence[int], axis: str | int = "z"
+) -> np.ndarray:
+    """Label slices ``(N, H, W)`` along ``axis`` (no context)."""
+    return read_slices(data, indices, axis, 0)[:, 0]

@@ -1,0 +1,364 @@
+"""Training a slice segmenter on sparsely annotated slices.
+
+The user annotates a few 2D slices (annotation ids ``1..C``, 0 = not
+annotated). Training draws random crops from those slices only, centring a
+share of them on pixels of the rarest labelled classes, augments them on the
+batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
+loss over annotated pixels only, with AdamW and a warm-up + cosine learning
+rate. The number of steps grows with the number of labelled slices; an optional
+time budget ends training early (the schedule follows whichever ends first).
+Every run starts from the pretrained encoder when one is given (method.md).
+The best weights seen (validation mIoU when validation slices are given, else
+the lowest smoothed loss) are what is returned, and what is saved when the
+caller stops the generator early.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.augment import AugmentConfig, augment_pair
+from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
+from napari_xrm_al.core.metrics import confusion_matrix, scores
+from napari_xrm_al.core.model import PRESETS, ModelConfig, SliceSegmenter, pick_device
+from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
+
+Validation = tuple[Any, Any, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (each line doubles as a tooltip).
+
+    Parameters
+    ----------
+    context
+        Neighbouring slices each side given as channels (no init checkpoint only).
+    features
+        Network feature widths (no init checkpoint only).
+    arch
+        Network architecture (no init checkpoint only).
+    norm
+        Feature normalisation, 'batch' or 'instance' (no init checkpoint only).
+    dropout
+        Dropout probability (also used for MC-dropout uncertainty).
+    steps
+        Number of optimiser steps; None = ``steps_per_slice`` × labelled slices,
+        clipped to [``min_steps``, ``max_steps``].
+    steps_per_slice
+        Steps per labelled slice when ``steps`` is None.
+    min_steps
+        Fewest steps when ``steps`` is None.
+    max_steps
+        Most steps when ``steps`` is None.
+    time_budget_s
+        Stop after this many seconds (the schedule adapts); None = no limit.
+    batch_size
+        Crops per step.
+    crop_size
+        Side of the square training crops in pixels.
+    lr
+        Peak learning rate of AdamW.
+    weight_decay
+        AdamW weight decay.
+    warmup_fraction
+        Share of the run spent warming the learning rate up.
+    loss
+        'dice_ce' (Dice + cross-entropy) or 'dice_focal' (Dice + focal).
+    class_weight_power
+        Cross-entropy class weights ∝ labelled frequency^-power (0 = unweighted).
+    rare_crop_fraction
+        Share of crops centred on pixels of rare classes (picked ∝ 1/frequency).
+    augment
+        Data augmentation strengths.
+    validate_every
+        Steps between validations when validation slices are given (None = 10 per run).
+    loss_smoothing
+        Exponential smoothing of the reported loss (0 = none).
+    """
+
+    context: int = 1
+    features: tuple[int, ...] = PRESETS["small"]
+    arch: str = "basicunet"
+    norm: str = "batch"
+    dropout: float = 0.1
+    steps: int | None = None
+    steps_per_slice: int = 40
+    min_steps: int = 200
+    max_steps: int = 500
+    time_budget_s: float | None = None
+    batch_size: int = 8
+    crop_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    loss: str = "dice_ce"
+    class_weight_power: float = 0.5
+    rare_crop_fraction: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    validate_every: int | None = None
+    loss_smoothing: float = 0.95
+
+    def n_steps(self, n_slices: int) -> int:
+        """Planned number of steps for ``n_slices`` labelled slices."""
+        if self.steps is not None:
+            return max(1, int(self.steps))
+        auto = self.steps_per_slice * n_slices
+        return int(min(max(auto, self.min_steps), self.max_steps))
+
+    def model_config(self, n_classes: int) -> ModelConfig:
+        """Architecture for a model trained from scratch."""
+        return ModelConfig(
+            n_classes=n_classes,
+            context=self.context,
+            features=self.features,
+            dropout=self.dropout,
+            arch=self.arch,
+            norm=self.norm,
+        )
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Learning-rate multiplier at ``progress`` ∈ [0, 1]: linear warm-up, then cosine to 1 %."""
+    if progress < warmup:
+        return 0.1 + 0.9 * progress / warmup
+    t = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def initial_model(
+    init: Checkpoint | None, classes: ClassTable, config: TrainConfig
+) -> SliceSegmenter:
+    """A fresh model, from the pretrained encoder (or segmenter) ``init`` if given."""
+    n = len(classes)
+    if init is None:
+        return SliceSegmenter(config.model_config(n))
+    if init.kind == "encoder":
+        cfg = replace(init.model_config.with_classes(n), dropout=config.dropout)
+        model = SliceSegmenter(cfg)
+        model.load_encoder_state_dict(init.state_dict)
+        return model
+    init.check_classes(classes, "the initial model")
+    model = SliceSegmenter(init.model_config)
+    model.load_state_dict(init.state_dict)
+    return model
+
+
+@torch.no_grad()
+def predict_slices(
+    model: SliceSegmenter, images: np.ndarray, device: torch.device, batch: int = 4
+) -> np.ndarray:
+    """Dense class ids ``(N, H, W)`` of normalised slices ``(N, K, H, W)`` (eval mode)."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(device)
+        out.append(model(x).argmax(dim=1).cpu().numpy().astype(np.int16))
+    model.train(was)
+    return np.concatenate(out) if out else np.zeros((0, *images.shape[2:]), np.int16)
+
+
+def validate(
+    model: SliceSegmenter,
+    val: LabelledSlices,
+    norm: Normalisation,
+    classes: ClassTable,
+    device: torch.device,
+) -> dict[str, float]:
+    """Scores of ``model`` on whole validation slices."""
+    pred = predict_slices(model, norm.apply(val.images), device)
+    return scores(confusion_matrix(pred, val.labels, len(classes)), classes)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train(
+    image_data,
+    labels_data,
+    slices: Sequence[int],
+    classes: ClassTable,
+    *,
+    axis: str = "z",
+    dense_labels: bool = False,
+    init: Checkpoint | None = None,
+    config: TrainConfig | None = None,
+    validation: Validation | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    normalisation: Normalisation | None = None,
+    provenance: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> Generator[Progress, None, Checkpoint]:
+    """Train a segmenter on the annotated ``slices``; yields :class:`Progress`.
+
+    Parameters
+    ----------
+    image_data, labels_data
+        The (z, y, x) volume and its annotation volume (annotation ids ``1..C``,
+        0 = not annotated; or dense ids ``0..C-1`` with ``dense_labels``).
+    slices
+        Labelled slice indices along ``axis``.
+    classes
+        The class table (``C`` classes).
+    init
+        Pretrained encoder (or earlier segmenter) to start from; None = scratch.
+    validation
+        Optional ``(image, labels, slices)`` (same label convention) scored during
+        training; the best-scoring weights are kept.
+    normalisation
+        Intensity normalisation; None = fitted on ``image_data``.
+    provenance
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
+    out
+        If given, the checkpoint is saved there (atomically) when training ends
+        *or* when the caller closes the generator early.
+
+    Returns
+    -------
+    Checkpoint
+        A ``'segmenter'`` checkpoint with the best weights.
+    """
+    config = config or TrainConfig()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dev = pick_device(device)
+    model = initial_model(init, classes, config).to(dev)
+    context = model.cfg.context
+    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    data = load_labelled(
+        image_data,
+        labels_data,
+        slices,
+        classes,
+        axis=axis,
+        context=context,
+        dense_labels=dense_labels,
+        pad_to=config.crop_size,
+    )
+    val = (
+        load_labelled(
+            *validation, classes, axis=axis, context=context, dense_labels=dense_labels
+        )
+        if validation is not None
+        else None
+    )
+    weights = class_weights(data.counts, config.class_weight_power)
+    loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    total = config.n_steps(len(data.indices))
+    budget = config.time_budget_s
+    check_every = config.validate_every or max(1, total // 10)
+    history: dict[str, Any] = {
+        "slices": [int(i) for i in data.indices],
+        "axis": axis,
+        "labelled_counts": data.counts.tolist(),
+        "class_weights": weights.tolist(),
+        "init": (init.provenance.get("image_fingerprint") if init else None),
+        "init_kind": init.kind if init else None,
+        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "loss": [],
+        "validation": [],
+    }
+    best_state: dict[str, torch.Tensor] | None = None
+    best_score = -math.inf
+    smooth = None
+    start = time.perf_counter()
+    step_time = None
+    step = 0
+    checked = 0
+
+    def check() -> dict[str, float] | None:
+        """Validate (or look at the smoothed loss) and keep the best weights."""
+        nonlocal best_score, best_state, checked
+        checked = step
+        metrics = None
+        if val is not None:
+            metrics = validate(model, val, norm, classes, dev)
+            history["validation"].append({"step": step, **metrics})
+            score = metrics["miou"]
+        else:
+            score = -smooth if smooth is not None else -math.inf
+        if score > best_score or best_state is None:
+            best_score, best_state = score, _snapshot(model)
+        return metrics
+
+    def result() -> Checkpoint:
+        history.update(steps=step, seconds=round(time.perf_counter() - start, 2))
+        return Checkpoint(
+            kind="segmenter",
+            model_config=model.cfg,
+            state_dict=best_state if best_state is not None else _snapshot(model),
+            normalisation=norm,
+            axis=axis,
+            classes=classes,
+            provenance=dict(provenance or {}),
+            history=history,
+        )
+
+    model.train()
+    try:
+        while step < total:
+            t0 = time.perf_counter()
+            elapsed = t0 - start
+            if budget is not None and elapsed >= budget:
+                history["stopped"] = "time budget"
+                break
+            progress = step / total
+            if budget is not None:
+                progress = max(progress, elapsed / budget)
+            for group in opt.param_groups:
+                group["lr"] = config.lr * lr_factor(progress, config.warmup_fraction)
+            x, y = data.batch(
+                config.batch_size, config.crop_size, config.rare_crop_fraction, rng
+            )
+            x, y = augment_pair(
+                torch.from_numpy(norm.apply(x)),
+                torch.from_numpy(y),
+                config.augment,
+                gen,
+            )
+            loss = loss_fn(model(x.to(dev)), y.to(dev).long())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            value = float(loss.detach())
+            a = config.loss_smoothing if smooth is not None else 0.0
+            smooth = a * smooth + (1 - a) * value if smooth is not None else value
+            history["loss"].append(round(value, 5))
+            metrics = check() if step % check_every == 0 or step == total else None
+            dt = time.perf_counter() - t0
+            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+            eta = (total - step) * step_time
+            if budget is not None:
+                eta = min(eta, max(0.0, budget - (time.perf_counter() - start)))
+            yield Progress("train", step, total, smooth, eta, metrics)
+    except GeneratorExit:
+        history["stopped"] = "cancelled"
+        if out is not None:
+            save_checkpoint(out, result())
+        raise
+    if checked != step:
+        check()
+    ckpt = result()
+    if out is not None:
+        save_checkpoint(out, ckpt)
+    return ckpt

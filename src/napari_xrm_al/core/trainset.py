@@ -1,0 +1,146 @@
+"""The labelled slices of a training run, and crops drawn from them.
+
+Only the annotated slices are read (with their 2.5D context). Crops are
+centred on annotated pixels, so sparse, partial annotations still fill the
+batch with labels; a share of crops is centred on pixels of the rarer classes
+(picked with probability ∝ frequency^-1/2), which oversamples rare defects
+such as voids without ignoring the other minority classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_xrm_al.core.classes import ClassTable, annotation_to_dense
+from napari_xrm_al.core.slices import axis_name, read_label_slices, read_slices
+from napari_xrm_al.errors import XrmError
+
+#: At most this many candidate crop centres are kept per class.
+MAX_CENTRES = 200_000
+
+
+@dataclass
+class LabelledSlices:
+    """Raw image slices ``(N, K, H, W)`` with dense labels ``(N, H, W)``.
+
+    ``labels`` holds dense ids ``0..C-1`` and ``-1`` where nothing is annotated;
+    ``counts`` the annotated pixels per class; ``empty`` the requested slices
+    that held no annotation (left out).
+    """
+
+    indices: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    counts: np.ndarray
+    empty: list[int] = field(default_factory=list)
+    centres: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.centres:
+            pick = np.random.default_rng(0)
+            for c in range(len(self.counts)):
+                where = np.argwhere(self.labels == c).astype(np.int32)
+                if len(where) > MAX_CENTRES:
+                    where = where[pick.choice(len(where), MAX_CENTRES, replace=False)]
+                self.centres.append(where)
+
+    def batch(
+        self, n: int, size: int, rare_fraction: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` random crops of side ``size``: raw images and dense labels."""
+        counts = self.counts.astype(np.float64)
+        present = counts > 0
+        p_any = counts / counts.sum()
+        p_rare = np.zeros_like(counts)
+        p_rare[present] = counts[present] ** -0.5
+        p_rare /= p_rare.sum()
+        _, k, h, w = self.images.shape
+        xs = np.empty((n, k, size, size), dtype=self.images.dtype)
+        ys = np.empty((n, size, size), dtype=np.int16)
+        for i in range(n):
+            p = p_rare if rng.random() < rare_fraction else p_any
+            cls = int(rng.choice(len(counts), p=p))
+            s, r, c = self.centres[cls][rng.integers(len(self.centres[cls]))]
+            r, c = (v + int(rng.integers(-size // 4, size // 4 + 1)) for v in (r, c))
+            r0 = int(np.clip(r - size // 2, 0, h - size))
+            c0 = int(np.clip(c - size // 2, 0, w - size))
+            xs[i] = self.images[s, :, r0 : r0 + size, c0 : c0 + size]
+            ys[i] = self.labels[s, r0 : r0 + size, c0 : c0 + size]
+        return xs, ys
+
+
+def dense_slice_labels(
+    raw: np.ndarray, indices: Sequence[int], classes: ClassTable, dense: bool
+) -> np.ndarray:
+    """Label slices → dense ids with ``-1`` = not annotated; clear errors on bad values."""
+    n = len(classes)
+    for lab, i in zip(raw, indices, strict=True):
+        top = int(lab.max()) if lab.size else 0
+        bottom = int(lab.min()) if lab.size else 0
+        if bottom < 0 or top > (n - 1 if dense else n):
+            bad = bottom if bottom < 0 else top
+            what = (
+                f"dense class ids 0..{n - 1}"
+                if dense
+                else f"annotation ids 0..{n} (0 = none)"
+            )
+            raise XrmError(
+                f"Label value {bad} in slice {i} is not one of the {what} "
+                f"for the classes {list(classes.names)}."
+            )
+    if dense:
+        return raw.astype(np.int16)
+    return annotation_to_dense(raw)
+
+
+def load_labelled(
+    image,
+    labels,
+    slices: Sequence[int],
+    classes: ClassTable,
+    *,
+    axis: str = "z",
+    context: int = 1,
+    dense_labels: bool = False,
+    pad_to: int | None = None,
+) -> LabelledSlices:
+    """Read the labelled slices (and their context) of ``image`` and ``labels``.
+
+    ``pad_to`` pads slices smaller than a crop (image: edge values, labels:
+    not annotated).
+    """
+    if tuple(image.shape) != tuple(labels.shape):
+        raise XrmError(
+            f"The labels' shape {tuple(labels.shape)} differs from the image's "
+            f"{tuple(image.shape)}."
+        )
+    indices = list(dict.fromkeys(int(i) for i in slices))
+    if not indices:
+        raise XrmError("No labelled slices were given.")
+    lab = dense_slice_labels(
+        read_label_slices(labels, indices, axis), indices, classes, dense_labels
+    )
+    annotated = (lab >= 0).any(axis=(1, 2))
+    if not annotated.any():
+        raise XrmError(
+            f"None of the slices {indices} along {axis_name(axis)} holds annotated pixels."
+        )
+    keep = [i for i, a in zip(indices, annotated, strict=True) if a]
+    lab = lab[annotated]
+    img = read_slices(image, keep, axis, context)
+    if pad_to:
+        ph, pw = (max(0, pad_to - s) for s in lab.shape[1:])
+        if ph or pw:
+            img = np.pad(img, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+            lab = np.pad(lab, ((0, 0), (0, ph), (0, pw)), constant_values=-1)
+    counts = np.bincount(lab[lab >= 0].ravel(), minlength=len(classes))[: len(classes)]
+    return LabelledSlices(
+        indices=np.asarray(keep),
+        images=img,
+        labels=lab,
+        counts=counts,
+        empty=[i for i, a in zip(indices, annotated, strict=True) if not a],
+    )

@@ -1,0 +1,218 @@
+"""TIFF stacks and folders of 2D TIFF slices, opened lazily.
+
+Uncompressed contiguous files are memory-mapped; everything else goes through
+tifffile's zarr store (``aszarr``), which decodes one page (or tile) at a
+time. Calibration comes from ImageJ metadata (``spacing``, ``unit`` and the
+resolution tags) or OME-XML (``PhysicalSize*``); the resolution tags of plain
+TIFFs are ignored, as most writers fill them with a meaningless 72 dpi.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from napari_xrm_al.errors import InputError
+from napari_xrm_al.io._source import (
+    RawVolume,
+    calibration,
+    captured_log,
+    reading,
+)
+
+#: File name endings treated as TIFF (compared in lower case).
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+#: Classic and BigTIFF headers, little- and big-endian.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def is_tiff_name(path: Path) -> bool:
+    """Whether the file name ends like a TIFF."""
+    return path.name.lower().endswith(TIFF_SUFFIXES)
+
+
+def has_tiff_header(path: Path) -> bool:
+    """Whether the file starts with a TIFF or BigTIFF header."""
+    with open(path, "rb") as fh:
+        return fh.read(4) in TIFF_MAGIC
+
+
+def slice_files(folder: Path) -> list[Path]:
+    """The TIFF files directly in ``folder``, in natural order (``s2`` < ``s10``)."""
+    names = [
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_file()
+        and not entry.name.startswith(".")
+        and entry.name.lower().endswith(TIFF_SUFFIXES)
+    ]
+    return [folder / name for name in tifffile.natural_sorted(names)]
+
+
+def _tiff_calibration(
+    tif: tifffile.TiffFile, notes: list[str]
+) -> tuple[tuple[float, float, float] | None, str | None]:
+    """Voxel size from OME-XML or ImageJ metadata, else None."""
+    if tif.is_ome:
+        meta = tifffile.xml2dict(tif.ome_metadata or "").get("OME", {})
+        image = meta.get("Image", {})
+        pixels = (image[0] if isinstance(image, list) else image).get("Pixels", {})
+        sizes = [pixels.get(f"PhysicalSize{a}") for a in "ZYX"]
+        return calibration(sizes, pixels.get("PhysicalSizeXUnit", "µm"), notes)
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        tags = tif.pages.first.tags
+        sizes: list[float | None] = [meta.get("spacing")]
+        for name in ("YResolution", "XResolution"):
+            tag = tags.get(name)
+            num, den = tag.value if tag is not None else (1, 1)
+            sizes.append(den / num if num else None)
+        return calibration(sizes, meta.get("unit"), notes)
+    return None, None
+
+
+def _data_end(series: Any) -> int:
+    """Byte offset just past the last image data the series refers to."""
+    if series.dataoffset is not None:
+        return int(series.dataoffset + series.nbytes)
+    ends = [
+        offset + count
+        for page in series.pages
+        if page is not None
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
+    ]
+    return int(max(ends, default=0))
+
+
+def _inspect(path: Path) -> dict[str, Any]:
+    """Read a TIFF's structure (no pixel data); raise InputError if broken."""
+    notes: list[str] = []
+    with (
+        reading(path, "a TIFF"),
+        captured_log("tifffile") as log,
+        tifffile.TiffFile(path) as tif,
+    ):
+        if not tif.series:
+            raise InputError(path, "is a TIFF file without any image data")
+        series = tif.series[0]
+        axes = series.axes.upper()
+        info = {
+            "shape": tuple(series.shape),
+            "axes": axes,
+            "dtype": series.dtype,
+            "levels": len(series.levels),
+            "contiguous": series.dataoffset is not None,
+            "rgb": "S" in axes and series.keyframe.photometric in (2, 6),
+            "end": _data_end(series),
+            "n_series": len(tif.series),
+        }
+        info["voxel"] = _tiff_calibration(tif, notes)
+    if log.messages:
+        detail = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
+        raise InputError(path, f"is truncated or corrupt (tifffile: {detail})")
+    size = path.stat().st_size
+    if info["end"] > size:
+        raise InputError(
+            path,
+            f"is truncated: its image data need {info['end']} bytes "
+            f"but the file has only {size}",
+        )
+    if info["n_series"] > 1:
+        notes.append(
+            f"The file holds {info['n_series']} images; the first one "
+            f"(shape {info['shape']}) is used."
+        )
+    info["notes"] = notes
+    return info
+
+
+def open_tiff(path: Path) -> RawVolume:
+    """Open a TIFF / BigTIFF / ImageJ / OME-TIFF stack lazily."""
+    info = _inspect(path)
+    levels: list[Any] = []
+    with reading(path, "a TIFF"):
+        if info["contiguous"] and info["levels"] == 1:
+            try:
+                levels = [tifffile.memmap(path, series=0, mode="r")]
+            except ValueError:  # e.g. unusual bit or fill order: use the store
+                levels = []
+        if not levels:
+            levels = [
+                zarr.open_array(
+                    tifffile.imread(path, aszarr=True, series=0, level=level),
+                    mode="r",
+                )
+                for level in range(info["levels"])
+            ]
+    voxel, unit = info["voxel"]
+    return RawVolume(
+        levels=levels,
+        axes=info["axes"],
+        fmt="tiff",
+        voxel_size=voxel,
+        unit=unit,
+        notes=info["notes"],
+        rgb=info["rgb"],
+    )
+
+
+def _read_slice(filename: str, **kwargs: Any) -> np.ndarray:
+    """Read one slice file; a broken slice names itself in the error."""
+    path = Path(filename)
+    with reading(path, "a TIFF slice"):
+        return tifffile.imread(path, **kwargs)
+
+
+def open_slices(files: Sequence[Path], folder: Path | None = None) -> RawVolume:
+    """Open 2D TIFF slices (in the given order) as one lazy stack.
+
+    Only the first, middle and last slices are inspected up front; they must
+    agree in shape and dtype. A single file is opened as a stack of its own.
+    """
+    if len(files) == 1:
+        return open_tiff(files[0])
+    first = _inspect(files[0])
+    kept = [
+        (n, a)
+        for n, a in zip(first["shape"], first["axes"], strict=True)
+        if n > 1 or a in "YX"
+    ]
+    slice_axes = "".join(a for _, a in kept)
+    if slice_axes not in ("YX", "YXS"):
+        raise InputError(
+            files[0],
+            f"is not a 2D slice (shape {first['shape']}, axes {first['axes']}); "
+            "a folder or list of slices needs one 2D image per file",
+        )
+    for other in {files[len(files) // 2], files[-1]} - {files[0]}:
+        info = _inspect(other)
+        if info["shape"] != first["shape"] or info["dtype"] != first["dtype"]:
+            raise InputError(
+                other,
+                f"has shape {info['shape']} and dtype {info['dtype']}, "
+                f"unlike the first slice {files[0].name} "
+                f"({first['shape']}, {first['dtype']})",
+            )
+    sequence = tifffile.TiffSequence([os.fspath(f) for f in files], imread=_read_slice)
+    with reading(folder or files[0], "TIFF slices"):
+        store = sequence.aszarr(
+            chunkshape=tuple(n for n, _ in kept), chunkdtype=first["dtype"]
+        )
+        array = zarr.open_array(store, mode="r")
+    voxel, unit = first["voxel"]
+    return RawVolume(
+        levels=[array],
+        axes="Z" + slice_axes,
+        fmt="tiff-folder",
+        voxel_size=voxel,
+        unit=unit,
+        notes=list(first["notes"]),
+        rgb=first["rgb"],
+    )

@@ -1,0 +1,371 @@
+"""The "Void metrology" dock widget: the per-bump void report of a Labels layer.
+
+Measuring runs in a thread worker; the results fill a sortable table (clicking a
+row centres the viewer on that bump), a ``bumps`` Points layer (failing bumps
+red) and a histogram of void ratios, and can be exported as CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Labels, Points
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.metrology import (
+    DEFAULT_MAX_VOID_RATIO,
+    Bump,
+    bumps_to_rows,
+    equivalent_diameter,
+    iter_measure_bumps,
+    with_threshold,
+    write_bumps_csv,
+)
+from napari_xrm_al.errors import XrmError
+
+if TYPE_CHECKING:
+    import napari
+
+#: Layer metadata key holding a ``ClassTable.to_dict()``.
+CLASSES_KEY = "napari_xrm_al_classes"
+POINTS_NAME = "bumps"
+PASS_COLOUR = "#2ca02c"
+FAIL_COLOUR = "#d62728"
+#: Table columns (a subset of the CSV's, most useful first).
+TABLE_COLUMNS = (
+    "id",
+    "void_ratio",
+    "pass",
+    "partial",
+    "n_voids",
+    "largest_void_diameter_vox",
+    "solder_voxels",
+    "void_voxels",
+    "z",
+    "y",
+    "x",
+)
+
+
+def _drain(gen: Generator[Progress, None, list[Bump]]):
+    """Run a core generator in the worker, re-yielding its progress."""
+    return (yield from gen)
+
+
+def _voxel_size_um(layer: Labels) -> tuple[float, ...] | None:
+    """The layer's scale in µm when its units are lengths, else ``None``."""
+    import pint
+
+    units = layer.units[-3:]
+    if any(
+        u.dimensionality != pint.util.UnitsContainer({"[length]": 1}) for u in units
+    ):
+        return None
+    registry = pint.get_application_registry()
+    return tuple(
+        float(registry.Quantity(s, u).to("micrometer").magnitude)
+        for s, u in zip(layer.scale[-3:], units, strict=True)
+    )
+
+
+class MetrologyWidget(QWidget):
+    """Measure voids per solder bump of a Labels layer.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer this widget is docked in.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.bumps: list[Bump] | None = None
+        #: Planes read at a time (``None``: the core's default); also the
+        #: granularity of progress and cancelling.
+        self.slab: int | None = None
+        self.worker: Any = None
+        self._transform: tuple[Any, Any, Any] = (np.ones(3), np.zeros(3), None)
+
+        self.layer_combo = QComboBox()
+        self.solder_spin = QSpinBox(minimum=0, maximum=65535, value=3)
+        self.void_spin = QSpinBox(minimum=0, maximum=65535, value=4)
+        self.threshold_spin = QDoubleSpinBox(
+            minimum=0.0, maximum=1.0, singleStep=0.01, decimals=3
+        )
+        self.threshold_spin.setValue(DEFAULT_MAX_VOID_RATIO)
+        self.threshold_spin.setToolTip(
+            "A bump fails when void / (solder + void) voxels is above this ratio."
+        )
+        self.measure_button = QPushButton("Measure")
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.progress = QProgressBar()
+        self.summary = QLabel("")
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self.figure = Figure(figsize=(4, 2), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(160)
+        self.export_button = QPushButton("Export CSV…", enabled=False)
+
+        form = QFormLayout()
+        form.addRow("Labels", self.layer_combo)
+        form.addRow("Solder id", self.solder_spin)
+        form.addRow("Void id", self.void_spin)
+        form.addRow("Max void ratio", self.threshold_spin)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.measure_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.export_button)
+
+        self.layer_combo.currentTextChanged.connect(self._on_layer_chosen)
+        self.measure_button.clicked.connect(self.measure)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.threshold_spin.valueChanged.connect(self._on_threshold)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.export_button.clicked.connect(self._on_export)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # -- inputs -------------------------------------------------------------
+    def _refresh_layers(self, event: Any = None) -> None:
+        current = self.layer_combo.currentText()
+        names = [
+            layer.name for layer in self.viewer.layers if isinstance(layer, Labels)
+        ]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        self.layer_combo.blockSignals(False)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        elif names:
+            self._on_layer_chosen()
+
+    def _on_layer_chosen(self, name: str = "") -> None:
+        """Default the class ids from the layer's class table, when it has one."""
+        layer = self.labels_layer()
+        if layer is None or CLASSES_KEY not in layer.metadata:
+            return
+        try:
+            table = ClassTable.from_dict(layer.metadata[CLASSES_KEY])
+        except XrmError:
+            return
+        for spin, cls in ((self.solder_spin, "solder"), (self.void_spin, "void")):
+            if cls in table.names:
+                spin.setValue(table.index(cls) + 1)
+
+    def labels_layer(self) -> Labels | None:
+        """The chosen Labels layer, if any."""
+        name = self.layer_combo.currentText()
+        found = (x for x in self.viewer.layers if x.name == name)
+        return next((x for x in found if isinstance(x, Labels)), None)
+
+    # -- running ------------------------------------------------------------
+    def measure(self) -> Any:
+        """Start measuring the chosen layer; returns the (started) worker."""
+        layer = self.labels_layer()
+        if layer is None:
+            show_error("Choose a Labels layer to measure.")
+            return None
+        data = layer.data[0] if layer.multiscale else layer.data
+        try:
+            gen = iter_measure_bumps(
+                data,
+                solder_id=self.solder_spin.value(),
+                void_id=self.void_spin.value(),
+                voxel_size=_voxel_size_um(layer),
+                max_void_ratio=self.threshold_spin.value(),
+                slab=self.slab,
+            )
+        except XrmError as exc:
+            show_error(f"Cannot measure '{layer.name}': {exc}")
+            return None
+        self._transform = (
+            np.asarray(layer.scale[-3:]),
+            np.asarray(layer.translate[-3:]),
+            layer.units[-3:],
+        )
+        self.worker = create_worker(
+            _drain,
+            gen,
+            _start_thread=False,
+            _connect={
+                "yielded": self._on_progress,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
+        )
+        self.measure_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop the running measurement at its next slab."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.summary.setText("Cancelled.")
+
+    def _on_progress(self, event: Progress) -> None:
+        self.progress.setMaximum(event.total)
+        self.progress.setValue(event.step)
+
+    def _on_errored(self, exc: Exception) -> None:
+        self.summary.setText(f"Failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.measure_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_returned(self, bumps: list[Bump]) -> None:
+        self.bumps = bumps
+        self._show()
+
+    def _on_threshold(self, value: float) -> None:
+        if self.bumps is not None:
+            self.bumps = with_threshold(self.bumps, value)
+            self._show()
+
+    # -- results ------------------------------------------------------------
+    def _show(self) -> None:
+        bumps = self.bumps or []
+        failed = sum(not b.passed for b in bumps)
+        partial = sum(b.partial for b in bumps)
+        self.summary.setText(f"{len(bumps)} bumps: {failed} fail, {partial} partial.")
+        self._fill_table(bumps)
+        self._update_points(bumps)
+        self._draw_histogram(bumps)
+        self.export_button.setEnabled(True)
+
+    def _fill_table(self, bumps: list[Bump]) -> None:
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self.table.clearContents()
+        self.table.setRowCount(len(bumps))
+        for r, row in enumerate(bumps_to_rows(bumps)):
+            for c, key in enumerate(TABLE_COLUMNS):
+                value = row[key]
+                item = QTableWidgetItem()
+                if isinstance(value, bool):
+                    value = {"pass": ("FAIL", "pass")}.get(key, ("", "partial"))[value]
+                elif isinstance(value, float):
+                    value = round(value, 4)
+                item.setData(Qt.ItemDataRole.DisplayRole, value)
+                item.setData(Qt.ItemDataRole.UserRole, row["id"])
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+
+    def _update_points(self, bumps: list[Bump]) -> None:
+        data = np.array([(b.z, b.y, b.x) for b in bumps]).reshape(-1, 3)
+        features = pd.DataFrame(bumps_to_rows(bumps))
+        colours = [PASS_COLOUR if b.passed else FAIL_COLOUR for b in bumps]
+        sizes = [equivalent_diameter(b.solder_voxels + b.void_voxels) for b in bumps]
+        scale, translate, units = self._transform
+        if POINTS_NAME in self.viewer.layers and isinstance(
+            self.viewer.layers[POINTS_NAME], Points
+        ):
+            self.viewer.layers.remove(POINTS_NAME)
+        self.viewer.add_points(
+            data,
+            name=POINTS_NAME,
+            features=features,
+            face_color=colours or "white",
+            size=sizes or 1,
+            opacity=0.6,
+            scale=scale,
+            translate=translate,
+            units=units,
+            projection_mode="rescale_spherical",
+        )
+
+    def _draw_histogram(self, bumps: list[Bump]) -> None:
+        threshold = self.threshold_spin.value()
+        ratios = [b.void_ratio for b in bumps]
+        upper = max([threshold, *ratios]) * 1.1 or 1.0
+        self.figure.clear()
+        ax = self.figure.add_subplot()
+        ax.hist(ratios, bins=20, range=(0.0, upper), color=PASS_COLOUR)
+        ax.axvline(threshold, color=FAIL_COLOUR, linestyle="--", label="threshold")
+        ax.set_xlabel("void ratio")
+        ax.set_ylabel("bumps")
+        self.canvas.draw_idle()
+
+    def _on_row_selected(self) -> None:
+        items = self.table.selectedItems()
+        if items:
+            self.center_on(int(items[0].data(Qt.ItemDataRole.UserRole)))
+
+    def center_on(self, bump_id: int) -> None:
+        """Centre the camera on a bump and move the sliders to its plane."""
+        bump = next(b for b in self.bumps or [] if b.id == bump_id)
+        scale, translate, _ = self._transform
+        world = np.array([bump.z, bump.y, bump.x]) * scale + translate
+        dims = self.viewer.dims
+        point = list(dims.point)
+        point[dims.ndim - 3 :] = world
+        hidden = [a for a in range(dims.ndim) if a not in dims.displayed]
+        if hidden:
+            dims.set_point(hidden, [point[a] for a in hidden])
+        # napari >= 0.9 moved the camera to viewer.scene
+        camera = getattr(self.viewer, "scene", self.viewer).camera
+        camera.center = tuple(point[a] for a in dims.displayed)
+
+    def export_csv(self, path: str) -> None:
+        """Write the current report (with the current threshold) as CSV."""
+        if self.bumps is None:
+            raise XrmError("Measure a Labels layer before exporting its bump report.")
+        write_bumps_csv(path, self.bumps)
+
+    def _on_export(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export bumps", "bumps.csv", "CSV (*.csv)"
+        )
+        if not path:
+            return
+        try:
+            self.export_csv(path)
+        except XrmError as exc:
+            show_error(str(exc))
+        else:
+            show_info(f"Wrote {len(self.bumps or [])} bumps to {path}.")

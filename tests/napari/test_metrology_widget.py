@@ -1,0 +1,159 @@
+"""The Void metrology dock widget in a real (hidden) viewer."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+from napari.layers import Labels
+from qtpy.QtCore import Qt
+
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.widgets.metrology import (
+    CLASSES_KEY,
+    FAIL_COLOUR,
+    PASS_COLOUR,
+    POINTS_NAME,
+    TABLE_COLUMNS,
+    MetrologyWidget,
+    _voxel_size_um,
+)
+
+pytestmark = pytest.mark.gui
+
+SOLDER, VOID = 3, 4  # annotation ids of the HBM table
+
+
+def three_bumps() -> np.ndarray:
+    """Bump 1: ratio 1/4 (fails at 0.2); bump 2: no void; bump 3: 1/8."""
+    mask = np.zeros((10, 12, 30), np.uint8)
+    mask[2:6, 2:6, 2:6] = SOLDER
+    mask[2:6, 2:4, 2:4] = VOID
+    mask[3:7, 4:8, 12:16] = SOLDER
+    mask[4:8, 6:10, 22:26] = SOLDER
+    mask[4:6, 6:8, 22:24] = VOID
+    return mask
+
+
+def run_measure(widget, qtbot):
+    widget.measure()
+    qtbot.waitUntil(
+        lambda: widget.bumps is not None and widget.worker is None, timeout=20_000
+    )
+
+
+def column(widget, name):
+    c = TABLE_COLUMNS.index(name)
+    return [
+        widget.table.item(r, c).data(Qt.ItemDataRole.DisplayRole)
+        for r in range(widget.table.rowCount())
+    ]
+
+
+def test_measure_table_points_histogram_centre_and_export(
+    make_napari_viewer, qtbot, tmp_path
+):
+    viewer = make_napari_viewer()
+    classes = ClassTable.parse("background,copper,void,solder")  # ids moved around
+    mask = three_bumps()
+    swapped = np.where(mask == SOLDER, 4, np.where(mask == VOID, 3, mask))
+    viewer.add_labels(
+        swapped,
+        name="mask",
+        scale=(2.0, 0.5, 0.5),
+        translate=(10.0, 0.0, 0.0),
+        units=("um", "um", "um"),
+        metadata={CLASSES_KEY: classes.to_dict()},
+    )
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    assert (widget.solder_spin.value(), widget.void_spin.value()) == (4, 3)
+    widget.threshold_spin.setValue(0.2)
+    run_measure(widget, qtbot)
+
+    assert widget.table.rowCount() == 3
+    assert column(widget, "id") == [1, 2, 3]
+    assert column(widget, "void_ratio") == [0.25, 0.0, 0.125]
+    assert column(widget, "pass") == ["FAIL", "pass", "pass"]
+    assert widget.progress.value() == widget.progress.maximum() == 10
+
+    points = viewer.layers[POINTS_NAME]
+    np.testing.assert_allclose(points.data[1], (4.5, 5.5, 13.5))
+    np.testing.assert_allclose(points.scale, (2.0, 0.5, 0.5))
+    assert list(points.features["void_ratio"]) == [0.25, 0.0, 0.125]
+    assert list(points.features["pass"]) == [False, True, True]
+    np.testing.assert_allclose(
+        points.face_color[:, :3],
+        [to_rgba(c)[:3] for c in (FAIL_COLOUR, PASS_COLOUR, PASS_COLOUR)],
+    )
+    heights = [p.get_height() for p in widget.figure.axes[0].patches]
+    assert sum(heights) == 3
+    assert widget.figure.axes[0].lines[0].get_xdata()[0] == pytest.approx(0.2)
+
+    # Sorting by void ratio reorders rows; the click follows the bump, not the row.
+    widget.table.sortItems(
+        TABLE_COLUMNS.index("void_ratio"), Qt.SortOrder.DescendingOrder
+    )
+    assert column(widget, "id") == [1, 3, 2]
+    widget.table.selectRow(1)  # bump 3, centroid (5.5, 7.5, 23.5)
+    camera = getattr(viewer, "scene", viewer).camera
+    assert camera.center[-2:] == pytest.approx((0.5 * 7.5, 0.5 * 23.5))
+    widget.table.selectRow(0)  # bump 1, centroid (3.5, 3.5, 3.5): z world 17
+    assert viewer.dims.point[0] in (16.0, 18.0)  # the planes either side
+    assert camera.center[-2:] == pytest.approx((0.5 * 3.5, 0.5 * 3.5))
+
+    # A new threshold re-judges the bumps without measuring again.
+    widget.threshold_spin.setValue(0.3)
+    assert column(widget, "pass").count("FAIL") == 0
+    np.testing.assert_allclose(
+        viewer.layers[POINTS_NAME].face_color[0, :3], to_rgba(PASS_COLOUR)[:3]
+    )
+
+    out = tmp_path / "bumps.csv"
+    widget.export_csv(str(out))
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["void_ratio"] for r in rows] == ["0.25", "0.0", "0.125"]
+    assert [r["pass"] for r in rows] == ["True", "True", "True"]
+    assert float(rows[0]["void_volume_um3"]) == 16 * 2.0 * 0.5 * 0.5
+
+
+def test_cancel_stops_at_the_next_slab(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.full((256, 32, 32), SOLDER, np.uint8), name="mask")
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.slab = 1
+    worker = widget.measure()
+    with qtbot.waitSignal(worker.aborted, timeout=20_000):
+        widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)
+    assert widget.bumps is None
+    assert widget.summary.text() == "Cancelled."
+    assert widget.measure_button.isEnabled()
+    assert widget.progress.value() < 256
+
+
+def test_voxel_size_follows_the_layer_units():
+    layer = Labels(np.zeros((2, 2, 2), np.uint8), scale=(2.0, 500.0, 500.0))
+    assert _voxel_size_um(layer) is None  # pixels: no physical size
+    layer.units = ("um", "nm", "nm")
+    assert _voxel_size_um(layer) == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_bad_input_is_a_notification_not_a_crash(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    viewer = make_napari_viewer()
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    messages = []
+    monkeypatch.setattr("napari_xrm_al.widgets.metrology.show_error", messages.append)
+    assert widget.measure() is None
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="flat")
+    assert widget.layer_combo.currentText() == "flat"
+    assert widget.measure() is None
+    assert messages[0] == "Choose a Labels layer to measure."
+    assert "'flat'" in messages[1] and "3D" in messages[1]
