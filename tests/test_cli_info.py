@@ -69,7 +69,7 @@ def test_info_describes_a_mask(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"", "is empty"), (b"not a tiff at all", "not a TIFF file")],
+    [(b"", "is empty"), (b"not a tiff at all", "is not a TIFF file")],
 )
 def test_info_bad_file_is_one_line_and_exit_2(tmp_path, capsys, content, problem):
     path = tmp_path / "bad.tif"

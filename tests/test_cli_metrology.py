@@ -10,7 +10,9 @@ import tifffile
 import zarr
 
 from napari_xrm_al.cli import main
+from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.metrology import CSV_COLUMNS
+from napari_xrm_al.io.masks import write_mask
 
 
 def two_bumps(solder: int, void: int) -> np.ndarray:
@@ -58,6 +60,22 @@ def test_dense_zarr_with_options(tmp_path):
     rows = read_rows(out)
     assert [r["pass"] for r in rows] == ["False", "True"]
     assert [r["solder_volume_um3"] for r in rows] == ["48.0", "24.0"]
+
+
+@pytest.mark.parametrize("name", ["pred.ome.zarr", "pred.zarr", "pred.tif"])
+def test_our_mask_exports_bring_their_classes_and_voxel_size(tmp_path, name):
+    classes = ClassTable.parse("background,void,solder,copper")
+    path = write_mask(
+        tmp_path / name,
+        two_bumps(solder=3, void=2),
+        classes,
+        voxel_size=(1.0, 0.5, 0.5),
+    )
+    out = tmp_path / "bumps.csv"
+    assert main(["metrology", "--labels", str(path), "--out", str(out)]) == 0
+    rows = read_rows(out)
+    assert [r["void_voxels"] for r in rows] == ["16", "0"]
+    assert float(rows[0]["void_volume_um3"]) == 16 * 0.25
 
 
 def test_custom_class_names(tmp_path):

@@ -25,6 +25,11 @@ COMMANDS = (
     "sample",
     "info",
     "metrology",
+    "pretrain",
+    "train",
+    "predict",
+    "rank",
+    "simulate",
 )
 
 

@@ -19,8 +19,10 @@ from napari_xrm_al.core.metrology import (
     equivalent_diameter,
     iter_measure_bumps,
     measure_bumps,
+    with_threshold,
     write_bumps_csv,
 )
+from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.errors import XrmError
 
 # Dense HBM ids: background, copper, solder, void.
@@ -92,7 +94,9 @@ def test_threshold_is_inclusive():
     mask[1:3, 1:5, 1:5] = SOLDER
     mask[1:3, 1:3, 1:5] = VOID  # exactly half
     assert measure(mask, max_void_ratio=0.5)[0].passed
-    assert not measure(mask, max_void_ratio=0.49)[0].passed
+    strict = measure(mask, max_void_ratio=0.49)
+    assert not strict[0].passed
+    assert with_threshold(strict, 0.5) == measure(mask, max_void_ratio=0.5)
 
 
 def test_touching_bumps_are_one_bump_diagonal_contact_depends_on_connectivity():
@@ -136,6 +140,32 @@ def test_min_voxels_drops_specks():
     mask[5, 5, 5] = SOLDER
     assert [b.solder_voxels for b in measure(mask)] == [27, 1]
     assert [b.solder_voxels for b in measure(mask, min_voxels=2)] == [27]
+
+
+def test_sample_ground_truth_matches_an_independent_count():
+    sample = make_hbm_sample(seed=0, shape=(64, 128, 128), void_probability=1.0)
+    solder, void = sample.classes.index("solder"), sample.classes.index("void")
+    bumps = measure_bumps(
+        sample.labels,
+        solder_id=solder,
+        void_id=void,
+        voxel_size=sample.voxel_size,
+        slab=7,
+    )
+    expected = independent_count(sample.labels, solder, void)
+    assert len(bumps) >= 4 and sum(b.n_voids for b in bumps) >= len(bumps)
+    assert [(b.solder_voxels, b.void_voxels, b.n_voids) for b in bumps] == expected
+    assert [b.void_ratio for b in bumps] == [v / (s + v) for s, v, _ in expected]
+    structure = ndimage.generate_binary_structure(3, 1)
+    fg = (sample.labels == solder) | (sample.labels == void)
+    lab, n = ndimage.label(fg, structure)
+    centres = ndimage.center_of_mass(fg, lab, range(1, n + 1))
+    np.testing.assert_allclose([(b.z, b.y, b.x) for b in bumps], centres)
+
+
+def test_unwritable_csv_is_a_user_error(tmp_path):
+    with pytest.raises(XrmError, match="cannot be written"):
+        write_bumps_csv(tmp_path / "missing" / "bumps.csv", [])
 
 
 def hairpin():

@@ -17,12 +17,16 @@ from napari_xrm_al.core.session import (
 )
 from napari_xrm_al.errors import InputError, XrmError
 
-IMAGE = ImageRef(path="/data/scan.tif", shape=(12, 16, 20), dtype="uint16", fingerprint="abc")
+IMAGE = ImageRef(
+    path="/data/scan.tif", shape=(12, 16, 20), dtype="uint16", fingerprint="abc"
+)
 
 
 @pytest.fixture
 def session(tmp_path) -> Session:
-    return Session.create(tmp_path / "scan.tif.xrmal", IMAGE, ClassTable.hbm(), axis="z")
+    return Session.create(
+        tmp_path / "scan.tif.xrmal", IMAGE, ClassTable.hbm(), axis="z"
+    )
 
 
 def test_default_folder_sits_beside_the_scan(tmp_path) -> None:

@@ -126,6 +126,15 @@ def test_imagej_hyperstack_channel(tmp_path):
     assert "Channel 1 of 3 is used." in volume.notes
 
 
+def test_imagej_channels_without_slices_are_read_as_z(tmp_path):
+    data = ramp((6, 10, 12))
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, data, imagej=True)  # tifffile stores this as 6 channels
+    volume = open_volume(path)
+    check(volume, data, "tiff")
+    assert any("read as z slices" in note for note in volume.notes)
+
+
 def test_rgb_stack_channel(tmp_path):
     data = ramp((5, 8, 9, 3), np.uint8)
     path = tmp_path / "rgb.tif"

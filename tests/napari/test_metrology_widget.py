@@ -53,9 +53,9 @@ def column(widget, name):
 
 
 def test_measure_table_points_histogram_centre_and_export(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer_proxy, qtbot, tmp_path
 ):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     classes = ClassTable.parse("background,copper,void,solder")  # ids moved around
     mask = three_bumps()
     swapped = np.where(mask == SOLDER, 4, np.where(mask == VOID, 3, mask))
@@ -104,8 +104,13 @@ def test_measure_table_points_histogram_centre_and_export(
     assert viewer.dims.point[0] in (16.0, 18.0)  # the planes either side
     assert camera.center[-2:] == pytest.approx((0.5 * 3.5, 0.5 * 3.5))
 
-    # A new threshold re-judges the bumps without measuring again.
+    # A new threshold re-judges the bumps without measuring again, and updates
+    # the Points layer in place (the user's display settings survive).
+    points.opacity = 0.3
+    n_layers = len(viewer.layers)
     widget.threshold_spin.setValue(0.3)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers[POINTS_NAME].opacity == pytest.approx(0.3)
     assert column(widget, "pass").count("FAIL") == 0
     np.testing.assert_allclose(
         viewer.layers[POINTS_NAME].face_color[0, :3], to_rgba(PASS_COLOUR)[:3]
@@ -120,8 +125,16 @@ def test_measure_table_points_histogram_centre_and_export(
     assert float(rows[0]["void_volume_um3"]) == 16 * 2.0 * 0.5 * 0.5
 
 
-def test_cancel_stops_at_the_next_slab(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
+def test_docks_from_the_plugin_menu(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_labels(three_bumps(), name="mask")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-xrm-al", "Void metrology")
+    assert isinstance(widget, MetrologyWidget)
+    assert widget.layer_combo.currentText() == "mask"
+
+
+def test_cancel_stops_at_the_next_slab(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
     viewer.add_labels(np.full((256, 32, 32), SOLDER, np.uint8), name="mask")
     widget = MetrologyWidget(viewer)
     qtbot.addWidget(widget)
@@ -144,9 +157,9 @@ def test_voxel_size_follows_the_layer_units():
 
 
 def test_bad_input_is_a_notification_not_a_crash(
-    make_napari_viewer, qtbot, monkeypatch
+    make_napari_viewer_proxy, qtbot, monkeypatch
 ):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     widget = MetrologyWidget(viewer)
     qtbot.addWidget(widget)
     messages = []

@@ -28,20 +28,28 @@ LayerData = tuple[Any, ...]
 PathOrPaths = str | Sequence[str]
 
 
+def _is_tiff_file(path: Any) -> bool:
+    from napari_xrm_al.io.tiff import is_tiff_name
+
+    return (
+        isinstance(path, str | Path)
+        and Path(path).is_file()
+        and is_tiff_name(Path(path))
+    )
+
+
 def _claims(path: Any) -> bool:
-    from napari_xrm_al.io.tiff import is_tiff_name, slice_files
+    from napari_xrm_al.io.tiff import slice_files
     from napari_xrm_al.io.zarr_volume import is_zarr_store
 
     if isinstance(path, list | tuple):
         if len(path) == 1:
             return _claims(path[0])
-        return bool(path) and all(
-            isinstance(p, str | Path) and is_tiff_name(Path(p)) for p in path
-        )
+        return bool(path) and all(_is_tiff_file(p) for p in path)
     path = Path(path)
     if path.is_dir():
         return is_zarr_store(path) or bool(slice_files(path))
-    return is_tiff_name(path)
+    return _is_tiff_file(path)
 
 
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:

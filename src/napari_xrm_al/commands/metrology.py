@@ -10,6 +10,7 @@ from napari_xrm_al.core.classes import HBM_CLASSES, ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
+    SLAB_VOXELS,
     iter_measure_bumps,
     write_bumps_csv,
 )
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--slab",
         type=int,
-        help="planes read at a time (default: about 32 M voxels)",
+        help=f"planes read at a time (default: about {SLAB_VOXELS // 2**20} M voxels)",
     )
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.set_defaults(func=run)

@@ -20,12 +20,11 @@ on the slab depth.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
-import tempfile
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,14 @@ import numpy as np
 from scipy import ndimage
 
 from napari_xrm_al.core.events import Progress, run_to_end
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.atomic import atomic_write_text
 
 #: Default pass/fail threshold on the void ratio.
 DEFAULT_MAX_VOID_RATIO = 0.25
 
-#: Voxels per slab when ``slab`` is not given (about 32 M, ~300 MB working memory).
-SLAB_VOXELS = 2**25
+#: Voxels per slab when ``slab`` is not given (16 M: about 0.4 GB working memory).
+SLAB_VOXELS = 2**24
 
 #: CSV columns, in order; ``bbox`` is split into six columns.
 CSV_COLUMNS = (
@@ -142,9 +142,10 @@ class _SlabComponents:
                 b = above[max(-dy, 0) : above.shape[0] + min(-dy, 0)]
                 b = b[:, max(-dx, 0) : above.shape[1] + min(-dx, 0)]
                 touching = (a > 0) & (b > 0)
-                pairs.append(np.stack([a[touching], b[touching]], axis=1))
-        for a, b in np.unique(np.concatenate(pairs), axis=0):
-            ra, rb = self._find(int(a)), self._find(int(b))
+                # One int64 key per touching pair; ids stay far below 2**31.
+                pairs.append(a[touching] << 32 | b[touching])
+        for key in np.unique(np.concatenate(pairs)).tolist():
+            ra, rb = self._find(key >> 32), self._find(key & 0xFFFFFFFF)
             if ra != rb:
                 self._parent[max(ra, rb)] = min(ra, rb)
 
@@ -436,25 +437,13 @@ def bumps_to_rows(bumps: Iterable[Bump]) -> list[dict[str, Any]]:
 
 def write_bumps_csv(path: str | os.PathLike[str], bumps: Iterable[Bump]) -> Path:
     """Write the bump report atomically; unknown values are empty cells."""
-    buffer = io.StringIO()
+    buffer = StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in bumps_to_rows(bumps):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return _atomic_write_text(Path(path), buffer.getvalue())
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        atomic_write_text(path, buffer.getvalue())
     except OSError as exc:
-        raise XrmError(f"{path}: cannot be written ({exc.strerror}).") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        raise InputError(path, f"cannot be written ({exc.strerror})") from None
+    return Path(path)

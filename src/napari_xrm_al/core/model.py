@@ -51,8 +51,8 @@ class ModelConfig:
         decoder level); ``unet``: one width per level; ``flexunet``: five decoder
         widths.
     dropout
-        Dropout probability in the convolution blocks (also used for
-        MC-dropout uncertainty).
+        Channel-dropout probability at the bottleneck and before the
+        classifier (regularisation and MC-dropout uncertainty).
     arch
         ``'basicunet'`` (default), ``'unet'`` or ``'flexunet'``.
     norm
@@ -118,28 +118,7 @@ def _norm(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
     return ("batch", {}) if cfg.norm == "batch" else ("instance", {"affine": True})
 
 
-def _spatial_dropout(net: nn.Module) -> nn.Module:
-    """Replace element-wise dropout by channel (spatial) dropout, in place.
-
-    Element-wise dropout draws one random number per activation and costs more
-    CPU time than the convolutions of a small network; dropping whole feature
-    maps is the usual choice for convolutional nets and draws one per channel.
-    """
-    for name, child in net.named_children():
-        if type(child) is nn.Dropout:
-            setattr(net, name, nn.Dropout2d(child.p))
-        else:
-            _spatial_dropout(child)
-    return net
-
-
 def _build(cfg: ModelConfig) -> tuple[nn.Module, int]:
-    """The MONAI network and the size multiple its input needs."""
-    net, multiple = _build_monai(cfg)
-    return _spatial_dropout(net), multiple
-
-
-def _build_monai(cfg: ModelConfig) -> tuple[nn.Module, int]:
     if cfg.arch == "basicunet":
         net = BasicUNet(
             spatial_dims=2,
@@ -147,7 +126,6 @@ def _build_monai(cfg: ModelConfig) -> tuple[nn.Module, int]:
             out_channels=cfg.n_classes,
             features=cfg.features,
             norm=_norm(cfg),
-            dropout=cfg.dropout,
         )
         return net, 16
     if cfg.arch == "unet":
@@ -159,7 +137,6 @@ def _build_monai(cfg: ModelConfig) -> tuple[nn.Module, int]:
             strides=(2,) * (len(cfg.features) - 1),
             num_res_units=2,
             norm=_norm(cfg),
-            dropout=cfg.dropout,
         )
         return net, 2 ** (len(cfg.features) - 1)
     try:
@@ -170,7 +147,6 @@ def _build_monai(cfg: ModelConfig) -> tuple[nn.Module, int]:
             spatial_dims=2,
             decoder_channels=cfg.features,
             norm=_norm(cfg),
-            dropout=cfg.dropout,
         )
     except ValueError as exc:
         raise XrmError(f"Cannot build FlexibleUNet: {exc}") from None
@@ -193,6 +169,40 @@ class SliceSegmenter(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net, self.multiple = _build(cfg)
+        # Dropout only where it is cheap and useful: whole feature maps at the
+        # bottleneck and in front of the classifier. Dropout in every block
+        # (MONAI's option) cost accuracy in our tests (docs/engine.md).
+        self.bottleneck_dropout = nn.Dropout2d(cfg.dropout)
+        self.head_dropout = nn.Dropout2d(cfg.dropout)
+        self._bottleneck().register_forward_hook(self._drop_bottleneck)
+        self._head().register_forward_pre_hook(self._drop_head)
+
+    def _bottleneck(self) -> nn.Module:
+        if self.cfg.arch == "basicunet":
+            return self.net.down_4
+        if self.cfg.arch == "flexunet":
+            return self.net.encoder
+        level = self.net.model
+        while isinstance(level[1].submodule, nn.Sequential) and isinstance(
+            level[1].submodule[1], SkipConnection
+        ):
+            level = level[1].submodule
+        return level[1].submodule
+
+    def _head(self) -> nn.Module:
+        if self.cfg.arch == "basicunet":
+            return self.net.final_conv
+        if self.cfg.arch == "flexunet":
+            return self.net.segmentation_head
+        return self.net.model[2]
+
+    def _drop_bottleneck(self, module, args, output):
+        if isinstance(output, list | tuple):  # FlexibleUNet's encoder: all levels
+            return [*output[:-1], self.bottleneck_dropout(output[-1])]
+        return self.bottleneck_dropout(output)
+
+    def _drop_head(self, module, args):
+        return (self.head_dropout(args[0]), *args[1:])
 
     # -- padding ------------------------------------------------------------
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:

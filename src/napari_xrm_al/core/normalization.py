@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import subsample
 
 #: Normalised values are clipped to this range (a few percent of voxels
 #: lie beyond the percentiles; extreme outliers must not dominate).
@@ -66,38 +67,21 @@ class Normalisation:
             raise XrmError(f"Malformed normalisation ({exc!r}).") from None
 
 
-def subsample(data, max_voxels: int = 2_000_000, seed: int = 0) -> np.ndarray:
-    """A flat sample of about ``max_voxels`` values spread over the whole volume.
-
-    Reads a few dozen whole z planes (evenly spaced, randomly offset) and keeps
-    a strided, randomly offset grid of each, so a lazily loaded volume is never
-    read whole.
-    """
-    shape = tuple(int(s) for s in data.shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise XrmError(f"Expected a non-empty 3D volume, got shape {shape}.")
-    rng = np.random.default_rng(seed)
-    nz = min(shape[0], 64)
-    z_step = shape[0] / nz
-    zs = np.unique(
-        np.minimum(
-            (np.arange(nz) * z_step + rng.uniform(0, z_step)).astype(int), shape[0] - 1
-        )
-    )
-    per_plane = max(1, max_voxels // len(zs))
-    stride = max(1, int(np.ceil(np.sqrt(shape[1] * shape[2] / per_plane))))
-    oy, ox = (int(rng.integers(0, min(stride, s))) for s in shape[1:])
-    parts = [np.asarray(data[int(z)])[oy::stride, ox::stride].ravel() for z in zs]
-    return np.concatenate(parts)
-
-
 def fit_normalisation(
     data,
     max_voxels: int = 2_000_000,
     seed: int = 0,
     percentiles: tuple[float, float] = (0.5, 99.5),
 ) -> Normalisation:
-    """Fit a :class:`Normalisation` to a subsample of the whole volume ``data``."""
+    """Fit a :class:`Normalisation` to a subsample of the whole volume ``data``.
+
+    The subsample (:func:`napari_xrm_al.io.volumes.subsample`) reads a few
+    evenly spread chunks or slices with a stride, never the whole volume.
+    """
+    if len(data.shape) != 3 or 0 in data.shape:
+        raise XrmError(
+            f"Expected a non-empty 3D volume, got shape {tuple(data.shape)}."
+        )
     values = subsample(data, max_voxels, seed).astype(np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +32,7 @@ from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.metrics import confusion_matrix, scores
 from napari_xrm_al.core.model import PRESETS, ModelConfig, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.schedule import StepClock, snapshot
 from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
 
 Validation = tuple[Any, Any, Sequence[int]]
@@ -130,14 +130,6 @@ class TrainConfig:
         )
 
 
-def lr_factor(progress: float, warmup: float) -> float:
-    """Learning-rate multiplier at ``progress`` ∈ [0, 1]: linear warm-up, then cosine to 1 %."""
-    if progress < warmup:
-        return 0.1 + 0.9 * progress / warmup
-    t = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
 def initial_model(
     init: Checkpoint | None, classes: ClassTable, config: TrainConfig
 ) -> SliceSegmenter:
@@ -157,7 +149,7 @@ def initial_model(
 
 
 @torch.no_grad()
-def predict_slices(
+def segment_slices(
     model: SliceSegmenter, images: np.ndarray, device: torch.device, batch: int = 4
 ) -> np.ndarray:
     """Dense class ids ``(N, H, W)`` of normalised slices ``(N, K, H, W)`` (eval mode)."""
@@ -179,12 +171,8 @@ def validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Scores of ``model`` on whole validation slices."""
-    pred = predict_slices(model, norm.apply(val.images), device)
+    pred = segment_slices(model, norm.apply(val.images), device)
     return scores(confusion_matrix(pred, val.labels, len(classes)), classes)
-
-
-def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def train(
@@ -263,9 +251,8 @@ def train(
     opt = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    total = config.n_steps(len(data.indices))
-    budget = config.time_budget_s
-    check_every = config.validate_every or max(1, total // 10)
+    clock = StepClock(config.n_steps(len(data.indices)), config.time_budget_s)
+    check_every = config.validate_every or max(1, clock.total // 10)
     history: dict[str, Any] = {
         "slices": [int(i) for i in data.indices],
         "axis": axis,
@@ -279,33 +266,29 @@ def train(
     }
     best_state: dict[str, torch.Tensor] | None = None
     best_score = -math.inf
-    smooth = None
-    start = time.perf_counter()
-    step_time = None
-    step = 0
-    checked = 0
+    smooth: float | None = None
 
     def check() -> dict[str, float] | None:
         """Validate (or look at the smoothed loss) and keep the best weights."""
-        nonlocal best_score, best_state, checked
-        checked = step
+        nonlocal best_score, best_state
         metrics = None
         if val is not None:
             metrics = validate(model, val, norm, classes, dev)
-            history["validation"].append({"step": step, **metrics})
+            history["validation"].append({"step": clock.step, **metrics})
             score = metrics["miou"]
         else:
             score = -smooth if smooth is not None else -math.inf
         if score > best_score or best_state is None:
-            best_score, best_state = score, _snapshot(model)
+            best_score, best_state = score, snapshot(model)
+        clock.restart_step_timer()
         return metrics
 
     def result() -> Checkpoint:
-        history.update(steps=step, seconds=round(time.perf_counter() - start, 2))
+        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
         return Checkpoint(
             kind="segmenter",
             model_config=model.cfg,
-            state_dict=best_state if best_state is not None else _snapshot(model),
+            state_dict=best_state if best_state is not None else snapshot(model),
             normalisation=norm,
             axis=axis,
             classes=classes,
@@ -315,17 +298,8 @@ def train(
 
     model.train()
     try:
-        while step < total:
-            t0 = time.perf_counter()
-            elapsed = t0 - start
-            if budget is not None and elapsed >= budget:
-                history["stopped"] = "time budget"
-                break
-            progress = step / total
-            if budget is not None:
-                progress = max(progress, elapsed / budget)
-            for group in opt.param_groups:
-                group["lr"] = config.lr * lr_factor(progress, config.warmup_fraction)
+        while not clock.done:
+            clock.set_lr(opt, config.lr, config.warmup_fraction)
             x, y = data.batch(
                 config.batch_size, config.crop_size, config.rare_crop_fraction, rng
             )
@@ -339,24 +313,25 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
+            clock.tick()
             value = float(loss.detach())
             a = config.loss_smoothing if smooth is not None else 0.0
-            smooth = a * smooth + (1 - a) * value if smooth is not None else value
+            smooth = a * (smooth or 0.0) + (1 - a) * value
             history["loss"].append(round(value, 5))
-            metrics = check() if step % check_every == 0 or step == total else None
-            dt = time.perf_counter() - t0
-            step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
-            eta = (total - step) * step_time
-            if budget is not None:
-                eta = min(eta, max(0.0, budget - (time.perf_counter() - start)))
-            yield Progress("train", step, total, smooth, eta, metrics)
+            metrics = None
+            if clock.step % check_every == 0 or clock.step == clock.total:
+                metrics = check()
+            yield Progress(
+                "train", clock.step, clock.expected_total, smooth, clock.eta, metrics
+            )
     except GeneratorExit:
         history["stopped"] = "cancelled"
         if out is not None:
             save_checkpoint(out, result())
         raise
-    if checked != step:
+    if clock.out_of_time:
+        history["stopped"] = "time budget"
+    if not history["validation"] or history["validation"][-1]["step"] != clock.step:
         check()
     ckpt = result()
     if out is not None:

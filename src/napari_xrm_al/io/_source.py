@@ -102,6 +102,8 @@ def calibration(
         return None, None
     if x is None or y is None:
         return None, None
+    if unit is None and x == y == 1.0 and z in (None, 1.0):
+        return None, None
     if z is None:
         z = x
         notes.append(
@@ -110,8 +112,6 @@ def calibration(
         )
     voxel = (z, y, x)
     if not all(math.isfinite(v) and v > 0 for v in voxel):
-        return None, None
-    if unit is None and voxel == (1.0, 1.0, 1.0):
         return None, None
     return voxel, unit
 

@@ -69,23 +69,23 @@ def _tiff_calibration(
     if tif.is_imagej:
         meta = tif.imagej_metadata or {}
         tags = tif.pages.first.tags
-        sizes: list[float | None] = [meta.get("spacing")]
+        spacing: list[float | None] = [meta.get("spacing")]
         for name in ("YResolution", "XResolution"):
             tag = tags.get(name)
             num, den = tag.value if tag is not None else (1, 1)
-            sizes.append(den / num if num else None)
-        return calibration(sizes, meta.get("unit"), notes)
+            spacing.append(den / num if num else None)
+        return calibration(spacing, meta.get("unit"), notes)
     return None, None
 
 
-def _data_end(series: Any) -> int:
-    """Byte offset just past the last image data the series refers to."""
+def _data_end(tif: tifffile.TiffFile, series: Any) -> int:
+    """Byte offset just past the last image data of ``series`` in this file."""
     if series.dataoffset is not None:
         return int(series.dataoffset + series.nbytes)
     ends = [
         offset + count
         for page in series.pages
-        if page is not None
+        if page is not None and page.parent is tif  # multi-file OME: other files
         for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
     ]
     return int(max(ends, default=0))
@@ -110,7 +110,7 @@ def _inspect(path: Path) -> dict[str, Any]:
             "levels": len(series.levels),
             "contiguous": series.dataoffset is not None,
             "rgb": "S" in axes and series.keyframe.photometric in (2, 6),
-            "end": _data_end(series),
+            "end": _data_end(tif, series),
             "n_series": len(tif.series),
         }
         info["voxel"] = _tiff_calibration(tif, notes)

@@ -163,22 +163,16 @@ def volume_fingerprint(data: Any) -> str:
     shape = tuple(int(n) for n in data.shape)
     dtype = np.dtype(data.dtype)
     digest = hashlib.sha256(f"{shape}|{dtype.newbyteorder('<').str}".encode())
+    patch_shape = ((1,) * len(shape) + FINGERPRINT_PATCH)[-len(shape) :]
+    size = [min(p, n) for p, n in zip(patch_shape, shape, strict=True)]
     rng = np.random.default_rng(0)
-    for _ in range(FINGERPRINT_PATCHES if 0 not in shape else 0):
-        size = [
-            min(p, n)
-            for p, n in zip(FINGERPRINT_PATCH[-len(shape) :], shape[-3:], strict=False)
-        ]
-        size = [1] * (len(shape) - len(size)) + size
+    for _ in range(FINGERPRINT_PATCHES if shape and 0 not in shape else 0):
         start = [
             int(rng.integers(0, n - s + 1)) for n, s in zip(shape, size, strict=True)
         ]
-        patch = np.asarray(
-            data[tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))]
-        )
-        digest.update(
-            np.ascontiguousarray(patch, dtype=dtype.newbyteorder("<")).tobytes()
-        )
+        patch = data[tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))]
+        little = dtype.newbyteorder("<")
+        digest.update(np.ascontiguousarray(np.asarray(patch), dtype=little).tobytes())
     return f"sha256:{digest.hexdigest()}"
 
 
@@ -235,6 +229,14 @@ def _resolve(
             f"has {len(kept)} dimensions ({_describe(shape, axes)}); only 3D "
             "volumes (z, y, x), optionally with one channel axis, are supported",
         )
+    if not stack and channels and axes[channels[0]] == "C":
+        # No 2D multichannel image is usable; files written by tifffile with
+        # imagej=True and no axes store stacks this way.
+        stack, channels = channels, []
+        notes.append(
+            f"The metadata name {shape[stack[0]]} channels and no slices; the "
+            "channels are read as z slices."
+        )
     what = "an RGB" if raw.rgb else "a multichannel"
     if not stack:
         plane = " × ".join(str(shape[axes.index(a)]) for a in "YX")
@@ -289,7 +291,13 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
 
 # -- opening --------------------------------------------------------------
 def _check_path(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except PermissionError:
+        raise InputError(path, "cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be accessed ({exc.strerror})") from None
+    if not exists:
         raise InputError(path, "does not exist")
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         raise InputError(path, "cannot be read (permission denied)")
@@ -384,5 +392,4 @@ def storage(array: Any) -> str:
     """How an array is stored, for ``napari-xrm-al info``."""
     if isinstance(array, np.memmap):
         return "memory-mapped (uncompressed)"
-    chunks = chunk_shape(array)
-    return f"chunks {chunks}"
+    return f"chunks {chunk_shape(array)}"

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_xrm_al._napari.writer import CLASSES_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.metrology import (
@@ -50,8 +51,6 @@ from napari_xrm_al.errors import XrmError
 if TYPE_CHECKING:
     import napari
 
-#: Layer metadata key holding a ``ClassTable.to_dict()``.
-CLASSES_KEY = "napari_xrm_al_classes"
 POINTS_NAME = "bumps"
 PASS_COLOUR = "#2ca02c"
 FAIL_COLOUR = "#d62728"
@@ -110,6 +109,7 @@ class MetrologyWidget(QWidget):
         self.slab: int | None = None
         self.worker: Any = None
         self._transform: tuple[Any, Any, Any] = (np.ones(3), np.zeros(3), None)
+        self._points_name = POINTS_NAME
 
         self.layer_combo = QComboBox()
         self.solder_spin = QSpinBox(minimum=0, maximum=65535, value=3)
@@ -302,22 +302,35 @@ class MetrologyWidget(QWidget):
         colours = [PASS_COLOUR if b.passed else FAIL_COLOUR for b in bumps]
         sizes = [equivalent_diameter(b.solder_voxels + b.void_voxels) for b in bumps]
         scale, translate, units = self._transform
-        if POINTS_NAME in self.viewer.layers and isinstance(
-            self.viewer.layers[POINTS_NAME], Points
-        ):
-            self.viewer.layers.remove(POINTS_NAME)
-        self.viewer.add_points(
-            data,
-            name=POINTS_NAME,
-            features=features,
-            face_color=colours or "white",
-            size=sizes or 1,
-            opacity=0.6,
-            scale=scale,
-            translate=translate,
-            units=units,
-            projection_mode="rescale_spherical",
+        layer = next(
+            (
+                x
+                for x in self.viewer.layers
+                if x.name == self._points_name and isinstance(x, Points)
+            ),
+            None,
         )
+        if layer is None:
+            layer = self.viewer.add_points(
+                data,
+                name=POINTS_NAME,
+                features=features,
+                face_color=colours or "white",
+                size=sizes or 1,
+                opacity=0.6,
+                scale=scale,
+                translate=translate,
+                units=units,
+                projection_mode="rescale_spherical",
+            )
+            self._points_name = layer.name
+            return
+        # Update in place: the user's display settings for the layer survive.
+        layer.units, layer.scale, layer.translate = units, scale, translate
+        layer.data = data
+        layer.features = features
+        layer.face_color = colours or "white"
+        layer.size = sizes or 1
 
     def _draw_histogram(self, bumps: list[Bump]) -> None:
         threshold = self.threshold_spin.value()

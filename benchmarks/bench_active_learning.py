@@ -1,0 +1,184 @@
+"""Active-learning benchmark: every strategy and the ablations, with an oracle.
+
+Datasets
+--------
+sample
+    Pool: the synthetic HBM sample with thick dies (seed 0), where solder and
+    voids sit in under 10 % of the z-slices; test: another seed's thick-die scan
+    (seed 1, a domain shift). Budget up to 10 % of the pool's slices.
+sandstone
+    ``../shared/data/xrm-sandstone``: each slice tiled 2 × 2; pool = the tiles of
+    six slices, test = the tiles of the other three; pyrite is the rare class.
+    Tiles are not neighbours in space, so the model is plain 2D (context 0).
+xct-soc
+    ``../shared/data/xct-soc``: pool = the train block, test = the test block.
+
+Usage::
+
+    python benchmarks/bench_active_learning.py --dataset sample --seeds 0,1,2 \
+        --out benchmarks/out/al_sample.json --plot docs/images/al_sample.png
+
+Writes the ``simulate`` result JSON, the learning-curve plot, and prints a
+markdown table for ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from napari_xrm_al.core.acquisition import STRATEGIES
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.curves import plot_curves, summary_table
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.sample import make_hbm_sample, thick_die_params
+from napari_xrm_al.core.simulate import RunSpec, SimulationConfig, parse_run, simulate
+from napari_xrm_al.core.train import TrainConfig
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Strategies with pretraining, then the two ablations method.md asks for.
+DEFAULT_RUNS = (
+    *(RunSpec(name, True) for name in STRATEGIES),
+    RunSpec("rareness", False),
+    RunSpec("random", False),
+)
+
+
+def tiles(volume: np.ndarray) -> np.ndarray:
+    """Each (y, x) slice cut into 2 × 2 tiles, stacked along z."""
+    _, h, w = volume.shape
+    h2, w2 = h // 2, w // 2
+    parts = [
+        volume[:, i * h2 : (i + 1) * h2, j * w2 : (j + 1) * w2]
+        for i in (0, 1)
+        for j in (0, 1)
+    ]
+    return np.stack(parts, axis=1).reshape(-1, h2, w2)
+
+
+def load(dataset: str) -> dict:
+    """Pool, test, classes and per-dataset settings."""
+    if dataset == "sample":
+        pool = make_hbm_sample(thick_die_params(seed=0))
+        test = make_hbm_sample(thick_die_params(seed=1))
+        return dict(
+            image=pool.image, labels=pool.labels, test_image=test.image,
+            test_labels=test.labels, classes=ClassTable.hbm(), context=1, min_distance=3,
+        )  # fmt: skip
+    if not SHARED.is_dir():
+        sys.exit(f"{SHARED} is absent: the {dataset} benchmark needs ../shared/data.")
+    if dataset == "sandstone":
+        image = tiles(tifffile.imread(SHARED / "xrm-sandstone_image.tif"))
+        labels = tiles(tifffile.imread(SHARED / "xrm-sandstone_labels.tif"))
+        return dict(
+            image=image[:24], labels=labels[:24], test_image=image[24:],
+            test_labels=labels[24:], classes=ClassTable.parse("pore,clay,quartz,pyrite", rare=["pyrite"]),
+            context=0, min_distance=1,
+        )  # fmt: skip
+    if dataset == "xct-soc":
+        read = lambda name: tifffile.imread(SHARED / f"xct-soc_{name}.tif")  # noqa: E731
+        return dict(
+            image=read("train_image"), labels=read("train_labels"),
+            test_image=read("test_image"), test_labels=read("test_labels"),
+            classes=ClassTable.parse("pore,phase1,phase2"), context=1, min_distance=3,
+        )  # fmt: skip
+    sys.exit(f"unknown dataset {dataset!r}")
+
+
+def machine() -> str:
+    """CPU model and core count, for the record."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset", default="sample", choices=("sample", "sandstone", "xct-soc")
+    )
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument(
+        "--runs", help="comma-separated strategies[:no-pretrain] (default: all)"
+    )
+    parser.add_argument("--initial", type=int, default=4)
+    parser.add_argument("--per-cycle", type=int, default=2)
+    parser.add_argument("--cycles", type=int, default=4)
+    parser.add_argument(
+        "--train-steps", type=int, help="fixed steps per cycle (default: automatic)"
+    )
+    parser.add_argument("--pretrain-steps", type=int)
+    parser.add_argument("--full-supervision", action="store_true")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--plot")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    data = load(args.dataset)
+    classes = data.pop("classes")
+    context, min_distance = data.pop("context"), data.pop("min_distance")
+    runs = DEFAULT_RUNS
+    if args.runs:
+        runs = tuple(parse_run(r, True) for r in args.runs.split(","))
+    train = TrainConfig(context=context)
+    if args.train_steps:
+        train = dataclasses.replace(train, steps=args.train_steps)
+    pre = PretrainConfig(context=context)
+    if args.pretrain_steps:
+        pre = dataclasses.replace(pre, steps=args.pretrain_steps, time_budget_s=None)
+    config = SimulationConfig(
+        runs=runs,
+        initial=args.initial,
+        per_cycle=args.per_cycle,
+        cycles=args.cycles,
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        min_distance=min_distance,
+        train=train,
+        pretrain=pre,
+        full_supervision=args.full_supervision,
+    )
+    started = time.time()
+
+    def show(event) -> None:
+        if event.stage == "simulate":
+            print(event.describe(), flush=True)
+
+    result = run_to_end(simulate(classes=classes, config=config, **data), show)
+    result["benchmark"] = {
+        "dataset": args.dataset,
+        "argv": sys.argv[1:],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "seconds": round(time.time() - started, 1),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot_curves(result, args.plot)
+    print(summary_table(result))
+    print(json.dumps(result["benchmark"]))
+
+
+if __name__ == "__main__":
+    main()

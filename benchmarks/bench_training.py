@@ -1,0 +1,83 @@
+"""Wall time of one training cycle and of default pretraining on the CPU.
+
+* Training: default :class:`TrainConfig` on 20 labelled 256 × 256 slices
+  (z slices of the 128 × 256 × 256 synthetic sample), target ≤ 2 min.
+* Pretraining: default :class:`PretrainConfig` on the 128 × 256 × 256 sample,
+  target ≤ 5 min.
+
+Times include setup (normalisation fit, reading slices). The load average is
+printed because other processes may share the CPU.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_training.py [--threads 2] [--what train,pretrain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.train import TrainConfig, train
+
+
+def timed(gen) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    result = run_to_end(gen)
+    return result, time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--what", default="train,pretrain")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sample = make_hbm_sample()
+    for what in args.what.split(","):
+        load_before = os.getloadavg()[0]
+        if what == "train":
+            slices = np.linspace(0, sample.image.shape[0] - 1, 20).round().astype(int)
+            ckpt, seconds = timed(
+                train(
+                    sample.image,
+                    sample.labels,
+                    slices,
+                    sample.classes,
+                    dense_labels=True,
+                    config=TrainConfig(),
+                )
+            )
+            target = 120
+        elif what == "pretrain":
+            ckpt, seconds = timed(pretrain(sample.image, config=PretrainConfig()))
+            target = 300
+        else:
+            raise SystemExit(f"unknown benchmark {what!r}")
+        steps = ckpt.history["steps"]
+        row = {
+            "benchmark": what,
+            "seconds": round(seconds, 1),
+            "target_s": target,
+            "steps": steps,
+            "s_per_step": round(ckpt.history["seconds"] / steps, 3),
+            "stopped": ckpt.history.get("stopped", "steps done"),
+            "threads": args.threads,
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Options and helpers shared by the ``pretrain`` and ``train`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.model import ARCHS, PRESETS
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.volumes import Volume, open_volume
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options of any long run: axis, steps, time, seed, device, threads."""
+    parser.add_argument(
+        "--axis",
+        choices=("z", "y", "x"),
+        default="z",
+        help="slice axis (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="optimiser steps (default: automatic)"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds; 0 = no limit",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--device", help="'cpu' or 'cuda' (default: CUDA when present, else CPU)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU threads for torch (default: all cores, %(default)s)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Architecture options (pretraining, or training without --init)."""
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="small",
+        help="network width (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="basicunet",
+        help="MONAI network (default: %(default)s; presets apply to basicunet)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=1,
+        help="neighbouring slices each side as channels, 0 = 2D (default: %(default)s)",
+    )
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    """Config fields set by :func:`add_model_options`."""
+    out: dict = {"arch": args.arch, "context": args.context}
+    if args.arch == "basicunet":
+        out["features"] = PRESETS[args.preset]
+    elif args.arch == "unet":
+        out["features"] = (16, 32, 64, 128, 256)
+    else:
+        out["features"] = (64, 32, 16, 16, 8)
+    return out
+
+
+def run_overrides(args: argparse.Namespace) -> dict:
+    """Config fields set by :func:`add_run_options`."""
+    out: dict = {}
+    if args.steps is not None:
+        if args.steps < 1:
+            raise XrmError(f"--steps must be at least 1, got {args.steps}.")
+        out["steps"] = args.steps
+    if args.time_budget is not None:
+        out["time_budget_s"] = args.time_budget or None
+    return out
+
+
+def setup_torch(args: argparse.Namespace) -> None:
+    """Use the requested number of CPU threads."""
+    if args.threads < 1:
+        raise XrmError(f"--threads must be at least 1, got {args.threads}.")
+    torch.set_num_threads(args.threads)
+
+
+def open_image(path: str) -> Volume:
+    """Open an image volume (lazily)."""
+    return open_volume(path)
+
+
+def check_out(path: str) -> Path:
+    """The output path, if its folder exists."""
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(out, "is a folder; give a file name for the checkpoint")
+    if not out.parent.exists():
+        raise InputError(
+            out.parent, "does not exist (cannot write the checkpoint there)"
+        )
+    return out
+
+
+def progress_printer(quiet: bool, every_s: float = 2.0) -> Callable[[Progress], None]:
+    """A callback printing a progress line to stderr at most every ``every_s``."""
+    last = [0.0]
+
+    def show(event: Progress) -> None:
+        now = time.monotonic()
+        if quiet or (now - last[0] < every_s and not event.metrics):
+            return
+        last[0] = now
+        print(event.describe(), file=sys.stderr, flush=True)
+
+    return show
+
+
+def parse_slices(text: str) -> list[int]:
+    """``"3,17,40"`` or ``"10-20,40"`` → sorted unique slice indices."""
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                first, last = part.split("-", 1)
+                out.update(range(int(first), int(last) + 1))
+            else:
+                out.add(int(part))
+    except ValueError:
+        raise XrmError(
+            f"--slices must be comma-separated indices or ranges like 3,17,40-45; got {text!r}."
+        ) from None
+    if not out:
+        raise XrmError("--slices is empty.")
+    return sorted(out)

@@ -1,0 +1,160 @@
+"""``napari-xrm-al predict``: segment a whole scan with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from napari_xrm_al.commands._engine import open_image, progress_printer, setup_torch
+from napari_xrm_al.core.checkpoint import load_segmenter
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference import PRECISIONS
+from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY, predict_volume
+from napari_xrm_al.core.prediction_outputs import check_out_path
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.masks import mask_format_for
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment a whole scan with a trained model",
+        description=(
+            "Predict every slice of a scan with a trained model (from 'train'), "
+            "streaming it slab by slab so scans larger than memory work, and write "
+            "the class map (annotation ids 1..C, class table in the metadata) as "
+            "OME-Zarr labels, zarr or TIFF. Outputs appear only when complete."
+        ),
+    )
+    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument("--model", required=True, help="trained model (from 'train')")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="class map to write: OUT.ome.zarr, OUT.zarr or OUT.tif",
+    )
+    parser.add_argument(
+        "--uncertainty",
+        metavar="U.zarr",
+        help="also write the pixel uncertainty (entropy / ln C as uint8 0..255)",
+    )
+    parser.add_argument(
+        "--probabilities",
+        metavar="P.zarr",
+        help="also write per-class probabilities (uint8 0..255, axes c,z,y,x)",
+    )
+    parser.add_argument(
+        "--axis",
+        choices=("z", "y", "x"),
+        help="slice axis (default: the one the model was trained on)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, help="slices per batch (default: automatic)"
+    )
+    parser.add_argument(
+        "--mc-samples",
+        type=int,
+        default=1,
+        metavar="T",
+        help="MC-dropout passes for the BALD uncertainty of each slice (default: 1 = off)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic (default: %(default)s = bfloat16 on CPUs with native "
+        "support when it agrees with float32, else float32)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=int,
+        default=DEFAULT_MAX_MEMORY // 2**20,
+        metavar="MiB",
+        help="memory for one slab of slices (default: %(default)s)",
+    )
+    parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    parser.set_defaults(func=run)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before any work if an output cannot be written."""
+    mask_format_for(args.out)
+    wanted = [("class map", args.out), ("uncertainty", args.uncertainty)]
+    wanted.append(("probabilities", args.probabilities))
+    seen = {Path(args.image).absolute()}
+    for what, path in wanted:
+        if path is None:
+            continue
+        check_out_path(path, what)
+        if Path(path).absolute() in seen:
+            raise InputError(path, "is given twice (as the image or another output)")
+        seen.add(Path(path).absolute())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict the scan and write the outputs."""
+    if args.threads is not None:
+        setup_torch(args)
+    for name in ("batch_size", "mc_samples", "max_memory"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            option = "--" + name.replace("_", "-")
+            raise XrmError(f"{option} must be at least 1, got {value}.")
+    _check_outputs(args)
+    model, ckpt = load_segmenter(args.model, device=args.device)
+    volume = open_image(args.image)
+    if args.axis and args.axis != ckpt.axis:
+        print(
+            f"note: the model was trained on slices along {ckpt.axis}; "
+            f"predicting along {args.axis}",
+            file=sys.stderr,
+        )
+    result = run_to_end(
+        predict_volume(
+            model,
+            ckpt,
+            volume.data,
+            axis=args.axis,
+            batch_size=args.batch_size,
+            out=args.out,
+            uncertainty_out=args.uncertainty,
+            probabilities_out=args.probabilities,
+            mc_samples=args.mc_samples,
+            embeddings=False,
+            device=args.device,
+            precision=args.precision,
+            max_memory=args.max_memory * 2**20,
+            voxel_size=volume.voxel_size,
+            provenance={
+                "image_path": str(volume.path),
+                "model_path": str(Path(args.model).absolute()),
+            },
+        ),
+        progress_printer(args.quiet),
+    )
+    print(
+        f"predicted {result.n_slices} slices along {result.axis} in "
+        f"{result.seconds:.1f} s ({result.slices_per_second:.1f} slices/s, "
+        f"{result.precision}, batch {result.batch_size})"
+    )
+    fractions = ", ".join(
+        f"{name} {frac:.4f}"
+        for name, frac in zip(result.classes.names, result.class_fraction, strict=True)
+    )
+    print(f"class fractions: {fractions}")
+    summary = result.summary
+    if summary is not None and summary.bald is not None:
+        top = summary.index[np.argsort(summary.bald)[::-1][:5]]
+        print(f"highest BALD slices: {', '.join(str(int(i)) for i in top)}")
+    for kind, path in result.paths.items():
+        print(f"wrote {kind}: {path}")
+    return 0

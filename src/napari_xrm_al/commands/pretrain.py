@@ -1,0 +1,77 @@
+"""``napari-xrm-al pretrain``: contrastive pretraining of the encoder on a scan."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from napari_xrm_al.commands._engine import (
+    add_model_options,
+    add_run_options,
+    check_out,
+    model_overrides,
+    open_image,
+    progress_printer,
+    run_overrides,
+    setup_torch,
+)
+from napari_xrm_al.core.checkpoint import make_provenance
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` subcommand."""
+    defaults = PretrainConfig()
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pretrain the segmentation encoder on an unlabelled scan (SimCLR)",
+        description=(
+            "Contrastive (SimCLR) pretraining of the segmentation network's encoder "
+            "on random 2D crops of the scan; needs no labels. Training then starts "
+            "from this encoder (--init). Stops after --steps "
+            f"(default {defaults.steps}) or --time-budget seconds "
+            f"(default {defaults.time_budget_s:g}), whichever comes first."
+        ),
+    )
+    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--out", required=True, metavar="ENC", help="encoder file to write"
+    )
+    add_model_options(parser)
+    add_run_options(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="regions per step, two views each (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Pretrain and write the encoder checkpoint."""
+    setup_torch(args)
+    out = check_out(args.out)
+    volume = open_image(args.image)
+    config = dataclasses.replace(
+        PretrainConfig(batch_size=args.batch_size),
+        **model_overrides(args),
+        **run_overrides(args),
+    )
+    gen = pretrain(
+        volume.data,
+        axis=args.axis,
+        config=config,
+        seed=args.seed,
+        device=args.device,
+        provenance=make_provenance(volume.data, volume.path, command="pretrain"),
+        out=out,
+    )
+    ckpt = run_to_end(gen, progress_printer(args.quiet))
+    losses = ckpt.history["loss"]
+    print(
+        f"pretrained {ckpt.history['steps']} steps in {ckpt.history['seconds']:.0f} s, "
+        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}; wrote {out}"
+    )
+    return 0

@@ -1,0 +1,141 @@
+"""``napari-xrm-al rank``: which slices to label next."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from napari_xrm_al.commands._engine import (
+    open_image,
+    parse_slices,
+    progress_printer,
+    setup_torch,
+)
+from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
+from napari_xrm_al.core.checkpoint import load_checkpoint
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary, summarise
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.atomic import atomic_write_text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``rank`` subcommand."""
+    parser = subparsers.add_parser(
+        "rank",
+        help="rank every slice for labelling with an acquisition strategy",
+        description=(
+            "Predict every slice of the scan with a trained model, score each with an "
+            "acquisition strategy and print the best batch: slices at least "
+            "--min-distance apart and away from the slices the model was trained on."
+        ),
+    )
+    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument("--model", required=True, help="trained model (from 'train')")
+    parser.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default="rareness",
+        help="acquisition strategy (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--top", type=int, default=5, help="slices to pick (default: 5)"
+    )
+    parser.add_argument(
+        "--axis",
+        choices=("z", "y", "x"),
+        help="slice axis (default: the model's own)",
+    )
+    parser.add_argument(
+        "--labelled",
+        help="slices already labelled (default: those the model was trained on)",
+    )
+    parser.add_argument(
+        "--min-distance",
+        type=int,
+        default=DEFAULT_MIN_DISTANCE,
+        help="minimum distance in slices between picks and from labelled slices "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--csv", metavar="PATH", help="write every slice's score to a CSV"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for 'random' (default: 0)"
+    )
+    parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rank the slices and print the picks."""
+    if args.top < 1:
+        raise XrmError(f"--top must be at least 1, got {args.top}.")
+    if args.threads is not None:
+        setup_torch(args)
+    ckpt = load_checkpoint(args.model, "segmenter")
+    volume = open_image(args.image)
+    if args.axis and args.axis != ckpt.axis:
+        raise InputError(
+            args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"
+        )
+    trained_on = ckpt.history.get("slices", [])
+    labelled = parse_slices(args.labelled) if args.labelled else list(trained_on)
+    counts = np.asarray(
+        ckpt.history.get("labelled_counts", np.zeros(len(ckpt.classes)))
+    )
+    mc = BALD_SAMPLES if "bald" in STRATEGIES[args.strategy].needs else 1
+    summary = run_to_end(
+        summarise(Path(args.model), volume.data, mc_samples=mc, device=args.device),
+        progress_printer(args.quiet),
+    )
+    ranking = rank_summary(
+        summary,
+        args.strategy,
+        args.top,
+        labelled=labelled,
+        labelled_counts=counts,
+        min_distance=args.min_distance,
+        seed=args.seed,
+        model=args.model,
+    )
+    rare = list(ckpt.classes.rare_ids) or [int(np.argmin(counts))]
+    rare_name = ckpt.classes.names[rare[0]]
+    position = {int(s): i for i, s in enumerate(ranking.index)}
+    print(
+        f"strategy {args.strategy}, axis {ckpt.axis}, {len(ranking.index)} slices scored"
+    )
+    print(
+        f"{'rank':>4}  {'slice':>5}  {'score':>9}  {rare_name + ' %':>9}  {'entropy':>7}"
+    )
+    for pick in ranking.picks:
+        i = position[pick.slice]
+        rare_pct = 100 * ranking.class_fraction[i, rare].sum()
+        print(
+            f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}  {rare_pct:>9.3f}"
+            f"  {ranking.mean_entropy[i]:>7.4f}"
+        )
+    if args.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            ["slice", "score", *(f"fraction_{n}" for n in ckpt.classes.names)]
+        )
+        for i, s in enumerate(ranking.index):
+            writer.writerow(
+                [int(s), f"{ranking.scores[i]:.6g}"]
+                + [f"{f:.6g}" for f in ranking.class_fraction[i]]
+            )
+        atomic_write_text(args.csv, buffer.getvalue())
+        print(f"wrote {args.csv}")
+    return 0

@@ -1,0 +1,168 @@
+"""``napari-xrm-al train``: train the segmenter on annotated slices."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from napari_xrm_al.commands._engine import (
+    add_model_options,
+    add_run_options,
+    check_out,
+    model_overrides,
+    open_image,
+    parse_slices,
+    progress_printer,
+    run_overrides,
+    setup_torch,
+)
+from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.losses import LOSSES
+from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.errors import InputError
+from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train the segmenter on annotated slices",
+        description=(
+            "Train the 2D/2.5D segmentation network on the annotated slices of a "
+            "scan. Annotations use ids 1..C with 0 = not annotated (ignored); "
+            "--dense-labels reads dense ground truth (every value 0..C-1 a class). "
+            "Starts from the pretrained encoder given with --init."
+        ),
+    )
+    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--labels", required=True, help="annotations or a mask (TIFF or zarr)"
+    )
+    parser.add_argument(
+        "--dense-labels",
+        action="store_true",
+        help="labels are dense ids 0..C-1 (ground truth) instead of annotation ids 1..C",
+    )
+    parser.add_argument(
+        "--classes",
+        help="class names in id order, e.g. background,copper,solder,void "
+        "(default: the mask's own table, else the HBM classes)",
+    )
+    parser.add_argument(
+        "--rare",
+        help="comma-separated rare (defect) classes (default: void if present)",
+    )
+    parser.add_argument(
+        "--slices", required=True, help="labelled slices, e.g. 3,17,40 or 10-20"
+    )
+    parser.add_argument(
+        "--val-slices",
+        help="other annotated slices to validate on (keeps the best model)",
+    )
+    parser.add_argument(
+        "--init", metavar="ENC", help="pretrained encoder (from 'pretrain')"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="MODEL", help="model file to write"
+    )
+    add_model_options(parser)
+    add_run_options(parser)
+    parser.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=TrainConfig().loss,
+        help="loss (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _classes(args: argparse.Namespace, file_classes: ClassTable | None) -> ClassTable:
+    if args.classes:
+        table = ClassTable.parse(args.classes)
+        if file_classes is not None and not file_classes.matches(table):
+            raise InputError(
+                args.labels,
+                f"has the classes {list(file_classes.names)}, not {list(table.names)}",
+            )
+    else:
+        table = file_classes or ClassTable.hbm()
+    if args.rare is not None:
+        rare = [r.strip() for r in args.rare.split(",") if r.strip()]
+    else:
+        rare = list(table.rare) or [n for n in table.names if n == "void"]
+    return table.with_rare(rare)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and write the model checkpoint."""
+    setup_torch(args)
+    out = check_out(args.out)
+    init = load_checkpoint(args.init) if args.init else None
+    volume = open_image(args.image)
+    if is_mask(args.labels):
+        mask = read_mask(args.labels)
+        labels, file_classes = mask.data, mask.classes
+    else:
+        labels, file_classes = open_volume(args.labels).data, None
+    classes = _classes(args, file_classes)
+    if tuple(labels.shape) != volume.shape:
+        raise InputError(
+            args.labels,
+            f"has shape {tuple(labels.shape)} but the image has {volume.shape}",
+        )
+    fingerprint = volume_fingerprint(volume.data)
+    if init is not None and init.provenance.get("image_fingerprint") not in (
+        None,
+        fingerprint,
+    ):
+        print(
+            "note: the encoder was pretrained on another volume "
+            f"({init.provenance.get('image_path')})",
+            file=sys.stderr,
+        )
+    overrides = run_overrides(args)
+    if init is None:
+        overrides.update(model_overrides(args))
+    config = dataclasses.replace(TrainConfig(loss=args.loss), **overrides)
+    slices = parse_slices(args.slices)
+    validation = (
+        (volume.data, labels, parse_slices(args.val_slices))
+        if args.val_slices
+        else None
+    )
+    provenance = make_provenance(
+        volume.data,
+        volume.path,
+        labels_path=str(args.labels),
+        labels_fingerprint=volume_fingerprint(labels),
+        init_path=str(args.init) if args.init else None,
+        command="train",
+    )
+    gen = train(
+        volume.data,
+        labels,
+        slices,
+        classes,
+        axis=args.axis,
+        dense_labels=args.dense_labels,
+        init=init,
+        config=config,
+        validation=validation,
+        seed=args.seed,
+        device=args.device,
+        provenance=provenance,
+        out=out,
+    )
+    ckpt = run_to_end(gen, progress_printer(args.quiet))
+    history = ckpt.history
+    summary = f"trained {history['steps']} steps in {history['seconds']:.0f} s"
+    if history["validation"]:
+        best = max(history["validation"], key=lambda v: v["miou"])
+        summary += f", best validation mIoU {best['miou']:.3f} (step {best['step']})"
+    print(f"{summary} on {len(history['slices'])} slices; wrote {out}")
+    return 0

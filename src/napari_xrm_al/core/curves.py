@@ -1,0 +1,140 @@
+"""Learning curves of a simulation: mean and spread over seeds, area under them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from napari_xrm_al.io.atomic import atomic_path
+
+
+@dataclass
+class Curve:
+    """One strategy's metric against the number of labelled slices."""
+
+    label: str
+    n_labelled: np.ndarray
+    miou_mean: np.ndarray
+    miou_std: np.ndarray
+    rare_mean: np.ndarray
+    rare_std: np.ndarray
+    n_seeds: int
+
+    def area(self, which: str = "miou") -> float:
+        """Mean of the curve over its budgets (normalised area under it)."""
+        values = self.miou_mean if which == "miou" else self.rare_mean
+        return float(np.nanmean(values))
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """``rareness`` or ``rareness (no pretrain)``."""
+    return (
+        run["strategy"]
+        if run.get("pretrain", True)
+        else f"{run['strategy']} (no pretrain)"
+    )
+
+
+def learning_curves(result: dict[str, Any]) -> list[Curve]:
+    """Aggregate ``result['runs']`` over seeds, one :class:`Curve` per strategy."""
+    rare = result["rare_class"]
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in result["runs"]:
+        grouped[run_label(run)].append(run)
+    curves = []
+    for label, runs in grouped.items():
+        length = min(len(r["cycles"]) for r in runs)
+        miou = np.array(
+            [[c["miou"] for c in r["cycles"][:length]] for r in runs], float
+        )
+        rare_iou = np.array(
+            [[c["iou"][rare] for c in r["cycles"][:length]] for r in runs], float
+        )
+        rare_iou = np.nan_to_num(rare_iou, nan=0.0)
+        n = np.array([c["n_labelled"] for c in runs[0]["cycles"][:length]])
+        curves.append(
+            Curve(
+                label=label,
+                n_labelled=n,
+                miou_mean=miou.mean(0),
+                miou_std=miou.std(0),
+                rare_mean=rare_iou.mean(0),
+                rare_std=rare_iou.std(0),
+                n_seeds=len(runs),
+            )
+        )
+    return curves
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """Markdown table: per strategy, mIoU and rare IoU at each budget, and the means."""
+    curves = learning_curves(result)
+    if not curves:
+        return ""
+    budgets = curves[0].n_labelled
+    rare = result["rare_class"]
+    head = "| strategy | " + " | ".join(f"{b} slices" for b in budgets)
+    head += " | mean mIoU | mean " + rare + " IoU |\n"
+    head += "|---" * (len(budgets) + 3) + "|\n"
+    rows = []
+    for c in curves:
+        cells = [
+            f"{m:.3f}±{s:.3f} / {r:.3f}±{t:.3f}"
+            for m, s, r, t in zip(
+                c.miou_mean, c.miou_std, c.rare_mean, c.rare_std, strict=False
+            )
+        ]
+        rows.append(
+            f"| {c.label} | "
+            + " | ".join(cells)
+            + f" | {c.area():.3f} | {c.area('rare'):.3f} |"
+        )
+    full = result.get("full_supervision")
+    tail = ""
+    if full:
+        tail = f"\nFull supervision: mIoU {full['miou']:.3f}, {rare} IoU {full['iou'][rare]:.3f}.\n"
+    return head + "\n".join(rows) + "\n" + tail
+
+
+def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
+    """mIoU and rare-class IoU against labelled slices (mean ± std over seeds)."""
+    curves = learning_curves(result)
+    rare = result["rare_class"]
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    for c in curves:
+        for ax, mean, std in (
+            (axes[0], c.miou_mean, c.miou_std),
+            (axes[1], c.rare_mean, c.rare_std),
+        ):
+            (line,) = ax.plot(c.n_labelled, mean, marker="o", label=c.label)
+            ax.fill_between(
+                c.n_labelled, mean - std, mean + std, alpha=0.15, color=line.get_color()
+            )
+    full = result.get("full_supervision")
+    if full:
+        axes[0].axhline(
+            full["miou"], color="k", ls="--", lw=1, label="full supervision"
+        )
+        axes[1].axhline(full["iou"][rare], color="k", ls="--", lw=1)
+    axes[0].set(
+        title="mIoU on the test volume", xlabel="labelled slices", ylabel="mIoU"
+    )
+    axes[1].set(
+        title=f"{rare} IoU (rare class)", xlabel="labelled slices", ylabel="IoU"
+    )
+    n_seeds = max((c.n_seeds for c in curves), default=0)
+    axes[0].legend(
+        fontsize=8, title=f"mean ± std over {n_seeds} seed(s)", title_fontsize=8
+    )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    return path

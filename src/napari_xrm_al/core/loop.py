@@ -1,0 +1,298 @@
+"""The active-learning loop on a session: pretrain, train, rank, predict.
+
+These generators are what the dock widgets run on a worker thread and what
+the command line drives: each works on a :class:`~napari_xrm_al.core.session.Session`
+and an image array, yields :class:`~napari_xrm_al.core.events.Progress`, saves
+its results into the session folder, and returns them. Closing a generator
+early leaves the session as it was before the job started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.acquisition import (
+    DEFAULT_MIN_DISTANCE,
+    AcquisitionContext,
+    Pick,
+    get_strategy,
+    select,
+)
+from napari_xrm_al.core.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_segmenter,
+    save_checkpoint,
+)
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.predict import predict_volume
+from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.session import (
+    CycleRecord,
+    ImageRef,
+    Session,
+    default_session_dir,
+)
+from napari_xrm_al.core.summaries import SliceSummary
+from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import volume_fingerprint
+
+ENCODER_FILE = "encoder.pt"
+PREDICTION = "prediction.zarr"
+UNCERTAINTY = "uncertainty.zarr"
+#: MC-dropout passes used when a strategy needs BALD.
+BALD_SAMPLES = 8
+
+
+def session_for(
+    image_path: str | Path | None,
+    image_data: Any,
+    classes: ClassTable,
+    axis: str = "z",
+    folder: str | Path | None = None,
+) -> tuple[Session, list[str]]:
+    """Reopen the session of an image, or create it.
+
+    Parameters
+    ----------
+    image_path
+        The scan on disk (None for an in-memory layer; then ``folder`` is needed).
+    folder
+        Session folder; defaults to ``<scan>.xrmal`` beside the scan.
+
+    Returns
+    -------
+    session, warnings
+        Warnings name what the user should know (e.g. the scan changed on disk).
+    """
+    if folder is None:
+        if image_path is None:
+            raise XrmError(
+                "An image that is not a file needs a session folder to be chosen."
+            )
+        folder = default_session_dir(image_path)
+    folder = Path(folder)
+    fingerprint = volume_fingerprint(image_data)
+    if (folder / "session.json").exists():
+        session = Session.open(folder)
+        return session, session.check_image(image_data.shape, fingerprint)
+    image = ImageRef(
+        path=str(Path(image_path).resolve()) if image_path else "",
+        shape=tuple(int(s) for s in image_data.shape),
+        dtype=str(np.dtype(image_data.dtype)),
+        fingerprint=fingerprint,
+    )
+    return Session.create(folder, image, classes, axis), []
+
+
+def _provenance(session: Session) -> dict[str, Any]:
+    return {
+        "image_path": session.image.path,
+        "image_shape": list(session.image.shape),
+        "image_fingerprint": session.image.fingerprint,
+        "session": str(session.folder),
+    }
+
+
+def pretrained_encoder(session: Session) -> Checkpoint | None:
+    """The session's pretrained encoder, if pretraining has run."""
+    path = session.path_of(session.pretrained)
+    return load_checkpoint(path, "encoder") if path is not None else None
+
+
+def pretrain_session(
+    session: Session,
+    image_data: Any,
+    config: PretrainConfig | None = None,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, Checkpoint]:
+    """Pretrain the encoder on the session's scan and record it."""
+    out = session.model_path(ENCODER_FILE)
+    gen = pretrain(
+        image_data,
+        axis=session.axis,
+        config=config,
+        device=device,
+        provenance=_provenance(session),
+        out=out,
+    )
+    ckpt = yield from gen
+    session.set_pretrained(out)
+    return ckpt
+
+
+def train_session(
+    session: Session,
+    image_data: Any,
+    config: TrainConfig | None = None,
+    device: str | torch.device | None = None,
+    *,
+    strategy: str = "manual",
+    picks: Sequence[Pick] = (),
+    validation_slices: Sequence[int] = (),
+) -> Generator[Progress, None, CycleRecord]:
+    """Train on the slices marked done, from the pretrained encoder; add a cycle.
+
+    The model is written to ``models/cycle-NNN.pt`` only when training ends,
+    so a cancelled run keeps the previous model as the latest.
+    """
+    if not session.done:
+        raise XrmError("Mark at least one painted slice as done before training.")
+    init = pretrained_encoder(session)
+    number = len(session.cycles) + 1
+    validation = (
+        (image_data, session.annotations, list(validation_slices))
+        if validation_slices
+        else None
+    )
+    start = time.perf_counter()
+    ckpt = yield from train(
+        image_data,
+        session.annotations,
+        session.done,
+        session.classes,
+        axis=session.axis,
+        init=init,
+        config=config,
+        validation=validation,
+        device=device,
+        normalisation=init.normalisation if init else None,
+        provenance=_provenance(session),
+    )
+    seconds = time.perf_counter() - start
+    path = session.model_path(f"cycle-{number:03d}.pt")
+    save_checkpoint(path, ckpt)
+    record = CycleRecord(
+        cycle=number,
+        strategy=strategy,
+        labelled=list(session.done),
+        picks=[{"slice": p.slice, "score": p.score, "rank": p.rank} for p in picks],
+        model=session.relative(path),
+        metrics=_last_metrics(ckpt),
+        seconds={"train": round(seconds, 2)},
+    )
+    session.add_cycle(record)
+    return record
+
+
+def _last_metrics(ckpt: Checkpoint) -> dict[str, Any]:
+    history = ckpt.history
+    metrics: dict[str, Any] = {}
+    if history.get("loss"):
+        metrics["final_loss"] = float(history["loss"][-1])
+    if history.get("validation"):
+        metrics.update(history["validation"][-1])
+    return metrics
+
+
+@dataclass
+class Ranking:
+    """Scores of every slice and the picked batch."""
+
+    strategy: str
+    index: np.ndarray
+    scores: np.ndarray
+    picks: list[Pick]
+    class_fraction: np.ndarray
+    mean_entropy: np.ndarray
+    model: str
+
+
+def _file_key(path: Path, *parts: Any) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(repr(parts).encode())
+    return digest.hexdigest()[:16]
+
+
+def summarise(
+    model_path: Path,
+    image_data: Any,
+    *,
+    mc_samples: int = 1,
+    cache_dir: Path | None = None,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, SliceSummary]:
+    """Per-slice prediction summaries of every slice, cached per model file."""
+    cache = None
+    if cache_dir is not None:
+        cache = cache_dir / f"summary-{_file_key(model_path, mc_samples)}.npz"
+        if cache.is_file():
+            return SliceSummary.load(cache)
+    model, ckpt = load_segmenter(model_path, device=device)
+    result = yield from predict_volume(
+        model, ckpt, image_data, axis=ckpt.axis, mc_samples=mc_samples, device=device
+    )
+    summary = result.summary
+    if cache is not None:
+        cache.parent.mkdir(exist_ok=True)
+        summary.save(cache)
+    return summary
+
+
+def rank_summary(
+    summary: SliceSummary,
+    strategy: str,
+    k: int,
+    *,
+    labelled: Sequence[int],
+    labelled_counts: np.ndarray,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    seed: int = 0,
+    model: str = "",
+) -> Ranking:
+    """Score every slice of ``summary`` with ``strategy`` and pick ``k``."""
+    ctx = AcquisitionContext.from_summary(
+        summary, labelled_counts, labelled=list(labelled), seed=seed
+    )
+    scores, picks = select(strategy, ctx, k, min_distance=min_distance)
+    return Ranking(
+        strategy=strategy,
+        index=ctx.index,
+        scores=scores,
+        picks=picks,
+        class_fraction=ctx.class_fraction,
+        mean_entropy=ctx.mean_entropy,
+        model=model,
+    )
+
+
+def rank_session(
+    session: Session,
+    image_data: Any,
+    strategy: str = "rareness",
+    k: int = 5,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, Ranking]:
+    """Rank every slice of the scan with the latest model; nothing is saved but a cache."""
+    model_path = session.latest_model
+    if model_path is None:
+        raise XrmError("Train a model before asking for suggestions.")
+    mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
+    summary = yield from summarise(
+        model_path,
+        image_data,
+        mc_samples=mc,
+        cache_dir=session.folder / "cache",
+        device=device,
+    )
+    return rank_summary(
+        summary,
+        strategy,
+        k,
+        labelled=session.done,
+        labelled_counts=session.labelled_counts(),
+        min_distance=min_distance,
+        seed=len(session.cycles),
+        model=session.relative(model_path),
+    )

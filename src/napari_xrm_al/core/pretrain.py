@@ -1,0 +1,279 @@
+"""Contrastive (SimCLR) pretraining of the segmenter's encoder on the scan itself.
+
+Before any labels exist, the encoder learns from the unlabelled volume: two
+randomly augmented views of the same 2D region are pulled together and away
+from the other regions of the batch (NT-Xent loss, MONAI ``ContrastiveLoss``)
+through a small projection head that is discarded afterwards (method.md).
+Regions come from a pool of slices read once (a few hundred MB at most), and
+favour regions with structure: half of the candidate regions, the flattest,
+are dropped, because crops of featureless silicon are indistinguishable
+negatives. Views use XRM-suited augmentation: random crop and rescale, flips,
+90° rotations, grey-level scale/shift/gamma, Gaussian noise and slight blur.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import ContrastiveLoss
+from torch import nn
+
+from napari_xrm_al.core.augment import AugmentConfig, contrastive_view
+from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.model import PRESETS, ModelConfig, SliceSegmenter, pick_device
+from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.schedule import StepClock
+from napari_xrm_al.core.slices import axis_name, n_slices, read_slices
+
+#: Augmentation of contrastive views: stronger than for supervised training.
+VIEW_AUGMENT = AugmentConfig(
+    zoom=(1.0, 1.0),
+    intensity_scale=0.2,
+    intensity_shift=0.2,
+    gamma=(0.6, 1.6),
+    noise_std=0.08,
+    blur_prob=0.4,
+    blur_sigma=(0.4, 1.5),
+)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of contrastive pretraining (each line doubles as a tooltip).
+
+    Parameters
+    ----------
+    context
+        Neighbouring slices each side given as channels (must match training).
+    features
+        Network feature widths (must match training).
+    arch
+        Network architecture.
+    norm
+        Feature normalisation, 'batch' or 'instance'.
+    dropout
+        Dropout probability.
+    steps
+        Number of optimiser steps.
+    time_budget_s
+        Stop after this many seconds (the schedule adapts); None = no limit.
+    batch_size
+        Regions per step (each gives two views).
+    region_size
+        Side of the square regions cut from slices, in pixels.
+    view_size
+        Side of each augmented view fed to the encoder, in pixels.
+    crop_area
+        Range of the area fraction of a region each view covers.
+    temperature
+        NT-Xent temperature.
+    projection_dim
+        Output size of the projection head.
+    lr
+        Peak learning rate of AdamW.
+    weight_decay
+        AdamW weight decay.
+    warmup_fraction
+        Share of the run spent warming the learning rate up.
+    pool_voxels
+        Most voxels of slices held in memory to cut regions from.
+    augment
+        Grey-level and geometric augmentation of the views.
+    """
+
+    context: int = 1
+    features: tuple[int, ...] = PRESETS["small"]
+    arch: str = "basicunet"
+    norm: str = "batch"
+    dropout: float = 0.1
+    steps: int = 600
+    time_budget_s: float | None = 240.0
+    batch_size: int = 32
+    region_size: int = 96
+    view_size: int = 64
+    crop_area: tuple[float, float] = (0.3, 1.0)
+    temperature: float = 0.2
+    projection_dim: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    pool_voxels: int = 32_000_000
+    augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
+
+    def model_config(self) -> ModelConfig:
+        """Architecture of the encoder (``n_classes`` is a placeholder)."""
+        return ModelConfig(
+            n_classes=2,
+            context=self.context,
+            features=self.features,
+            dropout=self.dropout,
+            arch=self.arch,
+            norm=self.norm,
+        )
+
+
+class ProjectionHead(nn.Sequential):
+    """SimCLR's MLP head on the pooled encoder output (discarded afterwards)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        hidden = max(out_dim, in_dim)
+        super().__init__(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+
+def slice_pool(
+    data,
+    axis: str,
+    context: int,
+    region: int,
+    max_voxels: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Raw slices ``(N, K, H, W)`` spread evenly along ``axis``, padded to ``region``."""
+    size = n_slices(data.shape, axis)
+    per_slice = int(np.prod(data.shape)) // size * (2 * context + 1)
+    n = int(np.clip(max_voxels // per_slice, 1, size))
+    step = size / n
+    idx = np.minimum((np.arange(n) * step + rng.uniform(0, step)).astype(int), size - 1)
+    pool = read_slices(data, np.unique(idx), axis, context)
+    ph, pw = (max(0, region - s) for s in pool.shape[2:])
+    if ph or pw:
+        pool = np.pad(pool, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+    return pool
+
+
+def sample_regions(
+    pool: np.ndarray, n: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` regions of side ``size``: the more structured half of ``2n`` candidates."""
+    count, k, h, w = pool.shape
+    s = rng.integers(count, size=2 * n)
+    r = rng.integers(h - size + 1, size=2 * n)
+    c = rng.integers(w - size + 1, size=2 * n)
+    regions = np.stack(
+        [
+            pool[a, :, b : b + size, d : d + size]
+            for a, b, d in zip(s, r, c, strict=True)
+        ]
+    )
+    spread = regions[:, k // 2].reshape(2 * n, -1).astype(np.float32).std(axis=1)
+    return regions[np.argsort(spread)[n:]]
+
+
+def pretrain(
+    image_data,
+    *,
+    axis: str = "z",
+    config: PretrainConfig | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    normalisation: Normalisation | None = None,
+    provenance: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> Generator[Progress, None, Checkpoint]:
+    """Pretrain an encoder on unlabelled ``image_data``; yields :class:`Progress`.
+
+    Parameters
+    ----------
+    image_data
+        The (z, y, x) volume.
+    axis
+        Slice axis (the one training and prediction will use).
+    normalisation
+        Intensity normalisation; None = fitted on ``image_data``.
+    provenance
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
+    out
+        If given, the checkpoint is saved there (atomically) when pretraining
+        ends or the caller closes the generator.
+
+    Returns
+    -------
+    Checkpoint
+        An ``'encoder'`` checkpoint.
+    """
+    config = config or PretrainConfig()
+    axis = axis_name(axis)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dev = pick_device(device)
+    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    model = SliceSegmenter(config.model_config()).to(dev)
+    head = ProjectionHead(model.embedding_dim, config.projection_dim).to(dev)
+    encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
+    opt = torch.optim.AdamW(
+        [*encoder_params, *head.parameters()],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
+    loss_fn = ContrastiveLoss(temperature=config.temperature)
+    pool = slice_pool(
+        image_data, axis, config.context, config.region_size, config.pool_voxels, rng
+    )
+    clock = StepClock(config.steps, config.time_budget_s)
+    history: dict[str, Any] = {
+        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "pool_slices": len(pool),
+        "loss": [],
+    }
+
+    def result() -> Checkpoint:
+        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
+        return Checkpoint(
+            kind="encoder",
+            model_config=model.cfg,
+            state_dict=model.encoder_state_dict(),
+            normalisation=norm,
+            axis=axis,
+            provenance=dict(provenance or {}),
+            history=history,
+        )
+
+    model.train()
+    head.train()
+    smooth: float | None = None
+    try:
+        while not clock.done:
+            clock.set_lr(opt, config.lr, config.warmup_fraction)
+            regions = sample_regions(pool, config.batch_size, config.region_size, rng)
+            x = torch.from_numpy(norm.apply(regions))
+            views = [
+                contrastive_view(
+                    x, config.view_size, config.crop_area, config.augment, gen
+                ).to(dev)
+                for _ in range(2)
+            ]
+            z = head(model.encode(torch.cat(views)))
+            loss = loss_fn(z[: len(x)], z[len(x) :])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            clock.tick()
+            value = float(loss.detach())
+            smooth = value if smooth is None else 0.95 * smooth + 0.05 * value
+            history["loss"].append(round(value, 5))
+            yield Progress(
+                "pretrain", clock.step, clock.expected_total, smooth, clock.eta
+            )
+    except GeneratorExit:
+        history["stopped"] = "cancelled"
+        if out is not None:
+            save_checkpoint(out, result())
+        raise
+    if clock.out_of_time:
+        history["stopped"] = "time budget"
+    ckpt = result()
+    if out is not None:
+        save_checkpoint(out, ckpt)
+    return ckpt

@@ -1,0 +1,301 @@
+"""Active learning simulated with an oracle (method.md, evaluation protocol).
+
+The pool is a volume whose dense ground truth stays hidden until a strategy
+picks a slice; the oracle then reveals that slice. After each cycle a model is
+trained **from the pretrained initialisation** on all labelled slices and the
+test volume is scored. Pretraining runs once per seed and is shared by every
+strategy of that seed; every strategy starts from the same seed's initial
+slices.
+
+Without a test volume, the last :data:`HOLDOUT_FRACTION` of the slices along
+the axis is held out as a contiguous test block and the pool is the rest.
+The pool and test volumes are loaded into memory: simulation is a benchmark
+tool for volumes of a few hundred MB at most.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.acquisition import (
+    DEFAULT_MIN_DISTANCE,
+    get_strategy,
+    pick_batch,
+)
+from napari_xrm_al.core.checkpoint import Checkpoint
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary
+from napari_xrm_al.core.metrics import evaluate
+from napari_xrm_al.core.model import SliceSegmenter, pick_device
+from napari_xrm_al.core.normalization import fit_normalisation
+from napari_xrm_al.core.predict import predict_volume
+from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.slices import axis_index, n_slices
+from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.errors import XrmError
+
+HOLDOUT_FRACTION = 0.25
+NO_PRETRAIN = ":no-pretrain"
+WITH_PRETRAIN = ":pretrain"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One strategy of a simulation, with or without pretraining."""
+
+    strategy: str
+    pretrain: bool
+
+    @property
+    def label(self) -> str:
+        """Name used in plots: the strategy, marked when pretraining is off."""
+        return self.strategy if self.pretrain else f"{self.strategy} (no pretrain)"
+
+
+def parse_run(spec: str, pretrain_default: bool) -> RunSpec:
+    """``"rareness"``, ``"rareness:no-pretrain"`` or ``"entropy:pretrain"``."""
+    name, _, flag = spec.partition(":")
+    get_strategy(name)
+    if flag and f":{flag}" not in (NO_PRETRAIN, WITH_PRETRAIN):
+        raise XrmError(
+            f"Strategy {spec!r}: the suffix must be {NO_PRETRAIN!r} or {WITH_PRETRAIN!r}."
+        )
+    pre = pretrain_default if not flag else f":{flag}" == WITH_PRETRAIN
+    return RunSpec(name, pre)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Settings of a simulation run.
+
+    Parameters
+    ----------
+    runs
+        Strategies to compare (see :func:`parse_run`).
+    initial
+        Slices labelled before the first cycle (random, the same for every strategy).
+    per_cycle
+        Slices added per cycle.
+    cycles
+        Acquisition cycles after the initial training.
+    axis
+        Slice axis.
+    seeds
+        Seeds; each has its own pretraining and initial slices.
+    min_distance
+        Minimum distance between picks and from labelled slices.
+    train
+        Training settings of every cycle.
+    pretrain
+        Pretraining settings.
+    full_supervision
+        Also train on every pool slice once (slow) as the reference.
+    """
+
+    runs: tuple[RunSpec, ...]
+    initial: int = 2
+    per_cycle: int = 2
+    cycles: int = 3
+    axis: str = "z"
+    seeds: tuple[int, ...] = (0,)
+    min_distance: int = DEFAULT_MIN_DISTANCE
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    full_supervision: bool = False
+
+
+def rare_class_of(labels: np.ndarray, classes: ClassTable) -> str:
+    """The named rare class, else the least frequent class in ``labels``."""
+    if classes.rare:
+        return classes.rare[0]
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=len(classes))[
+        : len(classes)
+    ]
+    return classes.names[int(np.argmin(counts))]
+
+
+def split_holdout(image: Any, labels: Any, axis: str) -> tuple[np.ndarray, ...]:
+    """Pool and test block: the test is the last quarter of slices along ``axis``."""
+    ax = axis_index(axis)
+    n = n_slices(image.shape, axis)
+    cut = n - max(1, int(round(n * HOLDOUT_FRACTION)))
+    take = lambda a, s: np.asarray(a)[(slice(None),) * ax + (s,)]  # noqa: E731
+    return (
+        take(image, slice(0, cut)),
+        take(labels, slice(0, cut)),
+        take(image, slice(cut, None)),
+        take(labels, slice(cut, None)),
+    )
+
+
+def _predict_dense(
+    ckpt: Checkpoint, image: np.ndarray, axis: str, device: torch.device
+) -> Generator[Progress, None, np.ndarray]:
+    model = SliceSegmenter(ckpt.model_config)
+    model.load_state_dict(ckpt.state_dict)
+    out = np.zeros(image.shape, np.uint8)
+    yield from predict_volume(
+        model, ckpt, image, axis=axis, out=out, summaries=False, device=device
+    )
+    return out.astype(np.int16) - 1
+
+
+def _summary(ckpt: Checkpoint, image: np.ndarray, axis: str, mc: int, device):
+    model = SliceSegmenter(ckpt.model_config)
+    model.load_state_dict(ckpt.state_dict)
+    result = yield from predict_volume(
+        model, ckpt, image, axis=axis, mc_samples=mc, device=device
+    )
+    return result.summary
+
+
+def simulate(
+    image: Any,
+    labels: Any,
+    classes: ClassTable,
+    config: SimulationConfig,
+    *,
+    test_image: Any = None,
+    test_labels: Any = None,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Run the oracle simulation; yields progress, returns the ``result.json`` dict.
+
+    ``labels`` and ``test_labels`` hold dense class ids ``0..C-1``.
+    """
+    if test_image is None:
+        image, labels, test_image, test_labels = split_holdout(
+            image, labels, config.axis
+        )
+    image, labels = np.asarray(image), np.asarray(labels)
+    test_image, test_labels = np.asarray(test_image), np.asarray(test_labels)
+    for name, a, b in (("pool", image, labels), ("test", test_image, test_labels)):
+        if a.shape != b.shape:
+            raise XrmError(
+                f"The {name} image {a.shape} and labels {b.shape} differ in shape."
+            )
+    if int(labels.max()) >= len(classes) or int(test_labels.max()) >= len(classes):
+        raise XrmError(
+            f"Ground truth holds ids beyond the {len(classes)} classes given."
+        )
+    dev = pick_device(device)
+    rare = rare_class_of(labels, classes)
+    norm = fit_normalisation(image)
+    n = n_slices(image.shape, config.axis)
+    result: dict[str, Any] = {
+        "classes": list(classes.names),
+        "rare_class": rare,
+        "axis": config.axis,
+        "pool_shape": list(image.shape),
+        "test_shape": list(test_image.shape),
+        "runs": [],
+    }
+    total_cycles = len(config.seeds) * len(config.runs) * (config.cycles + 1)
+    done_cycles = 0
+    started = time.perf_counter()
+
+    def evaluate_cycle(ckpt: Checkpoint) -> Generator[Progress, None, dict[str, Any]]:
+        pred = yield from _predict_dense(ckpt, test_image, config.axis, dev)
+        scores = evaluate(pred, test_labels, classes)
+        return {
+            "miou": scores["miou"],
+            "iou": {c: scores[f"iou/{c}"] for c in classes.names},
+        }
+
+    def fit(
+        slices: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig
+    ):
+        return train(
+            image, labels, slices, classes, axis=config.axis, dense_labels=True,
+            init=init, config=cfg, seed=seed, device=dev, normalisation=norm,
+        )  # fmt: skip
+
+    for seed in config.seeds:
+        encoder = None
+        if any(r.pretrain for r in config.runs) or config.full_supervision:
+            encoder = yield from pretrain(
+                image, axis=config.axis, config=config.pretrain, seed=seed,
+                device=dev, normalisation=norm,
+            )  # fmt: skip
+        rng_scores = np.random.default_rng(seed).random(n)
+        initial = [
+            p.slice
+            for p in pick_batch(
+                np.arange(n),
+                rng_scores,
+                config.initial,
+                min_distance=config.min_distance,
+            )
+        ]
+        for run in config.runs:
+            labelled = list(initial)
+            record = {
+                "strategy": run.strategy,
+                "pretrain": run.pretrain,
+                "seed": seed,
+                "cycles": [],
+            }
+            result["runs"].append(record)
+            for cycle in range(config.cycles + 1):
+                t0 = time.perf_counter()
+                ckpt = yield from fit(
+                    labelled, encoder if run.pretrain else None, seed, config.train
+                )
+                t1 = time.perf_counter()
+                metrics = yield from evaluate_cycle(ckpt)
+                entry = {
+                    "cycle": cycle,
+                    "n_labelled": len(labelled),
+                    "labelled": sorted(int(s) for s in labelled),
+                    **metrics,
+                    "train_seconds": round(t1 - t0, 2),
+                    "rank_seconds": 0.0,
+                }
+                record["cycles"].append(entry)
+                done_cycles += 1
+                elapsed = time.perf_counter() - started
+                yield Progress(
+                    "simulate", done_cycles, total_cycles,
+                    eta_seconds=elapsed / done_cycles * (total_cycles - done_cycles),
+                    metrics={"miou": metrics["miou"], f"iou/{rare}": metrics["iou"][rare]},
+                    message=f"seed {seed} {run.label} cycle {cycle} ({len(labelled)} slices)",
+                )  # fmt: skip
+                if cycle == config.cycles:
+                    break
+                t2 = time.perf_counter()
+                needs = get_strategy(run.strategy).needs
+                summary = yield from _summary(
+                    ckpt,
+                    image,
+                    config.axis,
+                    BALD_SAMPLES if "bald" in needs else 1,
+                    dev,
+                )
+                counts = np.bincount(
+                    _slices(labels, labelled, config.axis).ravel(),
+                    minlength=len(classes),
+                )
+                ranking = rank_summary(
+                    summary, run.strategy, config.per_cycle, labelled=labelled,
+                    labelled_counts=counts, min_distance=config.min_distance,
+                    seed=seed * 1000 + cycle,
+                )  # fmt: skip
+                labelled += [p.slice for p in ranking.picks]
+                entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
+    if config.full_supervision:
+        seed = config.seeds[0]
+        cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)
+        ckpt = yield from fit(list(range(n)), encoder, seed, cfg)
+        result["full_supervision"] = yield from evaluate_cycle(ckpt)
+    return result
+
+
+def _slices(volume: np.ndarray, indices: Sequence[int], axis: str) -> np.ndarray:
+    return np.take(volume, list(indices), axis=axis_index(axis))

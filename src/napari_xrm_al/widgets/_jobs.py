@@ -1,0 +1,338 @@
+"""Running core generators on a worker thread, one job at a time.
+
+Every long job of the plugin is a core generator that yields
+:class:`~napari_xrm_al.core.events.Progress` and returns its result.
+:class:`JobRunner` drives it in a napari ``thread_worker``, shows a napari
+progress bar (with a cancel button in the activity dock), relays progress and
+the result to GUI-thread callbacks, refuses a second job while one runs, and
+turns errors into notifications. :class:`JobControls` is the Start / Cancel /
+progress / ETA strip each section of the dock shows.
+
+Cancelling sets a flag the worker checks before it resumes the generator, and
+then closes the generator *on the worker thread*, so whatever the core does on
+close (keeping the previous model, removing half-written outputs) never runs
+on the GUI thread. The core yields at least every half second, so a cancel
+lands within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils import cancelable_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.errors import XrmError
+
+log = logging.getLogger(__name__)
+
+#: Shortest interval between two updates of napari's progress bar.
+BAR_INTERVAL_S = 0.25
+
+
+class Cancelled:
+    """What a cancelled job returns instead of its result."""
+
+
+CANCELLED = Cancelled()
+
+
+def drive(
+    gen: Generator[Progress, None, Any], stop: threading.Event
+) -> Generator[Progress, None, Any]:
+    """Re-yield ``gen``'s progress until it returns or ``stop`` is set.
+
+    Runs in the worker. On a stop, ``gen`` is closed here (worker thread) and
+    :data:`CANCELLED` is returned.
+    """
+    try:
+        while True:
+            if stop.is_set():
+                return CANCELLED
+            try:
+                event = next(gen)
+            except StopIteration as end:
+                return end.value
+            yield event
+    finally:
+        gen.close()
+
+
+def format_eta(seconds: float | None) -> str:
+    """``'ETA 1 min 05 s'``; empty when unknown."""
+    if seconds is None:
+        return ""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"ETA {seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"ETA {minutes} min {seconds:02d} s"
+    return f"ETA {minutes // 60} h {minutes % 60:02d} min"
+
+
+def error_message(job: str, exc: BaseException) -> str:
+    """One clear sentence for a failed job."""
+    if isinstance(exc, XrmError):
+        return f"{job} stopped: {exc}"
+    return f"{job} failed unexpectedly ({type(exc).__name__}: {exc})."
+
+
+class JobRunner(QObject):
+    """Runs one core generator at a time on a napari thread worker.
+
+    Signals
+    -------
+    busy_changed(bool)
+        A job started (True) or ended (False).
+    """
+
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name: str | None = None
+        self.worker: Any = None
+        self._stop = threading.Event()
+        self._bar: cancelable_progress | None = None
+        self._bar_time = 0.0
+        self._updating = False
+        self._outcome = "failed"
+        self._callbacks: dict[str, Callable[..., Any] | None] = {}
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running."""
+        return self.worker is not None
+
+    def start(
+        self,
+        name: str,
+        gen: Generator[Progress, None, Any],
+        *,
+        on_progress: Callable[[Progress], Any] | None = None,
+        on_done: Callable[[Any], Any] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+        on_end: Callable[[str], Any] | None = None,
+    ) -> Any:
+        """Run ``gen`` on a worker; returns the started worker, or None if refused.
+
+        ``on_progress(event)``, ``on_done(result)`` and ``on_error(exc)`` run on
+        the GUI thread; ``on_end(outcome)`` runs last with ``'done'``,
+        ``'cancelled'`` or ``'failed'``.
+        """
+        if self.busy:
+            gen.close()
+            show_warning(
+                f"{self.name} is running: wait for it or cancel it before "
+                f"starting {name.lower()}."
+            )
+            return None
+        self.name = name
+        self._stop = threading.Event()
+        self._callbacks = {
+            "progress": on_progress,
+            "done": on_done,
+            "error": on_error,
+            "end": on_end,
+        }
+        self._outcome, self._bar_time = "failed", 0.0
+        self._bar = cancelable_progress(total=0, desc=name, cancel_callback=self.cancel)
+        self.worker = create_worker(
+            drive,
+            gen,
+            self._stop,
+            _start_thread=False,
+            _ignore_errors=True,
+            _connect={
+                "yielded": self._on_yielded,
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
+        )
+        self.busy_changed.emit(True)
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next progress report."""
+        if self.busy:
+            self._stop.set()
+
+    # -- GUI-thread handlers ---------------------------------------------------
+    def _on_yielded(self, event: Progress) -> None:
+        callback = self._callbacks.get("progress")
+        if callback is not None:
+            callback(event)
+        self._update_bar(event)
+
+    def _update_bar(self, event: Progress) -> None:
+        """Update napari's progress bar, at most every :data:`BAR_INTERVAL_S`.
+
+        napari's bar calls ``processEvents`` when it changes, so later events
+        (even the end of the job) can be handled inside this call: the
+        callbacks above already ran, and the bar is closed only afterwards.
+        """
+        bar, now = self._bar, time.monotonic()
+        last = event.step >= event.total
+        if bar is None or self._updating:
+            return
+        if now - self._bar_time < BAR_INTERVAL_S and not last:
+            return
+        self._updating, self._bar_time = True, now
+        try:
+            if bar.is_canceled:  # the activity dock's cancel button
+                self.cancel()
+            if bar.total != event.total:
+                bar.total = event.total
+            bar.n = min(event.step, event.total)
+            bar.set_description(f"{self.name}: {format_eta(event.eta_seconds)}")
+            bar.update(0)
+        finally:
+            self._updating = False
+            if self._bar is None:
+                bar.close()
+
+    def _on_returned(self, result: Any) -> None:
+        if isinstance(result, Cancelled):
+            self._outcome = "cancelled"
+            show_info(f"{self.name} cancelled.")
+            return
+        self._outcome = "done"
+        callback = self._callbacks.get("done")
+        if callback is not None:
+            callback(result)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        if not isinstance(exc, XrmError):
+            log.error("%s failed", self.name, exc_info=exc)
+        show_error(error_message(self.name or "The job", exc))
+        callback = self._callbacks.get("error")
+        if callback is not None:
+            callback(exc)
+
+    def _on_finished(self) -> None:
+        bar, self._bar = self._bar, None
+        if bar is not None and not self._updating:
+            bar.close()  # else closed when the interrupted update returns
+        end = self._callbacks.get("end")
+        self.worker, self.name, self._callbacks = None, None, {}
+        self.busy_changed.emit(False)
+        if end is not None:
+            end(self._outcome)
+
+
+class JobControls(QWidget):
+    """Start / Cancel buttons, a progress bar and an ETA line for one section.
+
+    Parameters
+    ----------
+    runner
+        The dock's job runner; while it runs any job, Start is disabled.
+    start_text
+        Label of the Start button.
+    """
+
+    def __init__(self, runner: JobRunner, start_text: str) -> None:
+        super().__init__()
+        self.runner = runner
+        self.running_here = False
+        self.start_button = QPushButton(start_text)
+        self.cancel_button = QPushButton("Cancel", enabled=False)
+        self.cancel_button.setToolTip("Stop at the next step (within about a second).")
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._on_progress_extra: Callable[[Progress], Any] | None = None
+        self._on_end_extra: Callable[[str], Any] | None = None
+        self._error = ""
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        self.cancel_button.clicked.connect(runner.cancel)
+        runner.busy_changed.connect(self._on_busy)
+
+    def run(
+        self,
+        name: str,
+        gen: Generator[Progress, None, Any],
+        *,
+        on_done: Callable[[Any], Any] | None = None,
+        on_progress: Callable[[Progress], Any] | None = None,
+        on_end: Callable[[str], Any] | None = None,
+    ) -> Any:
+        """Start ``gen`` on the runner, shown in this strip; the worker or None."""
+        self._on_progress_extra = on_progress
+        self._on_end_extra = on_end
+        self._error = ""
+        worker = self.runner.start(
+            name,
+            gen,
+            on_progress=self.show_progress,
+            on_done=on_done,
+            on_error=self._on_error,
+            on_end=self._on_end,
+        )
+        if worker is not None:
+            self.running_here = True
+            self.cancel_button.setEnabled(True)
+            self.bar.setRange(0, 0)
+            self.status.setText(f"{name}: starting…")
+        return worker
+
+    def show_progress(self, event: Progress) -> None:
+        """Show one progress event."""
+        self.bar.setRange(0, max(1, event.total))
+        self.bar.setValue(min(event.step, event.total))
+        parts = [f"{event.step}/{event.total}"]
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.3f}")
+        if event.message:
+            parts.append(event.message)
+        if event.eta_seconds is not None:
+            parts.append(format_eta(event.eta_seconds))
+        self.status.setText(" · ".join(parts))
+        if self._on_progress_extra is not None:
+            self._on_progress_extra(event)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._error = error_message(self.runner.name or "The job", exc)
+
+    def _on_end(self, outcome: str) -> None:
+        self.running_here = False
+        self.cancel_button.setEnabled(False)
+        if self.bar.maximum() == 0:
+            self.bar.setRange(0, 1)
+        if outcome == "done":
+            self.bar.setValue(self.bar.maximum())
+        texts = {"done": "Done.", "cancelled": "Cancelled.", "failed": self._error}
+        self.status.setText(texts.get(outcome, outcome))
+        if self._on_end_extra is not None:
+            self._on_end_extra(outcome)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.start_button.setEnabled(not busy)
+        if not busy:
+            self.cancel_button.setEnabled(False)

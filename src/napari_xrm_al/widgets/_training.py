@@ -1,0 +1,276 @@
+"""Steps 2 and 3 of the dock: pretrain the encoder, train the segmenter."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_xrm_al.core.loop import pretrain_session, train_session
+from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.session import CycleRecord
+from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.widgets._config_form import ConfigForm, Field
+from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets.plots import LossPlot
+
+if TYPE_CHECKING:
+    from napari_xrm_al.core.checkpoint import Checkpoint
+    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+
+PRETRAIN_FIELDS = (
+    Field("steps", "Steps", 1, 100_000, 50),
+    Field("time_budget_s", "Time limit (s)", 0, 86_400, 30, special="no limit"),
+    Field("batch_size", "Batch size", 2, 1024, 8),
+    Field("region_size", "Region size (px)", 16, 2048, 16),
+    Field("view_size", "View size (px)", 16, 2048, 16),
+    Field("features", "Network widths", advanced=True),
+    Field("context", "Context slices", 0, 8, advanced=True),
+    Field("dropout", "Dropout", 0.0, 0.9, 0.05, decimals=2, advanced=True),
+    Field("lr", "Learning rate", 1e-5, 1.0, 1e-4, decimals=5, advanced=True),
+    Field("temperature", "Temperature", 0.01, 5.0, 0.05, decimals=2, advanced=True),
+    Field(
+        "pool_voxels",
+        "Voxels in memory",
+        10_000,
+        2_000_000_000,
+        1_000_000,
+        advanced=True,
+    ),
+)
+TRAIN_FIELDS = (
+    Field("steps", "Steps", 0, 100_000, 50, special="auto"),
+    Field("time_budget_s", "Time limit (s)", 0, 86_400, 30, special="no limit"),
+    Field("batch_size", "Batch size", 1, 1024, 2),
+    Field("crop_size", "Crop size (px)", 16, 2048, 16),
+    Field("loss", "Loss", choices=("dice_ce", "dice_focal"), advanced=True),
+    Field("lr", "Learning rate", 1e-5, 1.0, 1e-4, decimals=5, advanced=True),
+    Field(
+        "rare_crop_fraction",
+        "Rare-centred crops",
+        0.0,
+        1.0,
+        0.1,
+        decimals=2,
+        advanced=True,
+    ),
+    Field(
+        "class_weight_power",
+        "Class weight power",
+        0.0,
+        2.0,
+        0.1,
+        decimals=2,
+        advanced=True,
+    ),
+    Field("steps_per_slice", "Steps per slice (auto)", 1, 10_000, 10, advanced=True),
+)
+#: Architecture fields set in Pretrain and used by Train when there is no encoder.
+ARCHITECTURE = ("features", "context", "dropout")
+
+
+def _hint(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
+class PretrainSection(QWidget):
+    """Contrastive pretraining of the encoder on the unlabelled scan."""
+
+    def __init__(self, dock: ActiveLearningWidget) -> None:
+        super().__init__()
+        self.dock = dock
+        self.hint = _hint("")
+        self.form = ConfigForm(PretrainConfig, PRETRAIN_FIELDS)
+        self.controls = JobControls(dock.runner, "Start pretraining")
+        self.plot = LossPlot()
+        layout = QVBoxLayout(self)
+        for widget in (self.hint, self.form, self.controls, self.plot):
+            layout.addWidget(widget)
+        layout.addStretch()
+        self.controls.start_button.clicked.connect(self.start)
+
+    def start(self) -> Any:
+        """Start pretraining; returns the worker (None if it cannot start)."""
+        try:
+            session, data = self.dock.require_session()
+            config = self.form.config()
+        except XrmError as exc:
+            self.dock.notify_error(exc)
+            return None
+        self.plot.reset()
+        return self.controls.run(
+            "Pretraining",
+            pretrain_session(session, data, config),
+            on_progress=self.plot.add,
+            on_done=self._on_done,
+        )
+
+    def _on_done(self, ckpt: Checkpoint) -> None:
+        self.dock.session_changed.emit()
+
+    def refresh(self) -> None:
+        """Say what this step needs and what it did."""
+        session = self.dock.session
+        if session is None:
+            text = "Needs an open project (step 1)."
+        elif session.pretrained:
+            text = (
+                f"Encoder pretrained ({session.pretrained}). Pretrain again to "
+                "replace it, or go on to Train."
+            )
+        else:
+            text = (
+                "Teaches the network what this scan looks like, without labels "
+                "(optional, recommended). Then paint a few slices and Train."
+            )
+        self.hint.setText(text)
+
+
+def parse_slices(text: str) -> list[int]:
+    """``'12, 40 77'`` → ``[12, 40, 77]``."""
+    try:
+        return sorted({int(v) for v in re.split(r"[,\s]+", text.strip()) if v})
+    except ValueError:
+        raise XrmError(
+            f"Validation slices {text!r} must be slice numbers separated by commas."
+        ) from None
+
+
+class TrainSection(QWidget):
+    """Train the segmenter on the slices marked done."""
+
+    def __init__(self, dock: ActiveLearningWidget) -> None:
+        super().__init__()
+        self.dock = dock
+        self.last_record: CycleRecord | None = None
+        self.hint = _hint("")
+        self.form = ConfigForm(TrainConfig, TRAIN_FIELDS)
+        self.validation_edit = QLineEdit()
+        self.validation_edit.setPlaceholderText("none")
+        self.validation_edit.setToolTip(
+            "Painted slices kept out of training (do not mark them done) to measure "
+            "per-class IoU while training, e.g. '30, 95'."
+        )
+        extra = QFormLayout()
+        extra.addRow("Validation slices", self.validation_edit)
+        self.controls = JobControls(dock.runner, "Start training")
+        self.plot = LossPlot()
+        self.metrics = QTableWidget(0, 3)
+        self.metrics.setHorizontalHeaderLabels(["Class", "IoU", "Dice"])
+        self.metrics.setMaximumHeight(150)
+        self.metrics.setVisible(False)
+        self.result = _hint("")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.hint)
+        layout.addWidget(self.form)
+        layout.addLayout(extra)
+        for widget in (self.controls, self.plot, self.result, self.metrics):
+            layout.addWidget(widget)
+        layout.addStretch()
+        self.controls.start_button.clicked.connect(self.start)
+
+    def config(self) -> TrainConfig:
+        """The training settings (architecture from the Pretrain step)."""
+        pre = self.dock.pretrain.form
+        return self.form.config(**{name: pre.value(name) for name in ARCHITECTURE})
+
+    def start(self) -> Any:
+        """Start a training cycle; returns the worker (None if it cannot start)."""
+        try:
+            session, data = self.dock.require_session()
+            config = self.config()
+            validation = parse_slices(self.validation_edit.text())
+            overlap = sorted(set(validation) & set(session.done))
+            if overlap:
+                raise XrmError(
+                    f"Slices {overlap} are marked done (training slices) and cannot "
+                    "also validate."
+                )
+        except XrmError as exc:
+            self.dock.notify_error(exc)
+            return None
+        self.plot.reset()
+        return self.controls.run(
+            "Training",
+            train_session(
+                session,
+                data,
+                config,
+                strategy=self.dock.suggest.last_strategy,
+                picks=self.dock.suggest.last_picks,
+                validation_slices=validation,
+            ),
+            on_progress=self._on_progress,
+            on_done=self._on_done,
+        )
+
+    def _on_progress(self, event: Any) -> None:
+        self.plot.add(event)
+        if event.metrics:
+            self.show_metrics(event.metrics)
+
+    def _on_done(self, record: CycleRecord) -> None:
+        self.last_record = record
+        self.show_metrics(record.metrics)
+        self.dock.session_changed.emit()
+
+    def show_metrics(self, metrics: dict[str, Any]) -> None:
+        """Fill the per-class table from ``iou/<class>`` and ``dice/<class>``."""
+        names = [k[4:] for k in metrics if k.startswith("iou/")]
+        self.metrics.setVisible(bool(names))
+        self.metrics.setRowCount(len(names))
+        for row, name in enumerate(names):
+            values = (name, metrics.get(f"iou/{name}"), metrics.get(f"dice/{name}"))
+            for col, value in enumerate(values):
+                text = value if isinstance(value, str) else _fmt(value)
+                self.metrics.setItem(row, col, QTableWidgetItem(text))
+
+    def refresh(self) -> None:
+        """Say what this step needs and what the last cycle gave."""
+        session = self.dock.session
+        if session is None:
+            self.hint.setText("Needs an open project (step 1).")
+            return
+        painted = self.dock.painted_not_done()
+        text = f"Trains on the {len(session.done)} slices marked done" + (
+            " from the pretrained encoder."
+            if session.pretrained
+            else " (from scratch: no encoder)."
+        )
+        if not session.done:
+            text = (
+                "Needs slices marked done: paint a slice with the classes you see "
+                "(label 1 = first class…), then 'Mark slice done' below."
+            )
+        if painted:
+            text += f" Painted but not marked done: {painted}."
+        self.hint.setText(text)
+        if session.cycles:
+            last = session.cycles[-1]
+            loss = last.metrics.get("final_loss")
+            miou = last.metrics.get("miou")
+            self.result.setText(
+                f"Cycle {last.cycle}: {len(last.labelled)} slices"
+                + (f", final loss {_fmt(loss)}" if loss is not None else "")
+                + (f", mIoU {_fmt(miou)}" if miou is not None else "")
+                + f" → {last.model}"
+            )
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}"

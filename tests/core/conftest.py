@@ -1,0 +1,93 @@
+"""Tiny volumes and models shared by the engine tests (seconds each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_xrm_al.core.augment import AugmentConfig
+from napari_xrm_al.core.model import ModelConfig
+from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.sample import HbmSample, make_hbm_sample
+from napari_xrm_al.core.train import TrainConfig
+
+#: Feature widths of the tiny test network (BasicUNet layout).
+TINY_FEATURES = (4, 8, 8, 16, 16, 8)
+#: Small sample volumes: (z, y, x).
+SMALL_SHAPE = (32, 96, 96)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests share two cores with other work: one thread each."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sample0() -> HbmSample:
+    """A small synthetic HBM scan (seed 0)."""
+    return make_hbm_sample(seed=0, shape=SMALL_SHAPE)
+
+
+@pytest.fixture(scope="session")
+def sample1() -> HbmSample:
+    """Another scan (seed 1): a domain shift from ``sample0``."""
+    return make_hbm_sample(seed=1, shape=SMALL_SHAPE)
+
+
+@pytest.fixture
+def tiny_model_config() -> ModelConfig:
+    return ModelConfig(n_classes=4, context=1, features=TINY_FEATURES)
+
+
+@pytest.fixture
+def tiny_train_config() -> TrainConfig:
+    return TrainConfig(features=TINY_FEATURES, steps=4, batch_size=2, crop_size=32)
+
+
+@pytest.fixture
+def tiny_pretrain_config() -> PretrainConfig:
+    return PretrainConfig(
+        features=TINY_FEATURES,
+        steps=4,
+        time_budget_s=None,
+        batch_size=8,
+        region_size=32,
+        view_size=32,
+        pool_voxels=200_000,
+    )
+
+
+def _annotate(labels: np.ndarray, slices, axis: int = 0) -> np.ndarray:
+    out = np.zeros(labels.shape, np.uint8)
+    key = [slice(None)] * 3
+    for s in slices:
+        key[axis] = s
+        out[tuple(key)] = labels[tuple(key)] + 1
+    return out
+
+
+@pytest.fixture
+def annotate():
+    """``annotate(dense, slices, axis=0)``: sparse annotation volume (ids 1..C,
+    0 elsewhere) with the given slices of the dense ground truth."""
+    return _annotate
+
+
+@pytest.fixture
+def no_augment() -> AugmentConfig:
+    """Augmentation switched off."""
+    return AugmentConfig(
+        flips=False,
+        rot90=False,
+        zoom=(1.0, 1.0),
+        intensity_scale=0.0,
+        intensity_shift=0.0,
+        gamma=(1.0, 1.0),
+        noise_std=0.0,
+        blur_prob=0.0,
+    )

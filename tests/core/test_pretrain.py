@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.checkpoint import load_checkpoint
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.model import SliceSegmenter
+from napari_xrm_al.core.pretrain import pretrain, sample_regions, slice_pool
+from napari_xrm_al.core.train import initial_model
+
+
+def test_pretraining_loss_falls(sample0, tiny_pretrain_config):
+    config = dataclasses.replace(tiny_pretrain_config, steps=100, lr=3e-3)
+    events = []
+    ckpt = run_to_end(pretrain(sample0.image, config=config, seed=0), events.append)
+    assert [e.step for e in events] == list(range(1, 101))
+    raw = ckpt.history["loss"]
+    chance = math.log(2 * config.batch_size - 1)  # NT-Xent of an untrained encoder
+    assert np.mean(raw[-20:]) < np.mean(raw[:10]) - 0.2
+    assert np.mean(raw[-20:]) < chance
+    assert events[-1].loss < events[0].loss
+    assert ckpt.kind == "encoder" and ckpt.classes is None
+
+
+def test_encoder_initialises_the_segmenter(
+    sample0, tiny_pretrain_config, tiny_train_config
+):
+    ckpt = run_to_end(pretrain(sample0.image, config=tiny_pretrain_config))
+    model = initial_model(ckpt, sample0.classes, tiny_train_config)
+    assert model.cfg.n_classes == 4
+    for key, value in ckpt.state_dict.items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+    fresh = SliceSegmenter(model.cfg)
+    assert any(
+        not torch.equal(fresh.state_dict()[k], v) for k, v in ckpt.state_dict.items()
+    )
+
+
+def test_close_saves_and_budget_stops(tmp_path, sample0, tiny_pretrain_config):
+    out = tmp_path / "enc.pt"
+    gen = pretrain(
+        sample0.image,
+        axis="x",
+        config=dataclasses.replace(tiny_pretrain_config, steps=100),
+        out=out,
+    )
+    next(gen)
+    gen.close()
+    ckpt = load_checkpoint(out, kind="encoder")
+    assert ckpt.axis == "x" and ckpt.history["stopped"] == "cancelled"
+    config = dataclasses.replace(tiny_pretrain_config, steps=100_000, time_budget_s=0.5)
+    ckpt = run_to_end(pretrain(sample0.image, config=config))
+    assert ckpt.history["stopped"] == "time budget" and ckpt.history["steps"] < 100_000
+
+
+def test_regions_prefer_structure():
+    pool = np.zeros((1, 1, 64, 128), np.float32)
+    pool[0, 0, :, 64:] = np.random.default_rng(0).normal(size=(64, 64))
+    regions = sample_regions(pool, 20, 16, np.random.default_rng(0))
+    assert regions.shape == (20, 1, 16, 16)
+    assert np.mean([r.std() > 0 for r in regions]) > 0.7
+
+
+def test_pool_is_bounded_and_padded():
+    vol = np.zeros((50, 20, 30), np.uint8)
+    pool = slice_pool(vol, "z", 1, 40, 20 * 30 * 3 * 10, np.random.default_rng(0))
+    assert pool.shape == (10, 3, 40, 40)

@@ -1,0 +1,108 @@
+"""The oracle simulation, end to end with a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.curves import learning_curves, plot_curves, summary_table
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.simulate import (
+    RunSpec,
+    SimulationConfig,
+    parse_run,
+    rare_class_of,
+    simulate,
+    split_holdout,
+)
+from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.errors import XrmError
+
+CLASSES = ClassTable.parse("background,copper,solder,void")
+
+
+def test_run_specs() -> None:
+    assert parse_run("rareness", True) == RunSpec("rareness", True)
+    assert parse_run("rareness:no-pretrain", True) == RunSpec("rareness", False)
+    assert parse_run("entropy:pretrain", False) == RunSpec("entropy", True)
+    with pytest.raises(XrmError, match="suffix"):
+        parse_run("entropy:maybe", True)
+    with pytest.raises(XrmError, match="Unknown acquisition strategy"):
+        parse_run("oracle", True)
+
+
+def test_rare_class_defaults_to_the_least_frequent() -> None:
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5 + [3] * 15)
+    assert rare_class_of(labels, CLASSES) == "solder"
+    assert rare_class_of(labels, CLASSES.with_rare(["copper"])) == "copper"
+
+
+def test_holdout_is_the_last_quarter_along_the_axis() -> None:
+    image = np.arange(8 * 2 * 3).reshape(8, 2, 3)
+    pool, pool_labels, test, _ = split_holdout(image, image, "z")
+    assert pool.shape == (6, 2, 3) and test.shape == (2, 2, 3)
+    np.testing.assert_array_equal(test, image[6:])
+    pool, *_ = split_holdout(image, image, "x")
+    assert pool.shape == (8, 2, 2)
+
+
+def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
+    pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    config = SimulationConfig(
+        runs=(
+            RunSpec("rareness", True),
+            RunSpec("random", True),
+            RunSpec("entropy", False),
+        ),
+        initial=2,
+        per_cycle=2,
+        cycles=1,
+        seeds=(0,),
+        min_distance=2,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
+        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    )
+    result = run_to_end(
+        simulate(
+            pool.image, pool.labels, CLASSES, config,
+            test_image=test.image, test_labels=test.labels,
+        )
+    )  # fmt: skip
+    assert result["classes"] == list(CLASSES.names)
+    assert result["rare_class"] == "void"
+    assert [r["strategy"] for r in result["runs"]] == ["rareness", "random", "entropy"]
+    assert [r["pretrain"] for r in result["runs"]] == [True, True, False]
+    starts = {tuple(r["cycles"][0]["labelled"]) for r in result["runs"]}
+    assert len(starts) == 1
+    for run in result["runs"]:
+        first, second = run["cycles"]
+        assert (first["n_labelled"], second["n_labelled"]) == (2, 4)
+        added = set(second["labelled"]) - set(first["labelled"])
+        assert len(added) == 2
+        labelled = second["labelled"]
+        assert all(abs(a - b) >= 2 for a in labelled for b in labelled if a != b)
+        for cycle in run["cycles"]:
+            assert 0.0 <= cycle["miou"] <= 1.0
+            assert set(cycle["iou"]) == set(CLASSES.names)
+            assert cycle["train_seconds"] > 0
+    curves = learning_curves(result)
+    assert [c.label for c in curves] == ["rareness", "random", "entropy (no pretrain)"]
+    assert "rareness" in summary_table(result)
+    png = plot_curves(result, tmp_path / "curve.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mismatched_ground_truth_is_refused() -> None:
+    config = SimulationConfig(runs=(RunSpec("random", False),))
+    with pytest.raises(XrmError, match="differ in shape"):
+        run_to_end(
+            simulate(np.zeros((8, 8, 8)), np.zeros((8, 8, 4), int), CLASSES, config)
+        )
+    with pytest.raises(XrmError, match="beyond the 4 classes"):
+        run_to_end(
+            simulate(np.zeros((8, 8, 8)), np.full((8, 8, 8), 7), CLASSES, config)
+        )

@@ -1,0 +1,258 @@
+"""The Active learning dock in a real (hidden) viewer: the whole loop, cancel,
+reopening a project and error paths, with a tiny volume and network."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from napari.utils.notifications import notification_manager
+
+from napari_xrm_al._napari.sample_data import sample_layer_data
+from napari_xrm_al.core.classes import dense_to_annotation
+from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.widgets._suggest import CANDIDATES_NAME
+from napari_xrm_al.widgets.loop import ActiveLearningWidget
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (24, 64, 64)
+IMAGE = "HBM sample"
+ANNOTATIONS = f"{IMAGE} annotations"
+TINY = "4, 8, 8, 16, 16, 8"
+TIMEOUT = 30_000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """GUI tests share two cores with other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_hbm_sample(seed=0, shape=SHAPE)
+
+
+def make_dock(viewer, qtbot, sample, folder):
+    for data, meta, kind in sample_layer_data(sample, ground_truth_visible=False):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    dock = ActiveLearningWidget(viewer)
+    qtbot.addWidget(dock)
+    # Tiny settings, through the same boxes a user would change.
+    pre = dock.pretrain.form
+    for name, value in (("steps", 3), ("time_budget_s", None), ("batch_size", 4)):
+        pre.set_value(name, value)
+    pre.set_value("region_size", 32)
+    pre.set_value("view_size", 32)
+    pre.editors["features"].setText(TINY)
+    for name, value in (("steps", 4), ("batch_size", 2), ("crop_size", 32)):
+        dock.train.form.set_value(name, value)
+    dock.data.folder_edit.setText(str(folder))
+    return dock
+
+
+def wait(qtbot, dock, worker, timeout=TIMEOUT):
+    assert worker is not None
+    qtbot.waitUntil(lambda: not dock.runner.busy, timeout=timeout)
+
+
+def paint_slice(dock, index, truth):
+    """Paint a whole slice with the ground truth, as a tool would (undoable)."""
+    layer = dock.annotations.layer
+    rows, cols = np.nonzero(np.ones(SHAPE[1:], bool))
+    coords = (np.full(rows.size, index), rows, cols)
+    layer.data_setitem(coords, truth[index][rows, cols])
+
+
+def messages(since=0):
+    return [n.message for n in notification_manager.records[since:]]
+
+
+def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, tmp_path / "hbm.xrmal")
+    truth = dense_to_annotation(sample.labels)
+    assert dock.data.image_combo.currentText() == IMAGE
+    assert dock.data.classes.classes().rare == ("void",)
+
+    # 1 Data: the project and its annotation layer.
+    session = dock.data.open_project()
+    assert session is not None and (tmp_path / "hbm.xrmal" / "session.json").is_file()
+    layer = viewer.layers[ANNOTATIONS]
+    assert layer.data.shape == SHAPE and layer.data.max() == 0
+    assert layer.metadata["napari_xrm_al_classes"]["classes"][3]["name"] == "void"
+    assert "Needs slices marked done" in dock.train.hint.text()
+
+    # 2 Pretrain.
+    wait(qtbot, dock, dock.pretrain.start())
+    assert session.pretrained == "models/encoder.pt"
+    assert (session.folder / "models" / "encoder.pt").is_file()
+    assert dock.pretrain.plot.steps == [1, 2, 3]
+    assert "✓" in dock.steps.itemText(1)
+
+    # Paint two slices through the Labels layer and mark them done.
+    for index in (4, 16):
+        dock.go_to_slice(index)
+        assert dock.current_slice() == index
+        paint_slice(dock, index, truth)
+        assert dock.mark_done()
+    assert session.done == [4, 16]
+    np.testing.assert_array_equal(session.read_slice(16), truth[16])
+    assert "2 done" in dock.slice_label.text()
+
+    # 3 Train.
+    wait(qtbot, dock, dock.train.start())
+    assert len(session.cycles) == 1 and session.cycles[0].labelled == [4, 16]
+    assert (session.folder / "models" / "cycle-001.pt").is_file()
+    assert dock.train.plot.steps == [1, 2, 3, 4]
+    assert "Cycle 1" in dock.train.result.text()
+
+    # 4 Suggest, go to the top candidate, pre-fill, correct, mark done.
+    dock.suggest.k_spin.setValue(3)
+    wait(qtbot, dock, dock.suggest.start())
+    picks = dock.suggest.picks()
+    assert len(picks) == 3 and dock.suggest.table.rowCount() == 3
+    assert not {4, 16} & set(picks)
+    frames = viewer.layers[CANDIDATES_NAME]
+    assert len(frames.data) == 3
+    assert [int(f[0, 0]) for f in frames.data] == picks
+    dock.suggest.select_pick(1)
+    top = picks[0]
+    assert dock.current_slice() == top
+    assert viewer.layers.selection.active.name == ANNOTATIONS
+    assert layer.mode == "paint"
+    assert dock.suggest.profile.cursor.get_xdata()[0] == top
+
+    wait(qtbot, dock, dock.suggest.prefill())
+    guess = layer.data[top].copy()
+    assert guess.min() >= 1 and guess.max() <= 4  # every pixel pre-filled
+    paint_slice(dock, top, truth)  # the analyst corrects it
+    assert dock.toggle_done()
+    assert session.done == sorted([4, 16, top])
+    np.testing.assert_array_equal(session.read_slice(top), truth[top])
+
+    # Retrain, with a painted validation slice kept out of training.
+    val = next(i for i in (10, 21, 1) if min(abs(i - s) for s in session.done) > 1)
+    paint_slice(dock, val, truth)
+    dock.train.validation_edit.setText(str(val))
+    wait(qtbot, dock, dock.train.start())
+    assert len(session.cycles) == 2
+    record = session.cycles[1]
+    assert record.strategy == "rareness"
+    assert [p["slice"] for p in record.picks] == picks
+    assert "miou" in record.metrics and "iou/void" in record.metrics
+    assert dock.train.metrics.isVisibleTo(dock.train)
+    assert dock.train.metrics.rowCount() == 4
+
+    # 5 Predict and export.
+    wait(qtbot, dock, dock.predict.start())
+    prediction = viewer.layers[f"{IMAGE} prediction"]
+    labels = np.asarray(prediction.data)
+    assert labels.shape == SHAPE and labels.min() >= 1 and labels.max() <= 4
+    uncertainty = np.asarray(viewer.layers[f"{IMAGE} uncertainty"].data)
+    assert uncertainty.shape == SHAPE and 0 <= uncertainty.min() <= uncertainty.max() <= 1
+    out = tmp_path / "mask.ome.zarr"
+    wait(qtbot, dock, dock.predict.export(str(out)))
+    assert dock.predict.last_export == out
+    mask = read_mask(out)
+    assert mask.classes.names == ("background", "copper", "solder", "void")
+    np.testing.assert_array_equal(np.asarray(mask.data), labels)
+    assert [len(v) for v in dock.predict.curve.series.values()] == [2] * len(
+        dock.predict.curve.series
+    )
+    assert all("✓" in dock.steps.itemText(i) for i in range(5))
+
+
+def test_cancel_training_keeps_the_previous_model(
+    make_napari_viewer_proxy, qtbot, sample, tmp_path
+):
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, tmp_path / "p.xrmal")
+    dock.data.open_project()
+    truth = dense_to_annotation(sample.labels)
+    for index in (5, 15):
+        paint_slice(dock, index, truth)
+        assert dock.mark_done(index)
+    wait(qtbot, dock, dock.train.start())
+    first = dock.session.latest_model
+
+    dock.train.form.set_value("steps", 100_000)
+    since = len(notification_manager.records)
+    worker = dock.train.start()
+    qtbot.waitUntil(lambda: len(dock.train.plot.losses) >= 2, timeout=TIMEOUT)
+    assert not dock.pretrain.controls.start_button.isEnabled()  # one job at a time
+    assert dock.predict.start() is None
+    assert any("Training is running" in m for m in messages(since))
+    t0 = time.perf_counter()
+    dock.train.controls.cancel_button.click()
+    wait(qtbot, dock, worker, timeout=5000)
+    assert time.perf_counter() - t0 < 2.0
+    assert dock.train.controls.status.text() == "Cancelled."
+    assert len(dock.session.cycles) == 1 and dock.session.latest_model == first
+    assert not (dock.session.folder / "models" / "cycle-002.pt").exists()
+    assert dock.train.controls.start_button.isEnabled()
+
+
+def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_path):
+    folder = tmp_path / "again.xrmal"
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, folder)
+    dock.data.classes.set_colour(3, "#ff00ff")
+    dock.data.open_project()
+    truth = dense_to_annotation(sample.labels)
+    paint_slice(dock, 7, truth)
+    assert dock.mark_done(7)
+    dock.annotations.layer.data[12, :4, :4] = 2  # painted, saved, not done
+    viewer.layers.remove(ANNOTATIONS)
+
+    # A new viewer and dock (the plugin restarted); the scan changed slightly.
+    viewer2 = make_napari_viewer_proxy()
+    dock2 = make_dock(viewer2, qtbot, sample, folder)
+    viewer2.layers[IMAGE].data = sample.image + 1
+    since = len(notification_manager.records)
+    session = dock2.data.open_project()
+    assert session.done == [7]
+    assert session.classes.colours[3] == "#ff00ff"
+    assert dock2.data.classes.classes().colours[3] == "#ff00ff"
+    assert not dock2.data.classes.table.isEnabled()  # an open project fixes classes
+    layer = viewer2.layers[ANNOTATIONS]
+    np.testing.assert_array_equal(layer.data[7], truth[7])
+    assert (layer.data[12, :4, :4] == 2).all()
+    assert dock2.painted_not_done() == [12]
+    assert "Painted but not marked done: [12]" in dock2.train.hint.text()
+    assert dock2.current_slice() == 7
+    assert any("changed on disk" in m for m in messages(since))
+
+
+def test_errors_become_notifications_and_leave_a_consistent_state(
+    make_napari_viewer_proxy, qtbot, sample, tmp_path
+):
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, tmp_path / "e.xrmal")
+    since = len(notification_manager.records)
+    assert dock.train.start() is None  # no project yet
+    assert "Open a project first" in messages(since)[-1]
+
+    dock.data.open_project()
+    assert not dock.mark_done(3)  # nothing painted there
+    assert "Slice 3 has no painted pixels" in messages(since)[-1]
+
+    worker = dock.train.start()  # nothing marked done: the core refuses
+    wait(qtbot, dock, worker)
+    assert "Mark at least one painted slice as done" in messages(since)[-1]
+    assert "Mark at least one" in dock.train.controls.status.text()
+    assert dock.session.cycles == [] and dock.train.controls.start_button.isEnabled()
+
+    dock.train.validation_edit.setText("4, x")
+    assert dock.train.start() is None
+    assert "Validation slices '4, x'" in messages(since)[-1]
+    assert dock.predict.export(str(tmp_path / "m.zarr")) is None
+    assert "Predict the volume before exporting" in messages(since)[-1]
+    assert not dock.runner.busy

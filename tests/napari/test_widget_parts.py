@@ -1,0 +1,305 @@
+"""Parts of the Active learning dock: job runner, annotation binding, forms, plots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.session import ImageRef, Session
+from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.widgets import _jobs, annotations
+from napari_xrm_al.widgets._config_form import ConfigForm, Field, field_docs
+from napari_xrm_al.widgets._training import PRETRAIN_FIELDS, TRAIN_FIELDS
+from napari_xrm_al.widgets.annotations import (
+    AnnotationBinding,
+    TrackedVolume,
+    touched_slices,
+)
+from napari_xrm_al.widgets.plots import LearningCurvePlot, LossPlot, ProfilePlot
+
+SHAPE = (6, 10, 12)
+
+
+# -- touched slices ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "axis", "expected"),
+    [
+        ((2, slice(None), slice(None)), 0, {2}),
+        ((slice(1, 4), 3, 3), 0, {1, 2, 3}),
+        ((np.array([0, 5, 5]), np.array([1, 2, 3]), np.array([0, 0, 0])), 0, {0, 5}),
+        ((slice(None), np.array([9, 9]), np.array([1, 2])), 1, {9}),
+        ((Ellipsis, 4), 2, {4}),
+        ((-1,), 0, {5}),
+        ((slice(None, None, 2),), 0, {0, 2, 4}),
+        ((slice(None),), 1, set(range(10))),
+    ],
+)
+def test_touched_slices(key, axis, expected):
+    assert touched_slices(key, SHAPE, axis) == expected
+
+
+def test_touched_slices_of_a_boolean_mask():
+    mask = np.zeros(SHAPE, bool)
+    mask[1, 2, 3] = mask[4, 0, 0] = True
+    assert touched_slices(mask, SHAPE, 0) == {1, 4}
+    assert touched_slices(mask, SHAPE, 2) == {0, 3}
+
+
+def test_tracked_volume_reports_writes_but_not_through_views():
+    seen = []
+    volume = TrackedVolume(np.zeros(SHAPE, np.uint8), 0, seen.append)
+    volume[3, 1:4, 2] = 2
+    volume[(np.array([1, 1]), np.array([0, 1]), np.array([0, 0]))] = 1
+    view = volume[2]
+    view[:] = 7  # a view: writes to the data but is not the volume's index space
+    assert seen == [{3}, {1}]
+    assert volume[2].max() == 7
+    assert type(np.asarray(volume)) is np.ndarray
+
+
+# -- annotation binding ------------------------------------------------------------
+@pytest.fixture
+def session(tmp_path):
+    image = ImageRef(path="", shape=SHAPE, dtype="uint16", fingerprint="x")
+    return Session.create(tmp_path / "s.xrmal", image, ClassTable.hbm(), "z")
+
+
+@pytest.mark.gui
+def test_binding_saves_paint_fill_undo_and_replaced_data(
+    make_napari_viewer_proxy, qtbot, session, monkeypatch
+):
+    viewer = make_napari_viewer_proxy()
+    image = viewer.add_image(np.zeros(SHAPE, np.uint16), name="scan", scale=(2, 1, 1))
+    session.write_slice(1, np.full(SHAPE[1:], 2, np.uint8))
+    binding = AnnotationBinding(viewer, session, image)
+    layer = binding.layer
+    assert layer.name == "scan annotations"
+    assert tuple(layer.scale) == (2, 1, 1)
+    assert layer.data[1].max() == 2  # loaded from the store
+    assert binding.painted == {1}
+    assert layer.colormap.map(np.array([4]))[0, 0] == pytest.approx(0xD6 / 255)
+
+    layer.selected_label = 4
+    layer.brush_size = 3
+    layer.paint((3, 5, 5), 4)  # data coordinates
+    assert binding.dirty == {3}
+    assert session.read_slice(3).max() == 0  # not yet: debounced
+    qtbot.waitUntil(lambda: session.read_slice(3).max() == 4, timeout=2000)
+    assert not binding.dirty and binding.painted == {1, 3}
+
+    layer.undo()  # no paint event, but the write is tracked
+    assert binding.dirty == {3}
+    assert binding.flush() == [3]
+    assert session.read_slice(3).max() == 0 and binding.painted == {1}
+
+    layer.fill((1, 0, 0), 3)
+    binding.flush()
+    assert (session.read_slice(1) == 3).all()
+
+    guess = np.full(SHAPE[1:], 2, np.uint8)
+    layer.data[4, :2] = 1
+    binding.fill_unpainted(4, guess)
+    binding.flush()
+    stored = session.read_slice(4)
+    assert (stored[:2] == 1).all() and (stored[2:] == 2).all()
+    layer.undo()  # the pre-fill is one undo step
+    binding.flush()
+    assert (session.read_slice(4)[2:] == 0).all()
+
+    layer.data = np.zeros(SHAPE, np.uint8)  # replaced from a script
+    assert isinstance(layer.data, TrackedVolume)
+    binding.flush()
+    assert session.annotations[...].max() == 0
+
+    errors = []
+    monkeypatch.setattr(annotations, "show_error", errors.append)
+    layer.data[5, 0, 0] = 9  # not a class
+    assert binding.flush() == []
+    assert "Slice 5 was not saved" in errors[0]
+
+    layer.data[2, 0, 0] = 1
+    viewer.layers.remove(layer)  # pending strokes are saved on removal
+    assert session.read_slice(2)[0, 0] == 1
+
+
+# -- job runner --------------------------------------------------------------------
+def slow_job(n, delay, state, fail_at=None):
+    state["thread"] = threading.get_ident()
+    try:
+        for i in range(1, n + 1):
+            time.sleep(delay)
+            if i == fail_at:
+                raise XrmError("The volume is empty.")
+            yield Progress("test", i, n, loss=1.0 / i, eta_seconds=(n - i) * delay)
+        return "result"
+    finally:
+        state["closed_in"] = threading.get_ident()
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    found = {"info": [], "warning": [], "error": []}
+    for kind in found:
+        monkeypatch.setattr(_jobs, f"show_{kind}", found[kind].append)
+    return found
+
+
+@pytest.mark.gui
+def test_job_runner_progress_result_and_refusal(qtbot, notes):
+    runner = _jobs.JobRunner()
+    controls = _jobs.JobControls(runner, "Go")
+    qtbot.addWidget(controls)
+    state, results, ends, events = {}, [], [], []
+    worker = controls.run(
+        "Job",
+        slow_job(3, 0.05, state),
+        on_done=results.append,
+        on_progress=events.append,
+        on_end=ends.append,
+    )
+    assert runner.busy and not controls.start_button.isEnabled()
+    assert controls.cancel_button.isEnabled()
+    other = {}
+    assert runner.start("Other", slow_job(1, 0, other)) is None
+    assert "Job is running" in notes["warning"][0]
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        pass
+    qtbot.waitUntil(lambda: ends == ["done"], timeout=2000)
+    assert results == ["result"]
+    assert [e.step for e in events] == [1, 2, 3]
+    assert controls.bar.value() == controls.bar.maximum() == 3
+    assert controls.start_button.isEnabled() and not controls.cancel_button.isEnabled()
+    assert state["closed_in"] != threading.get_ident()
+    assert not runner.busy
+
+
+@pytest.mark.gui
+def test_job_runner_cancel_is_quick_and_closes_the_generator_on_the_worker(
+    qtbot, notes
+):
+    runner = _jobs.JobRunner()
+    state, results, ends = {}, [], []
+    worker = runner.start(
+        "Long job",
+        slow_job(1000, 0.02, state),
+        on_done=results.append,
+        on_end=ends.append,
+    )
+    qtbot.waitUntil(lambda: "thread" in state, timeout=2000)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(worker.finished, timeout=3000):
+        runner.cancel()
+    assert time.perf_counter() - t0 < 1.5
+    assert ends == ["cancelled"] and results == []
+    assert state["closed_in"] == state["thread"] != threading.get_ident()
+    assert notes["info"] == ["Long job cancelled."]
+
+
+@pytest.mark.gui
+def test_job_runner_error_becomes_a_notification(qtbot, notes):
+    runner = _jobs.JobRunner()
+    controls = _jobs.JobControls(runner, "Go")
+    qtbot.addWidget(controls)
+    ends = []
+    worker = controls.run("Job", slow_job(5, 0.01, {}, fail_at=2), on_end=ends.append)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        pass
+    qtbot.waitUntil(lambda: ends == ["failed"], timeout=2000)
+    assert notes["error"] == ["Job stopped: The volume is empty."]
+    assert controls.status.text() == "Job stopped: The volume is empty."
+    assert controls.start_button.isEnabled()
+
+
+def test_format_eta():
+    assert _jobs.format_eta(None) == ""
+    assert _jobs.format_eta(4.4) == "ETA 4 s"
+    assert _jobs.format_eta(65) == "ETA 1 min 05 s"
+    assert _jobs.format_eta(3 * 3600 + 120) == "ETA 3 h 02 min"
+
+
+# -- config forms --------------------------------------------------------------------
+def test_field_docs_cover_every_field_shown():
+    for cls, fields in ((PretrainConfig, PRETRAIN_FIELDS), (TrainConfig, TRAIN_FIELDS)):
+        docs = field_docs(cls)
+        for field in fields:
+            assert docs[field.name], (cls.__name__, field.name)
+    assert field_docs(TrainConfig)["steps"].startswith("Number of optimiser steps")
+
+
+@pytest.mark.gui
+def test_config_form_defaults_specials_and_overrides(qtbot):
+    form = ConfigForm(TrainConfig, TRAIN_FIELDS)
+    qtbot.addWidget(form)
+    assert form.config() == TrainConfig()  # defaults survive the round trip
+    assert form.editors["steps"].specialValueText() == "auto"
+    assert "optimiser steps" in form.editors["steps"].toolTip()
+    form.set_value("steps", 7)
+    form.set_value("time_budget_s", 30)
+    form.set_value("loss", "dice_focal")
+    config = form.config(features=(4, 8, 8, 16, 16, 8))
+    assert (config.steps, config.time_budget_s, config.loss) == (7, 30, "dice_focal")
+    assert config.features == (4, 8, 8, 16, 16, 8)
+    form.set_value("steps", None)
+    assert form.config().steps is None
+
+    pre = ConfigForm(PretrainConfig, PRETRAIN_FIELDS)
+    qtbot.addWidget(pre)
+    assert pre.editors["features"].text() == "small"
+    pre.editors["features"].setText("4, 8, 8, 16, 16, 8")
+    assert pre.value("features") == (4, 8, 8, 16, 16, 8)
+    pre.editors["features"].setText("big")
+    with pytest.raises(XrmError, match="Feature widths 'big'"):
+        pre.config()
+
+
+@pytest.mark.gui
+def test_config_form_hides_advanced_fields(qtbot):
+    form = ConfigForm(TrainConfig, [Field("batch_size", "B"), Field("lr", "L", 0, 1, 0.1, 3, advanced=True)])
+    qtbot.addWidget(form)
+    assert not form.advanced.isVisibleTo(form)
+    form.advanced_button.setChecked(True)
+    assert form.advanced.isVisibleTo(form)
+
+
+# -- plots -----------------------------------------------------------------------------
+@pytest.mark.gui
+def test_plots(qtbot):
+    loss = LossPlot()
+    qtbot.addWidget(loss)
+    loss.add(Progress("train", 1, 3, loss=0.9))
+    loss.add(Progress("train", 2, 3))  # no loss: ignored
+    loss.add(Progress("train", 3, 3, loss=0.5))
+    assert loss.steps == [1, 3] and loss.losses == [0.9, 0.5]
+    assert list(loss.line.get_ydata()) == [0.9, 0.5]
+
+    curve = LearningCurvePlot()
+    qtbot.addWidget(curve)
+    curve.show_curve(
+        [
+            {"n_labelled": 2, "metrics": {"final_loss": 0.8}},
+            {"n_labelled": 4, "metrics": {"final_loss": 0.5, "miou": 0.7, "iou/void": 0.2}},
+        ]
+    )
+    assert list(curve.series) == ["miou", "iou/void"]
+    assert curve.series["miou"][1] == 0.7 and np.isnan(curve.series["miou"][0])
+    curve.show_curve([{"n_labelled": 2, "metrics": {"final_loss": 0.8}}])
+    assert curve.series == {"final_loss": [0.8]}
+
+    profile = ProfilePlot()
+    qtbot.addWidget(profile)
+    profile.show_scores(np.arange(10), np.linspace(0, 1, 10), [9, 3], [0], "z")
+    picks = profile.ax.lines[1]
+    assert list(picks.get_xdata()) == [9, 3]
+    profile.set_current(4)
+    assert profile.cursor.get_xdata()[0] == 4
+    with qtbot.waitSignal(profile.slice_clicked) as blocker:
+        profile._on_click(SimpleNamespace(inaxes=profile.ax, xdata=6.6))
+    assert blocker.args == [7]

@@ -1,0 +1,115 @@
+"""``napari-xrm-al rank`` and ``simulate`` through the real command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_xrm_al.cli import main
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scan")
+    assert (
+        main(["sample", str(folder), "--seed", "0", "--shape", "24", "48", "48"]) == 0
+    )
+    model = folder / "model.pt"
+    code = main(
+        [
+            "train", "--image", str(folder / "image.tif"), "--labels", str(folder / "labels.tif"),
+            "--dense-labels", "--classes", "background,copper,solder,void",
+            "--slices", "5,14", "--steps", "3", "--out", str(model), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return folder, model
+
+
+def test_rank_prints_the_top_slices_away_from_the_training_slices(
+    scan, capsys, tmp_path
+) -> None:
+    folder, model = scan
+    csv_path = tmp_path / "scores.csv"
+    code = main(
+        [
+            "rank", "--image", str(folder / "image.tif"), "--model", str(model),
+            "--top", "3", "--min-distance", "2", "--csv", str(csv_path), "--quiet",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    picked = [int(r[1]) for r in rows]
+    assert all(abs(p - t) >= 2 for p in picked for t in (5, 14))
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("slice,score,fraction_background")
+    assert len(lines) == 1 + 24
+
+
+def test_rank_errors_are_one_line(scan, capsys) -> None:
+    folder, model = scan
+    code = main(
+        [
+            "rank",
+            "--image",
+            str(folder / "image.tif"),
+            "--model",
+            str(folder / "nope.pt"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "nope.pt" in err
+    code = main(
+        [
+            "rank",
+            "--image",
+            str(folder / "image.tif"),
+            "--model",
+            str(model),
+            "--axis",
+            "y",
+        ]
+    )
+    assert code == 2
+    assert "trained on slices along z" in capsys.readouterr().err
+
+
+def test_simulate_writes_result_json_and_plot(scan, tmp_path, capsys) -> None:
+    folder, _ = scan
+    out, plot = tmp_path / "result.json", tmp_path / "curve.png"
+    code = main(
+        [
+            "simulate", "--image", str(folder / "image.tif"), "--labels", str(folder / "labels.tif"),
+            "--strategy", "rareness", "--strategy", "random:no-pretrain",
+            "--initial", "2", "--per-cycle", "1", "--cycles", "1", "--min-distance", "2",
+            "--train-steps", "3", "--pretrain-steps", "2", "--seeds", "0",
+            "--out", str(out), "--plot", str(plot), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["rare_class"] == "void"
+    assert result["test_shape"][0] == 6  # the held-out last quarter of 24 slices
+    assert [(r["strategy"], r["pretrain"]) for r in result["runs"]] == [
+        ("rareness", True),
+        ("random", False),
+    ]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "random (no pretrain)" in capsys.readouterr().out
+
+
+def test_simulate_rejects_half_a_test_pair(scan, tmp_path, capsys) -> None:
+    folder, _ = scan
+    code = main(
+        [
+            "simulate", "--image", str(folder / "image.tif"), "--labels", str(folder / "labels.tif"),
+            "--test-image", str(folder / "image.tif"), "--out", str(tmp_path / "r.json"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "go together" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

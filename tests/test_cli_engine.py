@@ -1,0 +1,130 @@
+"""The ``pretrain`` and ``train`` subcommands on a tiny synthetic scan."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_xrm_al.cli import main
+from napari_xrm_al.core.checkpoint import load_checkpoint, load_segmenter
+from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("scan")
+    return write_sample(folder, make_hbm_sample(seed=0, shape=(16, 64, 64)))
+
+
+FAST = ["--threads", "1", "--quiet", "--steps", "2"]
+
+
+def test_pretrain_then_train(tmp_path, scan, capsys):
+    enc = tmp_path / "enc.pt"
+    assert (
+        main(
+            [
+                "pretrain",
+                "--image",
+                str(scan["image"]),
+                "--out",
+                str(enc),
+                "--batch-size",
+                "4",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert "wrote" in capsys.readouterr().out
+    encoder = load_checkpoint(enc, kind="encoder")
+    assert encoder.provenance["image_shape"] == [16, 64, 64]
+    assert encoder.provenance["image_fingerprint"].startswith("sha256:")
+
+    model_path = tmp_path / "model.pt"
+    args = [
+        "train",
+        "--image",
+        str(scan["image"]),
+        "--labels",
+        str(scan["labels"]),
+        "--dense-labels",
+        "--slices",
+        "3,8-9",
+        "--val-slices",
+        "12",
+        "--init",
+        str(enc),
+        "--out",
+        str(model_path),
+        *FAST,
+    ]
+    assert main(args) == 0
+    assert "best validation mIoU" in capsys.readouterr().out
+    model, ckpt = load_segmenter(model_path)
+    assert ckpt.classes.names == ("background", "copper", "solder", "void")
+    assert ckpt.classes.rare == ("void",)
+    assert (
+        ckpt.history["slices"] == [3, 8, 9] and ckpt.history["init_kind"] == "encoder"
+    )
+    assert ckpt.provenance["labels_path"] == str(scan["labels"])
+    assert ckpt.model_config.features == encoder.model_config.features
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--classes", "a,b", "--slices", "9"], "Label value 2 in slice 9"),
+        (["--slices", "3,x"], "--slices must be"),
+        (["--init", "missing.pt"], "missing.pt: does not exist"),
+        (["--steps", "0"], "--steps must be at least 1"),
+    ],
+)
+def test_train_errors_are_one_line(tmp_path, scan, capsys, extra, message):
+    args = [
+        "train",
+        "--image",
+        str(scan["image"]),
+        "--labels",
+        str(scan["labels"]),
+        "--dense-labels",
+        "--slices",
+        "3",
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--threads",
+        "1",
+        "--quiet",
+        "--steps",
+        "1",
+    ]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-xrm-al: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_bad_checkpoint_as_init(tmp_path, scan, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    args = [
+        "train",
+        "--image",
+        str(scan["image"]),
+        "--labels",
+        str(scan["labels"]),
+        "--dense-labels",
+        "--slices",
+        "3",
+        "--init",
+        str(bad),
+        "--out",
+        str(tmp_path / "m.pt"),
+        *FAST,
+    ]
+    assert main(args) == 2
+    assert (
+        "bad.pt: is not a readable napari-xrm-al checkpoint" in capsys.readouterr().err
+    )

@@ -1,0 +1,101 @@
+"""The ``predict`` subcommand on a tiny synthetic scan and an untrained tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from napari_xrm_al.cli import main
+from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.normalization import fit_normalisation
+from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.io.masks import read_mask
+
+SHAPE = (12, 48, 40)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("scan")
+    sample = make_hbm_sample(seed=0, shape=SHAPE)
+    paths = write_sample(folder, sample)
+    cfg = ModelConfig(n_classes=4, context=1, arch="unet", features=(4, 8))
+    model = SliceSegmenter(cfg)
+    norm = fit_normalisation(sample.image)
+    paths["model"] = save_checkpoint(
+        folder / "model.pt",
+        Checkpoint("segmenter", cfg, model.state_dict(), norm, "z", ClassTable.hbm()),
+    )
+    paths["encoder"] = save_checkpoint(
+        folder / "encoder.pt",
+        Checkpoint("encoder", cfg, model.encoder_state_dict(), norm, "z"),
+    )
+    return paths
+
+
+def predict(files, out, *extra):
+    args = ["predict", "--image", str(files["image"]), "--model", str(files["model"])]
+    return main([*args, "--out", str(out), "--threads", "1", *extra])
+
+
+def test_predict_writes_labels_and_uncertainty(tmp_path, files, capsys):
+    out, unc = tmp_path / "pred.ome.zarr", tmp_path / "u.zarr"
+    assert predict(files, out, "--uncertainty", str(unc), "--batch-size", "4") == 0
+    captured = capsys.readouterr()
+    assert "class fractions: background" in captured.out
+    assert f"wrote labels: {out}" in captured.out
+    assert "predict 4/12" in captured.err and "eta" in captured.err
+    mask = read_mask(out)
+    assert mask.data.shape == SHAPE and mask.classes.names == ClassTable.hbm().names
+    values = np.unique(np.asarray(mask.data))
+    assert values.min() >= 1 and values.max() <= 4
+    u = zarr.open_array(unc, mode="r")
+    assert u.shape == SHAPE and u.dtype == np.uint8
+
+
+def test_predict_tif_along_y_with_mc_dropout(tmp_path, files, capsys):
+    out = tmp_path / "pred.tif"
+    code = predict(files, out, "--axis", "y", "--mc-samples", "2", "--quiet")
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "predicted 48 slices along y" in captured.out
+    assert "highest BALD slices" in captured.out
+    assert "trained on slices along z" in captured.err
+    assert read_mask(out).data.shape == SHAPE
+
+
+@pytest.mark.parametrize(
+    ("change", "out_name", "words"),
+    [
+        ({"model": "encoder"}, "p.zarr", "kind 'encoder'"),
+        ({"model": "missing"}, "p.zarr", "does not exist"),
+        ({}, "nowhere/p.zarr", "does not exist"),
+        ({}, "p.png", "'.ome.zarr', '.zarr' or '.tif'"),
+        ({"extra": ["--uncertainty", "u.tif"]}, "p.zarr", "must end in '.zarr'"),
+        ({"extra": ["--mc-samples", "0"]}, "p.zarr", "at least 1"),
+    ],
+)
+def test_bad_inputs_fail_cleanly(tmp_path, files, capsys, change, out_name, words):
+    paths = dict(files)
+    if "model" in change:
+        paths["model"] = paths.get(change["model"], tmp_path / "missing.pt")
+    extra = [
+        str(tmp_path / e) if e.endswith(".tif") else e for e in change.get("extra", [])
+    ]
+    assert predict(paths, tmp_path / out_name, "--quiet", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("napari-xrm-al: error:")
+    assert words in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_must_not_be_the_image(files, capsys):
+    assert predict(files, files["image"], "--quiet") == 2
+    assert "given twice" in capsys.readouterr().err
+    assert files["image"].is_file()
