@@ -8,6 +8,8 @@ import pytest
 from napari_xrm_al.core.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.loop import (
+    learning_curve,
+    predict_session,
     pretrain_session,
     rank_session,
     session_for,
@@ -66,6 +68,14 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
         rank_session(session, sample.image, "rareness", k=3, min_distance=2)
     )
     np.testing.assert_allclose(again.scores, ranking.scores)
+
+    prediction = run_to_end(predict_session(session, sample.image, uncertainty=True))
+    labels = np.asarray(prediction.labels)
+    assert labels.shape == sample.image.shape
+    assert labels.min() >= 1 and labels.max() <= 4
+    assert prediction.uncertainty.shape == sample.image.shape
+    assert prediction.class_fraction.sum() == pytest.approx(1.0)
+    assert learning_curve(session)[0]["n_labelled"] == 2
 
     reopened, warnings = session_for(
         None, sample.image, ClassTable.hbm(), folder=session.folder

@@ -156,8 +156,11 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     prediction = viewer.layers[f"{IMAGE} prediction"]
     labels = np.asarray(prediction.data)
     assert labels.shape == SHAPE and labels.min() >= 1 and labels.max() <= 4
+    assert not prediction.editable  # paint on the annotation layer instead
     uncertainty = np.asarray(viewer.layers[f"{IMAGE} uncertainty"].data)
-    assert uncertainty.shape == SHAPE and 0 <= uncertainty.min() <= uncertainty.max() <= 1
+    assert uncertainty.shape == SHAPE and uncertainty.dtype == np.uint8
+    assert uncertainty.max() > 0
+    assert (session.folder / "prediction.zarr").is_dir()
     out = tmp_path / "mask.ome.zarr"
     wait(qtbot, dock, dock.predict.export(str(out)))
     assert dock.predict.last_export == out
@@ -256,3 +259,20 @@ def test_errors_become_notifications_and_leave_a_consistent_state(
     assert dock.predict.export(str(tmp_path / "m.zarr")) is None
     assert "Predict the volume before exporting" in messages(since)[-1]
     assert not dock.runner.busy
+
+
+def test_slices_across_y(make_napari_viewer_proxy, qtbot, sample, tmp_path):
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, tmp_path / "y.xrmal")
+    dock.data.axis_combo.setCurrentText("y")
+    session = dock.data.open_project()
+    assert session.axis == "y"
+    dock.go_to_slice(40)
+    assert viewer.dims.order[0] == 1  # y is now the slider
+    assert dock.current_slice() == 40
+    layer = dock.annotations.layer
+    layer.selected_label = 2
+    layer.paint((5, 40, 7), 2)  # a brush dab on the shown y plane
+    assert dock.mark_done()
+    assert session.done == [40]
+    assert session.read_slice(40)[5, 7] == 2

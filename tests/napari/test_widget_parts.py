@@ -262,7 +262,10 @@ def test_config_form_defaults_specials_and_overrides(qtbot):
 
 @pytest.mark.gui
 def test_config_form_hides_advanced_fields(qtbot):
-    form = ConfigForm(TrainConfig, [Field("batch_size", "B"), Field("lr", "L", 0, 1, 0.1, 3, advanced=True)])
+    form = ConfigForm(
+        TrainConfig,
+        [Field("batch_size", "B"), Field("lr", "L", 0, 1, 0.1, 3, advanced=True)],
+    )
     qtbot.addWidget(form)
     assert not form.advanced.isVisibleTo(form)
     form.advanced_button.setChecked(True)
@@ -278,19 +281,29 @@ def test_plots(qtbot):
     loss.add(Progress("train", 2, 3))  # no loss: ignored
     loss.add(Progress("train", 3, 3, loss=0.5))
     assert loss.steps == [1, 3] and loss.losses == [0.9, 0.5]
-    assert list(loss.line.get_ydata()) == [0.9, 0.5]
+    points = loss.points()  # pixels: the lower loss is drawn lower down
+    assert points[0][0] < points[1][0] and points[0][1] < points[1][1]
+    loss.grab()  # paints without error
+    loss.reset()
+    assert loss.steps == [] and loss.points() == []
 
     curve = LearningCurvePlot()
     qtbot.addWidget(curve)
     curve.show_curve(
         [
-            {"n_labelled": 2, "metrics": {"final_loss": 0.8}},
-            {"n_labelled": 4, "metrics": {"final_loss": 0.5, "miou": 0.7, "iou/void": 0.2}},
+            {"cycle": 1, "strategy": "manual", "n_labelled": 2, "final_loss": 0.8},
+            {
+                "cycle": 2,
+                "n_labelled": 4,
+                "final_loss": 0.5,
+                "miou": 0.7,
+                "iou/void": 0.2,
+            },
         ]
     )
     assert list(curve.series) == ["miou", "iou/void"]
     assert curve.series["miou"][1] == 0.7 and np.isnan(curve.series["miou"][0])
-    curve.show_curve([{"n_labelled": 2, "metrics": {"final_loss": 0.8}}])
+    curve.show_curve([{"cycle": 1, "n_labelled": 2, "final_loss": 0.8}])
     assert curve.series == {"final_loss": [0.8]}
 
     profile = ProfilePlot()

@@ -2,7 +2,7 @@
 
 What makes a small U-Net fast on a CPU (see ``docs/benchmarks.md``): eval mode
 and ``torch.inference_mode`` (no autograd bookkeeping), channels-last tensors
-(oneDNN's native convolution layout), batches of a few 256² slices, and bfloat16
+(oneDNN's native convolution layout), small batches (two 256² slices), and bfloat16
 autocast on CPUs with native bf16 instructions (AVX512-BF16 or AMX), about
 twice the float32 throughput. bfloat16 is only used when, on the first batch of
 the data at hand, its class map agrees with float32 on at least
@@ -28,8 +28,10 @@ from napari_xrm_al.errors import XrmError
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Minimum fraction of pixels whose class must agree between bf16 and float32.
 BF16_AGREEMENT = 0.995
-#: Pixels per batch the batch-size heuristic aims at (8 slices of 256²).
-BATCH_PIXELS = 8 * 256 * 256
+#: Pixels per batch the batch-size heuristic aims at (2 slices of 256²):
+#: larger batches of full-resolution activations fall out of the CPU caches
+#: and run slower per slice (docs/benchmarks.md, "Inference speed").
+BATCH_PIXELS = 2 * 256 * 256
 MAX_BATCH = 32
 
 
@@ -105,7 +107,6 @@ class SliceInference:
         self.device = (
             pick_device(device) if device is not None or param is None else param.device
         )
-        self.requested = precision
         #: Precision in use; ``'auto'`` is resolved on the first batch.
         self.precision = precision if precision != "auto" else None
         self.agreement: float | None = None
@@ -147,8 +148,15 @@ class SliceInference:
         with self._autocast(bf16):
             return self.model(x).float().softmax(dim=1)
 
-    def _resolve(self, x: torch.Tensor) -> torch.Tensor:
-        """Pick the precision on the first batch; returns its probabilities."""
+    def calibrate(self, x: torch.Tensor) -> torch.Tensor:
+        """Resolve ``'auto'`` precision on batch ``x``; returns its probabilities.
+
+        bfloat16 is kept when the device supports it and its class map of
+        ``x`` agrees with float32's on at least :data:`BF16_AGREEMENT` of the
+        pixels (give a typical batch, e.g. from the middle of the volume).
+        """
+        if self.precision is not None:  # fixed by the caller or already resolved
+            return self.probabilities(x)
         p32 = self._probs(x, False)
         if not bf16_supported(self.device):
             self.precision = "float32"
@@ -162,7 +170,7 @@ class SliceInference:
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, C, H, W)`` (float32) of a prepared batch."""
         if self.precision is None:
-            return self._resolve(x)
+            return self.calibrate(x)
         return self._probs(x, self.precision == "bfloat16")
 
     def mc_probabilities(self, x: torch.Tensor, samples: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import zarr
 
 from napari_xrm_al.core.acquisition import (
     DEFAULT_MIN_DISTANCE,
@@ -296,3 +297,76 @@ def rank_session(
         seed=len(session.cycles),
         model=session.relative(model_path),
     )
+
+
+@dataclass
+class Prediction:
+    """A whole-volume prediction saved in the session folder.
+
+    Attributes
+    ----------
+    labels
+        Lazy ``(z, y, x)`` class map in annotation ids ``1..C``.
+    uncertainty
+        Lazy ``uint8`` entropy / ln C × 255, when asked for.
+    class_fraction
+        ``(C,)`` share of the volume given to each class.
+    model
+        The model file that predicted it, relative to the session folder.
+    """
+
+    labels: zarr.Array
+    uncertainty: zarr.Array | None
+    class_fraction: np.ndarray
+    model: str
+
+
+def predict_session(
+    session: Session,
+    image_data: Any,
+    *,
+    uncertainty: bool = False,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, Prediction]:
+    """Predict the whole scan with the latest model into the session folder.
+
+    ``prediction.zarr`` (and ``uncertainty.zarr``) replace the previous ones
+    only when the run completes.
+    """
+    model_path = session.latest_model
+    if model_path is None:
+        raise XrmError("Train a model before predicting the volume.")
+    model, ckpt = load_segmenter(model_path, device=device)
+    labels_path = session.folder / PREDICTION
+    uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
+    result = yield from predict_volume(
+        model,
+        ckpt,
+        image_data,
+        out=labels_path,
+        uncertainty_out=uncertainty_path,
+        summaries=False,
+        device=device,
+        provenance={**_provenance(session), "model": session.relative(model_path)},
+    )
+    return Prediction(
+        labels=zarr.open_array(labels_path, mode="r"),
+        uncertainty=(
+            zarr.open_array(uncertainty_path, mode="r") if uncertainty_path else None
+        ),
+        class_fraction=result.class_fraction,
+        model=session.relative(model_path),
+    )
+
+
+def learning_curve(session: Session) -> list[dict[str, Any]]:
+    """One row per cycle: cycle, strategy, labelled slices and the cycle's metrics."""
+    return [
+        {
+            "cycle": c.cycle,
+            "strategy": c.strategy,
+            "n_labelled": len(c.labelled),
+            **c.metrics,
+        }
+        for c in session.cycles
+    ]

@@ -59,6 +59,8 @@ class ModelConfig:
         Feature normalisation: ``'batch'`` or ``'instance'``.
     backbone
         Encoder of ``flexunet`` (e.g. ``'efficientnet-b0'``, ``'resnet10'``).
+    res_units
+        Residual units per level of ``unet``.
     """
 
     n_classes: int
@@ -68,6 +70,7 @@ class ModelConfig:
     arch: str = "basicunet"
     norm: str = "batch"
     backbone: str = "efficientnet-b0"
+    res_units: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -114,6 +117,50 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), "n_classes": n_classes})
 
 
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Architecture fields shared by training and pretraining configurations.
+
+    Parameters
+    ----------
+    context
+        Neighbouring slices each side given as channels (0 = plain 2D).
+    features
+        Network feature widths (see :class:`ModelConfig`).
+    arch
+        Network architecture: 'basicunet', 'unet' or 'flexunet'.
+    norm
+        Feature normalisation, 'batch' or 'instance'.
+    dropout
+        Channel dropout at the bottleneck and before the classifier.
+    res_units
+        Residual units per level ('unet' only).
+    backbone
+        Encoder of 'flexunet'.
+    """
+
+    context: int = 1
+    features: tuple[int, ...] = PRESETS["small"]
+    arch: str = "basicunet"
+    norm: str = "batch"
+    dropout: float = 0.1
+    res_units: int = 2
+    backbone: str = "efficientnet-b0"
+
+    def model_config(self, n_classes: int = 2) -> ModelConfig:
+        """The :class:`ModelConfig` these settings describe."""
+        return ModelConfig(
+            n_classes=n_classes,
+            context=self.context,
+            features=self.features,
+            dropout=self.dropout,
+            arch=self.arch,
+            norm=self.norm,
+            backbone=self.backbone,
+            res_units=self.res_units,
+        )
+
+
 def _norm(cfg: ModelConfig) -> tuple[str, dict[str, Any]]:
     return ("batch", {}) if cfg.norm == "batch" else ("instance", {"affine": True})
 
@@ -135,7 +182,7 @@ def _build(cfg: ModelConfig) -> tuple[nn.Module, int]:
             out_channels=cfg.n_classes,
             channels=cfg.features,
             strides=(2,) * (len(cfg.features) - 1),
-            num_res_units=2,
+            num_res_units=cfg.res_units,
             norm=_norm(cfg),
         )
         return net, 2 ** (len(cfg.features) - 1)

@@ -36,6 +36,7 @@ from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.core.summaries import (
+    PixelStats,
     SliceSummary,
     mutual_information,
     pixel_stats,
@@ -168,6 +169,24 @@ def _mc_bald(
     return mutual_information(mc).flatten(1).mean(1).double().cpu().numpy()
 
 
+def _summary(
+    engine: SliceInference,
+    x: torch.Tensor,
+    stats: PixelStats,
+    index: np.ndarray,
+    mc_samples: int,
+    seed: int,
+    embeddings: bool,
+) -> SliceSummary:
+    """Summary of one batch ``x`` whose pixel statistics are ``stats``."""
+    return SliceSummary(
+        index=index.copy(),
+        **summarise(stats),
+        bald=_mc_bald(engine, x, mc_samples, seed) if mc_samples > 1 else None,
+        embedding=engine.embeddings(x).cpu().numpy() if embeddings else None,
+    )
+
+
 def predict_volume(
     model: nn.Module,
     ckpt: Checkpoint,
@@ -200,7 +219,7 @@ def predict_volume(
     axis
         Slice axis; default the checkpoint's.
     batch_size
-        Slices per forward pass; default about 8 slices of 256².
+        Slices per forward pass; default about 2 slices of 256².
     out
         Class map (annotation ids ``1..C``): a ``.ome.zarr``/``.zarr``/``.tif``
         path, or an array-like to fill. Unscored slices are left as they are.
@@ -267,6 +286,9 @@ def predict_volume(
     t0, done = time.perf_counter(), 0
     try:
         with engine:
+            if engine.precision is None and idx.size:
+                middle = idx[idx.size // 2 : idx.size // 2 + batch]
+                engine.calibrate(engine.prepare(read_slices(data, middle, ax, context)))
             for group in _groups(idx, slab):
                 raw = _read_group(data, ax, group, context, per_plane)
                 outputs.start(len(group), hw)
@@ -277,23 +299,19 @@ def predict_volume(
                     first = int(group[b0])
                     if summaries:
                         parts.append(
-                            SliceSummary(
-                                index=group[b0 : b0 + batch].copy(),
-                                **summarise(stats),
-                                bald=_mc_bald(engine, x, mc_samples, seed + first)
-                                if mc_samples > 1
-                                else None,
-                                embedding=engine.embeddings(x).cpu().numpy()
-                                if embeddings
-                                else None,
+                            _summary(
+                                engine,
+                                x,
+                                stats,
+                                group[b0 : b0 + batch],
+                                mc_samples,
+                                seed + first,
+                                embeddings,
                             )
                         )
-                        counts += parts[-1].class_fraction.sum(0)
-                    else:
-                        counts += np.bincount(
-                            stats.label.flatten().cpu().numpy(),
-                            minlength=n_classes,
-                        ) / (hw[0] * hw[1])
+                    counts += np.bincount(
+                        stats.label.flatten().cpu().numpy(), minlength=n_classes
+                    )
                     done += len(x)
                     elapsed = time.perf_counter() - t0
                     yield Progress(
@@ -310,7 +328,7 @@ def predict_volume(
         raise
     return PredictionResult(
         summary=SliceSummary.concat(parts) if parts else None,
-        class_fraction=counts / max(1, done),
+        class_fraction=counts / max(1.0, counts.sum()),
         classes=ckpt.classes,
         axis=name,
         n_slices=done,
@@ -342,6 +360,9 @@ def predict_slices(
     raw = read_slices(data, indices, ax, ckpt.model_config.context)
     batch = int(batch_size or default_batch_size(raw.shape[-2:]))
     with SliceInference(model, ckpt.normalisation, device, precision) as engine:
+        if engine.precision is None and len(raw):
+            middle = len(raw) // 2
+            engine.calibrate(engine.prepare(raw[middle : middle + batch]))
         parts = [
             engine.probabilities(engine.prepare(raw[i : i + batch])).cpu().numpy()
             for i in range(0, len(raw), batch)

@@ -26,7 +26,7 @@ from torch import nn
 from napari_xrm_al.core.augment import AugmentConfig, contrastive_view
 from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.model import PRESETS, ModelConfig, SliceSegmenter, pick_device
+from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.schedule import StepClock
 from napari_xrm_al.core.slices import axis_name, n_slices, read_slices
@@ -44,21 +44,14 @@ VIEW_AUGMENT = AugmentConfig(
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(NetworkSettings):
     """Settings of contrastive pretraining (each line doubles as a tooltip).
 
     Parameters
     ----------
-    context
-        Neighbouring slices each side given as channels (must match training).
-    features
-        Network feature widths (must match training).
-    arch
-        Network architecture.
-    norm
-        Feature normalisation, 'batch' or 'instance'.
-    dropout
-        Dropout probability.
+    (network fields)
+        See :class:`~napari_xrm_al.core.model.NetworkSettings`; training
+        started from this encoder uses the same architecture.
     steps
         Number of optimiser steps.
     time_budget_s
@@ -87,11 +80,6 @@ class PretrainConfig:
         Grey-level and geometric augmentation of the views.
     """
 
-    context: int = 1
-    features: tuple[int, ...] = PRESETS["small"]
-    arch: str = "basicunet"
-    norm: str = "batch"
-    dropout: float = 0.1
     steps: int = 600
     time_budget_s: float | None = 240.0
     batch_size: int = 32
@@ -105,17 +93,6 @@ class PretrainConfig:
     warmup_fraction: float = 0.05
     pool_voxels: int = 32_000_000
     augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
-
-    def model_config(self) -> ModelConfig:
-        """Architecture of the encoder (``n_classes`` is a placeholder)."""
-        return ModelConfig(
-            n_classes=2,
-            context=self.context,
-            features=self.features,
-            dropout=self.dropout,
-            arch=self.arch,
-            norm=self.norm,
-        )
 
 
 class ProjectionHead(nn.Sequential):

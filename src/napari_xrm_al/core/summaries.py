@@ -82,8 +82,18 @@ class SliceSummary:
 
 
 def pixel_entropy(probs: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Entropy (nats) of probabilities along ``dim``."""
-    return -(probs * probs.clamp_min(_TINY).log()).sum(dim=dim)
+    """Entropy (nats) of probabilities along ``dim``.
+
+    Summed class by class with in-place operations: several times faster on
+    a CPU than the vectorised form, which allocates full-size temporaries.
+    """
+    out = torch.zeros_like(probs.select(dim, 0))
+    term = torch.empty_like(out)
+    for c in range(probs.shape[dim]):
+        pc = probs.select(dim, c)
+        torch.clamp_min(pc, _TINY, out=term).log_().mul_(pc)
+        out.sub_(term)
+    return out
 
 
 @dataclass
@@ -109,22 +119,28 @@ class PixelStats:
 def pixel_stats(probs: torch.Tensor) -> PixelStats:
     """:class:`PixelStats` of probabilities ``(B, C, H, W)``.
 
-    The class axis is short, so argmax and the top two are tracked with one
-    element-wise pass per class: several times faster on a CPU than
-    ``argmax``/``topk`` reductions over ``dim=1``.
+    The class axis is short, so the top two probabilities and the argmax are
+    tracked with a few in-place element-wise operations per class: an order
+    of magnitude faster on a CPU than ``argmax``/``topk`` over ``dim=1``.
     """
     probs = probs.float().contiguous()
     n = probs.shape[1]
     best = probs[:, 0].clone()
     second = torch.zeros_like(best)
-    label = torch.zeros(best.shape, dtype=torch.uint8 if n <= 256 else torch.int32)
-    label = label.to(probs.device)
+    tmp = torch.empty_like(best)
     for c in range(1, n):
         pc = probs[:, c]
-        label.masked_fill_(pc > best, c)
-        second = torch.maximum(second, torch.minimum(best, pc))
-        best = torch.maximum(best, pc)
-    return PixelStats(probs, pixel_entropy(probs), 1.0 - (best - second), label)
+        torch.maximum(second, torch.minimum(best, pc, out=tmp), out=second)
+        torch.maximum(best, pc, out=best)
+    dtype = torch.uint8 if n <= 256 else torch.int32
+    label = torch.zeros(best.shape, dtype=dtype, device=best.device)
+    hit = torch.empty(best.shape, dtype=torch.bool, device=best.device)
+    keep = torch.empty_like(label)
+    for c in reversed(range(n)):  # arithmetic, not masked writes (slow on CPU)
+        is_max = torch.eq(probs[:, c], best, out=hit).to(dtype)
+        label.mul_(torch.sub(1, is_max, out=keep)).add_(is_max * c)
+    margin = second.sub_(best).add_(1.0)
+    return PixelStats(probs, pixel_entropy(probs), margin, label)
 
 
 def summarise(stats: PixelStats) -> dict[str, np.ndarray]:

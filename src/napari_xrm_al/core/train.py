@@ -30,7 +30,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.metrics import confusion_matrix, scores
-from napari_xrm_al.core.model import PRESETS, ModelConfig, SliceSegmenter, pick_device
+from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.schedule import StepClock, snapshot
 from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
@@ -39,21 +39,14 @@ Validation = tuple[Any, Any, Sequence[int]]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(NetworkSettings):
     """Settings of one training run (each line doubles as a tooltip).
 
     Parameters
     ----------
-    context
-        Neighbouring slices each side given as channels (no init checkpoint only).
-    features
-        Network feature widths (no init checkpoint only).
-    arch
-        Network architecture (no init checkpoint only).
-    norm
-        Feature normalisation, 'batch' or 'instance' (no init checkpoint only).
-    dropout
-        Dropout probability (also used for MC-dropout uncertainty).
+    (network fields)
+        See :class:`~napari_xrm_al.core.model.NetworkSettings`; the architecture
+        fields are used only without an init checkpoint, ``dropout`` always.
     steps
         Number of optimiser steps; None = ``steps_per_slice`` × labelled slices,
         clipped to [``min_steps``, ``max_steps``].
@@ -80,7 +73,7 @@ class TrainConfig:
     class_weight_power
         Cross-entropy class weights ∝ labelled frequency^-power (0 = unweighted).
     rare_crop_fraction
-        Share of crops centred on pixels of rare classes (picked ∝ 1/frequency).
+        Share of crops centred on pixels of rarer classes (class picked ∝ frequency^-½).
     augment
         Data augmentation strengths.
     validate_every
@@ -89,11 +82,6 @@ class TrainConfig:
         Exponential smoothing of the reported loss (0 = none).
     """
 
-    context: int = 1
-    features: tuple[int, ...] = PRESETS["small"]
-    arch: str = "basicunet"
-    norm: str = "batch"
-    dropout: float = 0.1
     steps: int | None = None
     steps_per_slice: int = 40
     min_steps: int = 200
@@ -117,17 +105,6 @@ class TrainConfig:
             return max(1, int(self.steps))
         auto = self.steps_per_slice * n_slices
         return int(min(max(auto, self.min_steps), self.max_steps))
-
-    def model_config(self, n_classes: int) -> ModelConfig:
-        """Architecture for a model trained from scratch."""
-        return ModelConfig(
-            n_classes=n_classes,
-            context=self.context,
-            features=self.features,
-            dropout=self.dropout,
-            arch=self.arch,
-            norm=self.norm,
-        )
 
 
 def initial_model(

@@ -7,6 +7,7 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QColorDialog,
     QHBoxLayout,
+    QHeaderView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -30,8 +31,11 @@ class ClassTableEditor(QWidget):
         super().__init__()
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Class", "Colour", "Rare"])
-        self.table.verticalHeader().setVisible(True)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLOUR, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(RARE, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setToolTip("The label that paints this class.")
         self.table.setMaximumHeight(160)
         self.table.setToolTip(
             "Painting with label i gives the class of row i. Tick 'Rare' for the "

@@ -32,8 +32,17 @@ _HEADER = re.compile(r"^-{3,}\s*$")
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name → description, from the ``Parameters`` section of ``cls``'s docstring."""
-    lines = (inspect.getdoc(cls) or "").splitlines()
+    """Field name → description, from the ``Parameters`` sections of the
+    docstrings of ``cls`` and its base classes (the subclass wins)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(_parameters(klass.__dict__.get("__doc__")))
+    return docs
+
+
+def _parameters(doc: str | None) -> dict[str, str]:
+    """The ``Parameters`` section of one numpy-style docstring."""
+    lines = inspect.cleandoc(doc or "").splitlines()
     docs: dict[str, str] = {}
     names: list[str] = []
     inside = False

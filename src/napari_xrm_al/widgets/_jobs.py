@@ -18,6 +18,7 @@ lands within about a second.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -52,14 +53,38 @@ class Cancelled:
 CANCELLED = Cancelled()
 
 
+def gui_threads() -> int:
+    """Compute threads for jobs run beside the GUI: all cores but one.
+
+    The spare core keeps the event loop responsive; oversubscribing a small
+    machine also makes torch slower, not faster.
+    """
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def preload_torch() -> None:
+    """Import now what torch would otherwise import during the first job.
+
+    The first optimiser step imports ``torch._dynamo``, which holds the GIL
+    for 0.3-0.5 s: inside a job that freezes the GUI once. The dock calls this
+    when it is created, while napari is loading the plugin anyway.
+    """
+    import torch._dynamo  # noqa: F401
+
+
 def drive(
-    gen: Generator[Progress, None, Any], stop: threading.Event
+    gen: Generator[Progress, None, Any], stop: threading.Event, threads: int
 ) -> Generator[Progress, None, Any]:
     """Re-yield ``gen``'s progress until it returns or ``stop`` is set.
 
-    Runs in the worker. On a stop, ``gen`` is closed here (worker thread) and
-    :data:`CANCELLED` is returned.
+    Runs in the worker, with torch limited to ``threads`` compute threads. On
+    a stop, ``gen`` is closed here (worker thread) and :data:`CANCELLED` is
+    returned.
     """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(threads, before))
     try:
         while True:
             if stop.is_set():
@@ -71,6 +96,7 @@ def drive(
             yield event
     finally:
         gen.close()
+        torch.set_num_threads(before)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -100,12 +126,21 @@ class JobRunner(QObject):
     -------
     busy_changed(bool)
         A job started (True) or ended (False).
+
+    Parameters
+    ----------
+    threads
+        Most torch compute threads per job; default :func:`gui_threads`.
     """
 
     busy_changed = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(
+        self, parent: QObject | None = None, threads: int | None = None
+    ) -> None:
         super().__init__(parent)
+        #: Most torch compute threads a job may use.
+        self.threads = threads or gui_threads()
         self.name: str | None = None
         self.worker: Any = None
         self._stop = threading.Event()
@@ -157,6 +192,7 @@ class JobRunner(QObject):
             drive,
             gen,
             self._stop,
+            self.threads,
             _start_thread=False,
             _ignore_errors=True,
             _connect={

@@ -1,4 +1,4 @@
-"""Layer helpers shared by the dock's sections (GUI thread only)."""
+"""Layer, navigation and table helpers shared by the dock's sections (GUI thread)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Layer
+from qtpy.QtWidgets import QHeaderView, QTableWidget
 
 from napari_xrm_al._napari.writer import CLASSES_KEY, PROVENANCE_KEY
 
@@ -17,6 +18,7 @@ __all__ = [
     "PROVENANCE_KEY",
     "current_slice",
     "find_layer",
+    "fit_columns",
     "go_to_slice",
     "replace_or_add",
 ]
@@ -53,6 +55,14 @@ def replace_or_add(
         if attr in kwargs:
             setattr(layer, attr, kwargs[attr])
     return layer
+
+
+def fit_columns(table: QTableWidget) -> None:
+    """Columns sized to their contents, the last one stretched; no row numbers."""
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    table.verticalHeader().setVisible(False)
 
 
 def _world_axis(viewer: napari.Viewer, layer: Layer, axis: int) -> int:

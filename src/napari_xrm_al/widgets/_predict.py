@@ -167,7 +167,7 @@ class PredictSection(QWidget):
             "translate": image.translate,
             "units": image.units,
         }
-        replace_or_add(
+        labels = replace_or_add(
             self.dock.viewer,
             "labels",
             prediction.labels,
@@ -177,12 +177,15 @@ class PredictSection(QWidget):
                 CLASSES_KEY: session.classes.to_dict(),
                 PROVENANCE_KEY: {
                     "session": str(session.folder),
-                    "model": session.cycles[-1].model if session.cycles else None,
+                    "model": prediction.model,
                 },
             },
             opacity=0.5,
             **geometry,
         )
+        # The prediction is read from the project folder; paint on the
+        # annotation layer (or pre-fill a slice from the model) instead.
+        labels.editable = False
         if prediction.uncertainty is not None:
             replace_or_add(
                 self.dock.viewer,
@@ -191,7 +194,7 @@ class PredictSection(QWidget):
                 name=self.uncertainty_name,
                 colormap="inferno",
                 blending="additive",
-                contrast_limits=(0.0, 1.0),
+                contrast_limits=(0, 255),
                 opacity=0.6,
                 **geometry,
             )

@@ -29,7 +29,7 @@ from napari_xrm_al.core.predict import predict_slices
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls
-from napari_xrm_al.widgets._layers import replace_or_add
+from napari_xrm_al.widgets._layers import fit_columns, replace_or_add
 from napari_xrm_al.widgets.plots import PICK_COLOUR, ProfilePlot
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class SuggestSection(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.setToolTip("Click a row to go to that slice and paint it.")
+        fit_columns(self.table)
         self.table.setMaximumHeight(170)
         self.profile = ProfilePlot()
         self.profile.setToolTip("Score of every slice; click to go to a slice.")

@@ -23,6 +23,7 @@ from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._config_form import ConfigForm, Field
 from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 
 if TYPE_CHECKING:
@@ -115,10 +116,11 @@ class PretrainSection(QWidget):
             "Pretraining",
             pretrain_session(session, data, config),
             on_progress=self.plot.add,
-            on_done=self._on_done,
+            on_done=self.show_result,
         )
 
-    def _on_done(self, ckpt: Checkpoint) -> None:
+    def show_result(self, ckpt: Checkpoint) -> None:
+        """Pretraining ended: the project records the encoder."""
         self.dock.session_changed.emit()
 
     def refresh(self) -> None:
@@ -170,6 +172,7 @@ class TrainSection(QWidget):
         self.plot = LossPlot()
         self.metrics = QTableWidget(0, 3)
         self.metrics.setHorizontalHeaderLabels(["Class", "IoU", "Dice"])
+        fit_columns(self.metrics)
         self.metrics.setMaximumHeight(150)
         self.metrics.setVisible(False)
         self.result = _hint("")
@@ -214,7 +217,7 @@ class TrainSection(QWidget):
                 validation_slices=validation,
             ),
             on_progress=self._on_progress,
-            on_done=self._on_done,
+            on_done=self.show_result,
         )
 
     def _on_progress(self, event: Any) -> None:
@@ -222,8 +225,10 @@ class TrainSection(QWidget):
         if event.metrics:
             self.show_metrics(event.metrics)
 
-    def _on_done(self, record: CycleRecord) -> None:
+    def show_result(self, record: CycleRecord) -> None:
+        """A training cycle ended: its metrics and the learning curve."""
         self.last_record = record
+        self.dock.suggest.last_strategy, self.dock.suggest.last_picks = "manual", []
         self.show_metrics(record.metrics)
         self.dock.session_changed.emit()
 

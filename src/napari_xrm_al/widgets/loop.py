@@ -31,7 +31,7 @@ from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _layers
 from napari_xrm_al.widgets._data import DataSection
-from napari_xrm_al.widgets._jobs import JobRunner
+from napari_xrm_al.widgets._jobs import JobRunner, preload_torch
 from napari_xrm_al.widgets._predict import PredictSection
 from napari_xrm_al.widgets._suggest import SuggestSection
 from napari_xrm_al.widgets._training import PretrainSection, TrainSection
@@ -44,8 +44,8 @@ STEP_TITLES = (
     "1 · Data",
     "2 · Pretrain",
     "3 · Train",
-    "4 · Suggest & paint",
-    "5 · Predict & export",
+    "4 · Suggest && paint",
+    "5 · Predict && export",
 )
 
 
@@ -71,6 +71,7 @@ class ActiveLearningWidget(QWidget):
         self.session: Session | None = None
         self.image_layer: Image | None = None
         self.annotations: AnnotationBinding | None = None
+        preload_torch()
         self.runner = JobRunner(self)
         self.data = DataSection(self)
         self.pretrain = PretrainSection(self)
@@ -85,6 +86,7 @@ class ActiveLearningWidget(QWidget):
             self.predict,
         )
         self.steps = QToolBox()
+        self.steps.setMinimumHeight(420)
         for section, title in zip(self.sections, STEP_TITLES, strict=True):
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
