@@ -173,7 +173,7 @@ def main() -> None:
             print(name, results[name], flush=True)
     viewer.close()
 
-    print(f"\nshape {tuple(args.shape)}, torch threads {torch.get_num_threads()}")
+    print(f"\nshape {tuple(args.shape)}, torch threads per job {dock.runner.threads}")
     print(
         "| job | job time (s) | max gap (ms) | p99 gap (ms) | gaps > 100 ms "
         "| showing the result (ms) |"

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 PLUGIN = "napari-xrm-al"
 SIZE = (1400, 860)
+#: Dense ids of copper and void in the sample's class table.
+COPPER, VOID = 1, 3
 
 
 def wait_for(app, dock) -> None:
@@ -47,6 +49,26 @@ def shoot(viewer, app, name: str, out: Path) -> None:
     print("wrote", path, flush=True)
 
 
+def tutorial_slices(labels: np.ndarray) -> tuple[list[int], int]:
+    """Slices to paint: the one with most void and the one with most copper
+    (to train on), and the void-richest slice of another bump layer (to
+    validate)."""
+    counts = np.stack([(labels == k).sum(axis=(1, 2)) for k in (COPPER, VOID)], 1)
+    void_slice = int(np.argmax(counts[:, 1]))
+    copper_slice = int(np.argmax(counts[:, 0]))
+    far = np.abs(np.arange(len(labels)) - void_slice) >= 10
+    validation = int(np.argmax(np.where(far, counts[:, 1], -1)))
+    return sorted([void_slice, copper_slice]), validation
+
+
+def paint(layer, index: int, truth: np.ndarray) -> None:
+    """Paint slice ``index`` of ``layer`` like the brush would (undoable)."""
+    rows, cols = np.nonzero(np.ones(truth.shape[1:], bool))
+    layer.data_setitem(
+        (np.full(rows.size, index), rows, cols), truth[index][rows, cols]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny steps (smoke run)")
@@ -59,7 +81,7 @@ def main() -> None:
     from napari_xrm_al.core.sample import make_hbm_sample
 
     args.out.mkdir(parents=True, exist_ok=True)
-    sample = make_hbm_sample(seed=0, shape=(64, 192, 192))
+    sample = make_hbm_sample(seed=0)  # what `napari-xrm-al demo` opens
     truth = dense_to_annotation(sample.labels)
     viewer = napari.Viewer(title="napari-xrm-al tutorial")
     viewer.window.resize(*SIZE)
@@ -82,16 +104,16 @@ def main() -> None:
         shoot(viewer, app, "2_pretrain", args.out)
 
         # Paint two slices (here: copied from the ground truth, as a careful
-        # analyst would paint them) and mark them done.
-        z = sample.image.shape[0]
-        for index in (z // 4, 3 * z // 4):
+        # analyst would paint them) and mark them done; a third, not marked
+        # done, validates.
+        train_slices, validation = tutorial_slices(sample.labels)
+        for index in (*train_slices, validation):
             dock.go_to_slice(index)
-            layer = dock.annotations.layer
-            rows, cols = np.nonzero(np.ones(truth.shape[1:], bool))
-            layer.data_setitem(
-                (np.full(rows.size, index), rows, cols), truth[index][rows, cols]
-            )
-            dock.mark_done()
+            paint(dock.annotations.layer, index, truth)
+            if index != validation:
+                dock.mark_done()
+        dock.train.validation_edit.setText(str(validation))
+        dock.go_to_slice(train_slices[0])
         dock.steps.setCurrentIndex(2)
         shoot(viewer, app, "3_paint", args.out)
 
@@ -110,8 +132,7 @@ def main() -> None:
         dock.suggest.prefill()
         wait_for(app, dock)
         shoot(viewer, app, "6_prefill", args.out)
-        layer = dock.annotations.layer
-        layer.data[top] = truth[top]  # the analyst's corrections
+        paint(dock.annotations.layer, top, truth)  # the analyst's corrections
         dock.mark_done(top)
         dock.train.start()
         wait_for(app, dock)
@@ -122,6 +143,7 @@ def main() -> None:
         viewer.layers[dock.predict.uncertainty_name].visible = False
         dock.annotations.layer.visible = False
         viewer.layers["suggested slices"].visible = False
+        dock.go_to_slice(validation, paint=False)
         shoot(viewer, app, "7_predict", args.out)
     viewer.close()
 

@@ -12,8 +12,8 @@ from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import HbmSample, make_hbm_sample
 from napari_xrm_al.core.train import TrainConfig
 
-#: Feature widths of the tiny test network (BasicUNet layout).
-TINY_FEATURES = (4, 8, 8, 16, 16, 8)
+#: Feature widths of the tiny test network (UNet, one per level).
+TINY_FEATURES = (4, 8, 16)
 #: Small sample volumes: (z, y, x).
 SMALL_SHAPE = (32, 96, 96)
 

@@ -107,3 +107,22 @@ def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
     assert sorted(p.name for p in (session.folder / "models").iterdir()) == [
         "cycle-001.pt"
     ]
+
+
+def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:
+    session, _ = session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path / "p")
+    job = pretrain_session(session, sample.image, TINY_PRETRAIN)
+    next(job)
+    job.close()
+    assert session.pretrained is None
+    assert not (session.folder / "models" / "encoder.pt").exists()
+    run_to_end(pretrain_session(session, sample.image, TINY_PRETRAIN))
+    first = (session.folder / "models" / "encoder.pt").read_bytes()
+    job = pretrain_session(
+        session, sample.image, PretrainConfig(steps=50, batch_size=4, time_budget_s=None)
+    )
+    for _ in range(3):
+        next(job)
+    job.close()
+    assert (session.folder / "models" / "encoder.pt").read_bytes() == first
+    assert Session.open(session.folder).pretrained == "models/encoder.pt"

@@ -45,8 +45,8 @@ def test_encoder_weights_transfer_and_decoder_does_not(arch):
 
 
 def test_encoder_of_another_shape_is_refused():
-    a = SliceSegmenter(ModelConfig(4, context=1, features=ARCH_FEATURES["basicunet"]))
-    b = SliceSegmenter(ModelConfig(4, context=0, features=ARCH_FEATURES["basicunet"]))
+    a = SliceSegmenter(ModelConfig(4, context=1, features=ARCH_FEATURES["unet"]))
+    b = SliceSegmenter(ModelConfig(4, context=0, features=ARCH_FEATURES["unet"]))
     with pytest.raises(XrmError, match="does not fit"):
         b.load_encoder_state_dict(a.encoder_state_dict())
 
@@ -69,8 +69,8 @@ def test_mc_dropout_samples_and_restores_mode():
 def test_config_round_trip_and_errors():
     cfg = ModelConfig(5, context=0, features=(8, 8, 16, 32, 64, 8), dropout=0.2)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(XrmError, match="six|6"):
-        ModelConfig(3, features=(8, 16))
+    with pytest.raises(XrmError, match="needs 6"):
+        ModelConfig(3, arch="basicunet", features=(8, 16))
     with pytest.raises(XrmError, match="architecture"):
         ModelConfig(3, arch="resnet")
     with pytest.raises(XrmError, match="at least 2 classes"):

@@ -14,13 +14,15 @@ from napari_xrm_al.core.train import initial_model
 
 
 def test_pretraining_loss_falls(sample0, tiny_pretrain_config):
-    config = dataclasses.replace(tiny_pretrain_config, steps=100, lr=3e-3)
+    config = dataclasses.replace(
+        tiny_pretrain_config, steps=100, lr=3e-3, features=(8, 16, 32)
+    )
     events = []
     ckpt = run_to_end(pretrain(sample0.image, config=config, seed=0), events.append)
     assert [e.step for e in events] == list(range(1, 101))
     raw = ckpt.history["loss"]
     chance = math.log(2 * config.batch_size - 1)  # NT-Xent of an untrained encoder
-    assert np.mean(raw[-20:]) < np.mean(raw[:10]) - 0.2
+    assert np.mean(raw[-20:]) < np.mean(raw[:10]) - 0.3
     assert np.mean(raw[-20:]) < chance
     assert events[-1].loss < events[0].loss
     assert ckpt.kind == "encoder" and ckpt.classes is None

@@ -258,6 +258,8 @@ def test_errors_become_notifications_and_leave_a_consistent_state(
     assert "Validation slices '4, x'" in messages(since)[-1]
     assert dock.predict.export(str(tmp_path / "m.zarr")) is None
     assert "Predict the volume before exporting" in messages(since)[-1]
+    dock.data.open_file(str(tmp_path / "missing.tif"))
+    assert "Cannot open" in messages(since)[-1]
     assert not dock.runner.busy
 
 
@@ -276,3 +278,22 @@ def test_slices_across_y(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert dock.mark_done()
     assert session.done == [40]
     assert session.read_slice(40)[5, 7] == 2
+
+
+def test_open_a_scan_file_puts_the_project_beside_it(
+    make_napari_viewer_proxy, qtbot, sample, tmp_path
+):
+    import tifffile
+
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, sample.image)
+    viewer = make_napari_viewer_proxy()
+    dock = ActiveLearningWidget(viewer)
+    qtbot.addWidget(dock)
+    dock.data.open_file(str(path))
+    layer = dock.data.image_layer()
+    assert layer is not None and layer.data.shape == SHAPE
+    assert dock.data.folder_edit.text() == str(tmp_path / "scan.tif.xrmal")
+    session = dock.data.open_project()
+    assert session.folder == tmp_path / "scan.tif.xrmal"
+    assert session.image.path == str(path.resolve())

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.model import ARCHS, PRESETS
+from napari_xrm_al.core.model import ARCHS, DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.volumes import Volume, open_volume
 
@@ -60,8 +60,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch",
         choices=ARCHS,
-        default="basicunet",
-        help="MONAI network (default: %(default)s; presets apply to basicunet)",
+        default="unet",
+        help="MONAI network (default: %(default)s; --preset applies to unet)",
     )
     parser.add_argument(
         "--context",
@@ -74,12 +74,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def model_overrides(args: argparse.Namespace) -> dict:
     """Config fields set by :func:`add_model_options`."""
     out: dict = {"arch": args.arch, "context": args.context}
-    if args.arch == "basicunet":
-        out["features"] = PRESETS[args.preset]
-    elif args.arch == "unet":
-        out["features"] = (16, 32, 64, 128, 256)
-    else:
-        out["features"] = (64, 32, 16, 16, 8)
+    out["features"] = (
+        PRESETS[args.preset] if args.arch == "unet" else DEFAULT_FEATURES[args.arch]
+    )
     return out
 
 

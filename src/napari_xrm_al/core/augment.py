@@ -35,6 +35,10 @@ class AugmentConfig:
         Grey values are shifted by ``± intensity_shift`` (normalised units).
     gamma
         Range of the gamma applied to each crop's grey-value range.
+    histogram_shift
+        Largest displacement of the inner control points of a random monotone
+        piecewise-linear grey-value curve (fraction of the crop's range); mimics
+        the contrast differences between scans, tools and settings.
     noise_std
         Maximum standard deviation of added Gaussian noise (normalised units).
     blur_prob
@@ -49,6 +53,7 @@ class AugmentConfig:
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
     gamma: tuple[float, float] = (0.75, 1.35)
+    histogram_shift: float = 0.1
     noise_std: float = 0.04
     blur_prob: float = 0.25
     blur_sigma: tuple[float, float] = (0.4, 1.0)
@@ -154,17 +159,43 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return flat.reshape(x.shape)
 
 
+def histogram_shift(
+    u: torch.Tensor, strength: float, gen: torch.Generator, points: int = 3
+) -> torch.Tensor:
+    """Random monotone piecewise-linear map of ``u`` ∈ [0, 1] per item.
+
+    ``points`` inner control points, evenly spaced, each moved by up to
+    ``± strength``; the ends stay at 0 and 1.
+    """
+    n = u.shape[0]
+    xp = torch.linspace(0, 1, points + 2, dtype=u.dtype)
+    move = (2 * torch.rand(n, points + 2, generator=gen) - 1).to(u.dtype) * strength
+    move[:, 0] = 0
+    move[:, -1] = 0
+    fp = (xp + move).clamp(0, 1).sort(dim=1).values  # (n, points + 2), monotone
+    pos = u * (points + 1)
+    seg = pos.floor().clamp(max=points).long()
+    t = pos - seg
+    items = torch.arange(n).view(n, *([1] * (u.ndim - 1)))
+    f0, f1 = fp[items, seg], fp[items, seg + 1]
+    return f0 + t * (f1 - f0)
+
+
 def intensity(
     x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
 ) -> torch.Tensor:
-    """Random gamma, scale, shift, blur and noise per item (channels alike)."""
+    """Random contrast curve, gamma, scale, shift, blur and noise per item
+    (channels alike)."""
     n = x.shape[0]
     view = (n, 1, 1, 1)
-    if cfg.gamma != (1.0, 1.0):
+    if cfg.gamma != (1.0, 1.0) or cfg.histogram_shift > 0:
         lo = x.amin(dim=(1, 2, 3), keepdim=True)
         span = (x.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp(min=1e-6)
+        u = ((x - lo) / span).clamp(0, 1)
+        if cfg.histogram_shift > 0:
+            u = histogram_shift(u, cfg.histogram_shift, gen)
         g = _log_uniform(n, *cfg.gamma, gen).to(x.dtype).view(view)
-        x = ((x - lo) / span).clamp(0, 1) ** g * span + lo
+        x = u**g * span + lo
     if cfg.intensity_scale or cfg.intensity_shift:
         a = _uniform(n, 1 - cfg.intensity_scale, 1 + cfg.intensity_scale, gen)
         b = _uniform(n, -cfg.intensity_shift, cfg.intensity_shift, gen)

@@ -35,7 +35,7 @@ from napari_xrm_al.core.checkpoint import (
 )
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.predict import predict_volume
+from napari_xrm_al.core.predict import predict_slices, predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
 from napari_xrm_al.core.session import (
     CycleRecord,
@@ -117,17 +117,19 @@ def pretrain_session(
     config: PretrainConfig | None = None,
     device: str | torch.device | None = None,
 ) -> Generator[Progress, None, Checkpoint]:
-    """Pretrain the encoder on the session's scan and record it."""
-    out = session.model_path(ENCODER_FILE)
-    gen = pretrain(
+    """Pretrain the encoder on the session's scan and record it.
+
+    The encoder is saved only when pretraining completes: a cancelled run
+    leaves the session's previous encoder (if any) in place.
+    """
+    ckpt = yield from pretrain(
         image_data,
         axis=session.axis,
         config=config,
         device=device,
         provenance=_provenance(session),
-        out=out,
     )
-    ckpt = yield from gen
+    out = save_checkpoint(session.model_path(ENCODER_FILE), ckpt)
     session.set_pretrained(out)
     return ckpt
 
@@ -147,7 +149,8 @@ def train_session(
     The model is written to ``models/cycle-NNN.pt`` only when training ends,
     so a cancelled run keeps the previous model as the latest.
     """
-    if not session.done:
+    labelled = list(session.done)
+    if not labelled:
         raise XrmError("Mark at least one painted slice as done before training.")
     init = pretrained_encoder(session)
     number = len(session.cycles) + 1
@@ -160,7 +163,7 @@ def train_session(
     ckpt = yield from train(
         image_data,
         session.annotations,
-        session.done,
+        labelled,
         session.classes,
         axis=session.axis,
         init=init,
@@ -176,7 +179,7 @@ def train_session(
     record = CycleRecord(
         cycle=number,
         strategy=strategy,
-        labelled=list(session.done),
+        labelled=labelled,
         picks=[{"slice": p.slice, "score": p.score, "rank": p.rank} for p in picks],
         model=session.relative(path),
         metrics=_last_metrics(ckpt),
@@ -357,6 +360,19 @@ def predict_session(
         class_fraction=result.class_fraction,
         model=session.relative(model_path),
     )
+
+
+def predict_slice_session(
+    session: Session, image_data: Any, index: int
+) -> Generator[Progress, None, np.ndarray]:
+    """The latest model's annotation ids ``1..C`` for one slice."""
+    model_path = session.latest_model
+    if model_path is None:
+        raise XrmError("Train a model before pre-filling a slice from it.")
+    yield Progress("predict", 0, 1, message=f"slice {index}")
+    model, ckpt = load_segmenter(model_path)
+    probs = predict_slices(model, ckpt, image_data, [index], session.axis)
+    return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
 
 
 def learning_curve(session: Session) -> list[dict[str, Any]]:

@@ -1,10 +1,10 @@
 """The 2D (2.5D) segmentation network: a MONAI U-Net on slices of the volume.
 
 One slice plus ``context`` neighbours on each side go in as channels; one logit
-per class comes out per pixel. The default is MONAI's ``BasicUNet`` with small
-feature widths (chosen for accuracy per CPU second, see ``docs/engine.md``);
-MONAI's residual ``UNet`` and ``FlexibleUNet`` (EfficientNet/ResNet encoder)
-are available for larger settings. Each architecture exposes its *encoder*
+per class comes out per pixel. The default is MONAI's residual ``UNet`` with small feature
+widths (chosen for accuracy per CPU second, see ``docs/engine.md``); MONAI's
+``BasicUNet`` and ``FlexibleUNet`` (EfficientNet/ResNet encoder) are available
+too. Each architecture exposes its *encoder*
 (the contracting path) so contrastive pretraining can train it alone and the
 segmenter can be initialised from it.
 """
@@ -25,13 +25,21 @@ from torch import nn
 
 from napari_xrm_al.errors import XrmError
 
-ARCHS = ("basicunet", "unet", "flexunet")
+ARCHS = ("unet", "basicunet", "flexunet")
 
-#: Named feature presets for the default architecture (``BasicUNet``).
+#: Named width presets of the default architecture (MONAI ``UNet``, one
+#: width per level, strides 2, two residual units per level).
 PRESETS: dict[str, tuple[int, ...]] = {
-    "small": (16, 16, 32, 64, 128, 16),
-    "medium": (24, 24, 48, 96, 192, 24),
-    "large": (32, 32, 64, 128, 256, 32),
+    "small": (16, 32, 64, 128, 256),
+    "medium": (24, 48, 96, 192, 384),
+    "large": (32, 64, 128, 256, 512),
+}
+
+#: Default feature widths of each architecture.
+DEFAULT_FEATURES: dict[str, tuple[int, ...]] = {
+    "unet": PRESETS["small"],
+    "basicunet": (16, 16, 32, 64, 128, 16),
+    "flexunet": (64, 32, 16, 16, 8),
 }
 
 
@@ -47,14 +55,14 @@ class ModelConfig:
         Neighbouring slices on each side given as extra input channels
         (0 = plain 2D, 1 = three slices, ...).
     features
-        Feature widths. ``basicunet``: six numbers (five encoder levels, last
-        decoder level); ``unet``: one width per level; ``flexunet``: five decoder
-        widths.
+        Feature widths. ``unet``: one width per level (see :data:`PRESETS`);
+        ``basicunet``: six numbers (five encoder levels, last decoder level);
+        ``flexunet``: five decoder widths.
     dropout
         Channel-dropout probability at the bottleneck and before the
         classifier (regularisation and MC-dropout uncertainty).
     arch
-        ``'basicunet'`` (default), ``'unet'`` or ``'flexunet'``.
+        ``'unet'`` (default, MONAI ``UNet``), ``'basicunet'`` or ``'flexunet'``.
     norm
         Feature normalisation: ``'batch'`` or ``'instance'``.
     backbone
@@ -67,7 +75,7 @@ class ModelConfig:
     context: int = 1
     features: tuple[int, ...] = PRESETS["small"]
     dropout: float = 0.1
-    arch: str = "basicunet"
+    arch: str = "unet"
     norm: str = "batch"
     backbone: str = "efficientnet-b0"
     res_units: int = 2
@@ -141,7 +149,7 @@ class NetworkSettings:
 
     context: int = 1
     features: tuple[int, ...] = PRESETS["small"]
-    arch: str = "basicunet"
+    arch: str = "unet"
     norm: str = "batch"
     dropout: float = 0.1
     res_units: int = 2

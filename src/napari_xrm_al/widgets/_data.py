@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -146,7 +146,7 @@ class DataSection(QWidget):
         """Read a scan into the viewer and choose it."""
         try:
             layers = self.dock.viewer.open(path, plugin="napari-xrm-al")
-        except (XrmError, ValueError, OSError) as exc:
+        except (XrmError, ValueError, OSError, RuntimeError) as exc:
             show_error(f"Cannot open {path}: {exc}")
             return
         images = [x for x in layers if isinstance(x, Image)]
@@ -193,7 +193,6 @@ class DataSection(QWidget):
         self.classes.set_classes(session.classes)
         self.axis_combo.setCurrentText(session.axis)
         self.dock.set_session(session, layer)
-        show_info(f"Project {session.folder} is open.")
         return session
 
     def refresh(self) -> None:

@@ -242,7 +242,7 @@ class JobRunner(QObject):
             bar.update(0)
         finally:
             self._updating = False
-            if self._bar is None:
+            if self._bar is not bar:  # the job ended meanwhile
                 bar.close()
 
     def _on_returned(self, result: Any) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,10 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
-from napari_xrm_al.core.checkpoint import load_segmenter
-from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.loop import Ranking, rank_session
-from napari_xrm_al.core.predict import predict_slices
+from napari_xrm_al.core.loop import Ranking, predict_slice_session, rank_session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls
@@ -38,16 +34,6 @@ if TYPE_CHECKING:
 CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"
 COLUMNS = ("#", "Slice", "Score", "Rare fraction")
-
-
-def predicted_slice(
-    model_path: Path, image_data: Any, axis: str, index: int
-) -> Generator[Progress, None, np.ndarray]:
-    """The model's annotation ids ``1..C`` for one slice (runs on the worker)."""
-    yield Progress("predict", 0, 1, message=f"slice {index}")
-    model, ckpt = load_segmenter(model_path)
-    probs = predict_slices(model, ckpt, image_data, [index], axis)
-    return (probs[0].argmax(0) + 1).astype(np.uint16)
 
 
 def slice_frames(
@@ -214,7 +200,12 @@ class SuggestSection(QWidget):
                     "score": [p.score for p in picks],
                 }
             ),
-            text={"string": "suggested #{rank}", "color": PICK_COLOUR, "size": 10},
+            text={
+                "string": "suggested #{rank}",
+                "color": PICK_COLOUR,
+                "size": 10,
+                "anchor": "upper_left",
+            },
             scale=image.scale,
             translate=image.translate,
             units=image.units,
@@ -239,8 +230,7 @@ class SuggestSection(QWidget):
         """Fill the current slice's unpainted pixels with the latest model's guess."""
         try:
             session, data = self.dock.require_session()
-            model = session.latest_model
-            if model is None:
+            if session.latest_model is None:
                 raise XrmError("Train a model before pre-filling a slice from it.")
         except XrmError as exc:
             self.dock.notify_error(exc)
@@ -249,7 +239,7 @@ class SuggestSection(QWidget):
         self._prefill_index = index
         return self.controls.run(
             "Pre-filling",
-            predicted_slice(model, data, session.axis, index),
+            predict_slice_session(session, data, index),
             on_done=self._on_prefilled,
         )
 

@@ -120,7 +120,10 @@ class ActiveLearningWidget(QWidget):
         self.session, self.image_layer = session, image
         self.annotations = AnnotationBinding(self.viewer, session, image)
         self.suggest.ranking = None
-        self.go_to_slice(session.done[0] if session.done else self._middle_slice())
+        self.go_to_slice(
+            session.done[0] if session.done else self._middle_slice(), paint=False
+        )
+        self.activate_annotations()
         self.steps.setCurrentIndex(1)
         self.session_changed.emit()
 

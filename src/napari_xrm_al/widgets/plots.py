@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QWidget
@@ -103,9 +104,17 @@ class LossPlot(QWidget):
         text = self.palette().color(self.foregroundRole())
         plot = self._plot_rect()
         painter.setPen(QPen(text, 1))
+        if not self.steps:
+            painter.drawText(
+                QRectF(self.rect()),
+                Qt.AlignmentFlag.AlignCenter,
+                "The loss is plotted here while the job runs.",
+            )
+            painter.end()
+            return
         painter.drawLine(plot.bottomLeft(), plot.topLeft())
         painter.drawLine(plot.bottomLeft(), plot.bottomRight())
-        top = max(self.losses, default=0.0) * 1.1
+        top = max(self.losses) * 1.1
         align = Qt.AlignmentFlag
         for y, value in ((plot.top(), top), (plot.bottom(), 0.0)):
             box = QRectF(0, y - 8, plot.left() - 4, 16)
@@ -206,6 +215,7 @@ class LearningCurvePlot(_Plot):
         if not keys and _has(metrics, "final_loss"):
             keys = ["final_loss"]
         self._reset_axes("labelled slices", "loss" if keys == ["final_loss"] else "IoU")
+        self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.series = {k: [float(m.get(k, np.nan)) for m in metrics] for k in keys}
         for key, values in self.series.items():
             self.ax.plot(x, values, "o-", ms=4, label=key)
