@@ -2,10 +2,10 @@
 
 What makes a small U-Net fast on a CPU (see ``docs/benchmarks.md``): eval mode
 and ``torch.inference_mode`` (no autograd bookkeeping), channels-last tensors
-(oneDNN's native convolution layout), small batches (two 256² slices), and bfloat16
-autocast on CPUs with native bf16 instructions (AVX512-BF16 or AMX), about
-twice the float32 throughput. bfloat16 is only used when, on the first batch of
-the data at hand, its class map agrees with float32 on at least
+(oneDNN's native convolution layout), small batches (four 256² slices), and
+bfloat16 autocast on CPUs with native bf16 instructions (AVX512-BF16 or AMX),
+up to twice the float32 throughput. bfloat16 is only used when, on a typical
+batch of the data at hand, its class map agrees with float32 on at least
 :data:`BF16_AGREEMENT` of the pixels; otherwise everything runs in float32.
 """
 
@@ -28,10 +28,10 @@ from napari_xrm_al.errors import XrmError
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: Minimum fraction of pixels whose class must agree between bf16 and float32.
 BF16_AGREEMENT = 0.995
-#: Pixels per batch the batch-size heuristic aims at (2 slices of 256²):
+#: Pixels per batch the batch-size heuristic aims at (4 slices of 256²):
 #: larger batches of full-resolution activations fall out of the CPU caches
 #: and run slower per slice (docs/benchmarks.md, "Inference speed").
-BATCH_PIXELS = 2 * 256 * 256
+BATCH_PIXELS = 4 * 256 * 256
 MAX_BATCH = 32
 
 

@@ -28,12 +28,12 @@ from napari_xrm_al.core.acquisition import (
     get_strategy,
     pick_batch,
 )
-from napari_xrm_al.core.checkpoint import Checkpoint
+from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary
 from napari_xrm_al.core.metrics import evaluate
-from napari_xrm_al.core.model import SliceSegmenter, pick_device
+from napari_xrm_al.core.model import pick_device
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
@@ -138,20 +138,22 @@ def split_holdout(image: Any, labels: Any, axis: str) -> tuple[np.ndarray, ...]:
 def _predict_dense(
     ckpt: Checkpoint, image: np.ndarray, axis: str, device: torch.device
 ) -> Generator[Progress, None, np.ndarray]:
-    model = SliceSegmenter(ckpt.model_config)
-    model.load_state_dict(ckpt.state_dict)
     out = np.zeros(image.shape, np.uint8)
     yield from predict_volume(
-        model, ckpt, image, axis=axis, out=out, summaries=False, device=device
+        build_segmenter(ckpt),
+        ckpt,
+        image,
+        axis=axis,
+        out=out,
+        summaries=False,
+        device=device,
     )
     return out.astype(np.int16) - 1
 
 
 def _summary(ckpt: Checkpoint, image: np.ndarray, axis: str, mc: int, device):
-    model = SliceSegmenter(ckpt.model_config)
-    model.load_state_dict(ckpt.state_dict)
     result = yield from predict_volume(
-        model, ckpt, image, axis=axis, mc_samples=mc, device=device
+        build_segmenter(ckpt), ckpt, image, axis=axis, mc_samples=mc, device=device
     )
     return result.summary
 
