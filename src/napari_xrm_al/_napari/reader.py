@@ -76,7 +76,7 @@ def layer_name(path: str | Path) -> str:
 def _mask_layer(path: str) -> LayerData:
     from napari.utils.colormaps import DirectLabelColormap
 
-    from napari_xrm_al._napari.writer import CLASSES_KEY, PROVENANCE_KEY
+    from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
     from napari_xrm_al.io.masks import read_mask
 
     mask = read_mask(path)

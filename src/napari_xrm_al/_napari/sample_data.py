@@ -12,13 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 from npe2.types import FullLayerData
 
+from napari_xrm_al._napari.layer_keys import CLASSES_KEY
 from napari_xrm_al.core import sample as hbm
 from napari_xrm_al.core.classes import dense_to_annotation
 
 IMAGE_NAME = "HBM sample"
 GROUND_TRUTH_NAME = "HBM ground truth"
-#: Metadata key under which layers carry their class table.
-CLASSES_KEY = "napari_xrm_al_classes"
 
 
 def sample_layer_data(

@@ -15,13 +15,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.io.masks import MaskFormat, write_mask
-
-#: Layer-metadata key holding the class table (``ClassTable.to_dict()``).
-CLASSES_KEY = "napari_xrm_al_classes"
-#: Layer-metadata key holding a provenance dict stored with the mask.
-PROVENANCE_KEY = "napari_xrm_al_provenance"
 
 
 def write_ome_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

@@ -35,6 +35,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="stop after this many seconds; 0 = no limit",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_compute_options(parser)
+
+
+def add_compute_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how verbosely to compute: device, threads, quiet."""
     parser.add_argument(
         "--device", help="'cpu' or 'cuda' (default: CUDA when present, else CPU)"
     )

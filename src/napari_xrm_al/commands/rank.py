@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_xrm_al.commands._engine import (
+    add_compute_options,
     open_image,
     parse_slices,
     progress_printer,
@@ -67,13 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for 'random' (default: 0)"
     )
-    parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch"
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress lines on stderr"
-    )
+    add_compute_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -81,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Rank the slices and print the picks."""
     if args.top < 1:
         raise XrmError(f"--top must be at least 1, got {args.top}.")
-    if args.threads is not None:
-        setup_torch(args)
+    setup_torch(args)
     ckpt = load_checkpoint(args.model, "segmenter")
     volume = open_image(args.image)
     if args.axis and args.axis != ckpt.axis:

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from napari_xrm_al.commands._engine import (
+    add_compute_options,
     open_image,
     progress_printer,
     setup_torch,
@@ -112,13 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="result JSON file")
     parser.add_argument("--plot", help="learning-curve PNG")
-    parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch"
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress lines on stderr"
-    )
+    add_compute_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -135,8 +130,7 @@ def run(args: argparse.Namespace) -> int:
             raise XrmError(f"--{name.replace('_', '-')} must be at least 1.")
     if args.cycles < 0:
         raise XrmError("--cycles must not be negative.")
-    if args.threads is not None:
-        setup_torch(args)
+    setup_torch(args)
     classes = ClassTable.parse(args.classes, rare=[args.rare] if args.rare else None)
     runs = tuple(
         parse_run(s, not args.no_pretrain)

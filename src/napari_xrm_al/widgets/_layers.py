@@ -8,7 +8,7 @@ import numpy as np
 from napari.layers import Layer
 from qtpy.QtWidgets import QHeaderView, QTableWidget
 
-from napari_xrm_al._napari.writer import CLASSES_KEY, PROVENANCE_KEY
+from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 
 if TYPE_CHECKING:
     import napari

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al._napari.writer import CLASSES_KEY
+from napari_xrm_al._napari.layer_keys import CLASSES_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.metrology import (
