@@ -58,11 +58,10 @@ class StepClock:
     def set_lr(
         self, optimiser: torch.optim.Optimizer, peak: float, warmup: float
     ) -> None:
-        """Set every parameter group's learning rate for the current progress
-        (times the group's ``lr_scale``, if it has one)."""
+        """Set every parameter group's learning rate for the current progress."""
         factor = lr_factor(self.progress, warmup)
         for group in optimiser.param_groups:
-            group["lr"] = peak * factor * group.get("lr_scale", 1.0)
+            group["lr"] = peak * factor
 
     def tick(self) -> None:
         """Mark the end of a step."""

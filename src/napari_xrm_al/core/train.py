@@ -64,8 +64,6 @@ class TrainConfig(NetworkSettings):
         Side of the square training crops in pixels.
     lr
         Peak learning rate of AdamW.
-    encoder_lr_scale
-        Learning-rate factor of a pretrained encoder (1 = same as the decoder).
     weight_decay
         AdamW weight decay.
     warmup_fraction
@@ -85,14 +83,13 @@ class TrainConfig(NetworkSettings):
     """
 
     steps: int | None = None
-    steps_per_slice: int = 40
-    min_steps: int = 200
-    max_steps: int = 500
+    steps_per_slice: int = 60
+    min_steps: int = 300
+    max_steps: int = 800
     time_budget_s: float | None = None
     batch_size: int = 8
     crop_size: int = 128
     lr: float = 3e-3
-    encoder_lr_scale: float = 1.0
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
     loss: str = "dice_ce"
@@ -228,14 +225,8 @@ def train(
     )
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
-    pretrained = init is not None and init.kind == "encoder"
-    encoder = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
-    rest = [p for n, p in model.named_parameters() if not model.is_encoder_key(n)]
-    scale = config.encoder_lr_scale if pretrained else 1.0
     opt = torch.optim.AdamW(
-        [{"params": encoder, "lr_scale": scale}, {"params": rest}],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     clock = StepClock(config.n_steps(len(data.indices)), config.time_budget_s)
     check_every = config.validate_every or max(1, clock.total // 10)
