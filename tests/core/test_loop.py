@@ -110,7 +110,9 @@ def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
 
 
 def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:
-    session, _ = session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path / "p")
+    session, _ = session_for(
+        None, sample.image, ClassTable.hbm(), folder=tmp_path / "p"
+    )
     job = pretrain_session(session, sample.image, TINY_PRETRAIN)
     next(job)
     job.close()
@@ -119,7 +121,9 @@ def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> N
     run_to_end(pretrain_session(session, sample.image, TINY_PRETRAIN))
     first = (session.folder / "models" / "encoder.pt").read_bytes()
     job = pretrain_session(
-        session, sample.image, PretrainConfig(steps=50, batch_size=4, time_budget_s=None)
+        session,
+        sample.image,
+        PretrainConfig(steps=50, batch_size=4, time_budget_s=None),
     )
     for _ in range(3):
         next(job)
