@@ -88,6 +88,7 @@ def no_augment() -> AugmentConfig:
         intensity_scale=0.0,
         intensity_shift=0.0,
         gamma=(1.0, 1.0),
+        histogram_shift=0.0,
         noise_std=0.0,
         blur_prob=0.0,
     )

@@ -232,17 +232,25 @@ class SliceSegmenter(nn.Module):
         self._bottleneck().register_forward_hook(self._drop_bottleneck)
         self._head().register_forward_pre_hook(self._drop_head)
 
-    def _bottleneck(self) -> nn.Module:
+    def _contracting_path(self) -> list[nn.Module]:
+        """The encoder's modules in order, the bottleneck last."""
         if self.cfg.arch == "basicunet":
-            return self.net.down_4
+            return [getattr(self.net, name.rstrip(".")) for name in _BASIC_ENCODER]
         if self.cfg.arch == "flexunet":
-            return self.net.encoder
-        level = self.net.model
-        while isinstance(level[1].submodule, nn.Sequential) and isinstance(
-            level[1].submodule[1], SkipConnection
-        ):
-            level = level[1].submodule
-        return level[1].submodule
+            return [self.net.encoder]
+        path, level = [], self.net.model  # UNet: Sequential(down, Skip(inner), up)
+        while True:
+            path.append(level[0])
+            inner = level[1].submodule
+            if not (
+                isinstance(inner, nn.Sequential)
+                and isinstance(inner[1], SkipConnection)
+            ):
+                return [*path, inner]
+            level = inner
+
+    def _bottleneck(self) -> nn.Module:
+        return self._contracting_path()[-1]
 
     def _head(self) -> nn.Module:
         if self.cfg.arch == "basicunet":
@@ -276,23 +284,9 @@ class SliceSegmenter(nn.Module):
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """Bottleneck feature map of the contracting path (no decoder run)."""
         x, _, _ = self._pad(x)
-        net = self.net
-        if self.cfg.arch == "basicunet":
-            for name in _BASIC_ENCODER:
-                x = getattr(net, name.rstrip("."))(x)
-            return x
-        if self.cfg.arch == "flexunet":
-            return net.encoder(x)[-1]
-        level = net.model
-        while True:
-            x = level[0](x)
-            inner = level[1].submodule
-            if not (
-                isinstance(inner, nn.Sequential)
-                and isinstance(inner[1], SkipConnection)
-            ):
-                return inner(x)
-            level = inner
+        for module in self._contracting_path():
+            x = module(x)
+        return x[-1] if isinstance(x, list | tuple) else x  # FlexibleUNet: all levels
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled bottleneck embedding ``(B, D)`` (pretraining, core-set)."""

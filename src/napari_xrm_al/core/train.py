@@ -83,12 +83,12 @@ class TrainConfig(NetworkSettings):
     """
 
     steps: int | None = None
-    steps_per_slice: int = 60
-    min_steps: int = 300
+    steps_per_slice: int = 100
+    min_steps: int = 400
     max_steps: int = 800
     time_budget_s: float | None = None
-    batch_size: int = 8
-    crop_size: int = 128
+    batch_size: int = 16
+    crop_size: int = 96
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
