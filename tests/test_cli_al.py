@@ -49,6 +49,28 @@ def test_rank_prints_the_top_slices_away_from_the_training_slices(
     assert len(lines) == 1 + 24
 
 
+def test_rank_with_an_encoder_picks_first_slices(scan, capsys, tmp_path) -> None:
+    folder, _ = scan
+    encoder = tmp_path / "enc.pt"
+    args = ["--image", str(folder / "image.tif"), "--quiet"]
+    assert main(["pretrain", *args, "--steps", "2", "--out", str(encoder)]) == 0
+    capsys.readouterr()
+    csv_path = tmp_path / "first.csv"
+    code = main(
+        ["rank", *args, "--model", str(encoder), "--top", "3", "--csv", str(csv_path)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "core-set" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    picked = [int(r[1]) for r in rows]
+    assert len(picked) == 3 and all(
+        abs(a - b) >= 3 for a in picked for b in picked if a != b
+    )
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "slice,distance" and len(lines) == 1 + 24
+    assert all(float(lines[1 + p].split(",")[1]) == 0 for p in picked)
+
+
 def test_rank_errors_are_one_line(scan, capsys) -> None:
     folder, model = scan
     code = main(

@@ -8,6 +8,7 @@ import pytest
 from napari_xrm_al.core.acquisition import (
     STRATEGIES,
     AcquisitionContext,
+    first_picks,
     pick_batch,
     rareness_weights,
     score_slices,
@@ -162,3 +163,34 @@ def test_rareness_diverse_does_not_pick_two_near_duplicates() -> None:
     _, diverse = select("rareness-diverse", ctx, 2, min_distance=2)
     assert {p.slice for p in plain} == {10, 20}
     assert {p.slice for p in diverse} == {10, 30}
+
+
+def clustered_embedding() -> np.ndarray:
+    """30 slices in three blocks of ten, each block around its own point."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    return np.repeat(centres, 10, axis=0) + rng.normal(0, 0.1, (30, 2))
+
+
+def test_first_picks_cover_every_cluster() -> None:
+    emb = clustered_embedding()
+    for seed in range(5):
+        scores, picks = first_picks(np.arange(30), emb, 3, min_distance=2, seed=seed)
+        slices = [p.slice for p in picks]
+        assert sorted(s // 10 for s in slices) == [0, 1, 2]
+        assert [p.rank for p in picks] == [1, 2, 3]
+        # The first pick has nothing to be far from; later ones are far away.
+        assert picks[0].score == 0.0 and min(p.score for p in picks[1:]) > 5
+        assert np.allclose(scores[slices], 0.0)
+        assert scores.max() < 1.0  # every slice is now near a pick
+
+
+def test_first_picks_start_from_labelled_slices() -> None:
+    emb = clustered_embedding()
+    scores, picks = first_picks(
+        np.arange(30), emb, 2, labelled=[3, 14], min_distance=3, seed=0
+    )
+    assert len(picks) == 2
+    assert picks[0].slice // 10 == 2  # the only cluster without a labelled slice
+    assert all(abs(p.slice - s) >= 3 for p in picks for s in (3, 14))
+    assert scores[3] == 0.0 and scores[14] == 0.0

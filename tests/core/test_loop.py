@@ -39,11 +39,19 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
     assert warnings == []
     with pytest.raises(XrmError, match="Mark at least one"):
         run_to_end(train_session(session, sample.image, TINY_TRAIN))
-    with pytest.raises(XrmError, match="Train a model"):
+    with pytest.raises(XrmError, match="Pretrain .* or train a model"):
         run_to_end(rank_session(session, sample.image))
 
     run_to_end(pretrain_session(session, sample.image, TINY_PRETRAIN))
     assert session.pretrained == "models/encoder.pt"
+    # Before any model: the first slices come from the encoder (core-set).
+    first = run_to_end(rank_session(session, sample.image, "rareness", k=3))
+    assert first.strategy == "coreset" and first.class_fraction is None
+    assert len(first.picks) == 3 and len(first.scores) == 24
+    assert all(first.scores[p.slice] == 0 for p in first.picks)
+    assert len(list((session.folder / "cache").glob("embedding-*.npz"))) == 1
+    again = run_to_end(rank_session(session, sample.image, "rareness", k=3))
+    assert [p.slice for p in again.picks] == [p.slice for p in first.picks]
     truth = dense_to_annotation(sample.labels)
     for z in (4, 15):
         session.write_slice(z, truth[z])

@@ -96,6 +96,13 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert (session.folder / "models" / "encoder.pt").is_file()
     assert dock.pretrain.plot.steps == [1, 2, 3]
     assert "✓" in dock.steps.itemText(1)
+    # Before any model, suggestions come from the encoder (core-set).
+    assert "first, diverse set" in dock.suggest.hint.text()
+    dock.suggest.k_spin.setValue(2)
+    wait(qtbot, dock, dock.suggest.start())
+    assert len(dock.suggest.picks()) == 2 and dock.suggest.table.rowCount() == 2
+    assert dock.suggest.last_strategy == "coreset"
+    assert dock.suggest.table.item(0, 3).text() == "–"
 
     # Paint two slices through the Labels layer and mark them done.
     for index in (4, 16):

@@ -19,7 +19,12 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.checkpoint import load_checkpoint
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary, summarise
+from napari_xrm_al.core.loop import (
+    BALD_SAMPLES,
+    first_ranking,
+    rank_summary,
+    summarise,
+)
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text
 
@@ -36,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
-    parser.add_argument("--model", required=True, help="trained model (from 'train')")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="trained model (from 'train'); or a pretrained encoder (from "
+        "'pretrain') to pick the first slices to label by core-set",
+    )
     parser.add_argument(
         "--strategy",
         choices=sorted(STRATEGIES),
@@ -77,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise XrmError(f"--top must be at least 1, got {args.top}.")
     setup_torch(args)
-    ckpt = load_checkpoint(args.model, "segmenter")
+    ckpt = load_checkpoint(args.model)
     volume = open_image(args.image)
     if args.axis and args.axis != ckpt.axis:
         raise InputError(
             args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"
         )
+    if ckpt.kind == "encoder":
+        return _first_slices(args, volume.data, ckpt.axis)
     trained_on = ckpt.history.get("slices", [])
     labelled = parse_slices(args.labelled) if args.labelled else list(trained_on)
     counts = np.asarray(
@@ -131,5 +143,36 @@ def run(args: argparse.Namespace) -> int:
                 + [f"{f:.6g}" for f in ranking.class_fraction[i]]
             )
         atomic_write_text(args.csv, buffer.getvalue())
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _first_slices(args: argparse.Namespace, data, axis: str) -> int:
+    """Rank with a pretrained encoder: the first, diverse slices to label."""
+    labelled = parse_slices(args.labelled) if args.labelled else []
+    ranking = run_to_end(
+        first_ranking(
+            Path(args.model),
+            data,
+            args.top,
+            labelled=labelled,
+            min_distance=args.min_distance,
+            device=args.device,
+        ),
+        progress_printer(args.quiet),
+    )
+    print(
+        f"first slices to label (core-set on the encoder's embeddings), axis {axis}, "
+        f"{len(ranking.index)} slices"
+    )
+    print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")
+    for pick in ranking.picks:
+        print(f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}")
+    if args.csv:
+        rows = [
+            f"{int(s)},{v:.6g}"
+            for s, v in zip(ranking.index, ranking.scores, strict=True)
+        ]
+        atomic_write_text(args.csv, "slice,distance\n" + "\n".join(rows) + "\n")
         print(f"wrote {args.csv}")
     return 0

@@ -330,3 +330,59 @@ def select(
         diversity=ctx.rareness.diversity if strat.diverse else 0.0,
     )
     return scores, picks
+
+
+def first_picks(
+    index: np.ndarray,
+    embedding: np.ndarray,
+    k: int,
+    *,
+    labelled: Sequence[int] = (),
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[Pick]]:
+    """Slices to label before any model is trained: k-centre greedy on embeddings.
+
+    Starts from the labelled slices, or from a slice drawn with ``seed`` when
+    none is labelled, then adds the slice farthest (in embedding space) from
+    everything taken so far, keeping ``min_distance`` along the axis.
+
+    Returns
+    -------
+    scores
+        ``(S,)`` embedding distance of each slice to its nearest labelled slice
+        or pick (how unlike the slices already covered it is).
+    picks
+        The picked slices in order.
+    """
+    index = np.asarray(index)
+    emb = np.asarray(embedding, dtype=np.float64)
+    row = {int(s): i for i, s in enumerate(index)}
+    taken = [int(s) for s in labelled]
+    if not taken and k > 0 and len(index):
+        taken = [int(index[np.random.default_rng(seed).integers(len(index))])]
+    rest = pick_batch(
+        index,
+        np.ones(len(index)),
+        k - (len(taken) - len(labelled)),
+        labelled=taken,
+        min_distance=min_distance,
+        embedding=emb,
+        diversity=1.0,
+    )
+    chosen = taken[len(labelled) :] + [p.slice for p in rest]
+
+    def distance_to(slices: Sequence[int]) -> np.ndarray:
+        if not slices:
+            return np.full(len(index), np.inf)
+        centres = emb[[row[s] for s in slices]]
+        return np.linalg.norm(emb[:, None, :] - centres[None], axis=2).min(axis=1)
+
+    picks = []
+    for rank, s in enumerate(chosen, start=1):
+        d = distance_to(list(labelled) + chosen[: rank - 1])[row[s]]
+        picks.append(
+            Pick(slice=s, score=float(d) if np.isfinite(d) else 0.0, rank=rank)
+        )
+    scores = distance_to(list(labelled) + chosen)
+    return np.where(np.isfinite(scores), scores, 0.0), picks

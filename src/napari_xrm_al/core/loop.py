@@ -15,6 +15,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zipfile import BadZipFile
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from napari_xrm_al.core.acquisition import (
     DEFAULT_MIN_DISTANCE,
     AcquisitionContext,
     Pick,
+    first_picks,
     get_strategy,
     select,
 )
@@ -34,6 +36,7 @@ from napari_xrm_al.core.checkpoint import (
     save_checkpoint,
 )
 from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_slices, predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
@@ -46,6 +49,7 @@ from napari_xrm_al.core.session import (
 from napari_xrm_al.core.summaries import SliceSummary
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.atomic import atomic_path
 from napari_xrm_al.io.volumes import volume_fingerprint
 
 ENCODER_FILE = "encoder.pt"
@@ -201,14 +205,18 @@ def _last_metrics(ckpt: Checkpoint) -> dict[str, Any]:
 
 @dataclass
 class Ranking:
-    """Scores of every slice and the picked batch."""
+    """Scores of every slice and the picked batch.
+
+    ``class_fraction`` and ``mean_entropy`` are None for first picks made from
+    the pretrained encoder alone (:func:`first_ranking`).
+    """
 
     strategy: str
     index: np.ndarray
     scores: np.ndarray
     picks: list[Pick]
-    class_fraction: np.ndarray
-    mean_entropy: np.ndarray
+    class_fraction: np.ndarray | None
+    mean_entropy: np.ndarray | None
     model: str
 
 
@@ -270,6 +278,42 @@ def rank_summary(
     )
 
 
+def first_ranking(
+    encoder_path: Path,
+    image_data: Any,
+    k: int,
+    *,
+    labelled: Sequence[int] = (),
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    cache_dir: Path | None = None,
+    device: str | torch.device | None = None,
+    model: str = "",
+) -> Generator[Progress, None, Ranking]:
+    """Slices to label first, from a pretrained encoder: core-set on its embeddings.
+
+    Each slice's score is its embedding distance to the nearest labelled or
+    picked slice. Embeddings are cached per encoder file in ``cache_dir``.
+    """
+    cache = None
+    if cache_dir is not None:
+        cache = cache_dir / f"embedding-{_file_key(encoder_path)}.npz"
+    try:
+        with np.load(cache) as saved:
+            index, embedding = saved["index"], saved["embedding"]
+    except (TypeError, OSError, ValueError, KeyError, EOFError, BadZipFile):
+        # No cache, or a broken one: compute it.
+        ckpt = load_checkpoint(encoder_path)
+        index, embedding = yield from embed_slices(ckpt, image_data, device=device)
+        if cache is not None:
+            cache.parent.mkdir(exist_ok=True)
+            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, index=index, embedding=embedding)
+    scores, picks = first_picks(
+        index, embedding, k, labelled=labelled, min_distance=min_distance
+    )
+    return Ranking("coreset", index, scores, picks, None, None, model)
+
+
 def rank_session(
     session: Session,
     image_data: Any,
@@ -278,10 +322,31 @@ def rank_session(
     min_distance: int = DEFAULT_MIN_DISTANCE,
     device: str | torch.device | None = None,
 ) -> Generator[Progress, None, Ranking]:
-    """Rank every slice of the scan with the latest model; nothing is saved but a cache."""
+    """Rank every slice of the scan with the latest model; nothing is saved but a cache.
+
+    Before any model is trained, the pretrained encoder picks the first slices
+    (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
+    """
     model_path = session.latest_model
     if model_path is None:
-        raise XrmError("Train a model before asking for suggestions.")
+        encoder = session.path_of(session.pretrained)
+        if encoder is None:
+            raise XrmError(
+                "Pretrain (for a first, diverse set of slices) or train a model "
+                "before asking for suggestions."
+            )
+        return (
+            yield from first_ranking(
+                encoder,
+                image_data,
+                k,
+                labelled=session.done,
+                min_distance=min_distance,
+                cache_dir=session.folder / "cache",
+                device=device,
+                model=session.relative(encoder),
+            )
+        )
     mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
     summary = yield from summarise(
         model_path,

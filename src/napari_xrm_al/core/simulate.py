@@ -25,11 +25,13 @@ import torch
 
 from napari_xrm_al.core.acquisition import (
     DEFAULT_MIN_DISTANCE,
+    first_picks,
     get_strategy,
     pick_batch,
 )
 from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary
 from napari_xrm_al.core.metrics import evaluate
@@ -80,7 +82,8 @@ class SimulationConfig:
     runs
         Strategies to compare (see :func:`parse_run`).
     initial
-        Slices labelled before the first cycle (random, the same for every strategy).
+        Slices labelled before the first cycle, the same for every strategy of a
+        seed (see :func:`initial_slices`).
     per_cycle
         Slices added per cycle.
     cycles
@@ -226,16 +229,10 @@ def simulate(
                 image, axis=config.axis, config=config.pretrain, seed=seed,
                 device=dev, normalisation=norm,
             )  # fmt: skip
-        rng_scores = np.random.default_rng(seed).random(n)
-        initial = [
-            p.slice
-            for p in pick_batch(
-                np.arange(n),
-                rng_scores,
-                config.initial,
-                min_distance=config.min_distance,
-            )
-        ]
+        initial = yield from initial_slices(encoder, image, config, seed, dev)
+        # Cycle 0 is the same training for every run of a seed with the same
+        # initialisation: train and score it once.
+        first_cycle: dict[bool, tuple[Checkpoint, dict[str, Any], float]] = {}
         for run in config.runs:
             labelled = list(initial)
             record = {
@@ -246,18 +243,23 @@ def simulate(
             }
             result["runs"].append(record)
             for cycle in range(config.cycles + 1):
-                t0 = time.perf_counter()
-                ckpt = yield from fit(
-                    labelled, encoder if run.pretrain else None, seed, config.train
-                )
-                t1 = time.perf_counter()
-                metrics = yield from evaluate_cycle(ckpt)
+                if cycle == 0 and run.pretrain in first_cycle:
+                    ckpt, metrics, seconds = first_cycle[run.pretrain]
+                else:
+                    t0 = time.perf_counter()
+                    ckpt = yield from fit(
+                        labelled, encoder if run.pretrain else None, seed, config.train
+                    )
+                    seconds = time.perf_counter() - t0
+                    metrics = yield from evaluate_cycle(ckpt)
+                    if cycle == 0:
+                        first_cycle[run.pretrain] = (ckpt, metrics, seconds)
                 entry = {
                     "cycle": cycle,
                     "n_labelled": len(labelled),
                     "labelled": sorted(int(s) for s in labelled),
                     **metrics,
-                    "train_seconds": round(t1 - t0, 2),
+                    "train_seconds": round(seconds, 2),
                     "rank_seconds": 0.0,
                 }
                 record["cycles"].append(entry)
@@ -292,11 +294,46 @@ def simulate(
                 labelled += [p.slice for p in ranking.picks]
                 entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
     if config.full_supervision:
-        seed = config.seeds[0]
+        seed = config.seeds[-1]  # the encoder left by the last seed
         cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)
         ckpt = yield from fit(list(range(n)), encoder, seed, cfg)
         result["full_supervision"] = yield from evaluate_cycle(ckpt)
     return result
+
+
+def initial_slices(
+    encoder: Checkpoint | None,
+    image: np.ndarray,
+    config: SimulationConfig,
+    seed: int,
+    device: torch.device,
+) -> Generator[Progress, None, list[int]]:
+    """The slices every strategy of ``seed`` starts from.
+
+    With a pretrained encoder: k-centre greedy on its slice embeddings (method.md:
+    picked with the pretrained model where possible), from a slice drawn with
+    ``seed``. Without one: random slices drawn with ``seed``.
+    """
+    n = n_slices(image.shape, config.axis)
+    if encoder is None:
+        picks = pick_batch(
+            np.arange(n),
+            np.random.default_rng(seed).random(n),
+            config.initial,
+            min_distance=config.min_distance,
+        )
+    else:
+        index, embedding = yield from embed_slices(
+            encoder, image, axis=config.axis, device=device
+        )
+        _, picks = first_picks(
+            index,
+            embedding,
+            config.initial,
+            min_distance=config.min_distance,
+            seed=seed,
+        )
+    return [p.slice for p in picks]
 
 
 def _slices(volume: np.ndarray, indices: Sequence[int], axis: str) -> np.ndarray:

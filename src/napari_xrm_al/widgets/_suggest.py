@@ -150,7 +150,11 @@ class SuggestSection(QWidget):
         self.last_strategy, self.last_picks = ranking.strategy, list(ranking.picks)
         session = self.dock.session
         rare = list(session.classes.rare_ids) if session else []
-        fraction = ranking.class_fraction[:, rare].sum(axis=1) if rare else None
+        fraction = (
+            ranking.class_fraction[:, rare].sum(axis=1)
+            if rare and ranking.class_fraction is not None
+            else None
+        )
         row_of = {int(s): i for i, s in enumerate(ranking.index)}
         self.table.blockSignals(True)
         self.table.clearSelection()
@@ -254,8 +258,14 @@ class SuggestSection(QWidget):
         session = self.dock.session
         if session is None:
             text = "Needs an open project (step 1)."
+        elif session.latest_model is None and session.pretrained is None:
+            text = "Needs a pretrained encoder (step 2) or a trained model (step 3)."
         elif session.latest_model is None:
-            text = "Needs a trained model (step 3)."
+            text = (
+                "No model yet: suggests a first, diverse set of slices from the "
+                "pretrained encoder (core-set), whatever the strategy. Paint them, "
+                "mark them done, then train."
+            )
         else:
             text = (
                 "Suggests the slices the model would learn most from. Click one, "

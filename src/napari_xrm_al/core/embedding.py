@@ -1,0 +1,79 @@
+"""Slice embeddings from the pretrained encoder, before any model is trained.
+
+Core-set needs only the encoder: pooled bottleneck features of every slice. They
+let the very first slices to label be picked for coverage (k-centre greedy, see
+:func:`~napari_xrm_al.core.acquisition.first_picks`) instead of at random, which
+on a thick-die scan often misses the one thin solder layer entirely.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.checkpoint import Checkpoint
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference import SliceInference, default_batch_size
+from napari_xrm_al.core.model import SliceSegmenter
+from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
+
+
+def encoder_network(ckpt: Checkpoint) -> SliceSegmenter:
+    """The network of an encoder checkpoint (decoder untrained), in eval mode."""
+    model = SliceSegmenter(ckpt.model_config)
+    if ckpt.kind == "encoder":
+        model.load_encoder_state_dict(ckpt.state_dict)
+    else:
+        model.load_state_dict(ckpt.state_dict)
+    return model.eval()
+
+
+def embed_slices(
+    ckpt: Checkpoint,
+    data: Any,
+    *,
+    axis: str | int | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+    """Pooled encoder embedding of every slice along ``axis``.
+
+    Reads ``data`` (lazy or in memory) one batch of slices at a time.
+
+    Returns
+    -------
+    index, embedding
+        ``(S,)`` slice indices and ``(S, D)`` float32 embeddings, as
+        ``StopIteration.value``.
+    """
+    ax = axis_index(ckpt.axis if axis is None else axis)
+    n = int(data.shape[ax])
+    batch = int(batch_size or default_batch_size(slice_shape(data.shape, ax)))
+    context = ckpt.model_config.context
+    index = np.arange(n)
+    parts: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    # float32: bf16 calibration compares class maps, which an untrained decoder
+    # does not give.
+    engine = SliceInference(
+        encoder_network(ckpt), ckpt.normalisation, device, "float32"
+    )
+    with engine:
+        for b0 in range(0, n, batch):
+            x = engine.prepare(read_slices(data, index[b0 : b0 + batch], ax, context))
+            parts.append(engine.embeddings(x).cpu().numpy())
+            done = min(n, b0 + batch)
+            elapsed = time.perf_counter() - t0
+            yield Progress(
+                "embed",
+                done,
+                n,
+                eta_seconds=elapsed / done * (n - done),
+                message=f"{axis_name(ax)} {b0}",
+            )
+    embedding = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return index, embedding
