@@ -20,6 +20,14 @@ Usage::
 
 Writes the ``simulate`` result JSON, the learning-curve plot, and prints a
 markdown table for ``docs/benchmarks.md``.
+
+On a shared or multi-core machine, seeds can run as separate one-thread
+processes and be merged afterwards::
+
+    for s in 0 1 2; do python benchmarks/bench_active_learning.py --seeds $s \
+        --threads 1 --out out/al_$s.json & done; wait
+    python benchmarks/bench_active_learning.py --merge out/al_0.json out/al_1.json \
+        out/al_2.json --out out/al.json --plot docs/images/al_sample.png
 """
 
 from __future__ import annotations
@@ -118,7 +126,8 @@ def main() -> None:
     )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument(
-        "--runs", help="comma-separated strategies[:no-pretrain] (default: all)"
+        "--runs",
+        help="comma-separated strategies[:no-pretrain], or 'none' (default: all)",
     )
     parser.add_argument("--initial", type=int, default=4)
     parser.add_argument("--per-cycle", type=int, default=2)
@@ -128,15 +137,26 @@ def main() -> None:
     )
     parser.add_argument("--pretrain-steps", type=int)
     parser.add_argument("--full-supervision", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads"
+    )
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="merge results of earlier runs"
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--plot")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.merge:
+        report(merge([json.loads(Path(p).read_text()) for p in args.merge]), args)
+        return
+    torch.set_num_threads(args.threads)
     data = load(args.dataset)
     classes = data.pop("classes")
     context, min_distance = data.pop("context"), data.pop("min_distance")
     runs = DEFAULT_RUNS
-    if args.runs:
+    if args.runs == "none":  # e.g. only --full-supervision, in its own process
+        runs = ()
+    elif args.runs:
         runs = tuple(parse_run(r, True) for r in args.runs.split(","))
     train = TrainConfig(context=context)
     if args.train_steps:
@@ -167,11 +187,27 @@ def main() -> None:
         "argv": sys.argv[1:],
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
+        "load_after": os.getloadavg()[0],
         "seconds": round(time.time() - started, 1),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
     }
+    report(result, args)
+
+
+def merge(results: list[dict]) -> dict:
+    """One result from runs of the same benchmark with different seeds."""
+    merged = {**results[0], "runs": [r for res in results for r in res["runs"]]}
+    merged["benchmark"] = [res["benchmark"] for res in results]
+    for res in results:
+        if "full_supervision" in res:
+            merged["full_supervision"] = res["full_supervision"]
+    return merged
+
+
+def report(result: dict, args: argparse.Namespace) -> None:
+    """Write the JSON and the plot; print the table."""
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     if args.plot:

@@ -12,7 +12,9 @@ peak resident memory (``ru_maxrss``) and wall time are reported:
 * ``info``, ``rank`` and ``predict`` of the 2 GB volume (1024 slices); target
   under 1.5 GB each.
 
-Volumes and outputs are deleted afterwards.
+Volumes and outputs are deleted afterwards. Set ``GLIBC_TUNABLES`` (e.g.
+``glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304``) to measure
+another allocator setting; the children inherit it and it is recorded.
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--threads 1] [--sizes 384,1024]
 [--chunks 16,256,256] [--only predict]``
@@ -56,6 +58,8 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import SliceSegmenter
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.train import TrainConfig
+import torch
+torch.manual_seed(0)
 cfg = TrainConfig().model_config(n_classes=4)
 model = SliceSegmenter(cfg)
 save_checkpoint(sys.argv[1], Checkpoint(
@@ -92,7 +96,11 @@ def measure(argv: list[str]) -> dict:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    said = [line for line in lines if line.startswith("predicted ")]
+    figures["summary"] = said[0] if said else ""
+    return figures
 
 
 def main() -> int:
@@ -122,7 +130,14 @@ def main() -> int:
             print(f"wrote {image.name} ({gb:.2f} GB) in {written:.0f} s", flush=True)
             commands = {
                 "info": ["info", str(image)],
-                "rank": ["rank", "--image", str(image), "--model", str(model), "--quiet"]
+                "rank": [
+                    "rank",
+                    "--image",
+                    str(image),
+                    "--model",
+                    str(model),
+                    "--quiet",
+                ]
                 + threads,
                 "predict": [
                     "predict",
@@ -147,15 +162,19 @@ def main() -> int:
                     "step": step,
                     "seconds": round(figures["seconds"], 1),
                     "peak_rss_mb": round(figures["peak_rss_mb"]),
+                    "summary": figures["summary"],
                     "target_mb": TARGETS_MB.get(depth),
                     "load_before": round(load, 1),
                     "load_after": round(os.getloadavg()[0], 1),
+                    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 shutil.rmtree(Path(tmp) / "pred.zarr", ignore_errors=True)
             shutil.rmtree(image)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
     over = [r for r in rows if r["target_mb"] and r["peak_rss_mb"] >= r["target_mb"]]
     for r in over:
         print(f"OVER target: {r['step']} of {r['volume_gb']} GB: {r['peak_rss_mb']} MB")

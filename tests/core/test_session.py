@@ -33,7 +33,9 @@ def test_default_folder_sits_beside_the_scan(tmp_path) -> None:
     assert default_session_dir(tmp_path / "scan.tif") == tmp_path / "scan.tif.xrmal"
 
 
-def test_reopens_exactly_where_the_user_stopped(session: Session, tmp_path) -> None:
+def test_reopens_exactly_where_the_user_stopped(
+    session: Session, tmp_path, tiny_model_file
+) -> None:
     paint = np.zeros((16, 20), np.uint8)
     paint[2:5, 3:9] = 2
     paint[10, 10] = 4
@@ -41,7 +43,7 @@ def test_reopens_exactly_where_the_user_stopped(session: Session, tmp_path) -> N
     session.mark_done(7)
     session.mark_done(3)
     model = session.model_path("cycle-001.pt")
-    model.write_bytes(b"weights")
+    tiny_model_file(model)
     session.add_cycle(
         CycleRecord(
             cycle=1,

@@ -11,6 +11,7 @@ import pytest
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.paint_volume import PaintVolume
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.session import ImageRef, Session
 from napari_xrm_al.core.train import TrainConfig
@@ -18,51 +19,10 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _jobs, annotations
 from napari_xrm_al.widgets._config_form import ConfigForm, Field, field_docs
 from napari_xrm_al.widgets._training import PRETRAIN_FIELDS, TRAIN_FIELDS
-from napari_xrm_al.widgets.annotations import (
-    AnnotationBinding,
-    TrackedVolume,
-    touched_slices,
-)
+from napari_xrm_al.widgets.annotations import AnnotationBinding
 from napari_xrm_al.widgets.plots import LearningCurvePlot, LossPlot, ProfilePlot
 
 SHAPE = (6, 10, 12)
-
-
-# -- touched slices ----------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("key", "axis", "expected"),
-    [
-        ((2, slice(None), slice(None)), 0, {2}),
-        ((slice(1, 4), 3, 3), 0, {1, 2, 3}),
-        ((np.array([0, 5, 5]), np.array([1, 2, 3]), np.array([0, 0, 0])), 0, {0, 5}),
-        ((slice(None), np.array([9, 9]), np.array([1, 2])), 1, {9}),
-        ((Ellipsis, 4), 2, {4}),
-        ((-1,), 0, {5}),
-        ((slice(None, None, 2),), 0, {0, 2, 4}),
-        ((slice(None),), 1, set(range(10))),
-    ],
-)
-def test_touched_slices(key, axis, expected):
-    assert touched_slices(key, SHAPE, axis) == expected
-
-
-def test_touched_slices_of_a_boolean_mask():
-    mask = np.zeros(SHAPE, bool)
-    mask[1, 2, 3] = mask[4, 0, 0] = True
-    assert touched_slices(mask, SHAPE, 0) == {1, 4}
-    assert touched_slices(mask, SHAPE, 2) == {0, 3}
-
-
-def test_tracked_volume_reports_writes_but_not_through_views():
-    seen = []
-    volume = TrackedVolume(np.zeros(SHAPE, np.uint8), 0, seen.append)
-    volume[3, 1:4, 2] = 2
-    volume[(np.array([1, 1]), np.array([0, 1]), np.array([0, 0]))] = 1
-    view = volume[2]
-    view[:] = 7  # a view: writes to the data but is not the volume's index space
-    assert seen == [{3}, {1}]
-    assert volume[2].max() == 7
-    assert type(np.asarray(volume)) is np.ndarray
 
 
 # -- annotation binding ------------------------------------------------------------
@@ -83,6 +43,7 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
     layer = binding.layer
     assert layer.name == "scan annotations"
     assert tuple(layer.scale) == (2, 1, 1)
+    assert isinstance(layer.data, PaintVolume)  # slices read on demand, no copy
     assert layer.data[1].max() == 2  # loaded from the store
     assert binding.painted == {1}
     assert layer.colormap.map(np.array([4]))[0, 0] == pytest.approx(0xD6 / 255)
@@ -115,7 +76,7 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
     assert (session.read_slice(4)[2:] == 0).all()
 
     layer.data = np.zeros(SHAPE, np.uint8)  # replaced from a script
-    assert isinstance(layer.data, TrackedVolume)
+    assert isinstance(layer.data, PaintVolume)
     binding.flush()
     assert session.annotations[...].max() == 0
 

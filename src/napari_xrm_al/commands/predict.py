@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 
 from napari_xrm_al.commands._engine import open_image, progress_printer, setup_torch
 from napari_xrm_al.core.checkpoint import load_segmenter
-from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.distributed import predict_volume_dask
+from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
-from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY, predict_volume
+from napari_xrm_al.core.predict import (
+    DEFAULT_MAX_MEMORY,
+    PredictionResult,
+    predict_volume,
+)
 from napari_xrm_al.core.prediction_outputs import check_out_path
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.masks import mask_format_for
@@ -78,7 +84,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="memory for one slab of slices (default: %(default)s)",
     )
     parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (with dask: per worker; default: its cores / workers)",
+    )
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="predict chunk-parallel on a local dask cluster of N worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="predict chunk-parallel on an existing dask.distributed cluster, e.g. "
+        "tcp://host:8786; the image, model and output paths must be the same and "
+        "reachable on every worker (e.g. a shared file system)",
+    )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress lines on stderr"
     )
@@ -100,16 +124,22 @@ def _check_outputs(args: argparse.Namespace) -> None:
         seen.add(Path(path).absolute())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Predict the scan and write the outputs."""
-    if args.threads is not None:
-        setup_torch(args)
-    for name in ("batch_size", "mc_samples", "max_memory"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            option = "--" + name.replace("_", "-")
-            raise XrmError(f"{option} must be at least 1, got {value}.")
-    _check_outputs(args)
+def _options(args: argparse.Namespace) -> dict:
+    """Options shared by the single-process and the dask runs."""
+    return {
+        "axis": args.axis,
+        "batch_size": args.batch_size,
+        "out": args.out,
+        "uncertainty_out": args.uncertainty,
+        "probabilities_out": args.probabilities,
+        "mc_samples": args.mc_samples,
+        "device": args.device,
+        "precision": args.precision,
+        "max_memory": args.max_memory * 2**20,
+    }
+
+
+def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
     model, ckpt = load_segmenter(args.model, device=args.device)
     volume = open_image(args.image)
     if args.axis and args.axis != ckpt.axis:
@@ -118,29 +148,71 @@ def run(args: argparse.Namespace) -> int:
             f"predicting along {args.axis}",
             file=sys.stderr,
         )
-    result = run_to_end(
+    return run_to_end(
         predict_volume(
             model,
             ckpt,
             volume.data,
-            axis=args.axis,
-            batch_size=args.batch_size,
-            out=args.out,
-            uncertainty_out=args.uncertainty,
-            probabilities_out=args.probabilities,
-            mc_samples=args.mc_samples,
             embeddings=False,
-            device=args.device,
-            precision=args.precision,
-            max_memory=args.max_memory * 2**20,
             voxel_size=volume.voxel_size,
-            provenance={
-                "image_path": str(volume.path),
-                "model_path": str(Path(args.model).absolute()),
-            },
+            provenance=provenance,
+            **_options(args),
         ),
         progress_printer(args.quiet),
     )
+
+
+def _predict_dask(
+    args: argparse.Namespace, provenance: dict
+) -> Generator[Progress, None, PredictionResult]:
+    from distributed import Client
+
+    client = None
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler)
+        except (OSError, TimeoutError) as exc:
+            raise XrmError(
+                f"Cannot reach the dask scheduler at {args.scheduler} ({exc})."
+            ) from None
+    try:
+        return (
+            yield from predict_volume_dask(
+                args.model,
+                args.image,
+                client=client,
+                n_workers=args.dask_workers or 1,
+                torch_threads=args.threads,
+                summaries=args.mc_samples > 1,
+                provenance=provenance,
+                **_options(args),
+            )
+        )
+    finally:
+        if client is not None:
+            client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict the scan and write the outputs."""
+    if args.threads is not None:
+        setup_torch(args)
+    for name in ("batch_size", "mc_samples", "max_memory", "dask_workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            option = "--" + name.replace("_", "-")
+            raise XrmError(f"{option} must be at least 1, got {value}.")
+    _check_outputs(args)
+    provenance = {
+        "image_path": str(Path(args.image).absolute()),
+        "model_path": str(Path(args.model).absolute()),
+    }
+    if args.dask_workers or args.scheduler:
+        result = run_to_end(
+            _predict_dask(args, provenance), progress_printer(args.quiet)
+        )
+    else:
+        result = _predict_here(args, provenance)
     print(
         f"predicted {result.n_slices} slices along {result.axis} in "
         f"{result.seconds:.1f} s ({result.slices_per_second:.1f} slices/s, "

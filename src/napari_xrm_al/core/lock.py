@@ -109,9 +109,11 @@ def _acquire_file(folder: Path) -> None:
         if _create(path):
             return
         owner = read_owner(path)
-        if owner is not None and owner.get("host") == _host():
-            if owner["pid"] == os.getpid():  # left by this process; still ours
-                return
+        if owner is not None and (owner["pid"], owner.get("host")) == (
+            os.getpid(),
+            _host(),
+        ):  # left by this process: still ours
+            return
         if not _is_stale(path, owner):
             break
         log.warning("Removing the stale lock %s (%s)", path, owner)

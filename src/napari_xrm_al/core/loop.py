@@ -88,9 +88,10 @@ def session_for(
         folder = default_session_dir(image_path)
     folder = Path(folder)
     fingerprint = volume_fingerprint(image_data)
-    if (folder / "session.json").exists():
+    if Session.exists(folder):
         session = Session.open(folder)
-        return session, session.check_image(image_data.shape, fingerprint)
+        warnings = session.check_image(image_data.shape, fingerprint)
+        return session, [*session.warnings, *warnings]
     image = ImageRef(
         path=str(Path(image_path).resolve()) if image_path else "",
         shape=tuple(int(s) for s in image_data.shape),

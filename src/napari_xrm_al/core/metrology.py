@@ -195,7 +195,8 @@ def _check(
             f"The maximum void ratio must lie in [0, 1], got {max_void_ratio}."
         )
     if voxel_size is not None and (
-        len(voxel_size) != 3 or not all(float(v) > 0 for v in voxel_size)
+        len(voxel_size) != 3
+        or not all(np.isfinite(float(v)) and float(v) > 0 for v in voxel_size)
     ):
         raise XrmError(
             f"The voxel size must be three positive numbers (z, y, x), got {list(voxel_size)}."

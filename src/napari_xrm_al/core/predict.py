@@ -38,7 +38,13 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
-from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
+from napari_xrm_al.core.slices import (
+    axis_index,
+    axis_name,
+    read_planes,
+    read_slices,
+    slice_shape,
+)
 from napari_xrm_al.core.summaries import (
     PixelStats,
     SliceSummary,
@@ -50,7 +56,7 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.volumes import chunk_shape
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
-DEFAULT_MAX_MEMORY = 512 * 2**20
+DEFAULT_MAX_MEMORY = 256 * 2**20
 #: Slabs cover at least this many slices when memory allows (fewer re-reads
 #: of context neighbours on page-per-slice TIFF stacks).
 MIN_SLAB = 32
@@ -152,21 +158,32 @@ def _groups(idx: np.ndarray, slab: int) -> list[np.ndarray]:
     return groups
 
 
-def _read_group(
+def _read_planes(
     data: Any, axis: int, group: np.ndarray, context: int, per_plane: bool
-) -> np.ndarray:
-    """Raw ``(n, 2*context+1, H, W)`` stacks of ``group`` in one read where possible.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and raw planes ``(M, H, W)`` of what ``group`` needs, with context.
 
-    Stores holding whole planes (TIFF pages, memmaps) read only the planes
-    needed; chunked stores read the group's whole span once.
+    Each plane is held once, not once per slice it is context of. Stores
+    holding whole planes (TIFF pages, memmaps) read only the planes needed;
+    chunked stores read the group's whole span in one go.
     """
-    if per_plane:
-        return read_slices(data, group, axis, context)
     size = int(data.shape[axis])
-    lo, hi = max(0, int(group[0]) - context), min(size, int(group[-1]) + context + 1)
-    span = read_slices(data, np.arange(lo, hi), axis, 0)[:, 0]
-    offsets = np.arange(-context, context + 1)
-    return span[np.clip(group[:, None] + offsets, 0, size - 1) - lo]
+    needed = np.unique(np.clip(group[:, None] + _offsets(context), 0, size - 1))
+    if not per_plane:
+        needed = np.arange(needed[0], needed[-1] + 1)
+    return needed, read_planes(data, needed, axis)
+
+
+def _offsets(context: int) -> np.ndarray:
+    return np.arange(-context, context + 1)
+
+
+def _stacks(
+    needed: np.ndarray, planes: np.ndarray, batch: np.ndarray, context: int, size: int
+) -> np.ndarray:
+    """Raw ``(B, 2*context+1, H, W)`` stacks of the slices ``batch``."""
+    wanted = np.clip(batch[:, None] + _offsets(context), 0, size - 1)
+    return planes[np.searchsorted(needed, wanted)]
 
 
 @cache
@@ -216,6 +233,65 @@ def _summary(
         **summarise(stats),
         bald=_mc_bald(engine, x, mc_samples, seed) if mc_samples > 1 else None,
         embedding=engine.embeddings(x).cpu().numpy() if embeddings else None,
+    )
+
+
+def batch_for(batch_size: int | None, hw: tuple[int, int]) -> int:
+    """Slices per forward pass: ``batch_size`` or the default for slices ``hw``."""
+    batch = int(batch_size or default_batch_size(hw))
+    if batch < 1:
+        raise XrmError(f"Batch size must be >= 1, got {batch_size}.")
+    return batch
+
+
+def per_slice_bytes(hw: tuple[int, int], dtype: Any, n_classes: int) -> int:
+    """Slab memory per slice: its raw plane (read, and decoded into) and outputs."""
+    return hw[0] * hw[1] * (2 * np.dtype(dtype).itemsize + 2 + n_classes)
+
+
+def calibrate(
+    engine: SliceInference,
+    data: Any,
+    axis: int,
+    indices: np.ndarray,
+    batch: int,
+    context: int,
+) -> None:
+    """Resolve ``'auto'`` precision on the middle batch of ``indices``."""
+    if engine.precision is None and indices.size:
+        middle = indices[indices.size // 2 : indices.size // 2 + batch]
+        engine.calibrate(engine.prepare(read_slices(data, middle, axis, context)))
+
+
+def open_outputs(
+    ckpt: Checkpoint,
+    shape: tuple[int, int, int],
+    axis: int,
+    *,
+    out: Any,
+    uncertainty_out: Any,
+    probabilities_out: Any,
+    mc_samples: int,
+    voxel_size: tuple[float, ...] | None,
+    provenance: dict[str, Any] | None,
+) -> PredictionOutputs:
+    """The outputs of a prediction of a ``shape`` volume along ``axis``."""
+    record = {
+        "made_by": "napari-xrm-al predict",
+        "axis": axis_name(axis),
+        "mc_samples": int(mc_samples),
+        "model": ckpt.provenance,
+        **(provenance or {}),
+    }
+    return PredictionOutputs(
+        out,
+        uncertainty_out,
+        probabilities_out,
+        shape=shape,
+        axis=axis,
+        classes=ckpt.classes,
+        voxel_size=voxel_size,
+        provenance=record,
     )
 
 
@@ -288,44 +364,37 @@ def predict_volume(
     idx = _indices(indices, shape[ax], name)
     context = ckpt.model_config.context
     n_classes = len(ckpt.classes)
-    batch = int(batch_size or default_batch_size(hw))
-    if batch < 1:
-        raise XrmError(f"Batch size must be >= 1, got {batch_size}.")
-    itemsize = np.dtype(data.dtype).itemsize
-    per_slice = hw[0] * hw[1] * (itemsize * (2 * context + 3) + 2 + n_classes)
+    batch = batch_for(batch_size, hw)
+    per_slice = per_slice_bytes(hw, data.dtype, n_classes)
     slab = slab_size(data, ax, batch, per_slice, int(max_memory))
     per_plane = chunk_shape(data)[ax] == 1
     engine = SliceInference(model, ckpt.normalisation, device, precision)
-    record = {
-        "made_by": "napari-xrm-al predict",
-        "axis": name,
-        "mc_samples": int(mc_samples),
-        "model": ckpt.provenance,
-        **(provenance or {}),
-    }
-    outputs = PredictionOutputs(
-        out,
-        uncertainty_out,
-        probabilities_out,
-        shape=shape,
-        axis=ax,
-        classes=ckpt.classes,
+    outputs = open_outputs(
+        ckpt,
+        shape,
+        ax,
+        out=out,
+        uncertainty_out=uncertainty_out,
+        probabilities_out=probabilities_out,
+        mc_samples=mc_samples,
         voxel_size=voxel_size,
-        provenance=record,
+        provenance=provenance,
     )
     parts: list[SliceSummary] = []
     counts = np.zeros(n_classes, dtype=np.float64)
     t0, done = time.perf_counter(), 0
     try:
         with engine:
-            if engine.precision is None and idx.size:
-                middle = idx[idx.size // 2 : idx.size // 2 + batch]
-                engine.calibrate(engine.prepare(read_slices(data, middle, ax, context)))
+            calibrate(engine, data, ax, idx, batch, context)
             for group in _groups(idx, slab):
-                raw = _read_group(data, ax, group, context, per_plane)
+                needed, planes = _read_planes(data, ax, group, context, per_plane)
                 outputs.start(len(group), hw)
                 for b0 in range(0, len(group), batch):
-                    x = engine.prepare(raw[b0 : b0 + batch])
+                    raw = _stacks(
+                        needed, planes, group[b0 : b0 + batch], context, shape[ax]
+                    )
+                    x = engine.prepare(raw)
+                    del raw
                     stats = pixel_stats(engine.probabilities(x))
                     outputs.fill(b0, stats)
                     first = int(group[b0])
@@ -354,6 +423,7 @@ def predict_volume(
                         message=f"{name} {first}, {engine.precision}",
                     )
                 outputs.flush(group)
+                del planes
                 _trim_heap()
         outputs.commit()
     except BaseException:

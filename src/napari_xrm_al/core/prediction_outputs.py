@@ -84,6 +84,11 @@ class ScaledVolumeWriter:
             attributes={ATTRS_KEY: {**attrs, "scale": 1 / SCALE, "axes": list(axes)}},
         )
 
+    @property
+    def array(self) -> zarr.Array:
+        """The zarr array being written (in the hidden temporary store)."""
+        return self._array
+
     def __setitem__(self, key: Any, value: np.ndarray) -> None:
         self._array[key] = value
 
@@ -218,6 +223,14 @@ class PredictionOutputs:
                 raise InputError(
                     "(output array)", f"has shape {tuple(got)}, expected {want}"
                 )
+
+    def arrays(self) -> dict[str, zarr.Array]:
+        """The zarr arrays of the outputs opened here, by kind, for writers elsewhere.
+
+        Other processes (e.g. dask workers) may fill them, each its own chunks,
+        before :meth:`commit` on this object moves them into place.
+        """
+        return {kind: w.array for kind, w in zip(self.paths, self._owned, strict=True)}
 
     # -- writing -----------------------------------------------------------
     def start(self, n: int, slice_shape: tuple[int, int]) -> None:

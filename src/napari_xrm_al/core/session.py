@@ -10,13 +10,28 @@ A session lives in a project folder beside the data (``<scan>.xrmal/``)::
 ``session.json`` is versioned (:data:`SCHEMA_VERSION`) and written atomically,
 so the folder always reopens exactly where the user stopped. The widgets and
 the command line both use this class.
+
+Crash safety (see ``docs/reliability.md``):
+
+* ``session.json.bak`` holds the previous version of ``session.json``; a
+  damaged ``session.json`` is reopened from it with a warning.
+* Each annotation slice is one chunk file, which zarr writes to a temporary
+  file and renames into place; a chunk damaged all the same (disk, copy) is
+  set aside on reopening, losing only that slice.
+* A damaged model checkpoint makes :attr:`Session.latest_model` fall back to
+  the previous cycle's model, with a warning.
+* ``session.lock`` keeps a second process off the folder
+  (:mod:`napari_xrm_al.core.lock`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Sequence
+import logging
+import os
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +41,21 @@ import zarr
 
 from napari_xrm_al import __version__
 from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.lock import SessionLock
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.atomic import atomic_write_json
+from napari_xrm_al.io.atomic import atomic_write_text, json_default
 
 SCHEMA_VERSION = 1
 SESSION_FILE = "session.json"
+#: The previous version of ``session.json``, kept for when it is damaged.
+BACKUP_FILE = "session.json.bak"
 ANNOTATIONS = "annotations.zarr"
+#: Where damaged annotation chunks are moved on reopening.
+DAMAGED = "damaged"
 SUFFIX = ".xrmal"
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -70,21 +92,45 @@ class CycleRecord:
     created: str = field(default_factory=_now)
 
 
-def _migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+#: Schema migrations: ``MIGRATIONS[n]`` turns a schema-``n`` document into a
+#: schema ``n + 1`` one. A change of the session format bumps
+#: :data:`SCHEMA_VERSION` and adds the step from the previous version here, so
+#: every older folder still opens (and is saved in the new schema).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _migrate(data: Any, path: Path) -> dict[str, Any]:
     """Bring an older ``session.json`` up to :data:`SCHEMA_VERSION`."""
-    version = data.get("schema_version")
-    if not isinstance(version, int):
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError(
             path, "is not a napari-xrm-al session file (no schema_version)"
         )
     if version > SCHEMA_VERSION:
-        raise InputError(
+        raise NewerSessionError(
             path,
             f"was written by a newer napari-xrm-al (session schema {version}, this "
             f"version {__version__} reads up to {SCHEMA_VERSION}); update the plugin",
         )
-    # Future schema changes add a step here: ``if version == 1: ...; version = 2``.
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](dict(data))
+        version += 1
+        data["schema_version"] = version
     return data
+
+
+def _read_document(path: Path) -> tuple[dict[str, Any], str]:
+    """The migrated content of a session file and its text."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"cannot be read as a session file ({exc})") from None
+    return _migrate(data, path), text
+
+
+class NewerSessionError(InputError):
+    """A session written by a newer napari-xrm-al: never touched, never replaced."""
 
 
 class Session:
@@ -113,7 +159,33 @@ class Session:
         self.pretrained = pretrained
         self.cycles: list[CycleRecord] = list(cycles)
         self.created = created or _now()
+        #: Things the user should be told (damaged files recovered from).
+        self.warnings: list[str] = []
         self._annotations: zarr.Array | None = None
+        self._saved_text: str | None = None
+        self._checked_models: dict[Path, tuple[int, int, str | None]] = {}
+        self._lock: SessionLock | None = None
+
+    def _hold(self, lock: SessionLock) -> None:
+        self._lock = lock
+        weakref.finalize(self, lock.release)
+
+    def close(self) -> None:
+        """Release this object's hold on the folder lock (it stays readable)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def exists(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a session (even one to recover from its backup)."""
+        folder = Path(folder)
+        return (folder / SESSION_FILE).is_file() or (folder / BACKUP_FILE).is_file()
 
     # -- creation and loading ---------------------------------------------
     @classmethod
@@ -128,10 +200,24 @@ class Session:
     ) -> Session:
         """Make a new session folder with an empty annotation volume."""
         folder = Path(folder)
-        if (folder / SESSION_FILE).exists() and not overwrite:
+        if cls.exists(folder) and not overwrite:
             raise InputError(folder, "already holds a session; open it instead")
         ax = axis_index(axis)
         folder.mkdir(parents=True, exist_ok=True)
+        lock = SessionLock(folder)
+        try:
+            session = cls._create(folder, image, classes, ax)
+        except BaseException:
+            lock.release()
+            raise
+        session._hold(lock)
+        return session
+
+    @classmethod
+    def _create(
+        cls, folder: Path, image: ImageRef, classes: ClassTable, ax: int
+    ) -> Session:
+        (folder / BACKUP_FILE).unlink(missing_ok=True)
         (folder / "models").mkdir(exist_ok=True)
         chunks = list(image.shape)
         chunks[ax] = 1
@@ -150,27 +236,66 @@ class Session:
 
     @classmethod
     def open(cls, folder: str | Path) -> Session:
-        """Reopen a session folder; clear errors for anything missing or foreign."""
+        """Reopen a session folder; clear errors for anything missing or foreign.
+
+        A damaged ``session.json`` is replaced by its backup (the state before
+        the last change), with a message in :attr:`warnings`.
+
+        Raises
+        ------
+        SessionLockedError
+            When another process has the folder open.
+        """
         folder = Path(folder)
-        path = folder / SESSION_FILE
-        if not path.is_file():
+        if not cls.exists(folder):
             raise InputError(
                 folder, "is not a napari-xrm-al session folder (no session.json)"
             )
+        lock = SessionLock(folder)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(
-                path, f"cannot be read as a session file ({exc})"
-            ) from None
-        data = _migrate(data, path)
+            session = cls._open(folder)
+        except BaseException:
+            lock.release()
+            raise
+        session._hold(lock)
+        return session
+
+    @classmethod
+    def _open(cls, folder: Path) -> Session:
+        path, warnings = folder / SESSION_FILE, []
+        try:
+            session = cls._from_file(folder, path)
+        except NewerSessionError:
+            raise
+        except InputError as exc:
+            if not (folder / BACKUP_FILE).is_file():
+                raise
+            try:
+                session = cls._from_file(folder, folder / BACKUP_FILE)
+            except InputError:
+                raise exc from None
+            warnings.append(
+                f"{path} was damaged ({exc.problem}); the session was reopened "
+                "from its backup, as it was before the last change."
+            )
+            log.warning(warnings[-1])
+            session.save()
         if not (folder / ANNOTATIONS).exists():
             raise InputError(folder, f"has lost its annotation volume ({ANNOTATIONS})")
+        for partial in (folder / ANNOTATIONS).rglob("*.partial"):
+            partial.unlink(missing_ok=True)  # a chunk write cut short by a crash
+        session.warnings[:0] = warnings
+        session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
+        return session
+
+    @classmethod
+    def _from_file(cls, folder: Path, path: Path) -> Session:
+        data, text = _read_document(path)
         try:
             image = ImageRef(
                 **{**data["image"], "shape": tuple(data["image"]["shape"])}
             )
-            return cls(
+            session = cls(
                 folder,
                 image,
                 ClassTable.from_dict(data["classes"]),
@@ -180,10 +305,12 @@ class Session:
                 cycles=[CycleRecord(**c) for c in data.get("cycles", [])],
                 created=data.get("created"),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, XrmError) as exc:
             raise InputError(
                 path, f"is missing or has a malformed field ({exc})"
             ) from None
+        session._saved_text = text
+        return session
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document written to ``session.json``."""
@@ -201,15 +328,35 @@ class Session:
         }
 
     def save(self) -> None:
-        """Write ``session.json`` atomically."""
-        atomic_write_json(self.folder / SESSION_FILE, self.to_dict())
+        """Write ``session.json`` atomically, keeping the previous one as backup."""
+        text = json.dumps(
+            self.to_dict(), indent=2, default=json_default, ensure_ascii=False
+        )
+        text += "\n"
+        if self._saved_text is not None:
+            atomic_write_text(self.folder / BACKUP_FILE, self._saved_text)
+        atomic_write_text(self.folder / SESSION_FILE, text)
+        self._saved_text = text
 
     # -- annotations -------------------------------------------------------
     @property
     def annotations(self) -> zarr.Array:
         """The annotation volume, opened for reading and writing."""
         if self._annotations is None:
-            self._annotations = zarr.open_array(self.folder / ANNOTATIONS, mode="r+")
+            path = self.folder / ANNOTATIONS
+            try:
+                array = zarr.open_array(path, mode="r+")
+            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise InputError(
+                    path, f"cannot be opened as the annotation volume ({exc})"
+                ) from None
+            if tuple(array.shape) != tuple(self.image.shape):
+                raise InputError(
+                    path,
+                    f"has shape {tuple(array.shape)}, not the image's "
+                    f"{tuple(self.image.shape)}",
+                )
+            self._annotations = array
         return self._annotations
 
     def slice_key(self, index: int) -> tuple[slice | int, ...]:
@@ -218,9 +365,63 @@ class Session:
         key[axis_index(self.axis)] = int(index)
         return tuple(key)
 
+    def chunk_path(self, index: int) -> Path:
+        """The file holding slice ``index`` of the annotations (one chunk per slice)."""
+        coords = [0, 0, 0]
+        coords[axis_index(self.axis)] = int(index)
+        key = self.annotations.metadata.encode_chunk_key(tuple(coords))
+        return self.folder / ANNOTATIONS / key
+
     def read_slice(self, index: int) -> np.ndarray:
-        """Annotation ids of one slice."""
-        return np.asarray(self.annotations[self.slice_key(index)])
+        """Annotation ids of one slice; :class:`InputError` if its file is damaged."""
+        try:
+            return np.asarray(self.annotations[self.slice_key(index)])
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise InputError(
+                self.chunk_path(index),
+                f"holds slice {index} of the annotations but is damaged ({exc})",
+            ) from None
+
+    def load_slice(self, index: int) -> np.ndarray:
+        """:meth:`read_slice`, but a damaged slice is set aside and reads as empty.
+
+        The damaged chunk is moved to ``damaged/``, the slice is no longer
+        done, and a message goes to :attr:`warnings`; no other slice is lost.
+        """
+        try:
+            return self.read_slice(index)
+        except InputError as exc:
+            if not self.chunk_path(index).is_file():
+                raise
+            self._set_aside(index, exc)
+            return self.read_slice(index)
+
+    def read_all(self) -> np.ndarray:
+        """The whole annotation volume, damaged slices set aside (:meth:`load_slice`)."""
+        try:
+            return np.asarray(self.annotations[...])
+        except (OSError, ValueError, TypeError, RuntimeError):
+            pass
+        out = np.zeros(self.image.shape, self.annotations.dtype)
+        for index in range(self.image.shape[axis_index(self.axis)]):
+            out[self.slice_key(index)] = self.load_slice(index)
+        return out
+
+    def _set_aside(self, index: int, exc: InputError) -> None:
+        source = self.chunk_path(index)
+        target = self.folder / DAMAGED / f"slice-{index}-{_now().replace(':', '')}"
+        target.parent.mkdir(exist_ok=True)
+        os.replace(source, target)
+        was_done = index in self.done
+        message = (
+            f"{exc} It was moved to {target}; slice {index} is now empty"
+            + (" and no longer marked done" if was_done else "")
+            + ", so paint it again."
+        )
+        self.warnings.append(message)
+        log.warning(message)
+        if was_done:
+            self.mark_done(index, False)
 
     def write_slice(self, index: int, values: np.ndarray) -> None:
         """Store the annotation of one slice (values outside 0..C rejected)."""
@@ -285,11 +486,60 @@ class Session:
 
     @property
     def latest_model(self) -> Path | None:
-        """The model of the most recent cycle that trained one."""
+        """The model of the most recent cycle whose checkpoint can be loaded.
+
+        A missing or damaged checkpoint is skipped for the previous cycle's,
+        with a message in :attr:`warnings` (once per file).
+        """
+        skipped: list[tuple[CycleRecord, str]] = []
         for record in reversed(self.cycles):
-            if record.model:
-                return self.path_of(record.model)
+            if not record.model:
+                continue
+            path = self.folder / record.model
+            problem = self._model_problem(path)
+            if problem is None:
+                if skipped:
+                    self._warn_skipped(skipped, record)
+                return path
+            skipped.append((record, problem))
+        if skipped:
+            self._warn_skipped(skipped, None)
         return None
+
+    def _model_problem(self, path: Path) -> str | None:
+        """Why the checkpoint at ``path`` cannot be used, or None (cached per file)."""
+        from napari_xrm_al.core.checkpoint import load_checkpoint
+
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{path}: does not exist"
+        cached = self._checked_models.get(path)
+        if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+            return cached[2]
+        try:
+            load_checkpoint(path, kind="segmenter")
+            problem = None
+        except InputError as exc:
+            problem = str(exc)
+        self._checked_models[path] = (stat.st_mtime_ns, stat.st_size, problem)
+        return problem
+
+    def _warn_skipped(
+        self, skipped: list[tuple[CycleRecord, str]], used: CycleRecord | None
+    ) -> None:
+        instead = (
+            f"the model of cycle {used.cycle} ({used.model}) is used instead"
+            if used is not None
+            else "no trained model is left; train again"
+        )
+        for record, problem in skipped:
+            message = (
+                f"The model of cycle {record.cycle} is unusable ({problem}); {instead}."
+            )
+            if message not in self.warnings:
+                self.warnings.append(message)
+                log.warning(message)
 
     def check_image(self, shape: Sequence[int], fingerprint: str) -> list[str]:
         """Warnings when the image on disk is not the one the session was made for."""

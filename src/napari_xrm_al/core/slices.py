@@ -93,6 +93,24 @@ def read_slices(
     return out
 
 
+def read_planes(data, indices: Sequence[int], axis: str | int = "z") -> np.ndarray:
+    """Planes ``indices`` (ascending, unique) along ``axis`` as ``(N, H, W)``.
+
+    Read in contiguous runs; a single run is returned as read (no copy).
+    """
+    ax = axis_index(axis)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    runs = _runs(idx) if idx.size else []
+    if len(runs) == 1:
+        return _read_range(data, ax, *runs[0])
+    out = np.empty((idx.size, *slice_shape(data.shape, ax)), dtype=data.dtype)
+    at = 0
+    for start, stop in runs:
+        out[at : at + stop - start] = _read_range(data, ax, start, stop)
+        at += stop - start
+    return out
+
+
 def read_label_slices(
     data, indices: Sequence[int], axis: str | int = "z"
 ) -> np.ndarray:

@@ -172,6 +172,11 @@ class MaskWriter:
         )
         return zarr.create_array(self._scratch.tmp, **spec)
 
+    @property
+    def array(self) -> zarr.Array:
+        """The zarr array being written (in the hidden temporary store)."""
+        return self._array
+
     def __setitem__(self, key: Any, value: Any) -> None:
         if not self._open:
             raise RuntimeError(f"The mask writer for {self.path} is already closed.")

@@ -104,6 +104,12 @@ class Volume:
     def dtype(self) -> np.dtype:
         return np.dtype(self.data.dtype)
 
+    def read(self, key: Any = ...) -> np.ndarray:
+        """``np.asarray(self.data[key])``; :class:`InputError` if the stored bytes
+        are broken (a damaged chunk or page), naming the file."""
+        with reading(self.path, "a volume"):
+            return np.asarray(self.data[key])
+
 
 # -- sampling -------------------------------------------------------------
 def chunk_shape(data: Any) -> tuple[int, ...]:

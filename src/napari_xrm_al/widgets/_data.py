@@ -192,7 +192,11 @@ class DataSection(QWidget):
             show_warning(warning)
         self.classes.set_classes(session.classes)
         self.axis_combo.setCurrentText(session.axis)
-        self.dock.set_session(session, layer)
+        try:
+            self.dock.set_session(session, layer)
+        except XrmError as exc:
+            show_error(f"Cannot open the project: {exc}")
+            return None
         return session
 
     def refresh(self) -> None:

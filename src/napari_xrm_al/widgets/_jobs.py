@@ -53,6 +53,20 @@ class Cancelled:
 CANCELLED = Cancelled()
 
 
+class JobCrash(Exception):
+    """Carries a ``RuntimeError`` raised by a job out of the worker.
+
+    superqt takes a ``RuntimeError`` leaving a generator worker for a deleted
+    worker and then emits neither ``errored`` nor ``finished``: the runner
+    would stay busy for ever. torch reports most failures (out of memory
+    included) as ``RuntimeError``, so :func:`drive` wraps them in this.
+    """
+
+    def __init__(self, error: RuntimeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def gui_threads() -> int:
     """Compute threads for jobs run beside the GUI: all cores but one.
 
@@ -93,6 +107,8 @@ def drive(
                 event = next(gen)
             except StopIteration as end:
                 return end.value
+            except RuntimeError as exc:
+                raise JobCrash(exc) from exc
             yield event
     finally:
         gen.close()
@@ -112,10 +128,25 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {minutes // 60} h {minutes % 60:02d} min"
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine (or the GPU) ran out of memory."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
 def error_message(job: str, exc: BaseException) -> str:
     """One clear sentence for a failed job."""
     if isinstance(exc, XrmError):
         return f"{job} stopped: {exc}"
+    if out_of_memory(exc):
+        return (
+            f"{job} ran out of memory; try a smaller batch size or crop size, or "
+            "close other programs. Nothing was saved from this run."
+        )
     return f"{job} failed unexpectedly ({type(exc).__name__}: {exc})."
 
 
@@ -256,7 +287,9 @@ class JobRunner(QObject):
             callback(result)
 
     def _on_errored(self, exc: BaseException) -> None:
-        if not isinstance(exc, XrmError):
+        if isinstance(exc, JobCrash):
+            exc = exc.error
+        if not isinstance(exc, XrmError) and not out_of_memory(exc):
             log.error("%s failed", self.name, exc_info=exc)
         show_error(error_message(self.name or "The job", exc))
         callback = self._callbacks.get("error")

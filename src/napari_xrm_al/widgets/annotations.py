@@ -1,35 +1,44 @@
 """The annotation Labels layer, bound to the session's annotation store.
 
-The layer holds an **in-memory copy** of ``session.annotations`` (one byte per
-voxel), not the zarr array itself:
+The layer's data is a :class:`~napari_xrm_al.core.paint_volume.PaintVolume`
+over ``session.annotations``, not the zarr array itself nor a copy of it:
 
 * napari paints with fancy indexing (``data[(zs, ys, xs)] = v``), which zarr
   reads as *orthogonal* indexing, so painting straight into zarr would write
   the wrong pixels; and every brush dab would recompress a chunk on the GUI
   thread.
-* The copy is a :class:`TrackedVolume`, a numpy array that reports the slices
-  each write touches. Every change napari makes (brush, fill, polygon, erase,
-  undo, redo, scripts writing ``layer.data[...]``) goes through
-  ``__setitem__``, so nothing is missed, which ``events.paint`` alone would not
-  guarantee (undo and redo emit no paint event).
+* A numpy copy costs one byte per voxel: 40 GB for a 40 GB scan. The
+  PaintVolume keeps only the slices being looked at or painted in memory.
+* Every change napari makes (brush, fill, polygon, erase, undo, redo, scripts
+  writing ``layer.data[...]``) goes through its ``__setitem__``, which reports
+  the slices it touched, which ``events.paint`` alone would not guarantee
+  (undo and redo emit no paint event).
 * Touched slices are written back slice by slice (the store holds one slice
   per chunk) at most :data:`SAVE_DELAY_MS` after the first unsaved write, and
   at once before any job reads the store, on "mark done", and when the layer
   is removed.
+
+Only one binding per session folder may be live in a process (two viewers
+painting the same project would overwrite each other's slices): a second one
+is refused with a message until the first is disconnected or its layer is
+removed. Other processes are kept off by the session's lock file.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QObject, QTimer
 
+from napari_xrm_al.core.paint_volume import PaintVolume
 from napari_xrm_al.core.session import Session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
@@ -43,63 +52,19 @@ log = logging.getLogger(__name__)
 #: Longest time a painted stroke waits before it is written to the store.
 SAVE_DELAY_MS = 500
 
-
-def touched_slices(key: Any, shape: tuple[int, ...], axis: int) -> set[int]:
-    """Slice indices along ``axis`` that ``array[key] = ...`` can change."""
-    n = shape[axis]
-    everything = set(range(n))
-    if isinstance(key, np.ndarray) and key.dtype == bool and key.shape == shape:
-        other = tuple(a for a in range(len(shape)) if a != axis)
-        return {int(i) for i in np.flatnonzero(key.any(axis=other))}
-    key = key if isinstance(key, tuple) else (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        fill = (slice(None),) * (len(shape) - len(key) + 1)
-        key = key[:at] + fill + key[at + 1 :]
-    if axis >= len(key):
-        return everything
-    part = key[axis]
-    if isinstance(part, slice):
-        return set(range(*part.indices(n)))
-    if isinstance(part, int | np.integer):
-        return {int(part) % n}
-    try:
-        values = np.asarray(part)
-    except (TypeError, ValueError):
-        return everything
-    if values.dtype == bool and values.ndim == 1:
-        return {int(i) for i in np.flatnonzero(values)}
-    if values.dtype.kind in "iu":
-        return {int(i) % n for i in np.unique(values)}
-    return everything
+#: The live binding of each session folder in this process.
+_bound: dict[Path, weakref.ref[AnnotationBinding]] = {}
 
 
-class TrackedVolume(np.ndarray):
-    """A 3D numpy array that reports which slices along ``axis`` each write touches.
-
-    Views and copies made from it do not report (their indices would not be
-    the volume's).
-    """
-
-    tracked_axis: int
-    on_write: Callable[[set[int]], None] | None
-
-    def __new__(
-        cls, data: np.ndarray, axis: int, on_write: Callable[[set[int]], None]
-    ) -> TrackedVolume:
-        volume = np.asarray(data).view(cls)
-        volume.tracked_axis = axis
-        volume.on_write = on_write
-        return volume
-
-    def __array_finalize__(self, obj: Any) -> None:
-        self.tracked_axis = getattr(obj, "tracked_axis", 0)
-        self.on_write = None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        if self.on_write is not None:
-            self.on_write(touched_slices(key, self.shape, self.tracked_axis))
+def check_free(session: Session, mine: AnnotationBinding | None = None) -> None:
+    """:class:`XrmError` if another live binding (not ``mine``) paints ``session``."""
+    ref = _bound.get(session.folder.resolve())
+    other = ref() if ref is not None else None
+    if other is not None and other is not mine and other.active:
+        raise XrmError(
+            f"The project {session.folder} is already open for painting in another "
+            "viewer; close it there (or remove its annotation layer) first."
+        )
 
 
 def annotation_layer_name(image_name: str) -> str:
@@ -121,19 +86,30 @@ class AnnotationBinding(QObject):
     """
 
     def __init__(self, viewer: napari.Viewer, session: Session, image: Image) -> None:
+        check_free(session)
         super().__init__()
         self.viewer = viewer
         self.session = session
         self.axis = axis_index(session.axis)
+        #: Whether the binding still follows the layer and saves strokes.
+        self.active = True
+        _bound[session.folder.resolve()] = weakref.ref(self)
         self.dirty: set[int] = set()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
         self._timer.timeout.connect(self.flush)
-        data = TrackedVolume(np.asarray(session.annotations[...]), self.axis, self.mark)
-        others = tuple(a for a in range(3) if a != self.axis)
-        #: Slices holding painted pixels, as saved.
-        self.painted: set[int] = {int(i) for i in np.flatnonzero(data.any(axis=others))}
+        known = len(session.warnings)
+        data = self._volume()
+        #: Slices holding painted pixels, as saved. Slices without a chunk file
+        #: are empty (zarr does not store chunks of the fill value).
+        self.painted: set[int] = {
+            i
+            for i in range(data.shape[self.axis])
+            if session.chunk_path(i).is_file() and data.plane(i).any()
+        }
+        for message in session.warnings[known:]:  # damaged slices set aside
+            show_warning(message)
         classes = session.classes
         self.layer: Labels = replace_or_add(
             viewer,
@@ -163,14 +139,13 @@ class AnnotationBinding(QObject):
         self._timer.stop()
         written = []
         for index in sorted(self.dirty):
-            values = self.slice_data(index)
             try:
-                self.session.write_slice(index, values)
+                self.layer.data.flush([index])
             except XrmError as exc:
                 show_error(f"Slice {index} was not saved: {exc}")
                 continue
             written.append(index)
-            if values.any():
+            if self.slice_data(index).any():
                 self.painted.add(index)
             else:
                 self.painted.discard(index)
@@ -178,8 +153,8 @@ class AnnotationBinding(QObject):
         return written
 
     def slice_data(self, index: int) -> np.ndarray:
-        """The layer's annotation of slice ``index`` (a view)."""
-        return np.asarray(self.layer.data)[self.session.slice_key(index)]
+        """The layer's annotation of slice ``index`` (do not keep it)."""
+        return self.layer.data.plane(index)
 
     def fill_unpainted(self, index: int, labels: np.ndarray) -> None:
         """Set the unpainted pixels of slice ``index`` from ``labels`` (undoable)."""
@@ -192,15 +167,27 @@ class AnnotationBinding(QObject):
     def disconnect_all(self) -> None:
         """Save what is pending and stop following the layer."""
         self.flush()
+        self.active = False
         self.layer.events.data.disconnect(self._on_data_replaced)
         self.viewer.layers.events.removing.disconnect(self._on_removing)
-        if isinstance(self.layer.data, TrackedVolume):
+        if isinstance(self.layer.data, PaintVolume):
             self.layer.data.on_write = None
 
+    def _volume(self) -> PaintVolume:
+        session = self.session
+        return PaintVolume(
+            session.image.shape,
+            session.annotations.dtype,
+            self.axis,
+            read_plane=session.load_slice,
+            write_plane=session.write_slice,
+            on_write=self.mark,
+        )
+
     def _on_data_replaced(self, event: Any = None) -> None:
-        """Someone assigned ``layer.data``: track the new array, save all of it."""
+        """Someone assigned ``layer.data``: go on painting the store, save all of it."""
         data = self.layer.data
-        if isinstance(data, TrackedVolume) and data.on_write is not None:
+        if isinstance(data, PaintVolume) and data.on_write is not None:
             return
         if tuple(np.shape(data)) != tuple(self.session.image.shape):
             show_error(
@@ -208,9 +195,14 @@ class AnnotationBinding(QObject):
                 f"{self.session.image.shape}; the new data was not saved."
             )
             return
-        self.layer.data = TrackedVolume(np.asarray(data), self.axis, self.mark)
-        self.mark(range(self.session.image.shape[self.axis]))
+        volume = self._volume()
+        for index in range(volume.shape[self.axis]):
+            volume[self.session.slice_key(index)] = np.asarray(
+                data[self.session.slice_key(index)]
+            )
+        self.layer.data = volume
 
     def _on_removing(self, event: Any) -> None:
         if self.viewer.layers[event.index].name == self.layer.name:
             self.flush()
+            self.active = False  # the project may now be painted elsewhere

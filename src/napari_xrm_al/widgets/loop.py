@@ -35,7 +35,7 @@ from napari_xrm_al.widgets._jobs import JobRunner, preload_torch
 from napari_xrm_al.widgets._predict import PredictSection
 from napari_xrm_al.widgets._suggest import SuggestSection
 from napari_xrm_al.widgets._training import PretrainSection, TrainSection
-from napari_xrm_al.widgets.annotations import AnnotationBinding
+from napari_xrm_al.widgets.annotations import AnnotationBinding, check_free
 
 if TYPE_CHECKING:
     import napari
@@ -114,9 +114,18 @@ class ActiveLearningWidget(QWidget):
 
     # -- project state -----------------------------------------------------------
     def set_session(self, session: Session, image: Image) -> None:
-        """Make ``session`` (for image layer ``image``) the open project."""
+        """Make ``session`` (for image layer ``image``) the open project.
+
+        Raises
+        ------
+        XrmError
+            When another viewer paints the same project (nothing changes here).
+        """
+        check_free(session, mine=self.annotations)
         if self.annotations is not None:
             self.annotations.disconnect_all()
+        if self.session is not None and self.session is not session:
+            self.session.close()
         self.session, self.image_layer = session, image
         self.annotations = AnnotationBinding(self.viewer, session, image)
         self.suggest.ranking = None

@@ -1,0 +1,88 @@
+"""Wall time of ranking every slice of a 128 × 256 × 256 volume, per strategy.
+
+Ranking = one prediction pass over every slice for the per-slice summaries
+(MC dropout with 8 extra passes for BALD; encoder embeddings for the
+diversity strategies) + scoring + batch picking. Target: ≤ 15 s on 2 cores for
+the single-pass strategies; BALD's cost is reported. Also times the first
+picks from the pretrained encoder (embeddings only).
+
+The model is the default architecture trained for 200 steps on 8 slices of
+the sample (ranking cost does not depend on how well it is trained). The
+summary cache is not used: every strategy pays its own prediction pass.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_ranking.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.acquisition import STRATEGIES
+from napari_xrm_al.core.checkpoint import save_checkpoint
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.loop import BALD_SAMPLES, first_ranking, rank_summary, summarise
+from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.train import TrainConfig, train
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sample = make_hbm_sample()
+    slices = np.linspace(0, sample.image.shape[0] - 1, 8).round().astype(int)
+    labelled_counts = np.bincount(sample.labels[slices].ravel(), minlength=4)
+    with TemporaryDirectory() as tmp:
+        model_path = Path(tmp) / "model.pt"
+        ckpt = run_to_end(
+            train(
+                sample.image, sample.labels, slices, sample.classes,
+                dense_labels=True, config=TrainConfig(steps=200),
+            )
+        )  # fmt: skip
+        save_checkpoint(model_path, ckpt)
+        encoder_path = Path(tmp) / "encoder.pt"
+        save_checkpoint(
+            encoder_path,
+            run_to_end(pretrain(sample.image, config=PretrainConfig(steps=5))),
+        )
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        first = run_to_end(first_ranking(encoder_path, sample.image, 5))
+        rows = [{"strategy": "first picks (encoder)", "seconds": time.perf_counter() - t0,
+                 "slices": len(first.index)}]  # fmt: skip
+        for name, strategy in STRATEGIES.items():
+            mc = BALD_SAMPLES if "bald" in strategy.needs else 1
+            t0 = time.perf_counter()
+            summary = run_to_end(summarise(model_path, sample.image, mc_samples=mc))
+            ranking = rank_summary(
+                summary, name, 5, labelled=list(slices), labelled_counts=labelled_counts
+            )
+            rows.append({"strategy": name, "seconds": time.perf_counter() - t0,
+                         "slices": len(ranking.index)})  # fmt: skip
+    for row in rows:
+        row["seconds"] = round(row["seconds"], 2)
+        print(json.dumps(row))
+    print(
+        json.dumps(
+            {"shape": list(sample.image.shape), "threads": args.threads,
+             "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+        )
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
