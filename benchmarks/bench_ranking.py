@@ -30,8 +30,13 @@ import torch
 from napari_xrm_al.core.acquisition import STRATEGIES
 from napari_xrm_al.core.checkpoint import save_checkpoint
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.loop import BALD_SAMPLES, first_ranking, rank_summary, summarise
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.ranking import (
+    BALD_SAMPLES,
+    first_ranking,
+    rank_summary,
+    summarise,
+)
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.core.train import TrainConfig, train
 

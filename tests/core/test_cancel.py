@@ -14,10 +14,10 @@ from napari_xrm_al.core.loop import (
     PREDICTION,
     UNCERTAINTY,
     predict_session,
-    rank_session,
     session_for,
     train_session,
 )
+from napari_xrm_al.core.ranking import rank_session
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.core.session import Session
 

@@ -11,11 +11,11 @@ from napari_xrm_al.core.loop import (
     learning_curve,
     predict_session,
     pretrain_session,
-    rank_session,
     session_for,
     train_session,
 )
 from napari_xrm_al.core.pretrain import PretrainConfig
+from napari_xrm_al.core.ranking import rank_session
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.core.session import Session
 from napari_xrm_al.core.train import TrainConfig

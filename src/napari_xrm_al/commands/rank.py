@@ -19,7 +19,7 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.checkpoint import load_checkpoint
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.loop import (
+from napari_xrm_al.core.ranking import (
     BALD_SAMPLES,
     first_ranking,
     rank_summary,

@@ -33,12 +33,12 @@ from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.loop import BALD_SAMPLES, rank_summary
 from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.model import pick_device
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.ranking import BALD_SAMPLES, rank_summary
 from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError

@@ -21,7 +21,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
-from napari_xrm_al.core.loop import Ranking, predict_slice_session, rank_session
+from napari_xrm_al.core.loop import predict_slice_session
+from napari_xrm_al.core.ranking import Ranking, rank_session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls

@@ -3,7 +3,7 @@
 Data → Pretrain → Train → Suggest & paint → Predict & export, as numbered
 sections of a tool box whose titles tick off what is done, above an always
 visible annotation bar (current slice, "Mark slice done", slices done). Every
-long job is a core generator from :mod:`napari_xrm_al.core.loop` run by one
+long job is a core generator (:mod:`napari_xrm_al.core.loop`, ``core.ranking``) run by one
 :class:`~napari_xrm_al.widgets._jobs.JobRunner`, so a second job is refused
 while one runs. The widget holds no learning logic.
 """
