@@ -38,9 +38,9 @@ def three_bumps() -> np.ndarray:
 
 
 def run_measure(widget, qtbot):
-    widget.measure()
+    assert widget.measure() is not None
     qtbot.waitUntil(
-        lambda: widget.bumps is not None and widget.worker is None, timeout=20_000
+        lambda: widget.bumps is not None and not widget.runner.busy, timeout=20_000
     )
 
 
@@ -77,7 +77,8 @@ def test_measure_table_points_histogram_centre_and_export(
     assert column(widget, "id") == [1, 2, 3]
     assert column(widget, "void_ratio") == [0.25, 0.0, 0.125]
     assert column(widget, "pass") == ["FAIL", "pass", "pass"]
-    assert widget.progress.value() == widget.progress.maximum() == 10
+    assert widget.controls.bar.value() == widget.controls.bar.maximum() == 10
+    assert widget.controls.status.text() == "Done."
 
     points = viewer.layers[POINTS_NAME]
     np.testing.assert_allclose(points.data[1], (4.5, 5.5, 13.5))
@@ -139,14 +140,35 @@ def test_cancel_stops_at_the_next_slab(make_napari_viewer_proxy, qtbot):
     widget = MetrologyWidget(viewer)
     qtbot.addWidget(widget)
     widget.slab = 1
-    worker = widget.measure()
-    with qtbot.waitSignal(worker.aborted, timeout=20_000):
-        widget.cancel()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)
+    assert widget.measure() is not None
+    qtbot.waitUntil(lambda: widget.controls.bar.value() > 0, timeout=20_000)
+    widget.runner.cancel()
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20_000)
     assert widget.bumps is None
-    assert widget.summary.text() == "Cancelled."
-    assert widget.measure_button.isEnabled()
-    assert widget.progress.value() < 256
+    assert widget.controls.status.text() == "Cancelled."
+    assert widget.controls.start_button.isEnabled()
+    assert widget.controls.bar.value() < 256
+
+
+def test_a_crash_inside_the_job_is_reported_and_the_widget_stays_usable(
+    make_napari_viewer_proxy, qtbot, monkeypatch
+):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_labels(three_bumps(), name="mask")
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+
+    def broken(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("can't allocate memory")
+
+    monkeypatch.setattr("napari_xrm_al.widgets.metrology.iter_measure_bumps", broken)
+    assert widget.measure() is not None
+    qtbot.waitUntil(lambda: not widget.runner.busy, timeout=20_000)
+    assert "ran out of memory" in widget.controls.status.text()
+    monkeypatch.undo()
+    run_measure(widget, qtbot)
+    assert widget.table.rowCount() == 3
 
 
 def test_voxel_size_follows_the_layer_units():

@@ -1,13 +1,13 @@
 """The "Void metrology" dock widget: the per-bump void report of a Labels layer.
 
-Measuring runs in a thread worker; the results fill a sortable table (clicking a
+Measuring runs on the same job runner as the active-learning dock (progress,
+ETA, cancel, errors as one sentence); the results fill a sortable table (clicking a
 row centres the viewer on that bump), a ``bumps`` Points layer (failing bumps
 red) and a histogram of void ratios, and can be exported as CSV.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +15,6 @@ import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Labels, Points
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -23,9 +22,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -36,7 +33,6 @@ from qtpy.QtWidgets import (
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
     Bump,
@@ -47,6 +43,7 @@ from napari_xrm_al.core.metrology import (
     write_bumps_csv,
 )
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.widgets._jobs import JobControls, JobRunner
 
 if TYPE_CHECKING:
     import napari
@@ -68,11 +65,6 @@ TABLE_COLUMNS = (
     "y",
     "x",
 )
-
-
-def _drain(gen: Generator[Progress, None, list[Bump]]):
-    """Run a core generator in the worker, re-yielding its progress."""
-    return (yield from gen)
 
 
 def _voxel_size_um(layer: Labels) -> tuple[float, ...] | None:
@@ -107,7 +99,7 @@ class MetrologyWidget(QWidget):
         #: Planes read at a time (``None``: the core's default); also the
         #: granularity of progress and cancelling.
         self.slab: int | None = None
-        self.worker: Any = None
+        self.runner = JobRunner(self)
         self._transform: tuple[Any, Any, Any] = (np.ones(3), np.zeros(3), None)
         self._points_name = POINTS_NAME
 
@@ -121,9 +113,10 @@ class MetrologyWidget(QWidget):
         self.threshold_spin.setToolTip(
             "A bump fails when void / (solder + void) voxels is above this ratio."
         )
-        self.measure_button = QPushButton("Measure")
-        self.cancel_button = QPushButton("Cancel", enabled=False)
-        self.progress = QProgressBar()
+        self.controls = JobControls(self.runner, "Measure")
+        self.controls.start_button.setToolTip(
+            "Find every bump (connected solder + void) and its void ratio."
+        )
         self.summary = QLabel("")
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
@@ -141,21 +134,16 @@ class MetrologyWidget(QWidget):
         form.addRow("Solder id", self.solder_spin)
         form.addRow("Void id", self.void_spin)
         form.addRow("Max void ratio", self.threshold_spin)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.measure_button)
-        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
+        layout.addWidget(self.controls)
         layout.addWidget(self.summary)
         layout.addWidget(self.table)
         layout.addWidget(self.canvas)
         layout.addWidget(self.export_button)
 
         self.layer_combo.currentTextChanged.connect(self._on_layer_chosen)
-        self.measure_button.clicked.connect(self.measure)
-        self.cancel_button.clicked.connect(self.cancel)
+        self.controls.start_button.clicked.connect(self.measure)
         self.threshold_spin.valueChanged.connect(self._on_threshold)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.export_button.clicked.connect(self._on_export)
@@ -199,7 +187,7 @@ class MetrologyWidget(QWidget):
 
     # -- running ------------------------------------------------------------
     def measure(self) -> Any:
-        """Start measuring the chosen layer; returns the (started) worker."""
+        """Start measuring the chosen layer; returns the worker (None if refused)."""
         layer = self.labels_layer()
         if layer is None:
             show_error("Choose a Labels layer to measure.")
@@ -222,40 +210,7 @@ class MetrologyWidget(QWidget):
             np.asarray(layer.translate[-3:]),
             layer.units[-3:],
         )
-        self.worker = create_worker(
-            _drain,
-            gen,
-            _start_thread=False,
-            _connect={
-                "yielded": self._on_progress,
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "finished": self._on_finished,
-            },
-        )
-        self.measure_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self.worker.start()
-        return self.worker
-
-    def cancel(self) -> None:
-        """Stop the running measurement at its next slab."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.summary.setText("Cancelled.")
-
-    def _on_progress(self, event: Progress) -> None:
-        self.progress.setMaximum(event.total)
-        self.progress.setValue(event.step)
-
-    def _on_errored(self, exc: Exception) -> None:
-        self.summary.setText(f"Failed: {exc}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.measure_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        return self.controls.run("Measuring voids", gen, on_done=self._on_returned)
 
     def _on_returned(self, bumps: list[Bump]) -> None:
         self.bumps = bumps
