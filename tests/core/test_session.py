@@ -9,12 +9,12 @@ import pytest
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.session import (
-    SCHEMA_VERSION,
     CycleRecord,
     ImageRef,
     Session,
     default_session_dir,
 )
+from napari_xrm_al.core.session_schema import SCHEMA_VERSION
 from napari_xrm_al.errors import InputError, XrmError
 
 IMAGE = ImageRef(

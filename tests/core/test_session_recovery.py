@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 
 from napari_xrm_al.core import lock as lock_module
-from napari_xrm_al.core import session as session_module
+from napari_xrm_al.core import session_schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import LOCK_FILE, SessionLock, SessionLockedError
 from napari_xrm_al.core.session import (
     BACKUP_FILE,
-    SCHEMA_VERSION,
     SESSION_FILE,
     CycleRecord,
     ImageRef,
     Session,
 )
+from napari_xrm_al.core.session_schema import SCHEMA_VERSION
 from napari_xrm_al.errors import InputError
 
 IMAGE = ImageRef(
@@ -116,8 +116,8 @@ def test_an_older_schema_is_migrated_step_by_step(session, monkeypatch) -> None:
         return data
 
     old = json.loads((session.folder / SESSION_FILE).read_text())
-    monkeypatch.setattr(session_module, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(session_module, "MIGRATIONS", {1: one_to_two, 2: two_to_three})
+    monkeypatch.setattr(session_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(session_schema, "MIGRATIONS", {1: one_to_two, 2: two_to_three})
     assert old["schema_version"] == 1
     again = Session.open(session.folder)
     assert again.axis == "z"

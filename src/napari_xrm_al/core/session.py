@@ -7,7 +7,7 @@ A session lives in a project folder beside the data (``<scan>.xrmal/``)::
     models/             pretrained encoder and one trained model per cycle
     cache/              per-slice prediction summaries, keyed by model
 
-``session.json`` is versioned (:data:`SCHEMA_VERSION`) and written atomically,
+``session.json`` is versioned (:mod:`~napari_xrm_al.core.session_schema`) and written atomically,
 so the folder always reopens exactly where the user stopped. The widgets and
 the command line both use this class.
 
@@ -26,13 +26,12 @@ Crash safety (see ``docs/reliability.md``):
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,14 @@ import numpy as np
 import zarr
 
 from napari_xrm_al import __version__
+from napari_xrm_al.core import session_schema as schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import SessionLock
+from napari_xrm_al.core.session_schema import CycleRecord, ImageRef, NewerSessionError
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text, json_default
 
-SCHEMA_VERSION = 1
 SESSION_FILE = "session.json"
 #: The previous version of ``session.json``, kept for when it is damaged.
 BACKUP_FILE = "session.json.bak"
@@ -58,79 +58,10 @@ SUFFIX = ".xrmal"
 log = logging.getLogger(__name__)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
 def default_session_dir(image_path: str | Path) -> Path:
     """The project folder beside an image: ``scan.tif`` → ``scan.tif.xrmal``."""
     path = Path(image_path)
     return path.with_name(path.name.rstrip("/") + SUFFIX)
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """Which scan a session belongs to."""
-
-    path: str
-    shape: tuple[int, int, int]
-    dtype: str
-    fingerprint: str
-
-
-@dataclass
-class CycleRecord:
-    """One active-learning cycle: what was picked, trained and measured."""
-
-    cycle: int
-    strategy: str
-    labelled: list[int]
-    picks: list[dict[str, Any]] = field(default_factory=list)
-    model: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    created: str = field(default_factory=_now)
-
-
-#: Schema migrations: ``MIGRATIONS[n]`` turns a schema-``n`` document into a
-#: schema ``n + 1`` one. A change of the session format bumps
-#: :data:`SCHEMA_VERSION` and adds the step from the previous version here, so
-#: every older folder still opens (and is saved in the new schema).
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-
-def _migrate(data: Any, path: Path) -> dict[str, Any]:
-    """Bring an older ``session.json`` up to :data:`SCHEMA_VERSION`."""
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError(
-            path, "is not a napari-xrm-al session file (no schema_version)"
-        )
-    if version > SCHEMA_VERSION:
-        raise NewerSessionError(
-            path,
-            f"was written by a newer napari-xrm-al (session schema {version}, this "
-            f"version {__version__} reads up to {SCHEMA_VERSION}); update the plugin",
-        )
-    while version < SCHEMA_VERSION:
-        data = MIGRATIONS[version](dict(data))
-        version += 1
-        data["schema_version"] = version
-    return data
-
-
-def _read_document(path: Path) -> tuple[dict[str, Any], str]:
-    """The migrated content of a session file and its text."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"cannot be read as a session file ({exc})") from None
-    return _migrate(data, path), text
-
-
-class NewerSessionError(InputError):
-    """A session written by a newer napari-xrm-al: never touched, never replaced."""
 
 
 class Session:
@@ -158,7 +89,7 @@ class Session:
         self.done: list[int] = sorted({int(i) for i in done})
         self.pretrained = pretrained
         self.cycles: list[CycleRecord] = list(cycles)
-        self.created = created or _now()
+        self.created = created or schema.now()
         #: Things the user should be told (damaged files recovered from).
         self.warnings: list[str] = []
         self._annotations: zarr.Array | None = None
@@ -290,7 +221,7 @@ class Session:
 
     @classmethod
     def _from_file(cls, folder: Path, path: Path) -> Session:
-        data, text = _read_document(path)
+        data, text = schema.read_document(path)
         try:
             image = ImageRef(
                 **{**data["image"], "shape": tuple(data["image"]["shape"])}
@@ -315,10 +246,10 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document written to ``session.json``."""
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": schema.SCHEMA_VERSION,
             "written_by": f"napari-xrm-al {__version__}",
             "created": self.created,
-            "modified": _now(),
+            "modified": schema.now(),
             "image": {**asdict(self.image), "shape": list(self.image.shape)},
             "classes": self.classes.to_dict(),
             "axis": self.axis,
@@ -409,7 +340,9 @@ class Session:
 
     def _set_aside(self, index: int, exc: InputError) -> None:
         source = self.chunk_path(index)
-        target = self.folder / DAMAGED / f"slice-{index}-{_now().replace(':', '')}"
+        target = (
+            self.folder / DAMAGED / f"slice-{index}-{schema.now().replace(':', '')}"
+        )
         target.parent.mkdir(exist_ok=True)
         os.replace(source, target)
         was_done = index in self.done
