@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from napari_xrm_al.core.augment import AugmentConfig
-from napari_xrm_al.core.model import ModelConfig
+from napari_xrm_al.core.checkpoint import Checkpoint
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import HbmSample, make_hbm_sample
 from napari_xrm_al.core.train import TrainConfig
@@ -92,3 +97,39 @@ def no_augment() -> AugmentConfig:
         noise_std=0.0,
         blur_prob=0.0,
     )
+
+
+def _untrained_segmenter(config: ModelConfig, seed: int = 0, **changes):
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(config, **changes)
+    model = SliceSegmenter(cfg)
+    # Random BatchNorm statistics so the untrained net gives varied classes.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    ckpt = Checkpoint(
+        "segmenter", cfg, model.state_dict(), Normalisation(0.0, 1.0), "z",
+        ClassTable.hbm(),
+    )  # fmt: skip
+    return model.eval(), ckpt
+
+
+@pytest.fixture(scope="session")
+def untrained_segmenter():
+    """``untrained_segmenter(config, seed=0, **changes)``: ``(model, checkpoint)`` of
+    an untrained net with random BatchNorm statistics (varied classes)."""
+    return _untrained_segmenter
+
+
+def _smooth_volume(shape: tuple[int, int, int]) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    z, y, x = np.meshgrid(*(np.linspace(0, 3, n) for n in shape), indexing="ij")
+    smooth = np.sin(2 * z + y) * np.cos(3 * x - y)
+    return (smooth + 0.3 * rng.standard_normal(shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def smooth_volume():
+    """``smooth_volume(shape)``: a float32 volume of smooth structures plus noise."""
+    return _smooth_volume

@@ -9,12 +9,10 @@ import torch
 import zarr
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.checkpoint import Checkpoint, load_segmenter, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.checkpoint import load_segmenter, save_checkpoint
 from napari_xrm_al.core.distributed import predict_volume_dask
 from napari_xrm_al.core.events import Progress, run_to_end
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
+from napari_xrm_al.core.model import ModelConfig
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import read_mask
@@ -27,27 +25,11 @@ SHAPE = (40, 32, 32)
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, untrained_segmenter, smooth_volume):
     folder = tmp_path_factory.mktemp("dask")
-    torch.manual_seed(0)
     config = ModelConfig(n_classes=4, context=1, features=(4, 8))
-    model = SliceSegmenter(config)
-    # Random BatchNorm statistics so the untrained net gives varied classes.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    ckpt = Checkpoint(
-        "segmenter",
-        config,
-        model.state_dict(),
-        Normalisation(0.0, 1.0),
-        "z",
-        ClassTable.hbm(),
-    )
-    rng = np.random.default_rng(0)
-    z, y, x = np.meshgrid(*(np.linspace(0, 3, n) for n in SHAPE), indexing="ij")
-    volume = np.sin(2 * z + y) * np.cos(3 * x - y) + 0.3 * rng.standard_normal(SHAPE)
+    _, ckpt = untrained_segmenter(config)
+    volume = smooth_volume(SHAPE)
     image = zarr.create_array(
         folder / "scan.zarr", shape=SHAPE, chunks=(8, 16, 16), dtype=np.float32
     )

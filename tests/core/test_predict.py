@@ -14,12 +14,10 @@ import torch
 import zarr
 
 from napari_xrm_al.core import inference
-from napari_xrm_al.core.checkpoint import Checkpoint, load_segmenter, save_checkpoint
+from napari_xrm_al.core.checkpoint import load_segmenter, save_checkpoint
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import SliceInference
-from napari_xrm_al.core.model import SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.predict import predict_slices, predict_volume, slab_size
 from napari_xrm_al.core.summaries import (
     SliceSummary,
@@ -33,37 +31,19 @@ from napari_xrm_al.io.masks import read_mask
 SHAPE = (12, 40, 36)
 
 
-def make_model(config, seed=0, **changes):
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(config, **changes)
-    model = SliceSegmenter(cfg)
-    # Random BatchNorm statistics so the untrained net gives varied classes.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    ckpt = Checkpoint(
-        "segmenter",
-        cfg,
-        model.state_dict(),
-        Normalisation(0.0, 1.0),
-        "z",
-        ClassTable.hbm(),
-    )
-    return model.eval(), ckpt
+@pytest.fixture
+def make_model(untrained_segmenter):
+    return untrained_segmenter
 
 
 @pytest.fixture
-def model_ckpt(tiny_model_config):
+def model_ckpt(make_model, tiny_model_config):
     return make_model(tiny_model_config)
 
 
 @pytest.fixture(scope="module")
-def volume():
-    rng = np.random.default_rng(0)
-    z, y, x = np.meshgrid(*(np.linspace(0, 3, n) for n in SHAPE), indexing="ij")
-    smooth = np.sin(2 * z + y) * np.cos(3 * x - y)
-    return (smooth + 0.3 * rng.standard_normal(SHAPE)).astype(np.float32)
+def volume(smooth_volume):
+    return smooth_volume(SHAPE)
 
 
 def predict(model, ckpt, data, **kw):
@@ -259,7 +239,7 @@ def test_cancel_and_errors_leave_nothing(tmp_path, model_ckpt, volume):
     assert list(out.iterdir()) == []
 
 
-def test_mc_dropout_bald(tiny_model_config, volume):
+def test_mc_dropout_bald(make_model, tiny_model_config, volume):
     kw = {"mc_samples": 4, "indices": [0, 5], "seed": 3}
     model, ckpt = make_model(tiny_model_config, dropout=0.5)
     a = predict(model, ckpt, volume, **kw).summary
@@ -325,7 +305,7 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_streaming_memory_stays_flat(tmp_path, tiny_model_config):
+def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
     """Peak memory does not grow with the volume: a 32 MiB zarr volume predicted
     with a 4 MiB slab budget after a 4 MiB one raises the peak by far less than
     its size (whole-volume reading would add at least the volume)."""

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -135,14 +135,7 @@ class Session:
             raise InputError(folder, "already holds a session; open it instead")
         ax = axis_index(axis)
         folder.mkdir(parents=True, exist_ok=True)
-        lock = SessionLock(folder)
-        try:
-            session = cls._create(folder, image, classes, ax)
-        except BaseException:
-            lock.release()
-            raise
-        session._hold(lock)
-        return session
+        return cls._locked(folder, lambda: cls._create(folder, image, classes, ax))
 
     @classmethod
     def _create(
@@ -182,9 +175,14 @@ class Session:
             raise InputError(
                 folder, "is not a napari-xrm-al session folder (no session.json)"
             )
+        return cls._locked(folder, lambda: cls._open(folder))
+
+    @staticmethod
+    def _locked(folder: Path, build: Callable[[], Session]) -> Session:
+        """``build()`` the session while holding the folder's lock, which it keeps."""
         lock = SessionLock(folder)
         try:
-            session = cls._open(folder)
+            session = build()
         except BaseException:
             lock.release()
             raise
