@@ -132,19 +132,26 @@ def run(args: argparse.Namespace) -> int:
             f"  {ranking.mean_entropy[i]:>7.4f}"
         )
     if args.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            ["slice", "score", *(f"fraction_{n}" for n in ckpt.classes.names)]
-        )
-        for i, s in enumerate(ranking.index):
-            writer.writerow(
+        _write_scores(
+            args.csv,
+            ["slice", "score", *(f"fraction_{n}" for n in ckpt.classes.names)],
+            (
                 [int(s), f"{ranking.scores[i]:.6g}"]
                 + [f"{f:.6g}" for f in ranking.class_fraction[i]]
-            )
-        atomic_write_text(args.csv, buffer.getvalue())
-        print(f"wrote {args.csv}")
+                for i, s in enumerate(ranking.index)
+            ),
+        )
     return 0
+
+
+def _write_scores(path: str, header: list[str], rows) -> None:
+    """Every slice's score as a CSV, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+    print(f"wrote {path}")
 
 
 def _first_slices(args: argparse.Namespace, data, axis: str) -> int:
@@ -169,10 +176,12 @@ def _first_slices(args: argparse.Namespace, data, axis: str) -> int:
     for pick in ranking.picks:
         print(f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}")
     if args.csv:
-        rows = [
-            f"{int(s)},{v:.6g}"
-            for s, v in zip(ranking.index, ranking.scores, strict=True)
-        ]
-        atomic_write_text(args.csv, "slice,distance\n" + "\n".join(rows) + "\n")
-        print(f"wrote {args.csv}")
+        _write_scores(
+            args.csv,
+            ["slice", "distance"],
+            (
+                [int(s), f"{v:.6g}"]
+                for s, v in zip(ranking.index, ranking.scores, strict=True)
+            ),
+        )
     return 0

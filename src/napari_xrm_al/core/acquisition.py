@@ -372,17 +372,20 @@ def first_picks(
     )
     chosen = taken[len(labelled) :] + [p.slice for p in rest]
 
-    def distance_to(slices: Sequence[int]) -> np.ndarray:
-        if not slices:
-            return np.full(len(index), np.inf)
-        centres = emb[[row[s] for s in slices]]
-        return np.linalg.norm(emb[:, None, :] - centres[None], axis=2).min(axis=1)
+    # Distance of every slice to its nearest labelled or already-picked slice.
+    nearest = np.full(len(index), np.inf)
 
+    def cover(s: int) -> None:
+        nonlocal nearest
+        nearest = np.minimum(nearest, np.linalg.norm(emb - emb[row[s]], axis=1))
+
+    for s in labelled:
+        cover(int(s))
     picks = []
     for rank, s in enumerate(chosen, start=1):
-        d = distance_to(list(labelled) + chosen[: rank - 1])[row[s]]
+        d = nearest[row[s]]
         picks.append(
             Pick(slice=s, score=float(d) if np.isfinite(d) else 0.0, rank=rank)
         )
-    scores = distance_to(list(labelled) + chosen)
-    return np.where(np.isfinite(scores), scores, 0.0), picks
+        cover(s)
+    return np.where(np.isfinite(nearest), nearest, 0.0), picks

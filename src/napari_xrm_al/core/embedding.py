@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_xrm_al.core.checkpoint import Checkpoint
+from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.model import SliceSegmenter
@@ -23,12 +23,11 @@ from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_
 
 
 def encoder_network(ckpt: Checkpoint) -> SliceSegmenter:
-    """The network of an encoder checkpoint (decoder untrained), in eval mode."""
+    """The network of a checkpoint, in eval mode (an encoder's decoder untrained)."""
+    if ckpt.kind != "encoder":
+        return build_segmenter(ckpt)
     model = SliceSegmenter(ckpt.model_config)
-    if ckpt.kind == "encoder":
-        model.load_encoder_state_dict(ckpt.state_dict)
-    else:
-        model.load_state_dict(ckpt.state_dict)
+    model.load_encoder_state_dict(ckpt.state_dict)
     return model.eval()
 
 

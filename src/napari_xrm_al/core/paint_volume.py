@@ -111,8 +111,9 @@ class PaintVolume:
             self._notify({along})
             return
         value = np.broadcast_to(np.asarray(value, self.dtype), self[key].shape)
+        position = self._position(key)
         for n, index in enumerate(along):
-            self._writable(index)[rest] = np.take(value, n, axis=self._position(key))
+            self._writable(index)[rest] = np.take(value, n, axis=position)
         self._notify(set(along))
 
     # -- slices --------------------------------------------------------------
@@ -142,15 +143,7 @@ class PaintVolume:
         self._evict()
         return todo
 
-    def discard(self, index: int) -> None:
-        """Forget slice ``index`` in memory (unsaved writes included)."""
-        self._cache.pop(int(index), None)
-        self._dirty.discard(int(index))
-
     # -- internals -----------------------------------------------------------
-    def _others(self) -> tuple[int, ...]:
-        return tuple(a for a in range(self.ndim) if a != self.axis)
-
     def _writable(self, index: int) -> np.ndarray:
         plane = self.plane(index)
         self._dirty.add(int(index))

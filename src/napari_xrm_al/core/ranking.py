@@ -134,11 +134,10 @@ def first_ranking(
     cache = None
     if cache_dir is not None:
         cache = cache_dir / f"embedding-{_file_key(encoder_path)}.npz"
-    try:
-        with np.load(cache) as saved:
-            index, embedding = saved["index"], saved["embedding"]
-    except (TypeError, OSError, ValueError, KeyError, EOFError, BadZipFile):
-        # No cache, or a broken one: compute it.
+    saved = _load_embedding(cache) if cache is not None else None
+    if saved is not None:
+        index, embedding = saved
+    else:
         ckpt = load_checkpoint(encoder_path)
         index, embedding = yield from embed_slices(ckpt, image_data, device=device)
         if cache is not None:
@@ -149,6 +148,15 @@ def first_ranking(
         index, embedding, k, labelled=labelled, min_distance=min_distance
     )
     return Ranking("coreset", index, scores, picks, None, None, model)
+
+
+def _load_embedding(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached ``(index, embedding)``, or None when absent or broken (recompute)."""
+    try:
+        with np.load(path) as saved:
+            return saved["index"], saved["embedding"]
+    except (OSError, ValueError, KeyError, EOFError, BadZipFile):
+        return None
 
 
 def rank_session(
