@@ -26,7 +26,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets sample,xct-soc]
         [--methods rf,scratch,pretrained,full] [--threads 2] [--budget S]
-        [--json results.json]
+        [--tta none,flips] [--json results.json]
 """
 
 from __future__ import annotations
@@ -180,17 +180,17 @@ def random_forest(ds: Dataset, threads: int, seed: int = 0) -> tuple[np.ndarray,
 
 
 # -- our segmenter ------------------------------------------------------------
-def segment(ckpt, image: np.ndarray) -> np.ndarray:
+def segment(ckpt, image: np.ndarray, tta: str = "none") -> np.ndarray:
     """Dense class ids of ``image`` predicted by a segmenter checkpoint."""
     model = build_segmenter(ckpt)
     out = np.zeros(image.shape, np.uint8)
-    run_to_end(predict_volume(model, ckpt, image, out=out, summaries=False))
+    run_to_end(predict_volume(model, ckpt, image, out=out, summaries=False, tta=tta))
     return annotation_to_dense(out)
 
 
 def ours(
     ds: Dataset, config: TrainConfig, init=None, slices=None
-) -> tuple[np.ndarray, float, dict]:
+) -> tuple[object, float, dict]:
     t0 = time.perf_counter()
     ckpt = run_to_end(
         train(
@@ -205,7 +205,7 @@ def ours(
         )
     )
     seconds = time.perf_counter() - t0
-    return segment(ckpt, ds.test_image), seconds, ckpt.history
+    return ckpt, seconds, ckpt.history
 
 
 def main(argv=None) -> int:
@@ -215,6 +215,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, help="training time budget (s)")
     parser.add_argument("--json", help="append results (JSON lines) to this file")
+    parser.add_argument(
+        "--tta",
+        default="none,flips",
+        help="test-time augmentation modes to score our models with",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = TrainConfig(time_budget_s=args.budget)
@@ -228,35 +233,48 @@ def main(argv=None) -> int:
             extra: dict = {}
             if method == "rf":
                 pred, seconds = random_forest(ds, args.threads)
-            elif method == "scratch":
-                pred, seconds, _ = ours(ds, config)
-            elif method == "pretrained":
-                t0 = time.perf_counter()
-                encoder = encoder or run_to_end(
-                    pretrain(ds.train_image, axis=ds.axis, config=PretrainConfig())
-                )
-                extra["pretrain_s"] = round(time.perf_counter() - t0, 1)
-                pred, seconds, _ = ours(ds, config, init=encoder)
-            elif method == "full":
-                every = list(range(n_slices(ds.train_image.shape, ds.axis)))
-                full = dataclasses.replace(config, max_steps=4 * config.max_steps)
-                pred, seconds, _ = ours(ds, full, slices=every)
+                predictions = {"none": (pred, None)}
             else:
-                raise SystemExit(f"unknown method {method!r}")
-            scores = evaluate(pred, ds.test_labels, ds.classes)
-            row = {
-                "dataset": name,
-                "method": method,
-                "seconds": round(seconds, 1),
-                **extra,
-                "miou": round(scores["miou"], 3),
-                **{f"iou/{c}": round(scores[f"iou/{c}"], 3) for c in ds.classes.names},
-            }
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.json:
-                with open(args.json, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                if method == "scratch":
+                    ckpt, seconds, _ = ours(ds, config)
+                elif method == "pretrained":
+                    t0 = time.perf_counter()
+                    encoder = encoder or run_to_end(
+                        pretrain(ds.train_image, axis=ds.axis, config=PretrainConfig())
+                    )
+                    extra["pretrain_s"] = round(time.perf_counter() - t0, 1)
+                    ckpt, seconds, _ = ours(ds, config, init=encoder)
+                elif method == "full":
+                    every = list(range(n_slices(ds.train_image.shape, ds.axis)))
+                    full = dataclasses.replace(config, max_steps=4 * config.max_steps)
+                    ckpt, seconds, _ = ours(ds, full, slices=every)
+                else:
+                    raise SystemExit(f"unknown method {method!r}")
+                predictions = {}
+                for mode in args.tta.split(","):
+                    t0 = time.perf_counter()
+                    pred = segment(ckpt, ds.test_image, mode)
+                    predictions[mode] = (pred, round(time.perf_counter() - t0, 1))
+            for mode, (pred, predict_s) in predictions.items():
+                scores = evaluate(pred, ds.test_labels, ds.classes)
+                row = {
+                    "dataset": name,
+                    "method": method,
+                    "tta": mode,
+                    "seconds": round(seconds, 1),
+                    "predict_s": predict_s,
+                    **extra,
+                    "miou": round(scores["miou"], 3),
+                    **{
+                        f"iou/{c}": round(scores[f"iou/{c}"], 3)
+                        for c in ds.classes.names
+                    },
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if args.json:
+                    with open(args.json, "a") as fh:
+                        fh.write(json.dumps(row) + "\n")
     return 0
 
 

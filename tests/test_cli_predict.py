@@ -70,6 +70,29 @@ def test_predict_tif_along_y_with_mc_dropout(tmp_path, files, capsys):
     assert read_mask(out).data.shape == SHAPE
 
 
+def test_predict_with_test_time_augmentation_matches_the_core(tmp_path, files):
+    from napari_xrm_al.core.checkpoint import load_segmenter
+    from napari_xrm_al.core.events import run_to_end
+    from napari_xrm_al.core.predict import predict_volume
+    from napari_xrm_al.io.volumes import open_volume
+
+    out = tmp_path / "pred.zarr"
+    assert predict(files, out, "--tta", "dihedral", "--precision", "float32") == 0
+    model, ckpt = load_segmenter(files["model"])
+    expected = np.zeros(SHAPE, np.uint8)
+    data = open_volume(files["image"]).data
+    run_to_end(
+        predict_volume(
+            model, ckpt, data, out=expected, precision="float32", tta="dihedral"
+        )
+    )
+    plain = np.zeros(SHAPE, np.uint8)
+    run_to_end(predict_volume(model, ckpt, data, out=plain, precision="float32"))
+    written = np.asarray(read_mask(out).data)
+    np.testing.assert_array_equal(written, expected)
+    assert (written != plain).any()  # the averaging did change some pixels
+
+
 @pytest.mark.parametrize(
     ("change", "out_name", "words"),
     [

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_xrm_al import __version__
+from napari_xrm_al.core.process_memory import import_monai_lean, limit_malloc_arenas
 from napari_xrm_al.errors import XrmError
 
 PROG = "napari-xrm-al"
@@ -64,6 +65,9 @@ def error(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    # Before any thread or MONAI import: lower the peak memory of headless jobs.
+    limit_malloc_arenas()
+    import_monai_lean()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -343,3 +343,18 @@ def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
     big_bytes = depths["big.zarr"] * 256 * 256 * 4
     assert growth < big_bytes / 4, f"peak memory grew by {growth / 2**20:.1f} MiB"
     assert read_mask(tmp_path / "out" / "big.zarr").data.shape == (128, 256, 256)
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(10**9, 1), (1, 12 // 4 + 1)])
+def test_large_batches_return_memory_after_each_batch(
+    model_ckpt, volume, monkeypatch, threshold, expected
+):
+    """Small batches trim the heap once per slab; large ones after every batch."""
+    from napari_xrm_al.core import predict as predict_module
+
+    calls = []
+    monkeypatch.setattr(predict_module, "trim_heap", lambda: calls.append(1))
+    monkeypatch.setattr(predict_module, "TRIM_EACH_BATCH_PIXELS", threshold)
+    model, ckpt = model_ckpt
+    predict(model, ckpt, volume, batch_size=4, summaries=False)
+    assert len(calls) == expected  # one slab of 12 slices, 3 batches

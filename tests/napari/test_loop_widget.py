@@ -168,6 +168,11 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert uncertainty.shape == SHAPE and uncertainty.dtype == np.uint8
     assert uncertainty.max() > 0
     assert (session.folder / "prediction.zarr").is_dir()
+    assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "none"
+    dock.predict.tta_check.setChecked(True)
+    wait(qtbot, dock, dock.predict.start())
+    assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "flips"
+    labels = np.asarray(viewer.layers[f"{IMAGE} prediction"].data)
     out = tmp_path / "mask.ome.zarr"
     wait(qtbot, dock, dock.predict.export(str(out)))
     assert dock.predict.last_export == out

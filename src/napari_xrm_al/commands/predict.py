@@ -13,7 +13,7 @@ from napari_xrm_al.commands._engine import open_image, progress_printer, setup_t
 from napari_xrm_al.core.checkpoint import load_segmenter
 from napari_xrm_al.core.distributed import predict_volume_dask
 from napari_xrm_al.core.events import Progress, run_to_end
-from napari_xrm_al.core.inference import PRECISIONS
+from napari_xrm_al.core.inference import PRECISIONS, TTA_MODES
 from napari_xrm_al.core.predict import (
     DEFAULT_MAX_MEMORY,
     PredictionResult,
@@ -77,6 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "support when it agrees with float32, else float32)",
     )
     parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="test-time augmentation: average over the 4 flips (about 4x the "
+        "time) or the 8 flips and rotations (8x) of each slice; slightly more "
+        "accurate (default: %(default)s)",
+    )
+    parser.add_argument(
         "--max-memory",
         type=int,
         default=DEFAULT_MAX_MEMORY // 2**20,
@@ -133,8 +141,10 @@ def _options(args: argparse.Namespace) -> dict:
         "uncertainty_out": args.uncertainty,
         "probabilities_out": args.probabilities,
         "mc_samples": args.mc_samples,
+        "summaries": args.mc_samples > 1,  # only BALD is reported
         "device": args.device,
         "precision": args.precision,
+        "tta": args.tta,
         "max_memory": args.max_memory * 2**20,
     }
 
@@ -183,7 +193,6 @@ def _predict_dask(
                 client=client,
                 n_workers=args.dask_workers or 1,
                 torch_threads=args.threads,
-                summaries=args.mc_samples > 1,
                 provenance=provenance,
                 **_options(args),
             )

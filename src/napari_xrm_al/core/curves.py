@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from napari_xrm_al.io.atomic import atomic_path
 
@@ -103,6 +102,8 @@ def summary_table(result: dict[str, Any]) -> str:
 
 def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
     """mIoU and rare-class IoU against labelled slices (mean ± std over seeds)."""
+    from matplotlib.figure import Figure  # only here: ~40 MB of resident memory
+
     curves = learning_curves(result)
     rare = result["rare_class"]
     fig = Figure(figsize=(11, 4.2), layout="constrained")

@@ -232,6 +232,7 @@ def predict_volume_dask(
     embeddings: bool = False,
     device: str | None = None,
     precision: str = "auto",
+    tta: str = "none",
     max_memory: int = DEFAULT_MAX_MEMORY,
     seed: int = 0,
     provenance: dict[str, Any] | None = None,
@@ -256,7 +257,7 @@ def predict_volume_dask(
         Slices per task, rounded up to whole output chunks and batches
         (:func:`part_size`).
     axis, batch_size, mc_samples, summaries, embeddings, device, precision, \
-max_memory, seed, provenance
+tta, max_memory, seed, provenance
         As in :func:`~napari_xrm_al.core.predict.predict_volume` (but
         summaries are off by default); ``'auto'`` precision is resolved once,
         on a worker, and used by every task.
@@ -331,6 +332,7 @@ max_memory, seed, provenance
             "embeddings": embeddings,
             "device": device,
             "precision": precision,
+            "tta": tta,
             "max_memory": max_memory,
             "seed": seed,
         }

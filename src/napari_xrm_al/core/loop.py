@@ -219,12 +219,14 @@ def predict_session(
     image_data: Any,
     *,
     uncertainty: bool = False,
+    tta: str = "none",
     device: str | torch.device | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Predict the whole scan with the latest model into the session folder.
 
     ``prediction.zarr`` (and ``uncertainty.zarr``) replace the previous ones
-    only when the run completes.
+    only when the run completes. ``tta``: test-time augmentation
+    (:data:`~napari_xrm_al.core.inference.TTA_MODES`).
     """
     model_path = session.latest_model
     if model_path is None:
@@ -240,7 +242,12 @@ def predict_session(
         uncertainty_out=uncertainty_path,
         summaries=False,
         device=device,
-        provenance={**_provenance(session), "model": session.relative(model_path)},
+        tta=tta,
+        provenance={
+            **_provenance(session),
+            "model": session.relative(model_path),
+            "tta": tta,
+        },
     )
     return Prediction(
         labels=zarr.open_array(labels_path, mode="r"),

@@ -18,14 +18,10 @@ per slab along ``y`` or ``x``).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import sys
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +34,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
+from napari_xrm_al.core.process_memory import trim_heap
 from napari_xrm_al.core.slices import (
     axis_index,
     axis_name,
@@ -57,6 +54,10 @@ from napari_xrm_al.io.volumes import chunk_shape
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20
+#: Batches of at least this many pixels return freed memory after each batch,
+#: smaller ones once per slab: large buffers fragment glibc's heap (+100 MB of
+#: peak on 1024² slices), while trimming often costs time on small ones.
+TRIM_EACH_BATCH_PIXELS = 2**20
 #: Slabs cover at least this many slices when memory allows (fewer re-reads
 #: of context neighbours on page-per-slice TIFF stacks).
 MIN_SLAB = 32
@@ -186,27 +187,6 @@ def _stacks(
     return planes[np.searchsorted(needed, wanted)]
 
 
-@cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the system after each slab (glibc).
-
-    Without it, glibc keeps the freed buffers of earlier batches in fragmented
-    arenas and the peak memory of a long prediction creeps up with the volume.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def _mc_bald(
     engine: SliceInference, x: torch.Tensor, samples: int, seed: int
 ) -> np.ndarray:
@@ -311,6 +291,7 @@ def predict_volume(
     indices: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    tta: str = "none",
     max_memory: int = DEFAULT_MAX_MEMORY,
     seed: int = 0,
     voxel_size: tuple[float, ...] | None = None,
@@ -341,8 +322,9 @@ def predict_volume(
         Compute per-slice summaries, and encoder embeddings in them.
     indices
         Slices to predict (default all); e.g. acquisition scoring a subset.
-    device, precision
-        See :class:`~napari_xrm_al.core.inference.SliceInference`.
+    device, precision, tta
+        See :class:`~napari_xrm_al.core.inference.SliceInference`; ``tta``
+        (test-time augmentation) multiplies the cost by 4 or 8.
     max_memory
         Bytes one slab may hold (the volume is never read whole).
     seed
@@ -368,7 +350,8 @@ def predict_volume(
     per_slice = per_slice_bytes(hw, data.dtype, n_classes)
     slab = slab_size(data, ax, batch, per_slice, int(max_memory))
     per_plane = chunk_shape(data)[ax] == 1
-    engine = SliceInference(model, ckpt.normalisation, device, precision)
+    trim_each_batch = batch * math.prod(hw) >= TRIM_EACH_BATCH_PIXELS
+    engine = SliceInference(model, ckpt.normalisation, device, precision, tta)
     outputs = open_outputs(
         ckpt,
         shape,
@@ -414,6 +397,9 @@ def predict_volume(
                         stats.label.flatten().cpu().numpy(), minlength=n_classes
                     )
                     done += len(x)
+                    del x, stats
+                    if trim_each_batch:
+                        trim_heap()
                     elapsed = time.perf_counter() - t0
                     yield Progress(
                         "predict",
@@ -424,7 +410,7 @@ def predict_volume(
                     )
                 outputs.flush(group)
                 del planes
-                _trim_heap()
+                trim_heap()
         outputs.commit()
     except BaseException:
         outputs.abort()
@@ -453,6 +439,7 @@ def predict_slices(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
+    tta: str = "none",
 ) -> np.ndarray:
     """Class probabilities ``(N, C, H, W)`` (float32) of slices ``indices``, in order.
 
@@ -462,7 +449,7 @@ def predict_slices(
     ax = axis_index(ckpt.axis if axis is None else axis)
     raw = read_slices(data, indices, ax, ckpt.model_config.context)
     batch = int(batch_size or default_batch_size(raw.shape[-2:]))
-    with SliceInference(model, ckpt.normalisation, device, precision) as engine:
+    with SliceInference(model, ckpt.normalisation, device, precision, tta) as engine:
         if engine.precision is None and len(raw):
             middle = len(raw) // 2
             engine.calibrate(engine.prepare(raw[middle : middle + batch]))

@@ -5,8 +5,10 @@ annotated). Training draws random crops from those slices only, centring a
 share of them on pixels of the rarest labelled classes, augments them on the
 batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
 loss over annotated pixels only, with AdamW and a warm-up + cosine learning
-rate. The number of steps grows with the number of labelled slices; an optional
-time budget ends training early (the schedule follows whichever ends first).
+rate. Labelled rare-class objects are also pasted into crops
+(:mod:`~napari_xrm_al.core.rare_paste`). The number of steps grows with the
+number of labelled slices; an optional time budget ends training early (the
+schedule follows whichever ends first).
 Every run starts from the pretrained encoder when one is given (method.md).
 The best weights seen (validation mIoU when validation slices are given, else
 the lowest smoothed loss) are what is returned, and what is saved when the
@@ -32,6 +34,7 @@ from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.metrics import confusion_matrix, scores
 from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, snapshot
 from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
 
@@ -74,6 +77,10 @@ class TrainConfig(NetworkSettings):
         Cross-entropy class weights ∝ labelled frequency^-power (0 = unweighted).
     rare_crop_fraction
         Share of crops centred on pixels of rarer classes (class picked ∝ frequency^-½).
+    rare_paste
+        Share of crops into which labelled objects of the rare classes are pasted
+        onto their surrounding class (copy-paste, see
+        :mod:`~napari_xrm_al.core.rare_paste`; 0 = off).
     augment
         Data augmentation strengths.
     validate_every
@@ -95,6 +102,7 @@ class TrainConfig(NetworkSettings):
     loss: str = "dice_ce"
     class_weight_power: float = 0.5
     rare_crop_fraction: float = 0.5
+    rare_paste: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     validate_every: int | None = None
     loss_smoothing: float = 0.95
@@ -223,6 +231,11 @@ def train(
         if validation is not None
         else None
     )
+    stamps = (
+        cut_stamps(data.images, data.labels, classes.rare_ids)
+        if config.rare_paste > 0
+        else []
+    )
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
     opt = torch.optim.AdamW(
@@ -280,6 +293,7 @@ def train(
             x, y = data.batch(
                 config.batch_size, config.crop_size, config.rare_crop_fraction, rng
             )
+            paste_stamps(x, y, stamps, config.rare_paste, rng)
             x, y = augment_pair(
                 torch.from_numpy(norm.apply(x)),
                 torch.from_numpy(y),

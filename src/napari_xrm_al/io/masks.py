@@ -27,12 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import dask.array as da
 import numpy as np
 import tifffile
 import zarr
-from ome_zarr.format import CurrentFormat
-from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 from zarr.codecs import BloscCodec
 
 from napari_xrm_al import __version__
@@ -289,6 +286,10 @@ def _write_ome_metadata(
     root: Path, name: str, classes: ClassTable, voxel_size: tuple[float, ...] | None
 ) -> None:
     """NGFF ``multiscales`` + ``image-label`` metadata through ome-zarr's writers."""
+    # Imported here: ome-zarr's writer pulls in scikit-image and dask (~80 MB).
+    from ome_zarr.format import CurrentFormat
+    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
     fmt = CurrentFormat()
     labels = zarr.open_group(root / "labels", mode="r+")
     label = labels[name]
@@ -374,6 +375,8 @@ def write_mask(
     A dask or zarr input is never loaded whole: blocks are computed and written
     one at a time. Returns the final path.
     """
+    import dask.array as da  # only here: the predict command never needs it
+
     writer = MaskWriter(
         path,
         tuple(labels.shape),

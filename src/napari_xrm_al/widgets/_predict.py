@@ -91,6 +91,11 @@ class PredictSection(QWidget):
             "Also show where the model is unsure (pixel entropy, 0..1) as an "
             "overlay: good places to check or paint."
         )
+        self.tta_check = QCheckBox("Test-time augmentation")
+        self.tta_check.setToolTip(
+            "Average the predictions of each slice and its 4 flips: a little "
+            "more accurate (about +0.01 mIoU on the sample), about 4x the time."
+        )
         self.controls = JobControls(dock.runner, "Predict volume")
         self.format_combo = QComboBox()
         self.format_combo.addItems(list(FORMATS))
@@ -116,6 +121,7 @@ class PredictSection(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         layout.addWidget(self.uncertainty_check)
+        layout.addWidget(self.tta_check)
         layout.addWidget(self.controls)
         layout.addLayout(form)
         layout.addWidget(self.export_controls)
@@ -152,7 +158,10 @@ class PredictSection(QWidget):
         return self.controls.run(
             "Predicting",
             predict_session(
-                session, data, uncertainty=self.uncertainty_check.isChecked()
+                session,
+                data,
+                uncertainty=self.uncertainty_check.isChecked(),
+                tta="flips" if self.tta_check.isChecked() else "none",
             ),
             on_done=self.show_prediction,
         )

@@ -67,6 +67,15 @@ TRAIN_FIELDS = (
         advanced=True,
     ),
     Field(
+        "rare_paste",
+        "Rare-object pasting",
+        0.0,
+        1.0,
+        0.1,
+        decimals=2,
+        advanced=True,
+    ),
+    Field(
         "class_weight_power",
         "Class weight power",
         0.0,
