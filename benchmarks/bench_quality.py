@@ -26,7 +26,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets sample,xct-soc]
         [--methods rf,scratch,pretrained,full] [--threads 2] [--budget S]
-        [--tta none,flips] [--json results.json]
+        [--rare-paste P] [--tta none,flips] [--json results.json]
 """
 
 from __future__ import annotations
@@ -216,13 +216,16 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, help="training time budget (s)")
     parser.add_argument("--json", help="append results (JSON lines) to this file")
     parser.add_argument(
+        "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
+    )
+    parser.add_argument(
         "--tta",
         default="none,flips",
         help="test-time augmentation modes to score our models with",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = TrainConfig(time_budget_s=args.budget)
+    config = TrainConfig(time_budget_s=args.budget, rare_paste=args.rare_paste)
     rows = []
     for name in args.datasets.split(","):
         ds = load(name)

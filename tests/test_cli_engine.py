@@ -58,6 +58,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         str(enc),
         "--out",
         str(model_path),
+        "--rare-paste",
+        "0.5",
         *FAST,
     ]
     assert main(args) == 0
@@ -70,6 +72,7 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     )
     assert ckpt.provenance["labels_path"] == str(scan["labels"])
     assert ckpt.model_config.features == encoder.model_config.features
+    assert ckpt.history["config"]["rare_paste"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,7 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         (["--slices", "3,x"], "--slices must be"),
         (["--init", "missing.pt"], "missing.pt: does not exist"),
         (["--steps", "0"], "--steps must be at least 1"),
+        (["--rare-paste", "2"], "--rare-paste must be between 0 and 1"),
     ],
 )
 def test_train_errors_are_one_line(tmp_path, scan, capsys, extra, message):

@@ -22,7 +22,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.losses import LOSSES
 from napari_xrm_al.core.train import TrainConfig, train
-from napari_xrm_al.errors import InputError
+from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.masks import read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
 
@@ -78,6 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=TrainConfig().loss,
         help="loss (default: %(default)s)",
     )
+    parser.add_argument(
+        "--rare-paste",
+        type=float,
+        default=TrainConfig().rare_paste,
+        metavar="P",
+        help="share of training crops into which labelled rare objects (voids) are "
+        "pasted, 0..1: helps when very few are labelled (default: %(default)s = off)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -128,7 +136,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = run_overrides(args)
     if init is None:
         overrides.update(model_overrides(args))
-    config = dataclasses.replace(TrainConfig(loss=args.loss), **overrides)
+    if not 0.0 <= args.rare_paste <= 1.0:
+        raise XrmError(f"--rare-paste must be between 0 and 1, got {args.rare_paste}.")
+    config = dataclasses.replace(
+        TrainConfig(loss=args.loss, rare_paste=args.rare_paste), **overrides
+    )
     slices = parse_slices(args.slices)
     validation = (
         (volume.data, labels, parse_slices(args.val_slices))
