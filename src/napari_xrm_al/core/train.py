@@ -5,10 +5,10 @@ annotated). Training draws random crops from those slices only, centring a
 share of them on pixels of the rarest labelled classes, augments them on the
 batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
 loss over annotated pixels only, with AdamW and a warm-up + cosine learning
-rate. Labelled rare-class objects are also pasted into crops
-(:mod:`~napari_xrm_al.core.rare_paste`). The number of steps grows with the
-number of labelled slices; an optional time budget ends training early (the
-schedule follows whichever ends first).
+rate. Optionally (``rare_paste``, off by default), labelled rare-class objects
+are pasted into crops (:mod:`~napari_xrm_al.core.rare_paste`). The number of
+steps grows with the number of labelled slices; an optional time budget ends
+training early (the schedule follows whichever ends first).
 Every run starts from the pretrained encoder when one is given (method.md).
 The best weights seen (validation mIoU when validation slices are given, else
 the lowest smoothed loss) are what is returned, and what is saved when the
