@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,44 @@ def test_first_picks_start_from_labelled_slices() -> None:
     assert picks[0].slice // 10 == 2  # the only cluster without a labelled slice
     assert all(abs(p.slice - s) >= 3 for p in picks for s in (3, 14))
     assert scores[3] == 0.0 and scores[14] == 0.0
+
+
+def test_batch_fills_a_thin_rare_layer_that_greedy_picks_would_waste() -> None:
+    # A rare layer in slices 63..69, best at 67. Taking 67 first, then 64 (greedy)
+    # leaves no room for a third layer slice; 63, 66, 69 fit three.
+    index = np.arange(100)
+    scores = np.zeros(100)
+    scores[63:70] = [0.5, 0.8, 0.9, 0.95, 1.0, 0.7, 0.5]
+    picks = pick_batch(index, scores, 3, min_distance=3)
+    assert sorted(p.slice for p in picks) == [63, 66, 69]
+    assert [p.slice for p in picks][0] == 66  # best score first
+    assert [p.rank for p in picks] == [1, 2, 3]
+
+
+def test_batch_is_the_best_spaced_subset_by_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(4, 13))
+        index = np.sort(rng.choice(40, n, replace=False))
+        scores = rng.random(n).round(1)
+        labelled = [int(s) for s in rng.choice(40, int(rng.integers(0, 3)))]
+        k, gap = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        picked = [
+            p.slice
+            for p in pick_batch(index, scores, k, labelled=labelled, min_distance=gap)
+        ]
+        free = [i for i in range(n) if all(abs(index[i] - s) >= gap for s in labelled)]
+        feasible = [
+            c
+            for m in range(k + 1)
+            for c in itertools.combinations(free, m)
+            if all(index[b] - index[a] >= gap for a, b in itertools.pairwise(c))
+        ]
+        most = max(len(c) for c in feasible)
+        best = max(sum(scores[list(c)]) for c in feasible if len(c) == most)
+        assert len(picked) == most, trial
+        assert len(set(picked)) == len(picked)
+        rows = [int(np.flatnonzero(index == s)[0]) for s in picked]
+        assert np.isclose(scores[rows].sum(), best), trial
+        assert all(abs(a - b) >= gap for a, b in itertools.combinations(picked, 2))
+        assert all(abs(a - s) >= gap for a in picked for s in labelled)
