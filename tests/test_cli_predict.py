@@ -13,7 +13,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.sample import make_hbm_sample, write_sample
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (12, 48, 40)
 

@@ -15,7 +15,7 @@ from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.model import ModelConfig
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import open_volume
 
 distributed = pytest.importorskip("distributed")

@@ -26,7 +26,7 @@ from napari_xrm_al.core.summaries import (
     summarise,
 )
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (12, 40, 36)
 

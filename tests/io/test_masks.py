@@ -15,12 +15,11 @@ import zarr
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.mask_reader import is_mask_store, read_mask
 from napari_xrm_al.io.masks import (
     ATTRS_KEY,
     MaskWriter,
-    is_mask_store,
     mask_format_for,
-    read_mask,
     write_mask,
 )
 

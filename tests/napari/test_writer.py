@@ -16,7 +16,7 @@ from napari_xrm_al._napari.writer import (
     write_zarr_labels,
 )
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 
 
 @pytest.fixture

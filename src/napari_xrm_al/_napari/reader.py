@@ -77,7 +77,7 @@ def _mask_layer(path: str) -> LayerData:
     from napari.utils.colormaps import DirectLabelColormap
 
     from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
-    from napari_xrm_al.io.masks import read_mask
+    from napari_xrm_al.io.mask_reader import read_mask
 
     mask = read_mask(path)
     meta: dict[str, Any] = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import (
     Volume,
     is_mask,

@@ -14,7 +14,7 @@ from napari_xrm_al.core.metrology import (
     iter_measure_bumps,
     write_bumps_csv,
 )
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume
 
 

@@ -23,7 +23,7 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.losses import LOSSES
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.masks import read_mask
+from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
 
 

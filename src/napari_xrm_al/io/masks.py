@@ -1,4 +1,4 @@
-"""Writing and reading label masks (annotations and predictions).
+"""Writing label masks (annotations and predictions).
 
 Masks hold annotation ids: ``0`` = not labelled, ``1..C`` = the classes of a
 :class:`~napari_xrm_al.core.classes.ClassTable`. Three formats are written,
@@ -16,6 +16,7 @@ Every format carries the same :data:`ATTRS_KEY` record: the class table
 provenance. Masks are written slab by slab (:class:`MaskWriter`) into a hidden
 sibling and renamed into place on commit, so a volume larger than memory can be
 exported and a crash never leaves half a mask under the final name.
+:mod:`~napari_xrm_al.io.mask_reader` opens them again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -34,7 +34,7 @@ from zarr.codecs import BloscCodec
 
 from napari_xrm_al import __version__
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import AtomicTarget, json_default
 
 MaskFormat = Literal["ome-zarr", "zarr", "tiff"]
@@ -397,93 +397,3 @@ def write_mask(
         # writer out of any distributed scheduler.
         da.store(source, writer, lock=True, scheduler="threads")
     return writer.path
-
-
-@dataclass
-class Mask:
-    """A mask read back from disk; ``data`` is lazy (a read-only zarr array)."""
-
-    path: Path
-    data: zarr.Array
-    classes: ClassTable
-    voxel_size: tuple[float, ...] | None
-    name: str
-    provenance: dict[str, Any]
-    fmt: MaskFormat
-
-
-def read_mask(path: Path | str) -> Mask:
-    """Open a mask written by napari-xrm-al (any of the three formats).
-
-    ``path`` may also be the ``labels/<name>`` group inside an OME-Zarr mask.
-    Raises :class:`InputError` when ``path`` is missing, unreadable or not such a mask.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "does not exist")
-    try:
-        if path.is_dir():
-            data, attrs, fmt = _open_zarr_mask(path)
-        else:
-            data, attrs, fmt = _open_tiff_mask(path)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise InputError(path, f"cannot be read as a mask ({exc})") from None
-    if not isinstance(attrs, dict) or attrs.get("kind") != "mask":
-        raise InputError(
-            path,
-            f"is not a napari-xrm-al mask (no '{ATTRS_KEY}' mask record in its metadata)",
-        )
-    try:
-        classes = ClassTable.from_dict(attrs)
-    except XrmError as exc:
-        raise InputError(path, f"has an unusable class table: {exc}") from None
-    if data.ndim not in (2, 3) or data.dtype.kind not in "iu":
-        raise InputError(
-            path, f"holds a {data.ndim}D {data.dtype} array, not a 2D/3D integer mask"
-        )
-    voxel = attrs.get("voxel_size")
-    return Mask(
-        path=path,
-        data=data,
-        classes=classes,
-        voxel_size=tuple(float(v) for v in voxel) if voxel else None,
-        name=str(attrs.get("name", path.stem)),
-        provenance=dict(attrs.get("provenance") or {}),
-        fmt=fmt,
-    )
-
-
-def _open_zarr_mask(path: Path) -> tuple[zarr.Array, Any, MaskFormat]:
-    node = zarr.open(path, mode="r")
-    if isinstance(node, zarr.Array):
-        return node, node.attrs.get(ATTRS_KEY), "zarr"
-    ome = node.attrs.get("ome", {})
-    if "image-label" not in ome:  # the store root: go to the labels group it names
-        record = node.attrs.get(ATTRS_KEY)
-        if not isinstance(record, dict) or "name" not in record:
-            return node, None, "ome-zarr"
-        name = record["name"]
-        node = node["labels"][name]
-        ome = node.attrs["ome"]
-    array = node[ome["multiscales"][0]["datasets"][0]["path"]]
-    if not isinstance(array, zarr.Array):
-        raise ValueError(f"{array.name} is a group, not an array")
-    return array, node.attrs.get(ATTRS_KEY), "ome-zarr"
-
-
-def _open_tiff_mask(path: Path) -> tuple[zarr.Array, Any, MaskFormat]:
-    with tifffile.TiffFile(path) as tif:  # TiffFileError is a ValueError
-        properties = (tif.imagej_metadata or {}).get("Properties") or {}
-    text = properties.get(ATTRS_KEY)
-    attrs = json.loads(text) if text else None
-    data = zarr.open_array(tifffile.imread(path, aszarr=True), mode="r")
-    return data, attrs, "tiff"
-
-
-def is_mask_store(path: Path | str) -> bool:
-    """Whether ``path`` is a mask :func:`read_mask` can open; never raises."""
-    try:
-        read_mask(path)
-    except Exception:  # noqa: BLE001 - a yes/no probe must not fail on odd files
-        return False
-    return True

@@ -388,7 +388,7 @@ def open_volume(
 
 def is_mask(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a mask written by napari-xrm-al (a quiet probe)."""
-    from napari_xrm_al.io.masks import is_mask_store
+    from napari_xrm_al.io.mask_reader import is_mask_store
 
     with captured_log("tifffile"):  # a broken TIFF is reported by open_volume
         return is_mask_store(path)
