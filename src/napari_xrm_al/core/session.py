@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -42,6 +41,7 @@ from napari_xrm_al import __version__
 from napari_xrm_al.core import session_schema as schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import SessionLock
+from napari_xrm_al.core.session_annotations import ANNOTATIONS, SessionAnnotations
 from napari_xrm_al.core.session_schema import CycleRecord, ImageRef, NewerSessionError
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
@@ -50,9 +50,6 @@ from napari_xrm_al.io.atomic import atomic_write_text, json_default
 SESSION_FILE = "session.json"
 #: The previous version of ``session.json``, kept for when it is damaged.
 BACKUP_FILE = "session.json.bak"
-ANNOTATIONS = "annotations.zarr"
-#: Where damaged annotation chunks are moved on reopening.
-DAMAGED = "damaged"
 SUFFIX = ".xrmal"
 
 log = logging.getLogger(__name__)
@@ -64,7 +61,7 @@ def default_session_dir(image_path: str | Path) -> Path:
     return path.with_name(path.name.rstrip("/") + SUFFIX)
 
 
-class Session:
+class Session(SessionAnnotations):
     """An open active-learning session folder.
 
     Use :meth:`create` or :meth:`open`; every mutating method saves at once.
@@ -266,119 +263,6 @@ class Session:
             atomic_write_text(self.folder / BACKUP_FILE, self._saved_text)
         atomic_write_text(self.folder / SESSION_FILE, text)
         self._saved_text = text
-
-    # -- annotations -------------------------------------------------------
-    @property
-    def annotations(self) -> zarr.Array:
-        """The annotation volume, opened for reading and writing."""
-        if self._annotations is None:
-            path = self.folder / ANNOTATIONS
-            try:
-                array = zarr.open_array(path, mode="r+")
-            except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-                raise InputError(
-                    path, f"cannot be opened as the annotation volume ({exc})"
-                ) from None
-            if tuple(array.shape) != tuple(self.image.shape):
-                raise InputError(
-                    path,
-                    f"has shape {tuple(array.shape)}, not the image's "
-                    f"{tuple(self.image.shape)}",
-                )
-            self._annotations = array
-        return self._annotations
-
-    def slice_key(self, index: int) -> tuple[slice | int, ...]:
-        """Numpy key selecting slice ``index`` along the session axis."""
-        key: list[slice | int] = [slice(None)] * 3
-        key[axis_index(self.axis)] = int(index)
-        return tuple(key)
-
-    def chunk_path(self, index: int) -> Path:
-        """The file holding slice ``index`` of the annotations (one chunk per slice)."""
-        coords = [0, 0, 0]
-        coords[axis_index(self.axis)] = int(index)
-        key = self.annotations.metadata.encode_chunk_key(tuple(coords))
-        return self.folder / ANNOTATIONS / key
-
-    def read_slice(self, index: int) -> np.ndarray:
-        """Annotation ids of one slice; :class:`InputError` if its file is damaged."""
-        try:
-            return np.asarray(self.annotations[self.slice_key(index)])
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
-            raise InputError(
-                self.chunk_path(index),
-                f"holds slice {index} of the annotations but is damaged ({exc})",
-            ) from None
-
-    def load_slice(self, index: int) -> np.ndarray:
-        """:meth:`read_slice`, but a damaged slice is set aside and reads as empty.
-
-        The damaged chunk is moved to ``damaged/``, the slice is no longer
-        done, and a message goes to :attr:`warnings`; no other slice is lost.
-        """
-        try:
-            return self.read_slice(index)
-        except InputError as exc:
-            if not self.chunk_path(index).is_file():
-                raise
-            self._set_aside(index, exc)
-            return self.read_slice(index)
-
-    def read_all(self) -> np.ndarray:
-        """The whole annotation volume, damaged slices set aside (:meth:`load_slice`)."""
-        try:
-            return np.asarray(self.annotations[...])
-        except (OSError, ValueError, TypeError, RuntimeError):
-            pass
-        out = np.zeros(self.image.shape, self.annotations.dtype)
-        for index in range(self.image.shape[axis_index(self.axis)]):
-            out[self.slice_key(index)] = self.load_slice(index)
-        return out
-
-    def _set_aside(self, index: int, exc: InputError) -> None:
-        source = self.chunk_path(index)
-        target = (
-            self.folder / DAMAGED / f"slice-{index}-{schema.now().replace(':', '')}"
-        )
-        target.parent.mkdir(exist_ok=True)
-        os.replace(source, target)
-        was_done = index in self.done
-        message = (
-            f"{exc} It was moved to {target}; slice {index} is now empty"
-            + (" and no longer marked done" if was_done else "")
-            + ", so paint it again."
-        )
-        self.warnings.append(message)
-        log.warning(message)
-        if was_done:
-            self.mark_done(index, False)
-
-    def write_slice(self, index: int, values: np.ndarray) -> None:
-        """Store the annotation of one slice (values outside 0..C rejected)."""
-        values = np.asarray(values)
-        if values.size and (values.min() < 0 or values.max() > len(self.classes)):
-            raise XrmError(
-                f"Annotation values must be 0 (not annotated) or 1..{len(self.classes)}; "
-                f"got {int(values.min())}..{int(values.max())}."
-            )
-        self.annotations[self.slice_key(index)] = values.astype(self.annotations.dtype)
-
-    def annotated_slices(self) -> list[int]:
-        """Slices holding any annotated pixel (done or not)."""
-        ax = axis_index(self.axis)
-        counts = np.zeros(self.image.shape[ax], dtype=np.int64)
-        for i in range(len(counts)):
-            counts[i] = np.count_nonzero(self.read_slice(i))
-        return [int(i) for i in np.flatnonzero(counts)]
-
-    def labelled_counts(self) -> np.ndarray:
-        """``(C,)`` annotated pixels per class over the slices marked done."""
-        counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
-        for i in self.done:
-            values = self.read_slice(i)
-            counts += np.bincount(values.ravel(), minlength=len(counts))[: len(counts)]
-        return counts[1:]
 
     # -- bookkeeping ---------------------------------------------------------
     def mark_done(self, index: int, done: bool = True) -> None:
