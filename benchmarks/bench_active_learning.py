@@ -176,6 +176,10 @@ def main() -> None:
         full_supervision=args.full_supervision,
     )
     started = time.time()
+    # The commit the run starts from (HEAD may move while it runs).
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
 
     def show(event) -> None:
         if event.stage == "simulate":
@@ -189,9 +193,7 @@ def main() -> None:
         "machine": machine(),
         "load_after": os.getloadavg()[0],
         "seconds": round(time.time() - started, 1),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit,
     }
     report(result, args)
 
@@ -200,9 +202,15 @@ def merge(results: list[dict]) -> dict:
     """One result from runs of the same benchmark with different seeds."""
     merged = {**results[0], "runs": [r for res in results for r in res["runs"]]}
     merged["benchmark"] = [res["benchmark"] for res in results]
-    for res in results:
-        if "full_supervision" in res:
-            merged["full_supervision"] = res["full_supervision"]
+    fulls = [res["full_supervision"] for res in results if "full_supervision" in res]
+    if fulls:
+        # The reference of several seeds: mean scores, with the spread of mIoU.
+        merged["full_supervision"] = {
+            "miou": float(np.mean([f["miou"] for f in fulls])),
+            "iou": {c: float(np.mean([f["iou"][c] for f in fulls])) for c in fulls[0]["iou"]},
+            "miou_std": float(np.std([f["miou"] for f in fulls])),
+            "n_runs": len(fulls),
+        }  # fmt: skip
     return merged
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from napari_xrm_al.core import rare_paste
 from napari_xrm_al.core import train as train_module
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.rare_paste import RING, cut_stamps, paste_stamps
@@ -95,24 +93,3 @@ def test_training_pastes_rare_objects(
     )
     assert len(seen) == config.n_steps(3)
     assert all(n > 0 and p == 0.7 for n, p in seen)
-
-
-def test_pasted_copies_vary_in_size(monkeypatch):
-    """With a size range, copies of one 3×3 object come out smaller and larger."""
-    monkeypatch.setattr(rare_paste, "SCALE_RANGE", (0.5, 2.0))
-    images, labels = _slice_with_objects()
-    stamps = cut_stamps(images, labels, [RARE])
-    crops = np.zeros((40, 2, 32, 32), np.float32)
-    crop_labels = np.full((40, 32, 32), HOST, np.int16)
-    rng = np.random.default_rng(1)
-    sizes = set()
-    for crop, crop_label in zip(crops, crop_labels, strict=True):
-        paste_stamps(crop[None], crop_label[None], stamps, 1.0, rng)
-        objects, n = ndi.label(crop_label == RARE)
-        sizes.update(np.bincount(objects.ravel())[1:].tolist())
-    assert min(sizes) < 9 < max(sizes)
-    # Grey values travel with the labels (interpolated linearly, so the
-    # object's edge pixels lie between the object's and the ring's values).
-    values = crops[:, 1][crop_labels == RARE]
-    assert ((values >= 10.0 + HOST) & (values <= 10.0 + RARE)).all()
-    assert np.median(values) == 10.0 + RARE

@@ -26,8 +26,6 @@ from scipy import ndimage as ndi
 RING = 1
 #: Most objects pasted into one crop.
 MAX_PER_CROP = 3
-#: Range of the random size factor of each pasted copy (log-uniform).
-SCALE_RANGE = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -100,19 +98,6 @@ def _place(host: np.ndarray, need: np.ndarray, rng) -> tuple[int, int] | None:
     return r, c
 
 
-def _rescaled(
-    image: np.ndarray, labels: np.ndarray, footprint: np.ndarray, factor: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A stamp resized by ``factor`` (grey values linear, labels nearest)."""
-    h, w = labels.shape
-    zoom = (max(1, round(h * factor)) / h, max(1, round(w * factor)) / w)
-    return (
-        ndi.zoom(image, (1, *zoom), order=1),
-        ndi.zoom(labels, zoom, order=0),
-        ndi.zoom(footprint, zoom, order=0),
-    )
-
-
 def paste_stamps(
     images: np.ndarray,
     labels: np.ndarray,
@@ -139,9 +124,6 @@ def paste_stamps(
                 np.rot90(a[..., ::-1] if flip else a, k, axes=(-2, -1))
                 for a in (stamp.image, stamp.labels, stamp.footprint)
             )
-            if SCALE_RANGE != (1.0, 1.0):
-                factor = float(np.exp(rng.uniform(*np.log(SCALE_RANGE))))
-                img, lab, foot = _rescaled(img, lab, foot, factor)
             host = labels[b] == stamp.host
             obj = foot & (lab != stamp.host)
             at = _place(host, obj, rng)
