@@ -26,7 +26,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets sample,xct-soc]
         [--methods rf,scratch,pretrained,full] [--threads 2] [--budget S]
-        [--rare-paste P] [--tta none,flips] [--json results.json]
+        [--steps N] [--rare-paste P] [--tta none,flips] [--json results.json]
 """
 
 from __future__ import annotations
@@ -214,6 +214,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="rf,scratch,pretrained,full")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, help="training time budget (s)")
+    parser.add_argument(
+        "--steps", type=int, help="training steps (default: TrainConfig's schedule)"
+    )
     parser.add_argument("--json", help="append results (JSON lines) to this file")
     parser.add_argument(
         "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
@@ -225,7 +228,9 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = TrainConfig(time_budget_s=args.budget, rare_paste=args.rare_paste)
+    config = TrainConfig(
+        steps=args.steps, time_budget_s=args.budget, rare_paste=args.rare_paste
+    )
     rows = []
     for name in args.datasets.split(","):
         ds = load(name)
@@ -249,7 +254,9 @@ def main(argv=None) -> int:
                     ckpt, seconds, _ = ours(ds, config, init=encoder)
                 elif method == "full":
                     every = list(range(n_slices(ds.train_image.shape, ds.axis)))
-                    full = dataclasses.replace(config, max_steps=4 * config.max_steps)
+                    full = dataclasses.replace(
+                        config, steps=None, max_steps=4 * config.max_steps
+                    )
                     ckpt, seconds, _ = ours(ds, full, slices=every)
                 else:
                     raise SystemExit(f"unknown method {method!r}")
