@@ -169,9 +169,9 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert uncertainty.max() > 0
     assert (session.folder / "prediction.zarr").is_dir()
     assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "none"
-    dock.predict.tta_check.setChecked(True)
+    dock.predict.tta_combo.setCurrentText("dihedral")
     wait(qtbot, dock, dock.predict.start())
-    assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "flips"
+    assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "dihedral"
     labels = np.asarray(viewer.layers[f"{IMAGE} prediction"].data)
     out = tmp_path / "mask.ome.zarr"
     wait(qtbot, dock, dock.predict.export(str(out)))

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference import TTA_MODES
 from napari_xrm_al.core.loop import learning_curve, predict_session
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import write_mask
@@ -91,10 +92,13 @@ class PredictSection(QWidget):
             "Also show where the model is unsure (pixel entropy, 0..1) as an "
             "overlay: good places to check or paint."
         )
-        self.tta_check = QCheckBox("Test-time augmentation")
-        self.tta_check.setToolTip(
-            "Average the predictions of each slice and its 4 flips: a little "
-            "more accurate (about +0.01 mIoU on the sample), about 4x the time."
+        self.tta_combo = QComboBox()
+        self.tta_combo.addItems(list(TTA_MODES))
+        self.tta_combo.setToolTip(
+            "Test-time augmentation: average each slice's prediction over its 4 "
+            "flips (flips, about 4x the time) or its 8 flips and rotations "
+            "(dihedral, about 8x). A little more accurate: about +0.015 mIoU and "
+            "+0.02 void IoU on the sample."
         )
         self.controls = JobControls(dock.runner, "Predict volume")
         self.format_combo = QComboBox()
@@ -121,7 +125,10 @@ class PredictSection(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         layout.addWidget(self.uncertainty_check)
-        layout.addWidget(self.tta_check)
+        tta_row = QHBoxLayout()
+        tta_row.addWidget(QLabel("Test-time augmentation"))
+        tta_row.addWidget(self.tta_combo, 1)
+        layout.addLayout(tta_row)
         layout.addWidget(self.controls)
         layout.addLayout(form)
         layout.addWidget(self.export_controls)
@@ -161,7 +168,7 @@ class PredictSection(QWidget):
                 session,
                 data,
                 uncertainty=self.uncertainty_check.isChecked(),
-                tta="flips" if self.tta_check.isChecked() else "none",
+                tta=self.tta_combo.currentText(),
             ),
             on_done=self.show_prediction,
         )
