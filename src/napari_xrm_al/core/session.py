@@ -34,14 +34,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zarr
 
 from napari_xrm_al import __version__
 from napari_xrm_al.core import session_schema as schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import SessionLock
-from napari_xrm_al.core.session_annotations import ANNOTATIONS, SessionAnnotations
+from napari_xrm_al.core.session_annotations import (
+    SessionAnnotations,
+    create_annotation_volume,
+    recover_annotation_volume,
+)
 from napari_xrm_al.core.session_schema import CycleRecord, ImageRef, NewerSessionError
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
@@ -140,17 +143,7 @@ class Session(SessionAnnotations):
     ) -> Session:
         (folder / BACKUP_FILE).unlink(missing_ok=True)
         (folder / "models").mkdir(exist_ok=True)
-        chunks = list(image.shape)
-        chunks[ax] = 1
-        zarr.create_array(
-            folder / ANNOTATIONS,
-            shape=image.shape,
-            chunks=tuple(chunks),
-            dtype=np.uint8 if len(classes) < 255 else np.uint16,
-            fill_value=0,
-            dimension_names=("z", "y", "x"),
-            overwrite=True,
-        )
+        create_annotation_volume(folder, image.shape, ax, len(classes))
         session = cls(folder, image, classes, "zyx"[ax])
         session.save()
         return session
@@ -206,10 +199,7 @@ class Session(SessionAnnotations):
             )
             log.warning(warnings[-1])
             session.save()
-        if not (folder / ANNOTATIONS).exists():
-            raise InputError(folder, f"has lost its annotation volume ({ANNOTATIONS})")
-        for partial in (folder / ANNOTATIONS).rglob("*.partial"):
-            partial.unlink(missing_ok=True)  # a chunk write cut short by a crash
+        recover_annotation_volume(folder)
         session.warnings[:0] = warnings
         session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
         return session

@@ -6,7 +6,8 @@ file, which zarr writes to a temporary file and renames into place. A chunk
 damaged all the same (disk, copy) is set aside on reading with
 :meth:`SessionAnnotations.load_slice`, losing only that slice.
 
-:class:`SessionAnnotations` is the part of
+:func:`create_annotation_volume` lays it out, :func:`recover_annotation_volume`
+checks it on reopening, and :class:`SessionAnnotations` is the part of
 :class:`~napari_xrm_al.core.session.Session` that reads and writes it.
 """
 
@@ -31,6 +32,37 @@ ANNOTATIONS = "annotations.zarr"
 DAMAGED = "damaged"
 
 log = logging.getLogger(__name__)
+
+
+def create_annotation_volume(
+    folder: Path, shape: tuple[int, ...], ax: int, n_classes: int
+) -> None:
+    """An empty annotation volume in ``folder``, one chunk per slice along ``ax``."""
+    chunks = list(shape)
+    chunks[ax] = 1
+    zarr.create_array(
+        folder / ANNOTATIONS,
+        shape=shape,
+        chunks=tuple(chunks),
+        dtype=np.uint8 if n_classes < 255 else np.uint16,
+        fill_value=0,
+        dimension_names=("z", "y", "x"),
+        overwrite=True,
+    )
+
+
+def recover_annotation_volume(folder: Path) -> None:
+    """Check the annotation volume of ``folder`` exists; drop cut-short chunk writes.
+
+    Raises
+    ------
+    InputError
+        When the volume is missing.
+    """
+    if not (folder / ANNOTATIONS).exists():
+        raise InputError(folder, f"has lost its annotation volume ({ANNOTATIONS})")
+    for partial in (folder / ANNOTATIONS).rglob("*.partial"):
+        partial.unlink(missing_ok=True)  # a chunk write cut short by a crash
 
 
 class SessionAnnotations:
