@@ -26,7 +26,12 @@ Usage::
 
     .venv/bin/python benchmarks/bench_quality.py [--datasets sample,xct-soc]
         [--methods rf,scratch,pretrained,full] [--threads 2] [--budget S]
-        [--steps N] [--rare-paste P] [--tta none,flips] [--json results.json]
+        [--steps N] [--rare-paste P] [--precision auto] [--seeds 0,1,2]
+        [--tta none,flips] [--json results.json]
+
+``--seeds`` trains our models once per training seed (the random forest and
+full supervision once); with several seeds, the mean of each method and
+test-time augmentation is printed at the end.
 """
 
 from __future__ import annotations
@@ -189,7 +194,7 @@ def segment(ckpt, image: np.ndarray, tta: str = "none") -> np.ndarray:
 
 
 def ours(
-    ds: Dataset, config: TrainConfig, init=None, slices=None
+    ds: Dataset, config: TrainConfig, init=None, slices=None, seed: int = 0
 ) -> tuple[object, float, dict]:
     t0 = time.perf_counter()
     ckpt = run_to_end(
@@ -202,10 +207,23 @@ def ours(
             dense_labels=True,
             init=init,
             config=config,
+            seed=seed,
         )
     )
     seconds = time.perf_counter() - t0
     return ckpt, seconds, ckpt.history
+
+
+def print_means(rows: list[dict]) -> None:
+    """Mean over training seeds of each dataset, method and TTA mode."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"], row["tta"]), []).append(row)
+    for (dataset, method, tta), group in groups.items():
+        keys = [k for k in group[0] if k in ("seconds", "miou") or k.startswith("iou/")]
+        mean = {k: round(float(np.mean([r[k] for r in group])), 3) for k in keys}
+        print(json.dumps({"mean_of_seeds": [r["seed"] for r in group],
+                          "dataset": dataset, "method": method, "tta": tta, **mean}))  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -221,6 +239,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
     )
+    parser.add_argument("--precision", default="auto", help="TrainConfig.precision")
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated training seeds of our models"
+    )
     parser.add_argument(
         "--tta",
         default="none,flips",
@@ -229,29 +251,38 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = TrainConfig(
-        steps=args.steps, time_budget_s=args.budget, rare_paste=args.rare_paste
+        steps=args.steps,
+        time_budget_s=args.budget,
+        rare_paste=args.rare_paste,
+        precision=args.precision,
     )
+    seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for name in args.datasets.split(","):
         ds = load(name)
         if ds is None:
             continue
         encoder = None
-        for method in args.methods.split(","):
+        runs = [
+            (method, seed)
+            for method in args.methods.split(",")
+            for seed in (seeds if method in ("scratch", "pretrained") else seeds[:1])
+        ]
+        for method, seed in runs:
             extra: dict = {}
             if method == "rf":
                 pred, seconds = random_forest(ds, args.threads)
                 predictions = {"none": (pred, None)}
             else:
                 if method == "scratch":
-                    ckpt, seconds, _ = ours(ds, config)
+                    ckpt, seconds, _ = ours(ds, config, seed=seed)
                 elif method == "pretrained":
                     t0 = time.perf_counter()
                     encoder = encoder or run_to_end(
                         pretrain(ds.train_image, axis=ds.axis, config=PretrainConfig())
                     )
                     extra["pretrain_s"] = round(time.perf_counter() - t0, 1)
-                    ckpt, seconds, _ = ours(ds, config, init=encoder)
+                    ckpt, seconds, _ = ours(ds, config, init=encoder, seed=seed)
                 elif method == "full":
                     every = list(range(n_slices(ds.train_image.shape, ds.axis)))
                     full = dataclasses.replace(
@@ -260,6 +291,7 @@ def main(argv=None) -> int:
                     ckpt, seconds, _ = ours(ds, full, slices=every)
                 else:
                     raise SystemExit(f"unknown method {method!r}")
+                extra["precision"] = ckpt.history["precision"]
                 predictions = {}
                 for mode in args.tta.split(","):
                     t0 = time.perf_counter()
@@ -270,6 +302,7 @@ def main(argv=None) -> int:
                 row = {
                     "dataset": name,
                     "method": method,
+                    "seed": seed,
                     "tta": mode,
                     "seconds": round(seconds, 1),
                     "predict_s": predict_s,
@@ -285,6 +318,8 @@ def main(argv=None) -> int:
                 if args.json:
                     with open(args.json, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
+    if len(seeds) > 1:
+        print_means(rows)
     return 0
 
 

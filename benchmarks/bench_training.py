@@ -11,6 +11,7 @@ printed because other processes may share the CPU.
 Usage::
 
     .venv/bin/python benchmarks/bench_training.py [--threads 2] [--what train,pretrain]
+        [--precision auto,float32] [--rare-paste P] [--steps N]
 """
 
 from __future__ import annotations
@@ -40,10 +41,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--what", default="train,pretrain")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="comma-separated TrainConfig precisions to time training in",
+    )
+    parser.add_argument(
+        "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
+    )
+    parser.add_argument("--steps", type=int, help="training steps (default: auto)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sample = make_hbm_sample()
-    for what in args.what.split(","):
+    jobs = [
+        (what, precision)
+        for what in args.what.split(",")
+        for precision in (args.precision.split(",") if what == "train" else ["-"])
+    ]
+    for what, precision in jobs:
         load_before = os.getloadavg()[0]
         if what == "train":
             slices = np.linspace(0, sample.image.shape[0] - 1, 20).round().astype(int)
@@ -54,7 +69,11 @@ def main(argv=None) -> int:
                     slices,
                     sample.classes,
                     dense_labels=True,
-                    config=TrainConfig(),
+                    config=TrainConfig(
+                        precision=precision,
+                        rare_paste=args.rare_paste,
+                        steps=args.steps,
+                    ),
                 )
             )
             target = 120
@@ -66,6 +85,7 @@ def main(argv=None) -> int:
         steps = ckpt.history["steps"]
         row = {
             "benchmark": what,
+            "precision": ckpt.history.get("precision", "float32"),
             "seconds": round(seconds, 1),
             "target_s": target,
             "steps": steps,

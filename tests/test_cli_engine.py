@@ -60,6 +60,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         str(model_path),
         "--rare-paste",
         "0.5",
+        "--precision",
+        "float32",
         *FAST,
     ]
     assert main(args) == 0
@@ -73,6 +75,7 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert ckpt.provenance["labels_path"] == str(scan["labels"])
     assert ckpt.model_config.features == encoder.model_config.features
     assert ckpt.history["config"]["rare_paste"] == 0.5
+    assert ckpt.history["precision"] == "float32"
 
 
 @pytest.mark.parametrize(

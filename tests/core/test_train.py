@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from napari_xrm_al.core import inference
 from napari_xrm_al.core.checkpoint import build_segmenter, load_checkpoint
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
+from napari_xrm_al.core.inference import bf16_supported, training_precision
 from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.schedule import lr_factor
@@ -239,3 +241,37 @@ def test_mismatched_init_is_refused(sample0, tiny_train_config):
                 config=tiny_train_config,
             )
         )
+
+
+def test_training_precision_is_chosen_per_device(monkeypatch):
+    cpu = torch.device("cpu")
+    assert training_precision(cpu, "float32") == "float32"
+    expected = "bfloat16" if bf16_supported(cpu) else "float32"
+    assert training_precision(cpu, "auto") == expected
+    with pytest.raises(XrmError, match="precision"):
+        training_precision(cpu, "float16")
+    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
+    assert training_precision(cpu, "auto") == "float32"
+    with pytest.raises(XrmError, match="bfloat16"):
+        training_precision(cpu, "bfloat16")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_loss_falls_in_either_precision(sample0, tiny_train_config, precision):
+    if precision == "bfloat16" and not bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16")
+    config = dataclasses.replace(
+        tiny_train_config, steps=60, batch_size=8, precision=precision
+    )
+    ckpt = run_to_end(
+        train(sample0.image, sample0.labels, [3, 20], sample0.classes,
+              dense_labels=True, config=config)
+    )  # fmt: skip
+    losses = ckpt.history["loss"]
+    assert ckpt.history["precision"] == precision
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    assert all(
+        v.dtype == torch.float32
+        for v in ckpt.state_dict.values()
+        if v.is_floating_point()
+    )

@@ -20,6 +20,7 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import InputError, XrmError
@@ -86,6 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of training crops into which labelled rare objects (voids) are "
         "pasted, 0..1: helps when very few are labelled (default: %(default)s = off)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=TrainConfig().precision,
+        help="arithmetic of the training steps (default: %(default)s = bfloat16 "
+        "autocast where the CPU or GPU computes it natively, else float32)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -139,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.rare_paste <= 1.0:
         raise XrmError(f"--rare-paste must be between 0 and 1, got {args.rare_paste}.")
     config = dataclasses.replace(
-        TrainConfig(loss=args.loss, rare_paste=args.rare_paste), **overrides
+        TrainConfig(
+            loss=args.loss, rare_paste=args.rare_paste, precision=args.precision
+        ),
+        **overrides,
     )
     slices = parse_slices(args.slices)
     validation = (

@@ -88,6 +88,24 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and native_bf16_cpu()
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """:class:`XrmError` for an unknown precision or bfloat16 without support."""
+    if precision not in PRECISIONS:
+        raise XrmError(f"Unknown precision {precision!r}; choose from {PRECISIONS}.")
+    if precision == "bfloat16" and not bf16_supported(device):
+        raise XrmError("This device has no native bfloat16 support; use float32.")
+
+
+def training_precision(device: torch.device, precision: str) -> str:
+    """The precision training steps run in on ``device``: ``'bfloat16'`` autocast
+    for ``'bfloat16'``, and for ``'auto'`` where the device computes it natively;
+    else ``'float32'``. (Weights, gradients and the optimiser stay float32.)"""
+    check_precision(precision, device)
+    if precision == "bfloat16" or (precision == "auto" and bf16_supported(device)):
+        return "bfloat16"
+    return "float32"
+
+
 class SliceInference:
     """Class probabilities of batches of raw slices, as fast as the device allows.
 
@@ -120,12 +138,7 @@ class SliceInference:
         tta: str = "none",
     ) -> None:
         self.transforms = tta_transforms(tta)
-        if precision not in PRECISIONS:
-            raise XrmError(
-                f"Unknown precision {precision!r}; choose from {PRECISIONS}."
-            )
-        if precision == "bfloat16" and not bf16_supported(pick_device(device)):
-            raise XrmError("This device has no native bfloat16 support; use float32.")
+        check_precision(precision, pick_device(device))
         self.model = model
         self.normalisation = normalisation
         param = next(model.parameters(), None)

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.loop import pretrain_session, train_session
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.session import CycleRecord
@@ -56,6 +57,7 @@ TRAIN_FIELDS = (
     Field("batch_size", "Batch size", 1, 1024, 2),
     Field("crop_size", "Crop size (px)", 16, 2048, 16),
     Field("loss", "Loss", choices=("dice_ce", "dice_focal"), advanced=True),
+    Field("precision", "Precision", choices=PRECISIONS, advanced=True),
     Field("lr", "Learning rate", 1e-5, 1.0, 1e-4, decimals=5, advanced=True),
     Field(
         "rare_crop_fraction",
