@@ -245,15 +245,15 @@ def test_mismatched_init_is_refused(sample0, tiny_train_config):
 
 def test_training_precision_is_chosen_per_device(monkeypatch):
     cpu = torch.device("cpu")
-    assert training_precision(cpu, "float32") == "float32"
+    assert training_precision("float32", cpu) == "float32"
     expected = "bfloat16" if bf16_supported(cpu) else "float32"
-    assert training_precision(cpu, "auto") == expected
+    assert training_precision("auto", cpu) == expected
     with pytest.raises(XrmError, match="precision"):
-        training_precision(cpu, "float16")
+        training_precision("float16", cpu)
     monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
-    assert training_precision(cpu, "auto") == "float32"
+    assert training_precision("auto", cpu) == "float32"
     with pytest.raises(XrmError, match="bfloat16"):
-        training_precision(cpu, "bfloat16")
+        training_precision("bfloat16", cpu)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

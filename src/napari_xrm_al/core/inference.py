@@ -96,7 +96,7 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise XrmError("This device has no native bfloat16 support; use float32.")
 
 
-def training_precision(device: torch.device, precision: str) -> str:
+def training_precision(precision: str, device: torch.device) -> str:
     """The precision training steps run in on ``device``: ``'bfloat16'`` autocast
     for ``'bfloat16'``, and for ``'auto'`` where the device computes it natively;
     else ``'float32'``. (Weights, gradients and the optimiser stay float32.)"""

@@ -38,7 +38,7 @@ from napari_xrm_al.core.slices import axis_name, n_slices, read_slices
 #: earlier default) taught the encoder to ignore what tells copper from solder
 #: (grey level) and voids from their surroundings (small dark spots): training
 #: from it was worse than from scratch and now and then lost the voids
-#: (docs/engine.md, "Contrastive pretraining").
+#: (docs/engine.md, "How strong should the views be?").
 VIEW_AUGMENT = AugmentConfig(zoom=(1.0, 1.0))
 
 

@@ -218,7 +218,7 @@ def train(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     dev = pick_device(device)
-    precision = training_precision(dev, config.precision)
+    precision = training_precision(config.precision, dev)
     autocast = torch.autocast(
         dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
     )
