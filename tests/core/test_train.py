@@ -66,6 +66,28 @@ def test_progress_events_and_schedule(sample0, tiny_train_config):
     assert lr_factor(1.0, 0.1) == pytest.approx(0.01)
 
 
+def test_order_of_the_labelled_slices_does_not_change_training(
+    sample0, tiny_train_config
+):
+    def weights(slices):
+        gen = train(
+            sample0.image,
+            sample0.labels,
+            slices,
+            sample0.classes,
+            dense_labels=True,
+            config=dataclasses.replace(tiny_train_config, steps=4),
+            seed=3,
+        )
+        ckpt = run_to_end(gen)
+        return ckpt.history["slices"], ckpt.state_dict
+
+    slices_a, state_a = weights([20, 3, 11])
+    slices_b, state_b = weights([11, 20, 3, 20])
+    assert slices_a == slices_b == [3, 11, 20]
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
 def test_closing_early_saves_the_best_so_far(tmp_path, sample0, tiny_train_config):
     out = tmp_path / "model.pt"
     gen = train(

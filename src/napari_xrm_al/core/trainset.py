@@ -109,7 +109,9 @@ def load_labelled(
 ) -> LabelledSlices:
     """Read the labelled slices (and their context) of ``image`` and ``labels``.
 
-    ``pad_to`` pads slices smaller than a crop (image: edge values, labels:
+    The slices are taken in axis order whatever the order of ``slices``, so a
+    seeded training run depends on which slices are labelled, not on the
+    order they were labelled in. ``pad_to`` pads slices smaller than a crop (image: edge values, labels:
     not annotated).
     """
     if tuple(image.shape) != tuple(labels.shape):
@@ -117,7 +119,7 @@ def load_labelled(
             f"The labels' shape {tuple(labels.shape)} differs from the image's "
             f"{tuple(image.shape)}."
         )
-    indices = list(dict.fromkeys(int(i) for i in slices))
+    indices = sorted({int(i) for i in slices})
     if not indices:
         raise XrmError("No labelled slices were given.")
     lab = dense_slice_labels(
