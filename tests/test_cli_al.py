@@ -5,8 +5,23 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from napari_xrm_al.cli import main
+
+
+@pytest.fixture
+def checkpoint_reads(monkeypatch) -> list[str]:
+    """Paths passed to ``torch.load`` while the test runs."""
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(path, *args, **kwargs):
+        reads.append(str(path))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    return reads
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +43,7 @@ def scan(tmp_path_factory):
 
 
 def test_rank_prints_the_top_slices_away_from_the_training_slices(
-    scan, capsys, tmp_path
+    scan, capsys, tmp_path, checkpoint_reads
 ) -> None:
     folder, model = scan
     csv_path = tmp_path / "scores.csv"
@@ -47,14 +62,18 @@ def test_rank_prints_the_top_slices_away_from_the_training_slices(
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("slice,score,fraction_background")
     assert len(lines) == 1 + 24
+    assert checkpoint_reads == [str(model)]
 
 
-def test_rank_with_an_encoder_picks_first_slices(scan, capsys, tmp_path) -> None:
+def test_rank_with_an_encoder_picks_first_slices(
+    scan, capsys, tmp_path, checkpoint_reads
+) -> None:
     folder, _ = scan
     encoder = tmp_path / "enc.pt"
     args = ["--image", str(folder / "image.tif"), "--quiet"]
     assert main(["pretrain", *args, "--steps", "2", "--out", str(encoder)]) == 0
     capsys.readouterr()
+    checkpoint_reads.clear()
     csv_path = tmp_path / "first.csv"
     code = main(
         ["rank", *args, "--model", str(encoder), "--top", "3", "--csv", str(csv_path)]
@@ -69,6 +88,7 @@ def test_rank_with_an_encoder_picks_first_slices(scan, capsys, tmp_path) -> None
     lines = csv_path.read_text().splitlines()
     assert lines[0] == "slice,distance" and len(lines) == 1 + 24
     assert all(float(lines[1 + p].split(",")[1]) == 0 for p in picked)
+    assert checkpoint_reads == [str(encoder)]
 
 
 def test_rank_errors_are_one_line(scan, capsys) -> None:

@@ -17,7 +17,7 @@ from napari_xrm_al.commands._engine import (
     setup_torch,
 )
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
-from napari_xrm_al.core.checkpoint import load_checkpoint
+from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.ranking import (
     BALD_SAMPLES,
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"
         )
     if ckpt.kind == "encoder":
-        return _first_slices(args, volume.data, ckpt.axis)
+        return _first_slices(args, volume.data, ckpt)
     trained_on = ckpt.history.get("slices", [])
     labelled = parse_slices(args.labelled) if args.labelled else list(trained_on)
     counts = np.asarray(
@@ -102,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
     )
     mc = BALD_SAMPLES if "bald" in STRATEGIES[args.strategy].needs else 1
     summary = run_to_end(
-        summarise(Path(args.model), volume.data, mc_samples=mc, device=args.device),
+        summarise(
+            Path(args.model),
+            volume.data,
+            mc_samples=mc,
+            device=args.device,
+            checkpoint=ckpt,
+        ),
         progress_printer(args.quiet),
     )
     ranking = rank_summary(
@@ -154,7 +160,7 @@ def _write_scores(path: str, header: list[str], rows) -> None:
     print(f"wrote {path}")
 
 
-def _first_slices(args: argparse.Namespace, data, axis: str) -> int:
+def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
     """Rank with a pretrained encoder: the first, diverse slices to label."""
     labelled = parse_slices(args.labelled) if args.labelled else []
     ranking = run_to_end(
@@ -165,11 +171,12 @@ def _first_slices(args: argparse.Namespace, data, axis: str) -> int:
             labelled=labelled,
             min_distance=args.min_distance,
             device=args.device,
+            checkpoint=encoder,
         ),
         progress_printer(args.quiet),
     )
     print(
-        f"first slices to label (core-set on the encoder's embeddings), axis {axis}, "
+        f"first slices to label (core-set on the encoder's embeddings), axis {encoder.axis}, "
         f"{len(ranking.index)} slices"
     )
     print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")

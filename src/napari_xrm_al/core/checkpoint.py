@@ -245,10 +245,16 @@ def build_segmenter(
 
 
 def load_segmenter(
-    path: str | os.PathLike[str], device: torch.device | str | None = None
+    path: str | os.PathLike[str],
+    device: torch.device | str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[SliceSegmenter, Checkpoint]:
-    """Load a segmenter checkpoint and its network (eval mode, on ``device``)."""
-    ckpt = load_checkpoint(path, kind="segmenter")
+    """Load a segmenter checkpoint and its network (eval mode, on ``device``).
+
+    ``checkpoint``, when the caller has already read ``path``, is used instead
+    of reading the file again (errors still name ``path``).
+    """
+    ckpt = checkpoint or load_checkpoint(path, kind="segmenter")
     try:
         return build_segmenter(ckpt, device), ckpt
     except XrmError as exc:

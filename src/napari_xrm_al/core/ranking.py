@@ -27,7 +27,7 @@ from napari_xrm_al.core.acquisition import (
     get_strategy,
     select,
 )
-from napari_xrm_al.core.checkpoint import load_checkpoint, load_segmenter
+from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint, load_segmenter
 from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_volume
@@ -70,14 +70,18 @@ def summarise(
     mc_samples: int = 1,
     cache_dir: Path | None = None,
     device: str | torch.device | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Generator[Progress, None, SliceSummary]:
-    """Per-slice prediction summaries of every slice, cached per model file."""
+    """Per-slice prediction summaries of every slice, cached per model file.
+
+    ``checkpoint``: the model already read from ``model_path``, if the caller has it.
+    """
     cache = None
     if cache_dir is not None:
         cache = cache_dir / f"summary-{_file_key(model_path, mc_samples)}.npz"
         if cache.is_file():
             return SliceSummary.load(cache)
-    model, ckpt = load_segmenter(model_path, device=device)
+    model, ckpt = load_segmenter(model_path, device=device, checkpoint=checkpoint)
     result = yield from predict_volume(
         model, ckpt, image_data, axis=ckpt.axis, mc_samples=mc_samples, device=device
     )
@@ -125,11 +129,14 @@ def first_ranking(
     cache_dir: Path | None = None,
     device: str | torch.device | None = None,
     model: str = "",
+    checkpoint: Checkpoint | None = None,
 ) -> Generator[Progress, None, Ranking]:
     """Slices to label first, from a pretrained encoder: core-set on its embeddings.
 
     Each slice's score is its embedding distance to the nearest labelled or
     picked slice. Embeddings are cached per encoder file in ``cache_dir``.
+    ``checkpoint``: the encoder already read from ``encoder_path``, if the
+    caller has it.
     """
     cache = None
     if cache_dir is not None:
@@ -138,7 +145,7 @@ def first_ranking(
     if saved is not None:
         index, embedding = saved
     else:
-        ckpt = load_checkpoint(encoder_path)
+        ckpt = checkpoint or load_checkpoint(encoder_path)
         index, embedding = yield from embed_slices(ckpt, image_data, device=device)
         if cache is not None:
             cache.parent.mkdir(exist_ok=True)
