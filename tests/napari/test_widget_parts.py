@@ -85,6 +85,9 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
     layer.data[5, 0, 0] = 9  # not a class
     assert binding.flush() == []
     assert "Slice 5 was not saved" in errors[0]
+    assert binding.dirty == {5}  # kept, to be saved once it is valid
+    layer.data[5, 0, 0] = 1
+    assert binding.flush() == [5] and session.read_slice(5)[0, 0] == 1
 
     layer.data[2, 0, 0] = 1
     viewer.layers.remove(layer)  # pending strokes are saved on removal

@@ -94,7 +94,6 @@ class AnnotationBinding(QObject):
         #: Whether the binding still follows the layer and saves strokes.
         self.active = True
         _bound[session.folder.resolve()] = weakref.ref(self)
-        self.dirty: set[int] = set()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
@@ -128,14 +127,23 @@ class AnnotationBinding(QObject):
         self.layer.events.data.connect(self._on_data_replaced)
         viewer.layers.events.removing.connect(self._on_removing)
 
+    @property
+    def dirty(self) -> set[int]:
+        """Slices changed in the layer and not saved yet."""
+        data = self.layer.data
+        return data.dirty if isinstance(data, PaintVolume) else set()
+
     def mark(self, slices: Iterable[int]) -> None:
-        """Record slices changed in the layer; they are saved shortly."""
-        self.dirty.update(slices)
+        """The layer wrote ``slices`` (already tracked by its volume): save shortly."""
         if not self._timer.isActive():
             self._timer.start()
 
     def flush(self) -> list[int]:
-        """Write every changed slice to the store now; returns the slices written."""
+        """Write every changed slice to the store now; returns the slices written.
+
+        A slice that fails to save stays unsaved and is tried again at the
+        next save.
+        """
         self._timer.stop()
         written = []
         for index in sorted(self.dirty):
@@ -149,7 +157,6 @@ class AnnotationBinding(QObject):
                 self.painted.add(index)
             else:
                 self.painted.discard(index)
-        self.dirty.clear()
         return written
 
     def slice_data(self, index: int) -> np.ndarray:
