@@ -71,6 +71,18 @@ def test_labelled_frequencies_keep_common_classes_wanted() -> None:
     assert int(np.argmax(score_slices("rareness", ctx))) == 12
 
 
+def test_unlabelled_classes_make_any_uncertainty_count() -> None:
+    # Solder and void never labelled: the model cannot predict them, so they
+    # can only show up as uncertainty, also where background is predicted.
+    ctx = make_context(labelled_counts=np.array([9000.0, 900.0, 0.0, 0.0]))
+    ctx.mean_entropy[4] = ctx.entropy_by_class[4, BG] = 0.9  # unsure background
+    put_class(ctx, 9, CU, 0.5)  # half copper, as unsure as the other slices
+    assert int(np.argmax(score_slices("rareness", ctx))) == 4
+    # Once every class has labelled pixels, copper (rarer than background) wins.
+    ctx.labelled_counts = np.array([9000.0, 900.0, 90.0, 10.0])
+    assert int(np.argmax(score_slices("rareness", ctx))) == 9
+
+
 def test_weights_before_labels_come_from_predictions() -> None:
     ctx = make_context()
     put_class(ctx, 2, SOLDER, 0.5)

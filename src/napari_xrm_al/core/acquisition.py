@@ -175,10 +175,27 @@ def rareness_weights(ctx: AcquisitionContext) -> np.ndarray:
     return weights / weights.max()
 
 
+def unseen_weight(ctx: AcquisitionContext) -> float:
+    """Weight every pixel carries for the classes that have no labelled pixel yet.
+
+    A model cannot predict a class it was never shown, so such a class shows
+    up only as uncertainty, whatever class is predicted: each pixel gets the
+    (maximal, normalised) weight of the unseen classes on top of
+    ``w[yhat(x)]``. 1 while some class is unlabelled, 0 once every class has
+    labelled pixels, and 0 before any labels (the weights then come from
+    predictions, see :func:`rareness_weights`).
+    """
+    counts = np.asarray(ctx.labelled_counts, dtype=np.float64)
+    return float(counts.sum() > 0 and (counts == 0).any())
+
+
 def _rareness(ctx: AcquisitionContext) -> np.ndarray:
-    # mean_x w_yhat(x) * (lam + u(x)) splits exactly into per-class sums.
+    # mean_x (w_yhat(x) + w_unseen) * (lam + u(x)) splits exactly into
+    # per-class sums plus the slice's mean entropy.
     w = rareness_weights(ctx)
-    return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
+    lam = ctx.rareness.lam
+    seen = lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
+    return seen + unseen_weight(ctx) * (lam + ctx.mean_entropy)
 
 
 register(
