@@ -199,7 +199,9 @@ def _rareness(ctx: AcquisitionContext) -> np.ndarray:
 
 
 register(
-    "rareness", "rareness-aware: uncertainty weighted towards rare predicted classes"
+    "rareness",
+    "rareness-aware: uncertainty weighted towards rare predicted classes "
+    "(and, while a class has no labels, towards any uncertainty)",
 )(_rareness)
 register(
     "rareness-diverse",
