@@ -96,6 +96,28 @@ def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curves_say_how_many_seeds_each_strategy_has(tmp_path) -> None:
+    def run(strategy: str, seed: int) -> dict:
+        cycles = [
+            {"n_labelled": n, "miou": 0.1 * n + seed, "iou": {"void": 0.05 * n}}
+            for n in (2, 4)
+        ]
+        return {"strategy": strategy, "pretrain": True, "seed": seed, "cycles": cycles}
+
+    result = {
+        "rare_class": "void",
+        "runs": [run("rareness", 0), run("rareness", 1), run("random", 0)],
+    }
+    curves = learning_curves(result)
+    assert [c.n_seeds for c in curves] == [2, 1]
+    assert curves[0].miou_mean.tolist() == pytest.approx([0.7, 0.9])
+    table = summary_table(result)
+    assert "| rareness (2 seeds) |" in table and "| random (1 seed) |" in table
+    assert plot_curves(result, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    result["runs"].append(run("random", 1))
+    assert "| random |" in summary_table(result)
+
+
 def test_mismatched_ground_truth_is_refused() -> None:
     config = SimulationConfig(runs=(RunSpec("random", False),))
     with pytest.raises(XrmError, match="differ in shape"):

@@ -70,6 +70,13 @@ def learning_curves(result: dict[str, Any]) -> list[Curve]:
     return curves
 
 
+def shown_labels(curves: list[Curve]) -> list[str]:
+    """Curve labels for tables and legends, with seed counts where they differ."""
+    if len({c.n_seeds for c in curves}) <= 1:
+        return [c.label for c in curves]
+    return [f"{c.label} ({c.n_seeds} seed{'s' * (c.n_seeds != 1)})" for c in curves]
+
+
 def summary_table(result: dict[str, Any]) -> str:
     """Markdown table: per strategy, mIoU and rare IoU at each budget, and the means."""
     curves = learning_curves(result)
@@ -81,7 +88,7 @@ def summary_table(result: dict[str, Any]) -> str:
     head += " | mean mIoU | mean " + rare + " IoU |\n"
     head += "|---" * (len(budgets) + 3) + "|\n"
     rows = []
-    for c in curves:
+    for c, label in zip(curves, shown_labels(curves), strict=True):
         cells = [
             f"{m:.3f}±{s:.3f} / {r:.3f}±{t:.3f}"
             for m, s, r, t in zip(
@@ -89,7 +96,7 @@ def summary_table(result: dict[str, Any]) -> str:
             )
         ]
         rows.append(
-            f"| {c.label} | "
+            f"| {label} | "
             + " | ".join(cells)
             + f" | {c.area():.3f} | {c.area('rare'):.3f} |"
         )
@@ -108,12 +115,12 @@ def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
     rare = result["rare_class"]
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True)
-    for c in curves:
+    for c, label in zip(curves, shown_labels(curves), strict=True):
         for ax, mean, std in (
             (axes[0], c.miou_mean, c.miou_std),
             (axes[1], c.rare_mean, c.rare_std),
         ):
-            (line,) = ax.plot(c.n_labelled, mean, marker="o", label=c.label)
+            (line,) = ax.plot(c.n_labelled, mean, marker="o", label=label)
             ax.fill_between(
                 c.n_labelled, mean - std, mean + std, alpha=0.15, color=line.get_color()
             )
@@ -129,10 +136,9 @@ def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
     axes[1].set(
         title=f"{rare} IoU (rare class)", xlabel="labelled slices", ylabel="IoU"
     )
-    n_seeds = max((c.n_seeds for c in curves), default=0)
-    axes[0].legend(
-        fontsize=8, title=f"mean ± std over {n_seeds} seed(s)", title_fontsize=8
-    )
+    counts = {c.n_seeds for c in curves}
+    over = f"{counts.pop()} seed(s)" if len(counts) == 1 else "seeds"
+    axes[0].legend(fontsize=8, title=f"mean ± std over {over}", title_fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
     path = Path(path)
