@@ -176,8 +176,8 @@ def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
         progress_printer(args.quiet),
     )
     print(
-        f"first slices to label (core-set on the encoder's embeddings), axis {encoder.axis}, "
-        f"{len(ranking.index)} slices"
+        "first slices to label (core-set on the encoder's embeddings), "
+        f"axis {encoder.axis}, {len(ranking.index)} slices"
     )
     print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")
     for pick in ranking.picks:

@@ -111,8 +111,8 @@ def load_labelled(
 
     The slices are taken in axis order whatever the order of ``slices``, so a
     seeded training run depends on which slices are labelled, not on the
-    order they were labelled in. ``pad_to`` pads slices smaller than a crop (image: edge values, labels:
-    not annotated).
+    order they were labelled in. ``pad_to`` pads slices smaller than a crop
+    (image: edge values, labels: not annotated).
     """
     if tuple(image.shape) != tuple(labels.shape):
         raise XrmError(
