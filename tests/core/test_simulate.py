@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.curves import learning_curves, plot_curves, summary_table
+from napari_xrm_al.core.curves import (
+    learning_curves,
+    paired_differences,
+    plot_curves,
+    summary_table,
+)
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import make_hbm_sample
@@ -116,6 +121,43 @@ def test_curves_say_how_many_seeds_each_strategy_has(tmp_path) -> None:
     assert plot_curves(result, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     result["runs"].append(run("random", 1))
     assert "| random |" in summary_table(result)
+
+
+def test_paired_differences_compare_each_seed_with_itself() -> None:
+    def run(strategy: str, seed: int, void: list[float]) -> dict:
+        cycles = [
+            {"n_labelled": n, "miou": 0.5, "iou": {"void": v}}
+            for n, v in zip((4, 8), void, strict=True)
+        ]
+        return {"strategy": strategy, "pretrain": True, "seed": seed, "cycles": cycles}
+
+    # Seed 1 is far better for both strategies: unpaired, the curves overlap;
+    # paired, rareness is ahead by 0.1 on every seed at 8 slices.
+    result = {
+        "rare_class": "void",
+        "runs": [
+            run("rareness", 0, [0.2, 0.3]),
+            run("rareness", 1, [0.5, 0.8]),
+            run("rareness", 2, [0.3, 0.5]),
+            run("entropy", 0, [0.2, 0.2]),
+            run("entropy", 1, [0.4, 0.7]),
+            run("entropy", 2, [0.3, 0.4]),
+            run("entropy", 3, [0.9, 0.9]),  # no rareness run to pair with
+        ],
+    }
+    (diff,) = paired_differences(result)
+    assert diff.label == "entropy" and diff.n_seeds == 3
+    assert diff.mean.tolist() == pytest.approx([0.1 / 3, 0.1])
+    assert diff.ci95[1] == pytest.approx(0.0, abs=1e-12)
+    assert diff.ci95[0] > 0.1  # one seed ahead, two level: not a sure gain
+    assert (diff.ahead.tolist(), diff.level.tolist(), diff.behind.tolist()) == (
+        [1, 3],
+        [2, 0],
+        [0, 0],
+    )
+    table = summary_table(result)
+    assert "| entropy | 3 | +0.033" in table and "+0.100±0.000 (3/0/0)" in table
+    assert paired_differences({"rare_class": "void", "runs": result["runs"][:3]}) == []
 
 
 def test_mismatched_ground_truth_is_refused() -> None:

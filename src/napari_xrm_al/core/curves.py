@@ -1,4 +1,5 @@
-"""Learning curves of a simulation: mean and spread over seeds, area under them."""
+"""Learning curves of a simulation: mean and spread over seeds, area under them,
+and paired differences between strategies."""
 
 from __future__ import annotations
 
@@ -70,6 +71,107 @@ def learning_curves(result: dict[str, Any]) -> list[Curve]:
     return curves
 
 
+@dataclass
+class PairedDifference:
+    """``reference − other`` rare-class IoU at each budget, paired by seed.
+
+    Runs of one seed share the pretraining and the initial slices, so the
+    difference within a seed is what the strategies changed; its spread over
+    seeds is far smaller than either curve's.
+    """
+
+    label: str
+    n_labelled: np.ndarray
+    mean: np.ndarray
+    ci95: np.ndarray
+    ahead: np.ndarray
+    level: np.ndarray
+    behind: np.ndarray
+    n_seeds: int
+
+
+def _rare_by_seed(runs: list[dict[str, Any]], rare: str) -> dict[int, list[float]]:
+    return {
+        r["seed"]: [float(np.nan_to_num(c["iou"][rare])) for c in r["cycles"]]
+        for r in runs
+    }
+
+
+def paired_differences(result: dict[str, Any]) -> list[PairedDifference]:
+    """Every other strategy against the first one, on the seeds both ran.
+
+    ``ci95`` is the half-width of the 95 % t-interval of the mean difference
+    (NaN with a single seed); ``ahead`` / ``level`` / ``behind`` count the
+    seeds where the reference scored higher, the same (identical picks train
+    identically), or lower.
+    """
+    from scipy.stats import t  # only here: scipy.stats is slow to import
+
+    rare = result["rare_class"]
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in result["runs"]:
+        grouped[run_label(run)].append(run)
+    if len(grouped) < 2:
+        return []
+    reference, *others = grouped
+    ref = _rare_by_seed(grouped[reference], rare)
+    budgets = {
+        r["seed"]: [c["n_labelled"] for c in r["cycles"]] for r in grouped[reference]
+    }
+    out = []
+    for label in others:
+        other = _rare_by_seed(grouped[label], rare)
+        seeds = sorted(set(ref) & set(other))
+        if not seeds:
+            continue
+        length = min(min(len(ref[s]), len(other[s])) for s in seeds)
+        diff = np.array(
+            [np.subtract(ref[s][:length], other[s][:length]) for s in seeds]
+        )
+        n = len(seeds)
+        sem = diff.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.full(length, np.nan)
+        ci = t.ppf(0.975, n - 1) * sem if n > 1 else sem
+        out.append(
+            PairedDifference(
+                label=label,
+                n_labelled=np.array(budgets[seeds[0]][:length]),
+                mean=diff.mean(0),
+                ci95=ci,
+                ahead=(diff > 1e-9).sum(0),
+                level=(np.abs(diff) <= 1e-9).sum(0),
+                behind=(diff < -1e-9).sum(0),
+                n_seeds=n,
+            )
+        )
+    return out
+
+
+def paired_table(result: dict[str, Any]) -> str:
+    """Markdown table of :func:`paired_differences` (empty with one strategy)."""
+    diffs = paired_differences(result)
+    if not diffs:
+        return ""
+    reference = run_label(result["runs"][0])
+    rare = result["rare_class"]
+    budgets = diffs[0].n_labelled
+    head = (
+        f"{reference} − strategy, {rare} IoU, paired by seed: mean ± 95 % CI "
+        f"(seeds where {reference} is ahead / level / behind)\n\n"
+        "| strategy | seeds | " + " | ".join(f"{b} slices" for b in budgets) + " |\n"
+    )
+    head += "|---" * (len(budgets) + 2) + "|\n"
+    rows = []
+    for d in diffs:
+        cells = [
+            f"{m:+.3f}" + ("" if np.isnan(c) else f"±{c:.3f}") + f" ({a}/{lv}/{b})"
+            for m, c, a, lv, b in zip(
+                d.mean, d.ci95, d.ahead, d.level, d.behind, strict=True
+            )
+        ]
+        rows.append(f"| {d.label} | {d.n_seeds} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
 def shown_labels(curves: list[Curve]) -> list[str]:
     """Curve labels for tables and legends, with seed counts where they differ."""
     if len({c.n_seeds for c in curves}) <= 1:
@@ -104,7 +206,8 @@ def summary_table(result: dict[str, Any]) -> str:
     tail = ""
     if full:
         tail = f"\nFull supervision: mIoU {full['miou']:.3f}, {rare} IoU {full['iou'][rare]:.3f}.\n"
-    return head + "\n".join(rows) + "\n" + tail
+    paired = paired_table(result)
+    return head + "\n".join(rows) + "\n" + tail + ("\n" + paired if paired else "")
 
 
 def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
