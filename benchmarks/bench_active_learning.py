@@ -54,6 +54,7 @@ from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import make_hbm_sample, thick_die_params
 from napari_xrm_al.core.simulate import RunSpec, SimulationConfig, parse_run, simulate
 from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.io.atomic import atomic_write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: Every strategy with pretraining (entropy with pretraining is one of the two
@@ -143,7 +144,10 @@ def main() -> None:
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="merge results of earlier runs"
     )
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="result JSON, written every cycle")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs --out holds in full"
+    )
     parser.add_argument("--plot")
     args = parser.parse_args()
     if args.merge:
@@ -185,7 +189,16 @@ def main() -> None:
         if event.stage == "simulate":
             print(event.describe(), flush=True)
 
-    result = run_to_end(simulate(classes=classes, config=config, **data), show)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(out.read_text()) if args.resume and out.exists() else None
+    result = run_to_end(
+        simulate(
+            classes=classes, config=config, earlier=earlier,
+            on_cycle=lambda r: atomic_write_json(out, r), **data,
+        ),
+        show,
+    )  # fmt: skip
     result["benchmark"] = {
         "dataset": args.dataset,
         "argv": sys.argv[1:],

@@ -144,6 +144,33 @@ def test_simulate_writes_result_json_and_plot(scan, tmp_path, capsys) -> None:
     assert "random (no pretrain)" in capsys.readouterr().out
 
 
+def test_simulate_resume_adds_to_an_earlier_result(scan, tmp_path, capsys) -> None:
+    folder, _ = scan
+    out = tmp_path / "result.json"
+    args = [
+        "simulate", "--image", str(folder / "image.tif"), "--labels", str(folder / "labels.tif"),
+        "--initial", "2", "--per-cycle", "1", "--cycles", "1", "--min-distance", "2",
+        "--train-steps", "3", "--pretrain-steps", "2", "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    assert main([*args, "--strategy", "rareness"]) == 0
+    first = json.loads(out.read_text())
+    assert first["complete"]
+    capsys.readouterr()
+    assert main([*args, "--strategy", "random", "--resume"]) == 0
+    both = json.loads(out.read_text())
+    assert [r["strategy"] for r in both["runs"]] == ["random", "rareness"]
+    assert both["runs"][1] == first["runs"][0]
+    # The paired table compares the two, seed by seed.
+    assert "| rareness | 1 |" in capsys.readouterr().out
+
+    out.write_text("{ not json")
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err
+    assert main([*args[:-2], str(tmp_path / "nowhere" / "r.json"), "--quiet"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
 def test_simulate_rejects_half_a_test_pair(scan, tmp_path, capsys) -> None:
     folder, _ = scan
     code = main(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -158,6 +161,63 @@ def test_paired_differences_compare_each_seed_with_itself() -> None:
     table = summary_table(result)
     assert "| entropy | 3 | +0.033" in table and "+0.100±0.000 (3/0/0)" in table
     assert paired_differences({"rare_class": "void", "runs": result["runs"][:3]}) == []
+
+
+def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
+    pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    config = SimulationConfig(
+        runs=(RunSpec("rareness", True), RunSpec("entropy", True)),
+        initial=2,
+        per_cycle=2,
+        cycles=1,
+        seeds=(0,),
+        min_distance=2,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
+        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    )
+
+    def run(earlier=None, cfg=config):
+        snapshots: list[dict] = []
+        result = run_to_end(
+            simulate(
+                pool.image, pool.labels, CLASSES, cfg,
+                test_image=test.image, test_labels=test.labels,
+                earlier=earlier, on_cycle=lambda r: snapshots.append(copy.deepcopy(r)),
+            )
+        )  # fmt: skip
+        return result, snapshots
+
+    full, snapshots = run()
+    assert full["complete"] and len(snapshots) == 4  # 2 runs x 2 cycles
+    assert not any(s["complete"] for s in snapshots)
+    # Stopped during entropy's last cycle: rareness is whole, entropy is not.
+    stopped = snapshots[2]
+    assert [len(r["cycles"]) for r in stopped["runs"]] == [2, 1]
+    resumed, again = run(stopped)
+    assert len(again) == 2  # only entropy ran again
+    assert resumed["runs"][0] is stopped["runs"][0]
+
+    def scores(result):
+        return [
+            [(c["labelled"], c["miou"], c["iou"]) for c in r["cycles"]]
+            for r in result["runs"]
+        ]
+
+    assert scores(resumed) == scores(full)
+    # A finished result with one more strategy runs only that one and keeps
+    # runs not asked for.
+    more = dataclasses.replace(config, runs=(RunSpec("random", True),))
+    extended, extra = run(full, more)
+    assert len(extra) == 2
+    assert [r["strategy"] for r in extended["runs"]] == [
+        "random",
+        "rareness",
+        "entropy",
+    ]
+    other = dataclasses.replace(config, per_cycle=1)
+    with pytest.raises(XrmError, match="another settings"):
+        run(full, other)
 
 
 def test_mismatched_ground_truth_is_refused() -> None:

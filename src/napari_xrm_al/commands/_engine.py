@@ -109,15 +109,13 @@ def open_image(path: str) -> Volume:
     return open_volume(path)
 
 
-def check_out(path: str) -> Path:
+def check_out(path: str, what: str = "the checkpoint") -> Path:
     """The output path, if its folder exists."""
     out = Path(path)
     if out.is_dir():
-        raise InputError(out, "is a folder; give a file name for the checkpoint")
+        raise InputError(out, f"is a folder; give a file name for {what}")
     if not out.parent.exists():
-        raise InputError(
-            out.parent, "does not exist (cannot write the checkpoint there)"
-        )
+        raise InputError(out.parent, f"does not exist (cannot write {what} there)")
     return out
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from napari_xrm_al.commands._engine import (
     add_compute_options,
+    check_out,
     open_image,
     progress_printer,
     setup_torch,
@@ -111,7 +115,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also train on every pool slice once as the reference (slow)",
     )
-    parser.add_argument("--out", required=True, help="result JSON file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="result JSON file, rewritten after every cycle so that an "
+        "interrupted run keeps what it finished",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs --out already holds in full and run only the rest "
+        "(also: add strategies or seeds to an earlier result)",
+    )
     parser.add_argument("--plot", help="learning-curve PNG")
     add_compute_options(parser)
     parser.set_defaults(func=run)
@@ -119,6 +134,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _read_pair(image: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(open_image(image).data), np.asarray(open_image(labels).data)
+
+
+def _earlier_result(path: str) -> dict[str, Any] | None:
+    """The result at ``path`` to resume, or None when there is none yet."""
+    out = Path(path)
+    if not out.exists():
+        print(f"{out} does not exist yet: starting from the beginning")
+        return None
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XrmError(
+            f"--resume: cannot read {out} as a result JSON ({exc})."
+        ) from None
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("runs"), list):
+        raise XrmError(f"--resume: {out} is not a simulation result.")
+    return earlier
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         pretrain=pre_cfg,
         full_supervision=args.full_supervision,
     )
+    check_out(args.out, "the result")
+    if args.plot:
+        check_out(args.plot, "the plot")
+    earlier = _earlier_result(args.out) if args.resume else None
     image, labels = _read_pair(args.image, args.labels)
     test = (
         _read_pair(args.test_image, args.test_labels)
@@ -168,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         simulate(
             image, labels, classes, config,
             test_image=test[0], test_labels=test[1], device=args.device,
+            earlier=earlier, on_cycle=lambda r: atomic_write_json(args.out, r),
         ),
         progress_printer(args.quiet),
     )  # fmt: skip

@@ -11,13 +11,21 @@ Without a test volume, the last :data:`HOLDOUT_FRACTION` of the slices along
 the axis is held out as a contiguous test block and the pool is the rest.
 The pool and test volumes are loaded into memory: simulation is a benchmark
 tool for volumes of a few hundred MB at most.
+
+A simulation can run for hours. ``on_cycle`` hands the result so far to the
+caller after every cycle (the command line writes it to disk), and ``earlier``
+takes such a partial result back: runs it holds in full are kept (also those
+not asked for this time), the others are run again from their start. Every step is seeded, so the resumed result is
+the one an uninterrupted run would have given (on the same device, and as long
+as step counts rather than time budgets end the training).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -114,6 +122,43 @@ class SimulationConfig:
     full_supervision: bool = False
 
 
+def settings_of(config: SimulationConfig) -> dict[str, Any]:
+    """Everything in ``config`` that shapes a run's numbers, as plain JSON."""
+    settings = {
+        "initial": config.initial,
+        "per_cycle": config.per_cycle,
+        "cycles": config.cycles,
+        "axis": config.axis,
+        "min_distance": config.min_distance,
+        "train": asdict(config.train),
+        "pretrain": asdict(config.pretrain),
+    }
+    return json.loads(json.dumps(settings))  # tuples as lists, as read back
+
+
+def _finished_runs(
+    earlier: dict[str, Any] | None, expected: dict[str, Any], cycles: int
+) -> dict[tuple[int, str, bool], dict[str, Any]]:
+    """The runs of ``earlier`` that hold every cycle, by (seed, strategy, pretrain).
+
+    Raises :class:`XrmError` naming the first difference when ``earlier`` was
+    run on other data or with other settings.
+    """
+    if earlier is None:
+        return {}
+    for key, value in expected.items():
+        if earlier.get(key) != value:
+            raise XrmError(
+                f"The earlier result was run with another {key} "
+                f"({earlier.get(key)!r}, now {value!r}); it cannot be resumed."
+            )
+    return {
+        (r["seed"], r["strategy"], r["pretrain"]): r
+        for r in earlier.get("runs", [])
+        if len(r.get("cycles", ())) == cycles + 1
+    }
+
+
 def rare_class_of(labels: np.ndarray, classes: ClassTable) -> str:
     """The named rare class, else the least frequent class in ``labels``."""
     if classes.rare:
@@ -170,10 +215,15 @@ def simulate(
     test_image: Any = None,
     test_labels: Any = None,
     device: str | torch.device | None = None,
+    earlier: dict[str, Any] | None = None,
+    on_cycle: Callable[[dict[str, Any]], None] | None = None,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Run the oracle simulation; yields progress, returns the ``result.json`` dict.
 
-    ``labels`` and ``test_labels`` hold dense class ids ``0..C-1``.
+    ``labels`` and ``test_labels`` hold dense class ids ``0..C-1``. ``earlier``
+    is a partial result of the same simulation to resume (``"complete":
+    false``); ``on_cycle(result)`` is called with the result so far after each
+    cycle.
     """
     if test_image is None:
         image, labels, test_image, test_labels = split_holdout(
@@ -200,9 +250,21 @@ def simulate(
         "axis": config.axis,
         "pool_shape": list(image.shape),
         "test_shape": list(test_image.shape),
+        "settings": settings_of(config),
+        "complete": False,
         "runs": [],
     }
-    total_cycles = len(config.seeds) * len(config.runs) * (config.cycles + 1)
+    identity = ("classes", "rare_class", "pool_shape", "test_shape", "settings")
+    finished = _finished_runs(earlier, {k: result[k] for k in identity}, config.cycles)
+    if earlier is not None and "full_supervision" in earlier:
+        result["full_supervision"] = earlier["full_supervision"]
+    to_run = [
+        (seed, run)
+        for seed in config.seeds
+        for run in config.runs
+        if (seed, run.strategy, run.pretrain) not in finished
+    ]
+    total_cycles = max(len(to_run) * (config.cycles + 1), 1)
     done_cycles = 0
     started = time.perf_counter()
 
@@ -222,18 +284,24 @@ def simulate(
             init=init, config=cfg, seed=seed, device=dev, normalisation=norm,
         )  # fmt: skip
 
+    need_full = config.full_supervision and "full_supervision" not in result
     for seed in config.seeds:
+        runs = [r for s, r in to_run if s == seed]
         encoder = None
-        if any(r.pretrain for r in config.runs) or config.full_supervision:
+        if any(r.pretrain for r in runs) or (need_full and seed == config.seeds[-1]):
             encoder = yield from pretrain(
                 image, axis=config.axis, config=config.pretrain, seed=seed,
                 device=dev, normalisation=norm,
             )  # fmt: skip
-        initial = yield from initial_slices(encoder, image, config, seed, dev)
+        if runs:
+            initial = yield from initial_slices(encoder, image, config, seed, dev)
         # Cycle 0 is the same training for every run of a seed with the same
         # initialisation: train and score it once.
         first_cycle: dict[bool, tuple[Checkpoint, dict[str, Any], float]] = {}
         for run in config.runs:
+            if run not in runs:
+                result["runs"].append(finished[(seed, run.strategy, run.pretrain)])
+                continue
             labelled = list(initial)
             record = {
                 "strategy": run.strategy,
@@ -271,6 +339,8 @@ def simulate(
                     metrics={"miou": metrics["miou"], f"iou/{rare}": metrics["iou"][rare]},
                     message=f"seed {seed} {run.label} cycle {cycle} ({len(labelled)} slices)",
                 )  # fmt: skip
+                if on_cycle is not None:
+                    on_cycle(result)
                 if cycle == config.cycles:
                     break
                 t2 = time.perf_counter()
@@ -293,11 +363,15 @@ def simulate(
                 )  # fmt: skip
                 labelled += [p.slice for p in ranking.picks]
                 entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
-    if config.full_supervision:
+    # Finished runs this call did not ask for stay in the result.
+    asked = {(s, r.strategy, r.pretrain) for s in config.seeds for r in config.runs}
+    result["runs"] += [r for key, r in finished.items() if key not in asked]
+    if need_full:
         seed = config.seeds[-1]  # the encoder left by the last seed
         cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)
         ckpt = yield from fit(list(range(n)), encoder, seed, cfg)
         result["full_supervision"] = yield from evaluate_cycle(ckpt)
+    result["complete"] = True
     return result
 
 
