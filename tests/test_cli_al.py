@@ -158,10 +158,10 @@ def test_simulate_resume_adds_to_an_earlier_result(scan, tmp_path, capsys) -> No
     capsys.readouterr()
     assert main([*args, "--strategy", "random", "--resume"]) == 0
     both = json.loads(out.read_text())
-    assert [r["strategy"] for r in both["runs"]] == ["random", "rareness"]
-    assert both["runs"][1] == first["runs"][0]
-    # The paired table compares the two, seed by seed.
-    assert "| rareness | 1 |" in capsys.readouterr().out
+    assert [r["strategy"] for r in both["runs"]] == ["rareness", "random"]
+    assert both["runs"][0] == first["runs"][0]
+    # The paired table compares the new strategy with the first one, seed by seed.
+    assert "| random | 1 |" in capsys.readouterr().out
 
     out.write_text("{ not json")
     assert main([*args, "--resume"]) == 2

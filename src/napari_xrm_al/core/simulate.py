@@ -15,7 +15,8 @@ tool for volumes of a few hundred MB at most.
 A simulation can run for hours. ``on_cycle`` hands the result so far to the
 caller after every cycle (the command line writes it to disk), and ``earlier``
 takes such a partial result back: runs it holds in full are kept (also those
-not asked for this time), the others are run again from their start. Every step is seeded, so the resumed result is
+not asked for this time) and come first, the others are run again from their
+start. Every step is seeded, so the resumed result is
 the one an uninterrupted run would have given (on the same device, and as long
 as step counts rather than time budgets end the training).
 """
@@ -256,6 +257,9 @@ def simulate(
     }
     identity = ("classes", "rare_class", "pool_shape", "test_shape", "settings")
     finished = _finished_runs(earlier, {k: result[k] for k in identity}, config.cycles)
+    # The earlier result's finished runs come first, in their order (its
+    # first strategy stays the reference of paired comparisons).
+    result["runs"] = list(finished.values())
     if earlier is not None and "full_supervision" in earlier:
         result["full_supervision"] = earlier["full_supervision"]
     to_run = [
@@ -300,7 +304,6 @@ def simulate(
         first_cycle: dict[bool, tuple[Checkpoint, dict[str, Any], float]] = {}
         for run in config.runs:
             if run not in runs:
-                result["runs"].append(finished[(seed, run.strategy, run.pretrain)])
                 continue
             labelled = list(initial)
             record = {
@@ -363,9 +366,6 @@ def simulate(
                 )  # fmt: skip
                 labelled += [p.slice for p in ranking.picks]
                 entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
-    # Finished runs this call did not ask for stay in the result.
-    asked = {(s, r.strategy, r.pretrain) for s in config.seeds for r in config.runs}
-    result["runs"] += [r for key, r in finished.items() if key not in asked]
     if need_full:
         seed = config.seeds[-1]  # the encoder left by the last seed
         cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)
