@@ -114,8 +114,31 @@ def test_void_probability_controls_voids():
     assert (every.labels == VOID).any()
 
 
+def test_voids_can_be_confined_to_one_bump_layer():
+    def void_slices_per_layer(layers):
+        sample = make_hbm_sample(
+            seed=0, shape=(128, 64, 64), void_probability=1.0, void_layers=layers
+        )
+        solder = (sample.labels == SOLDER).any(axis=(1, 2))
+        void = (sample.labels == VOID).any(axis=(1, 2))
+        assert z_runs(solder) == 2
+        middle = 64  # the two layers sit either side of the middle
+        return int(void[:middle].sum()), int(void[middle:].sum())
+
+    lower, upper = void_slices_per_layer(None)
+    assert lower > 0 and upper > 0
+    assert void_slices_per_layer((1,))[0] == 0 and void_slices_per_layer((1,))[1] > 0
+    assert void_slices_per_layer((0,))[1] == 0
+    with pytest.raises(XrmError, match="beyond the 2 bump layers"):
+        make_hbm_sample(seed=0, shape=(128, 64, 64), void_layers=(2,))
+
+
 def test_params_round_trip_through_json():
     params = thick_die_params(5, shape=[32, 64, 64], void_probability=0.7)
+    assert SampleParams(**json.loads(json.dumps(params.to_dict()))) == params
+    params = SampleParams(void_layers=[1])
+    assert params.void_layers == (1,)
+    assert SampleParams(**json.loads(json.dumps(params.to_dict()))) == params
     assert SampleParams(**json.loads(json.dumps(params.to_dict()))) == params
 
 
@@ -127,6 +150,7 @@ def test_params_round_trip_through_json():
         {"void_probability": 1.5},
         {"die_thickness": 0},
         {"n_bump_layers": 0},
+        {"void_layers": (-1,)},
         {"pitch_range": (40.0, 30.0)},
         {"noise": -0.1},
     ],

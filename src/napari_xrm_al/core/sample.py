@@ -55,6 +55,10 @@ class SampleParams:
         Silicon between two bump layers.
     void_probability
         Chance that a solder cap holds voids (one to three).
+    void_layers
+        Bump layers (0 = lowest in z) whose caps may hold voids; ``None``: all.
+        Voids confined to one layer of several make the defect rarer than the
+        solder around it, as after one bad reflow step.
     pitch_range, diameter_fraction_range
         Bump pitch in (y, x), and bump diameter as a fraction of the pitch.
     pad_thickness_range, solder_thickness_range, pillar_height_range
@@ -85,6 +89,7 @@ class SampleParams:
     n_bump_layers: int | None = None
     die_thickness: int = 24
     void_probability: float = 0.4
+    void_layers: tuple[int, ...] | None = None
     pitch_range: tuple[float, float] = (36.0, 52.0)
     diameter_fraction_range: tuple[float, float] = (0.45, 0.6)
     pad_thickness_range: tuple[float, float] = (3.0, 5.0)
@@ -119,6 +124,11 @@ class SampleParams:
             raise XrmError(
                 f"n_bump_layers must be at least 1, got {self.n_bump_layers}."
             )
+        if self.void_layers is not None:
+            layers = tuple(int(k) for k in self.void_layers)
+            if any(k < 0 for k in layers):
+                raise XrmError(f"void_layers must not be negative, got {layers}.")
+            object.__setattr__(self, "void_layers", layers)
         if self.die_thickness < 1:
             raise XrmError(
                 f"die_thickness must be at least 1, got {self.die_thickness}."

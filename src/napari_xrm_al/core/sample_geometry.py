@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from napari_xrm_al.errors import XrmError
+
 if TYPE_CHECKING:
     from napari_xrm_al.core.sample import SampleParams
 
@@ -84,6 +86,14 @@ def build_materials(params: SampleParams, rng: np.random.Generator) -> np.ndarra
     pad_scale = rng.uniform(1.0, 1.15)
     bulge = rng.uniform(0.05, 0.2)
     starts = _layer_starts(params, layer.height, rng)
+    void_layers = (
+        range(len(starts)) if params.void_layers is None else params.void_layers
+    )
+    if max(void_layers, default=0) >= len(starts):
+        raise XrmError(
+            f"void_layers {tuple(void_layers)} names a layer beyond the "
+            f"{len(starts)} bump layers of this sample."
+        )
 
     materials = np.full(params.shape, SILICON, dtype=np.uint8)
     if params.n_bump_layers is not None:
@@ -100,13 +110,13 @@ def build_materials(params: SampleParams, rng: np.random.Generator) -> np.ndarra
     )
     cy, cx = cy.ravel(), cx.ravel()
     _add_tsvs(materials, cy, cx, radius * rng.uniform(0.2, 0.3), params, rng)
-    for z0 in starts:
+    for k, z0 in enumerate(starts):
         n = cy.size
         jitter = rng.uniform(-1.5, 1.5, size=(2, n))
         radii = radius * rng.uniform(0.95, 1.05, size=n)
         thinner = rng.integers(-1, 1, size=n)  # some caps squeezed a slice thinner
         bulges = bulge * rng.uniform(0.5, 1.5, size=n)
-        voided = rng.random(n) < params.void_probability
+        voided = rng.random(n) < params.void_probability * (k in void_layers)
         for i in range(n):
             profile = _bump_profile(
                 layer, int(thinner[i]), radii[i], pad_scale, bulges[i]
