@@ -50,6 +50,21 @@ def test_sample_thick_dies_and_void_probability(tmp_path):
     assert not (tifffile.imread(out / "labels.tif") == 3).any()
 
 
+def test_sample_void_layers(tmp_path, capsys):
+    out = tmp_path / "upper"
+    argv = ["sample", str(out), "--shape", "128", "64", "64", "--void-probability", "1"]
+    argv += ["--void-layers", "1"]
+    assert main(argv) == 0
+    assert json.loads((out / "classes.json").read_text())["params"]["void_layers"] == [
+        1
+    ]
+    void_z = np.flatnonzero((tifffile.imread(out / "labels.tif") == 3).any(axis=(1, 2)))
+    assert void_z.size and void_z.min() > 64  # the upper of the two layers
+    assert main([*argv[:-1], "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "beyond the 2 bump layers" in err
+
+
 def test_sample_rejects_a_bad_shape_in_one_line(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "x"), "--shape", "2", "64", "64"]) == 2
     err = capsys.readouterr().err

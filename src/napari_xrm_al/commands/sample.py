@@ -47,6 +47,21 @@ def add_sample_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help=f"chance that a solder cap holds voids (default: {defaults.void_probability})",
     )
+    parser.add_argument(
+        "--void-layers",
+        type=_layers,
+        metavar="K[,K...]",
+        help="only these bump layers hold voids, 0 = lowest in z (default: all)",
+    )
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer numbers, got {text!r}"
+        ) from None
 
 
 def params_from_args(args: argparse.Namespace) -> SampleParams:
@@ -56,6 +71,8 @@ def params_from_args(args: argparse.Namespace) -> SampleParams:
         overrides["die_thickness"] = args.die_thickness
     if args.void_probability is not None:
         overrides["void_probability"] = args.void_probability
+    if args.void_layers is not None:
+        overrides["void_layers"] = args.void_layers
     if args.thick_dies:
         return thick_die_params(args.seed, **overrides)
     return SampleParams(seed=args.seed, **overrides)
