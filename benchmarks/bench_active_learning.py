@@ -144,6 +144,9 @@ def main() -> None:
         help="comma-separated strategies[:no-pretrain], or 'none' (default: all)",
     )
     parser.add_argument("--initial", type=int, default=4)
+    parser.add_argument(
+        "--start-with", default="", help="comma-separated initial slices by hand"
+    )
     parser.add_argument("--per-cycle", type=int, default=2)
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument(
@@ -184,6 +187,7 @@ def main() -> None:
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,
+        start_with=tuple(int(z) for z in args.start_with.split(",") if z),
         per_cycle=args.per_cycle,
         cycles=args.cycles,
         seeds=tuple(int(s) for s in args.seeds.split(",")),

@@ -129,12 +129,13 @@ def test_simulate_writes_result_json_and_plot(scan, tmp_path, capsys) -> None:
             "--strategy", "rareness", "--strategy", "random:no-pretrain",
             "--initial", "2", "--per-cycle", "1", "--cycles", "1", "--min-distance", "2",
             "--train-steps", "3", "--pretrain-steps", "2", "--seeds", "0",
-            "--out", str(out), "--plot", str(plot), "--quiet",
+            "--start-with", "5", "--out", str(out), "--plot", str(plot), "--quiet",
         ]
     )  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
     assert result["rare_class"] == "void"
+    assert all(5 in r["cycles"][0]["labelled"] for r in result["runs"])
     assert result["test_shape"][0] == 6  # the held-out last quarter of 24 slices
     assert [(r["strategy"], r["pretrain"]) for r in result["runs"]] == [
         ("rareness", True),

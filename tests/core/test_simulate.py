@@ -217,6 +217,27 @@ def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
         run(full, other)
 
 
+def test_start_with_puts_chosen_slices_among_the_initial_ones() -> None:
+    pool = make_hbm_sample(shape=(24, 32, 32), seed=0)
+    config = SimulationConfig(
+        runs=(RunSpec("random", True),),
+        initial=3,
+        start_with=(11,),
+        cycles=0,
+        min_distance=2,
+        train=TrainConfig(steps=2, crop_size=32, batch_size=2),
+        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    )
+    result = run_to_end(simulate(pool.image, pool.labels, CLASSES, config))
+    labelled = result["runs"][0]["cycles"][0]["labelled"]
+    assert 11 in labelled and len(labelled) == 3
+    assert all(abs(a - b) >= 2 for a in labelled for b in labelled if a != b)
+    assert result["settings"]["start_with"] == [11]
+    with pytest.raises(XrmError, match="start with"):
+        bad = dataclasses.replace(config, start_with=(40,))
+        run_to_end(simulate(pool.image, pool.labels, CLASSES, bad))
+
+
 def test_mismatched_ground_truth_is_refused() -> None:
     config = SimulationConfig(runs=(RunSpec("random", False),))
     with pytest.raises(XrmError, match="differ in shape"):

@@ -14,6 +14,7 @@ from napari_xrm_al.commands._engine import (
     add_compute_options,
     check_out,
     open_image,
+    parse_slices,
     progress_printer,
     setup_torch,
 )
@@ -87,6 +88,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--initial", type=int, default=2, help="initial random slices (2)"
+    )
+    parser.add_argument(
+        "--start-with",
+        metavar="SLICES",
+        help="some of the initial slices chosen by hand, e.g. 94 or 90-94,120 "
+        "(one that shows the rare class, as an analyst would paint first)",
     )
     parser.add_argument(
         "--per-cycle", type=int, default=2, help="slices added per cycle (2)"
@@ -181,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,
+        start_with=tuple(parse_slices(args.start_with)) if args.start_with else (),
         per_cycle=args.per_cycle,
         cycles=args.cycles,
         axis=args.axis,

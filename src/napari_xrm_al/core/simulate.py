@@ -93,6 +93,10 @@ class SimulationConfig:
     initial
         Slices labelled before the first cycle, the same for every strategy of a
         seed (see :func:`initial_slices`).
+    start_with
+        Slices among the ``initial`` ones chosen by hand, e.g. one that shows
+        the rare class, as an analyst who has seen a void would paint first;
+        the others are picked as usual.
     per_cycle
         Slices added per cycle.
     cycles
@@ -113,6 +117,7 @@ class SimulationConfig:
 
     runs: tuple[RunSpec, ...]
     initial: int = 2
+    start_with: tuple[int, ...] = ()
     per_cycle: int = 2
     cycles: int = 3
     axis: str = "z"
@@ -127,6 +132,7 @@ def settings_of(config: SimulationConfig) -> dict[str, Any]:
     """Everything in ``config`` that shapes a run's numbers, as plain JSON."""
     settings = {
         "initial": config.initial,
+        "start_with": list(config.start_with),
         "per_cycle": config.per_cycle,
         "cycles": config.cycles,
         "axis": config.axis,
@@ -241,10 +247,17 @@ def simulate(
         raise XrmError(
             f"Ground truth holds ids beyond the {len(classes)} classes given."
         )
+    n = n_slices(image.shape, config.axis)
+    if len(config.start_with) > config.initial or not all(
+        0 <= s < n for s in config.start_with
+    ):
+        raise XrmError(
+            f"The slices to start with {list(config.start_with)} must be at most "
+            f"{config.initial} (the initial slices) and lie in 0..{n - 1}."
+        )
     dev = pick_device(device)
     rare = rare_class_of(labels, classes)
     norm = fit_normalisation(image)
-    n = n_slices(image.shape, config.axis)
     result: dict[str, Any] = {
         "classes": list(classes.names),
         "rare_class": rare,
@@ -384,16 +397,20 @@ def initial_slices(
 ) -> Generator[Progress, None, list[int]]:
     """The slices every strategy of ``seed`` starts from.
 
-    With a pretrained encoder: k-centre greedy on its slice embeddings (method.md:
-    picked with the pretrained model where possible), from a slice drawn with
-    ``seed``. Without one: random slices drawn with ``seed``.
+    ``config.start_with`` first; then, with a pretrained encoder, k-centre
+    greedy on its slice embeddings (method.md: picked with the pretrained model
+    where possible) from those slices or from a slice drawn with ``seed``;
+    without one, random slices drawn with ``seed``.
     """
     n = n_slices(image.shape, config.axis)
+    given = [int(s) for s in config.start_with]
+    k = config.initial - len(given)
     if encoder is None:
         picks = pick_batch(
             np.arange(n),
             np.random.default_rng(seed).random(n),
-            config.initial,
+            k,
+            labelled=given,
             min_distance=config.min_distance,
         )
     else:
@@ -403,11 +420,12 @@ def initial_slices(
         _, picks = first_picks(
             index,
             embedding,
-            config.initial,
+            k,
+            labelled=given,
             min_distance=config.min_distance,
             seed=seed,
         )
-    return [p.slice for p in picks]
+    return given + [p.slice for p in picks]
 
 
 def _slices(volume: np.ndarray, indices: Sequence[int], axis: str) -> np.ndarray:
