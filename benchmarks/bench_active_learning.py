@@ -57,7 +57,13 @@ from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
-from napari_xrm_al.core.simulate import RunSpec, SimulationConfig, parse_run, simulate
+from napari_xrm_al.core.simulate import (
+    RunSpec,
+    SimulationConfig,
+    parse_run,
+    read_result,
+    simulate,
+)
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.io.atomic import atomic_write_json
 
@@ -167,7 +173,7 @@ def main() -> None:
     parser.add_argument("--plot")
     args = parser.parse_args()
     if args.merge:
-        report(merge([json.loads(Path(p).read_text()) for p in args.merge]), args)
+        report(merge([read_result(p) for p in args.merge]), args)
         return
     torch.set_num_threads(args.threads)
     data = load(args.dataset)
@@ -208,7 +214,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    earlier = json.loads(out.read_text()) if args.resume and out.exists() else None
+    earlier = read_result(out) if args.resume and out.exists() else None
     result = run_to_end(
         simulate(
             classes=classes, config=config, earlier=earlier,

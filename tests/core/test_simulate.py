@@ -32,6 +32,20 @@ from napari_xrm_al.errors import XrmError
 CLASSES = ClassTable.parse("background,copper,solder,void")
 
 
+def tiny_config(*runs: RunSpec, **overrides) -> SimulationConfig:
+    """A simulation of a few optimiser steps, for 40-pixel volumes."""
+    settings = dict(
+        initial=2,
+        per_cycle=2,
+        cycles=1,
+        seeds=(0,),
+        min_distance=2,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
+        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    )
+    return SimulationConfig(runs=runs, **{**settings, **overrides})
+
+
 def test_run_specs() -> None:
     assert parse_run("rareness", True) == RunSpec("rareness", True)
     assert parse_run("rareness:no-pretrain", True) == RunSpec("rareness", False)
@@ -60,19 +74,8 @@ def test_holdout_is_the_last_quarter_along_the_axis() -> None:
 def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
     pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
     test = make_hbm_sample(shape=(12, 40, 40), seed=1)
-    config = SimulationConfig(
-        runs=(
-            RunSpec("rareness", True),
-            RunSpec("random", True),
-            RunSpec("entropy", False),
-        ),
-        initial=2,
-        per_cycle=2,
-        cycles=1,
-        seeds=(0,),
-        min_distance=2,
-        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
-        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    config = tiny_config(
+        RunSpec("rareness", True), RunSpec("random", True), RunSpec("entropy", False)
     )
     result = run_to_end(
         simulate(
@@ -166,16 +169,7 @@ def test_paired_differences_compare_each_seed_with_itself() -> None:
 def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
     pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
     test = make_hbm_sample(shape=(12, 40, 40), seed=1)
-    config = SimulationConfig(
-        runs=(RunSpec("rareness", True), RunSpec("entropy", True)),
-        initial=2,
-        per_cycle=2,
-        cycles=1,
-        seeds=(0,),
-        min_distance=2,
-        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
-        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
-    )
+    config = tiny_config(RunSpec("rareness", True), RunSpec("entropy", True))
 
     def run(earlier=None, cfg=config):
         snapshots: list[dict] = []
@@ -219,14 +213,12 @@ def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
 
 def test_start_with_puts_chosen_slices_among_the_initial_ones() -> None:
     pool = make_hbm_sample(shape=(24, 32, 32), seed=0)
-    config = SimulationConfig(
-        runs=(RunSpec("random", True),),
+    config = tiny_config(
+        RunSpec("random", True),
         initial=3,
         start_with=(11,),
         cycles=0,
-        min_distance=2,
         train=TrainConfig(steps=2, crop_size=32, batch_size=2),
-        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
     )
     result = run_to_end(simulate(pool.image, pool.labels, CLASSES, config))
     labelled = result["runs"][0]["cycles"][0]["labelled"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from napari_xrm_al.core.simulate import (
     NO_PRETRAIN,
     SimulationConfig,
     parse_run,
+    read_result,
     simulate,
 )
 from napari_xrm_al.core.train import TrainConfig
@@ -145,19 +145,10 @@ def _read_pair(image: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _earlier_result(path: str) -> dict[str, Any] | None:
     """The result at ``path`` to resume, or None when there is none yet."""
-    out = Path(path)
-    if not out.exists():
-        print(f"{out} does not exist yet: starting from the beginning")
+    if not Path(path).exists():
+        print(f"{path} does not exist yet: starting from the beginning")
         return None
-    try:
-        earlier = json.loads(out.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XrmError(
-            f"--resume: cannot read {out} as a result JSON ({exc})."
-        ) from None
-    if not isinstance(earlier, dict) or not isinstance(earlier.get("runs"), list):
-        raise XrmError(f"--resume: {out} is not a simulation result.")
-    return earlier
+    return read_result(path)
 
 
 def run(args: argparse.Namespace) -> int:

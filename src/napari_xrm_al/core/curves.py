@@ -40,12 +40,18 @@ def run_label(run: dict[str, Any]) -> str:
     )
 
 
-def learning_curves(result: dict[str, Any]) -> list[Curve]:
-    """Aggregate ``result['runs']`` over seeds, one :class:`Curve` per strategy."""
-    rare = result["rare_class"]
+def runs_by_label(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``result['runs']`` grouped by :func:`run_label`, in order of first appearance."""
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in result["runs"]:
         grouped[run_label(run)].append(run)
+    return grouped
+
+
+def learning_curves(result: dict[str, Any]) -> list[Curve]:
+    """Aggregate ``result['runs']`` over seeds, one :class:`Curve` per strategy."""
+    rare = result["rare_class"]
+    grouped = runs_by_label(result)
     curves = []
     for label, runs in grouped.items():
         length = min(len(r["cycles"]) for r in runs)
@@ -108,9 +114,7 @@ def paired_differences(result: dict[str, Any]) -> list[PairedDifference]:
     from scipy.stats import t  # only here: scipy.stats is slow to import
 
     rare = result["rare_class"]
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run in result["runs"]:
-        grouped[run_label(run)].append(run)
+    grouped = runs_by_label(result)
     if len(grouped) < 2:
         return []
     reference, *others = grouped

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,21 @@ def settings_of(config: SimulationConfig) -> dict[str, Any]:
         "pretrain": asdict(config.pretrain),
     }
     return json.loads(json.dumps(settings))  # tuples as lists, as read back
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """A ``result.json`` written by :func:`simulate`, to resume or extend.
+
+    Raises :class:`XrmError` naming the file when it is unreadable or not a
+    simulation result.
+    """
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XrmError(f"Cannot read {path} as a result JSON ({exc}).") from None
+    if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
+        raise XrmError(f"{path} is not a simulation result.")
+    return result
 
 
 def _finished_runs(
