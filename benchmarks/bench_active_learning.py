@@ -64,6 +64,7 @@ from napari_xrm_al.core.simulate import (
     read_result,
     simulate,
 )
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.io.atomic import atomic_write_json
 
@@ -151,7 +152,7 @@ def main() -> None:
     )
     parser.add_argument("--initial", type=int, default=4)
     parser.add_argument(
-        "--start-with", default="", help="comma-separated initial slices by hand"
+        "--start-with", default="", help="initial slices by hand, e.g. 94 or 90-94"
     )
     parser.add_argument("--per-cycle", type=int, default=2)
     parser.add_argument("--cycles", type=int, default=4)
@@ -193,7 +194,9 @@ def main() -> None:
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,
-        start_with=tuple(int(z) for z in args.start_with.split(",") if z),
+        start_with=tuple(
+            parse_slice_list(args.start_with, "--start-with", allow_empty=True)
+        ),
         per_cycle=args.per_cycle,
         cycles=args.cycles,
         seeds=tuple(int(s) for s in args.seeds.split(",")),

@@ -7,6 +7,7 @@ from napari_xrm_al.core.slices import (
     axis_index,
     axis_name,
     n_slices,
+    parse_slice_list,
     read_label_slices,
     read_slices,
     slice_shape,
@@ -71,3 +72,22 @@ def test_label_slices_and_axis_helpers():
 def test_out_of_range_slice_is_a_clear_error():
     with pytest.raises(XrmError, match="Slice 9 is outside 0..4"):
         read_slices(np.zeros((5, 2, 2)), [1, 9], "z")
+
+
+def test_parse_slice_list_takes_commas_spaces_and_ranges():
+    assert parse_slice_list(" 40, 3 17,12-14 3", "--slices") == [3, 12, 13, 14, 17, 40]
+    assert parse_slice_list("", "Validation slices", allow_empty=True) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("3,x", "--start-with must be slice numbers or ranges"),
+        ("-2", "--start-with must be slice numbers or ranges"),
+        ("9-4", "--start-with: the range 9-4 runs backwards"),
+        (" , ", "--start-with is empty"),
+    ],
+)
+def test_parse_slice_list_names_the_option_in_errors(text, message):
+    with pytest.raises(XrmError, match=message):
+        parse_slice_list(text, "--start-with")

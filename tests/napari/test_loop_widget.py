@@ -267,7 +267,8 @@ def test_errors_become_notifications_and_leave_a_consistent_state(
 
     dock.train.validation_edit.setText("4, x")
     assert dock.train.start() is None
-    assert "Validation slices '4, x'" in messages(since)[-1]
+    assert "Validation slices must be" in messages(since)[-1]
+    assert "got '4, x'" in messages(since)[-1]
     assert dock.predict.export(str(tmp_path / "m.zarr")) is None
     assert "Predict the volume before exporting" in messages(since)[-1]
     dock.data.open_file(str(tmp_path / "missing.tif"))

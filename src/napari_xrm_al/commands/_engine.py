@@ -131,25 +131,3 @@ def progress_printer(quiet: bool, every_s: float = 2.0) -> Callable[[Progress], 
         print(event.describe(), file=sys.stderr, flush=True)
 
     return show
-
-
-def parse_slices(text: str) -> list[int]:
-    """``"3,17,40"`` or ``"10-20,40"`` → sorted unique slice indices."""
-    out: set[int] = set()
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part:
-                first, last = part.split("-", 1)
-                out.update(range(int(first), int(last) + 1))
-            else:
-                out.add(int(part))
-    except ValueError:
-        raise XrmError(
-            f"--slices must be comma-separated indices or ranges like 3,17,40-45; got {text!r}."
-        ) from None
-    if not out:
-        raise XrmError("--slices is empty.")
-    return sorted(out)

@@ -12,7 +12,6 @@ import numpy as np
 from napari_xrm_al.commands._engine import (
     add_compute_options,
     open_image,
-    parse_slices,
     progress_printer,
     setup_torch,
 )
@@ -25,6 +24,7 @@ from napari_xrm_al.core.ranking import (
     rank_summary,
     summarise,
 )
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text
 
@@ -96,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if ckpt.kind == "encoder":
         return _first_slices(args, volume.data, ckpt)
     trained_on = ckpt.history.get("slices", [])
-    labelled = parse_slices(args.labelled) if args.labelled else list(trained_on)
+    labelled = (
+        parse_slice_list(args.labelled, "--labelled")
+        if args.labelled
+        else list(trained_on)
+    )
     counts = np.asarray(
         ckpt.history.get("labelled_counts", np.zeros(len(ckpt.classes)))
     )
@@ -162,7 +166,7 @@ def _write_scores(path: str, header: list[str], rows) -> None:
 
 def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
     """Rank with a pretrained encoder: the first, diverse slices to label."""
-    labelled = parse_slices(args.labelled) if args.labelled else []
+    labelled = parse_slice_list(args.labelled, "--labelled") if args.labelled else []
     ranking = run_to_end(
         first_ranking(
             Path(args.model),

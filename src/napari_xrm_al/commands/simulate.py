@@ -13,7 +13,6 @@ from napari_xrm_al.commands._engine import (
     add_compute_options,
     check_out,
     open_image,
-    parse_slices,
     progress_printer,
     setup_torch,
 )
@@ -30,6 +29,7 @@ from napari_xrm_al.core.simulate import (
     read_result,
     simulate,
 )
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import atomic_write_json
@@ -179,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,
-        start_with=tuple(parse_slices(args.start_with)) if args.start_with else (),
+        start_with=tuple(parse_slice_list(args.start_with, "--start-with"))
+        if args.start_with
+        else (),
         per_cycle=args.per_cycle,
         cycles=args.cycles,
         axis=args.axis,

@@ -12,7 +12,6 @@ from napari_xrm_al.commands._engine import (
     check_out,
     model_overrides,
     open_image,
-    parse_slices,
     progress_printer,
     run_overrides,
     setup_torch,
@@ -22,6 +21,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.mask_reader import read_mask
@@ -152,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
         ),
         **overrides,
     )
-    slices = parse_slices(args.slices)
+    slices = parse_slice_list(args.slices, "--slices")
     validation = (
-        (volume.data, labels, parse_slices(args.val_slices))
+        (volume.data, labels, parse_slice_list(args.val_slices, "--val-slices"))
         if args.val_slices
         else None
     )

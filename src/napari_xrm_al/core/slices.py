@@ -7,6 +7,7 @@ for are read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,31 @@ from napari_xrm_al.errors import XrmError
 
 AXES = {"z": 0, "y": 1, "x": 2}
 AXIS_NAMES = ("z", "y", "x")
+
+
+def parse_slice_list(text: str, what: str, *, allow_empty: bool = False) -> list[int]:
+    """``"3, 17 40-45"`` → sorted unique slice indices.
+
+    Indices and inclusive ranges, separated by commas or spaces. ``what``
+    names the field or option in error messages (e.g. ``"--slices"``).
+    """
+    out: set[int] = set()
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise XrmError(
+                f"{what} must be slice numbers or ranges separated by commas, "
+                f"like 3,17,40-45; got {text!r}."
+            )
+        first, last = match.groups()
+        if last is not None and int(last) < int(first):
+            raise XrmError(f"{what}: the range {part} runs backwards.")
+        out.update(range(int(first), int(last or first) + 1))
+    if not out and not allow_empty:
+        raise XrmError(f"{what} is empty.")
+    return sorted(out)
 
 
 def axis_index(axis: str | int) -> int:

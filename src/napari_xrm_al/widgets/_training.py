@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
@@ -20,6 +19,7 @@ from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.loop import pretrain_session, train_session
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.session import CycleRecord
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._config_form import ConfigForm, Field
@@ -152,16 +152,6 @@ class PretrainSection(QWidget):
         self.hint.setText(text)
 
 
-def parse_slices(text: str) -> list[int]:
-    """``'12, 40 77'`` → ``[12, 40, 77]``."""
-    try:
-        return sorted({int(v) for v in re.split(r"[,\s]+", text.strip()) if v})
-    except ValueError:
-        raise XrmError(
-            f"Validation slices {text!r} must be slice numbers separated by commas."
-        ) from None
-
-
 class TrainSection(QWidget):
     """Train the segmenter on the slices marked done."""
 
@@ -206,7 +196,9 @@ class TrainSection(QWidget):
         try:
             session, data = self.dock.require_session()
             config = self.config()
-            validation = parse_slices(self.validation_edit.text())
+            validation = parse_slice_list(
+                self.validation_edit.text(), "Validation slices", allow_empty=True
+            )
             overlap = sorted(set(validation) & set(session.done))
             if overlap:
                 raise XrmError(
