@@ -124,6 +124,19 @@ def load(dataset: str) -> dict:
     sys.exit(f"unknown dataset {dataset!r}")
 
 
+def configs(
+    context: int, train_steps: int | None, pretrain_steps: int | None
+) -> tuple[TrainConfig, PretrainConfig]:
+    """Training and pretraining settings: the defaults, or fixed step counts."""
+    train = TrainConfig(context=context)
+    if train_steps:
+        train = dataclasses.replace(train, steps=train_steps)
+    pre = PretrainConfig(context=context)
+    if pretrain_steps:
+        pre = dataclasses.replace(pre, steps=pretrain_steps, time_budget_s=None)
+    return train, pre
+
+
 def machine() -> str:
     """CPU model and core count, for the record."""
     cpu = platform.processor() or "unknown CPU"
@@ -185,12 +198,7 @@ def main() -> None:
         runs = ()
     elif args.runs:
         runs = tuple(parse_run(r, True) for r in args.runs.split(","))
-    train = TrainConfig(context=context)
-    if args.train_steps:
-        train = dataclasses.replace(train, steps=args.train_steps)
-    pre = PretrainConfig(context=context)
-    if args.pretrain_steps:
-        pre = dataclasses.replace(pre, steps=args.pretrain_steps, time_budget_s=None)
+    train, pre = configs(context, args.train_steps, args.pretrain_steps)
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,15 @@ def split_holdout(image: Any, labels: Any, axis: str) -> tuple[np.ndarray, ...]:
     )
 
 
-def _predict_dense(
-    ckpt: Checkpoint, image: np.ndarray, axis: str, device: torch.device
-) -> Generator[Progress, None, np.ndarray]:
+def score_model(
+    ckpt: Checkpoint,
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes: ClassTable,
+    axis: str,
+    device: torch.device,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Predict ``image`` and score it against dense ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
     yield from predict_volume(
         build_segmenter(ckpt),
@@ -219,7 +226,11 @@ def _predict_dense(
         summaries=False,
         device=device,
     )
-    return out.astype(np.int16) - 1
+    scores = evaluate(out.astype(np.int16) - 1, labels, classes)
+    return {
+        "miou": scores["miou"],
+        "iou": {c: scores[f"iou/{c}"] for c in classes.names},
+    }
 
 
 def _summary(ckpt: Checkpoint, image: np.ndarray, axis: str, mc: int, device):
@@ -301,13 +312,10 @@ def simulate(
     done_cycles = 0
     started = time.perf_counter()
 
-    def evaluate_cycle(ckpt: Checkpoint) -> Generator[Progress, None, dict[str, Any]]:
-        pred = yield from _predict_dense(ckpt, test_image, config.axis, dev)
-        scores = evaluate(pred, test_labels, classes)
-        return {
-            "miou": scores["miou"],
-            "iou": {c: scores[f"iou/{c}"] for c in classes.names},
-        }
+    evaluate_cycle = partial(
+        score_model, image=test_image, labels=test_labels, classes=classes,
+        axis=config.axis, device=dev,
+    )  # fmt: skip
 
     def fit(
         slices: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig

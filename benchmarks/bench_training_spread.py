@@ -1,0 +1,131 @@
+"""How much of a learning-curve gap is the slices, how much training luck?
+
+Retrains one set of labelled slices of an active-learning benchmark dataset
+with several training seeds, from the encoder the simulation pretrains with
+``--seed``, and scores each model on the test scan. With ``--train-seeds``
+starting at the simulation's seed, the first model is the one the simulation
+trained at that point (same seeds, steps and slices), so its scores repeat the
+result JSON's. ``--rank K`` also ranks the pool with that first model, the way
+the next cycle would, and prints each strategy's top slices.
+
+Usage::
+
+    python benchmarks/bench_training_spread.py --dataset sample --seed 4 \
+        --slices 46,57,61,64,69,73,76,92 --train-seeds 4,1004,2004 \
+        --threads 1 --out benchmarks/out/spread.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_active_learning import configs, load, machine
+from napari_xrm_al.core.acquisition import get_strategy
+from napari_xrm_al.core.checkpoint import build_segmenter
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.normalization import fit_normalisation
+from napari_xrm_al.core.predict import predict_volume
+from napari_xrm_al.core.pretrain import pretrain
+from napari_xrm_al.core.ranking import BALD_SAMPLES, rank_summary
+from napari_xrm_al.core.simulate import score_model
+from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.train import train
+from napari_xrm_al.io.atomic import atomic_write_json
+
+
+def main() -> None:
+    """Run the retraining and print one line per training seed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="sample")
+    parser.add_argument("--seed", type=int, required=True, help="pretraining seed")
+    parser.add_argument(
+        "--slices", required=True, help="labelled slices, e.g. 3,17,40-45"
+    )
+    parser.add_argument("--train-seeds", required=True, help="e.g. 4,1004,2004")
+    parser.add_argument("--pretrain-steps", type=int, default=600)
+    parser.add_argument("--train-steps", type=int, default=1600)
+    parser.add_argument("--rank", type=int, default=0, metavar="K")
+    parser.add_argument("--strategies", default="rareness,entropy")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load(args.dataset)
+    classes, image, labels = data["classes"], data["image"], data["labels"]
+    slices = parse_slice_list(args.slices, "--slices")
+    train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
+    norm = fit_normalisation(image)
+    device = torch.device("cpu")
+    started = time.time()
+    encoder = run_to_end(
+        pretrain(image, config=pre, seed=args.seed, device=device, normalisation=norm)
+    )
+    scores, ranks = [], {}
+    for i, seed in enumerate(parse_slice_list(args.train_seeds, "--train-seeds")):
+        ckpt = run_to_end(
+            train(
+                image,
+                labels,
+                slices,
+                classes,
+                dense_labels=True,
+                init=encoder,
+                config=train_config,
+                seed=seed,
+                device=device,
+                normalisation=norm,
+            )  # fmt: skip
+        )
+        score = run_to_end(
+            score_model(
+                ckpt, data["test_image"], data["test_labels"], classes, "z", device
+            )
+        )
+        scores.append({"train_seed": seed, **score})
+        print(json.dumps(scores[-1]), flush=True)
+        if i == 0 and args.rank:
+            strategies = args.strategies.split(",")
+            bald = any("bald" in get_strategy(n).needs for n in strategies)
+            summary = run_to_end(
+                predict_volume(
+                    build_segmenter(ckpt),
+                    ckpt,
+                    image,
+                    device=device,
+                    mc_samples=BALD_SAMPLES if bald else 1,
+                )  # fmt: skip
+            ).summary
+            counts = np.bincount(labels[slices].ravel(), minlength=len(classes))
+            for name in strategies:
+                picks = rank_summary(
+                    summary, name, args.rank, labelled=slices,
+                    labelled_counts=counts, min_distance=data["min_distance"],
+                    seed=args.seed,
+                ).picks  # fmt: skip
+                ranks[name] = [[p.slice, p.score] for p in picks]
+                print(name, [p.slice for p in picks], flush=True)
+    atomic_write_json(
+        Path(args.out),
+        {
+            "dataset": args.dataset,
+            "seed": args.seed,
+            "slices": slices,
+            "scores": scores,
+            "picks": ranks,
+            "argv": sys.argv[1:],
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "seconds": round(time.time() - started, 1),
+            "machine": machine(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
