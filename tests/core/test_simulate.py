@@ -18,14 +18,8 @@ from napari_xrm_al.core.curves import (
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.simulate import (
-    RunSpec,
-    SimulationConfig,
-    parse_run,
-    rare_class_of,
-    simulate,
-    split_holdout,
-)
+from napari_xrm_al.core.simulate import rare_class_of, simulate, split_holdout
+from napari_xrm_al.core.simulation_config import RunSpec, SimulationConfig, parse_run
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 

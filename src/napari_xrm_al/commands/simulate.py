@@ -21,13 +21,11 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.simulate import (
-    HOLDOUT_FRACTION,
+from napari_xrm_al.core.simulate import HOLDOUT_FRACTION, read_result, simulate
+from napari_xrm_al.core.simulation_config import (
     NO_PRETRAIN,
     SimulationConfig,
     parse_run,
-    read_result,
-    simulate,
 )
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig

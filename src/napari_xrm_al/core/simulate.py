@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from napari_xrm_al.core.acquisition import (
-    DEFAULT_MIN_DISTANCE,
     first_picks,
     get_strategy,
     pick_batch,
@@ -48,101 +47,14 @@ from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.model import pick_device
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.pretrain import pretrain
 from napari_xrm_al.core.ranking import BALD_SAMPLES, rank_summary
+from napari_xrm_al.core.simulation_config import SimulationConfig, settings_of
 from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
 
 HOLDOUT_FRACTION = 0.25
-NO_PRETRAIN = ":no-pretrain"
-WITH_PRETRAIN = ":pretrain"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One strategy of a simulation, with or without pretraining."""
-
-    strategy: str
-    pretrain: bool
-
-    @property
-    def label(self) -> str:
-        """Name used in plots: the strategy, marked when pretraining is off."""
-        return self.strategy if self.pretrain else f"{self.strategy} (no pretrain)"
-
-
-def parse_run(spec: str, pretrain_default: bool) -> RunSpec:
-    """``"rareness"``, ``"rareness:no-pretrain"`` or ``"entropy:pretrain"``."""
-    name, _, flag = spec.partition(":")
-    get_strategy(name)
-    if flag and f":{flag}" not in (NO_PRETRAIN, WITH_PRETRAIN):
-        raise XrmError(
-            f"Strategy {spec!r}: the suffix must be {NO_PRETRAIN!r} or {WITH_PRETRAIN!r}."
-        )
-    pre = pretrain_default if not flag else f":{flag}" == WITH_PRETRAIN
-    return RunSpec(name, pre)
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Settings of a simulation run.
-
-    Parameters
-    ----------
-    runs
-        Strategies to compare (see :func:`parse_run`).
-    initial
-        Slices labelled before the first cycle, the same for every strategy of a
-        seed (see :func:`initial_slices`).
-    start_with
-        Slices among the ``initial`` ones chosen by hand, e.g. one that shows
-        the rare class, as an analyst who has seen a void would paint first;
-        the others are picked as usual.
-    per_cycle
-        Slices added per cycle.
-    cycles
-        Acquisition cycles after the initial training.
-    axis
-        Slice axis.
-    seeds
-        Seeds; each has its own pretraining and initial slices.
-    min_distance
-        Minimum distance between picks and from labelled slices.
-    train
-        Training settings of every cycle.
-    pretrain
-        Pretraining settings.
-    full_supervision
-        Also train on every pool slice once (slow) as the reference.
-    """
-
-    runs: tuple[RunSpec, ...]
-    initial: int = 2
-    start_with: tuple[int, ...] = ()
-    per_cycle: int = 2
-    cycles: int = 3
-    axis: str = "z"
-    seeds: tuple[int, ...] = (0,)
-    min_distance: int = DEFAULT_MIN_DISTANCE
-    train: TrainConfig = field(default_factory=TrainConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    full_supervision: bool = False
-
-
-def settings_of(config: SimulationConfig) -> dict[str, Any]:
-    """Everything in ``config`` that shapes a run's numbers, as plain JSON."""
-    settings = {
-        "initial": config.initial,
-        "start_with": list(config.start_with),
-        "per_cycle": config.per_cycle,
-        "cycles": config.cycles,
-        "axis": config.axis,
-        "min_distance": config.min_distance,
-        "train": asdict(config.train),
-        "pretrain": asdict(config.pretrain),
-    }
-    return json.loads(json.dumps(settings))  # tuples as lists, as read back
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
