@@ -243,7 +243,8 @@ def main() -> None:
 def merge(results: list[dict]) -> dict:
     """One result from runs of the same benchmark with different seeds."""
     merged = {**results[0], "runs": [r for res in results for r in res["runs"]]}
-    merged["benchmark"] = [res["benchmark"] for res in results]
+    # A result still being written (resumable) has no "benchmark" record yet.
+    merged["benchmark"] = [res["benchmark"] for res in results if "benchmark" in res]
     fulls = [res["full_supervision"] for res in results if "full_supervision" in res]
     if fulls:
         # The reference of several seeds: mean scores, with the spread of mIoU.
