@@ -23,18 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench_active_learning import configs, load, machine
-from napari_xrm_al.core.acquisition import get_strategy
-from napari_xrm_al.core.checkpoint import build_segmenter
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.ranking import BALD_SAMPLES, rank_summary
-from napari_xrm_al.core.simulate import score_model
+from napari_xrm_al.core.simulate import rank_pool, score_model
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
@@ -81,7 +76,7 @@ def main() -> None:
                 seed=seed,
                 device=device,
                 normalisation=norm,
-            )  # fmt: skip
+            )
         )
         score = run_to_end(
             score_model(
@@ -91,26 +86,24 @@ def main() -> None:
         scores.append({"train_seed": seed, **score})
         print(json.dumps(scores[-1]), flush=True)
         if i == 0 and args.rank:
-            strategies = args.strategies.split(",")
-            bald = any("bald" in get_strategy(n).needs for n in strategies)
-            summary = run_to_end(
-                predict_volume(
-                    build_segmenter(ckpt),
+            rankings = run_to_end(
+                rank_pool(
                     ckpt,
                     image,
-                    device=device,
-                    mc_samples=BALD_SAMPLES if bald else 1,
-                )  # fmt: skip
-            ).summary
-            counts = np.bincount(labels[slices].ravel(), minlength=len(classes))
-            for name in strategies:
-                picks = rank_summary(
-                    summary, name, args.rank, labelled=slices,
-                    labelled_counts=counts, min_distance=data["min_distance"],
+                    labels,
+                    slices,
+                    classes,
+                    args.strategies.split(","),
+                    args.rank,
+                    axis="z",
+                    min_distance=data["min_distance"],
                     seed=args.seed,
-                ).picks  # fmt: skip
-                ranks[name] = [[p.slice, p.score] for p in picks]
-                print(name, [p.slice for p in picks], flush=True)
+                    device=device,
+                )
+            )
+            for name, ranking in rankings.items():
+                ranks[name] = [[p.slice, p.score] for p in ranking.picks]
+                print(name, [p.slice for p in ranking.picks], flush=True)
     atomic_write_json(
         Path(args.out),
         {

@@ -48,7 +48,7 @@ from napari_xrm_al.core.model import pick_device
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.ranking import BALD_SAMPLES, rank_summary
+from napari_xrm_al.core.ranking import BALD_SAMPLES, Ranking, rank_summary
 from napari_xrm_al.core.simulation_config import SimulationConfig, settings_of
 from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.train import TrainConfig, train
@@ -145,11 +145,46 @@ def score_model(
     }
 
 
-def _summary(ckpt: Checkpoint, image: np.ndarray, axis: str, mc: int, device):
+def rank_pool(
+    ckpt: Checkpoint,
+    image: np.ndarray,
+    labels: np.ndarray,
+    labelled: Sequence[int],
+    classes: ClassTable,
+    strategies: Sequence[str],
+    k: int,
+    *,
+    axis: str,
+    min_distance: int,
+    seed: int,
+    device: torch.device,
+) -> Generator[Progress, None, dict[str, Ranking]]:
+    """The next ``k`` picks of each strategy, from one prediction pass over the pool.
+
+    The oracle's ``labels`` of the ``labelled`` slices give the class counts
+    behind the rareness weights; the pass draws MC-dropout samples when a
+    strategy needs them.
+    """
+    bald = any("bald" in get_strategy(name).needs for name in strategies)
     result = yield from predict_volume(
-        build_segmenter(ckpt), ckpt, image, axis=axis, mc_samples=mc, device=device
+        build_segmenter(ckpt), ckpt, image, axis=axis,
+        mc_samples=BALD_SAMPLES if bald else 1, device=device,
+    )  # fmt: skip
+    counts = np.bincount(
+        _slices(labels, labelled, axis).ravel(), minlength=len(classes)
     )
-    return result.summary
+    return {
+        name: rank_summary(
+            result.summary,
+            name,
+            k,
+            labelled=labelled,
+            labelled_counts=counts,
+            min_distance=min_distance,
+            seed=seed,
+        )
+        for name in strategies
+    }
 
 
 def simulate(
@@ -296,23 +331,13 @@ def simulate(
                 if cycle == config.cycles:
                     break
                 t2 = time.perf_counter()
-                needs = get_strategy(run.strategy).needs
-                summary = yield from _summary(
-                    ckpt,
-                    image,
-                    config.axis,
-                    BALD_SAMPLES if "bald" in needs else 1,
-                    dev,
-                )
-                counts = np.bincount(
-                    _slices(labels, labelled, config.axis).ravel(),
-                    minlength=len(classes),
-                )
-                ranking = rank_summary(
-                    summary, run.strategy, config.per_cycle, labelled=labelled,
-                    labelled_counts=counts, min_distance=config.min_distance,
-                    seed=seed * 1000 + cycle,
+                rankings = yield from rank_pool(
+                    ckpt, image, labels, labelled, classes, [run.strategy],
+                    config.per_cycle, axis=config.axis,
+                    min_distance=config.min_distance, seed=seed * 1000 + cycle,
+                    device=dev,
                 )  # fmt: skip
+                ranking = rankings[run.strategy]
                 labelled += [p.slice for p in ranking.picks]
                 entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
     if need_full:
