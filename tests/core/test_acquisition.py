@@ -11,11 +11,11 @@ from napari_xrm_al.core.acquisition import (
     STRATEGIES,
     AcquisitionContext,
     first_picks,
-    pick_batch,
     rareness_weights,
     score_slices,
     select,
 )
+from napari_xrm_al.core.batch_picking import pick_batch
 from napari_xrm_al.errors import XrmError
 
 BG, CU, SOLDER, VOID = range(4)

@@ -34,11 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_xrm_al.core.acquisition import (
-    first_picks,
-    get_strategy,
-    pick_batch,
-)
+from napari_xrm_al.core.acquisition import first_picks, get_strategy
+from napari_xrm_al.core.batch_picking import pick_batch
 from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.embedding import embed_slices
