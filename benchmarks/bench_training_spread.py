@@ -6,7 +6,10 @@ with several training seeds, from the encoder the simulation pretrains with
 starting at the simulation's seed, the first model is the one the simulation
 trained at that point (same seeds, steps and slices), so its scores repeat the
 result JSON's. ``--rank K`` also ranks the pool with that first model, the way
-the next cycle would, and prints each strategy's top slices.
+the next cycle would, and prints each strategy's top slices. ``--set
+KEY=VALUE`` changes a training setting (a ``TrainConfig`` field, e.g.
+``--set ema_decay=0.995``); the last line gives the mean and spread
+(max − min over the training seeds) of mIoU and of each class's IoU.
 
 Usage::
 
@@ -18,11 +21,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench_active_learning import configs, load, machine
@@ -31,8 +36,32 @@ from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.pretrain import pretrain
 from napari_xrm_al.core.simulate import rank_pool, score_model
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.train import train
+from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.io.atomic import atomic_write_json
+
+
+def with_settings(config: TrainConfig, settings: list[str]) -> TrainConfig:
+    """``config`` with ``KEY=VALUE`` settings, each parsed as its field's type."""
+    changes = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        if key not in {f.name for f in dataclasses.fields(config)}:
+            sys.exit(f"--set: TrainConfig has no field {key!r}")
+        current = getattr(config, key)
+        kind = type(current) if current is not None else float
+        changes[key] = (value.lower() in ("1", "true")) if kind is bool else kind(value)
+    return dataclasses.replace(config, **changes)
+
+
+def spread(scores: list[dict]) -> dict:
+    """Mean and max − min over the training seeds of mIoU and each class's IoU."""
+    columns = {"miou": [s["miou"] for s in scores]}
+    for name in scores[0]["iou"]:
+        columns[name] = [s["iou"][name] for s in scores]
+    return {
+        key: {"mean": round(float(np.mean(v)), 4), "spread": round(float(np.ptp(v)), 4)}
+        for key, v in columns.items()
+    }
 
 
 def main() -> None:
@@ -48,6 +77,13 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=1600)
     parser.add_argument("--rank", type=int, default=0, metavar="K")
     parser.add_argument("--strategies", default="rareness,entropy")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig field, e.g. ema_decay=0.995 (repeatable)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -56,6 +92,7 @@ def main() -> None:
     classes, image, labels = data["classes"], data["image"], data["labels"]
     slices = parse_slice_list(args.slices, "--slices")
     train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
+    train_config = with_settings(train_config, args.set)
     norm = fit_normalisation(image)
     device = torch.device("cpu")
     started = time.time()
@@ -104,10 +141,14 @@ def main() -> None:
             for name, ranking in rankings.items():
                 ranks[name] = [[p.slice, p.score] for p in ranking.picks]
                 print(name, [p.slice for p in ranking.picks], flush=True)
+    summary = spread(scores)
+    print(json.dumps(summary), flush=True)
     atomic_write_json(
         Path(args.out),
         {
             "dataset": args.dataset,
+            "settings": args.set,
+            "summary": summary,
             "seed": args.seed,
             "slices": slices,
             "scores": scores,

@@ -297,3 +297,33 @@ def test_loss_falls_in_either_precision(sample0, tiny_train_config, precision):
         for v in ckpt.state_dict.values()
         if v.is_floating_point()
     )
+
+
+def test_weight_averaging_returns_the_average_from_the_first_step(
+    sample0, tiny_train_config
+):
+    def weights(**changes):
+        config = dataclasses.replace(tiny_train_config, **changes)
+        gen = train(
+            sample0.image,
+            sample0.labels,
+            [3, 20],
+            sample0.classes,
+            dense_labels=True,
+            config=config,
+        )
+        return run_to_end(gen).state_dict
+
+    def distance(a, b):
+        return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+    after_one_step = weights(steps=1)
+    # The average starts from the weights after the first step; with a decay
+    # of almost 1 it stays there, while the last weights have moved on.
+    assert distance(after_one_step, weights(steps=5, ema_decay=1 - 1e-7)) < 1e-5
+    assert distance(after_one_step, weights(steps=5)) > 1e-3
+    halfway = weights(steps=5, ema_decay=0.5)
+    assert distance(halfway, after_one_step) > 1e-3
+    assert distance(halfway, weights(steps=5)) > 1e-4
+    with pytest.raises(XrmError, match="ema_decay"):
+        weights(ema_decay=1.0)

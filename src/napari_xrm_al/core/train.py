@@ -38,6 +38,7 @@ from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, adamw, snapshot
 from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
+from napari_xrm_al.errors import XrmError
 
 Validation = tuple[Any, Any, Sequence[int]]
 
@@ -93,6 +94,11 @@ class TrainConfig(NetworkSettings):
         Steps between validations when validation slices are given (None = 10 per run).
     loss_smoothing
         Exponential smoothing of the reported loss (0 = none).
+    ema_decay
+        Keep an exponential moving average of the weights with this decay per
+        step and return it instead of the last weights (0 = off). Averaging
+        makes a retrain on the same slices give nearly the same model whatever
+        the seed (docs/benchmarks.md, "Stable retraining").
     """
 
     steps: int | None = None
@@ -113,6 +119,7 @@ class TrainConfig(NetworkSettings):
     precision: str = "auto"
     validate_every: int | None = None
     loss_smoothing: float = 0.95
+    ema_decay: float = 0.0
 
     def n_steps(self, n_slices: int) -> int:
         """Planned number of steps for ``n_slices`` labelled slices."""
@@ -138,6 +145,22 @@ def initial_model(
     model = SliceSegmenter(init.model_config)
     model.load_state_dict(init.state_dict)
     return model
+
+
+def weight_average(
+    model: SliceSegmenter, decay: float
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and batch-norm
+    statistics (torch's ``AveragedModel``), or None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    if decay >= 1:
+        raise XrmError(f"ema_decay must be in [0, 1), got {decay}.")
+    return torch.optim.swa_utils.AveragedModel(
+        model,
+        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+        use_buffers=True,
+    )
 
 
 @torch.no_grad()
@@ -267,22 +290,27 @@ def train(
         "loss": [],
         "validation": [],
     }
+    averaged = weight_average(model, config.ema_decay)
+    kept = averaged.module if averaged is not None else model
     best_state: dict[str, torch.Tensor] | None = None
     best_score = -math.inf
     smooth: float | None = None
 
     def check() -> dict[str, float] | None:
-        """Validate (or look at the smoothed loss) and keep the best weights."""
+        """Validate (or look at the smoothed loss) and keep the best weights;
+        without validation, averaged weights are simply the latest."""
         nonlocal best_score, best_state
         metrics = None
         if val is not None:
-            metrics = validate(model, val, norm, classes, dev)
+            metrics = validate(kept, val, norm, classes, dev)
             history["validation"].append({"step": clock.step, **metrics})
             score = metrics["miou"]
+        elif averaged is not None:
+            score = clock.step
         else:
             score = -smooth if smooth is not None else -math.inf
         if score > best_score or best_state is None:
-            best_score, best_state = score, snapshot(model)
+            best_score, best_state = score, snapshot(kept)
         clock.restart_step_timer()
         return metrics
 
@@ -291,7 +319,7 @@ def train(
         return Checkpoint(
             kind="segmenter",
             model_config=model.cfg,
-            state_dict=best_state if best_state is not None else snapshot(model),
+            state_dict=best_state if best_state is not None else snapshot(kept),
             normalisation=norm,
             axis=axis,
             classes=classes,
@@ -320,6 +348,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             clock.tick()
             value = float(loss.detach())
             a = config.loss_smoothing if smooth is not None else 0.0
