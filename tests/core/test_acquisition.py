@@ -158,7 +158,7 @@ def test_coreset_spreads_over_embedding_clusters() -> None:
         embedding=embedding[order],
         labelled=[int(np.flatnonzero(cluster[order] == 0)[0])],
     )
-    _, picks = select("coreset", ctx, 2, min_distance=1)
+    _, picks, _ = select("coreset", ctx, 2, min_distance=1)
     picked_clusters = {int(cluster[order][p.slice]) for p in picks}
     assert picked_clusters == {1, 2}
 
@@ -173,8 +173,8 @@ def test_rareness_diverse_does_not_pick_two_near_duplicates() -> None:
     put_class(ctx, 30, VOID, 0.02)
     embedding[30] = [0.0, 100.0]
     ctx.embedding = embedding
-    _, plain = select("rareness", ctx, 2, min_distance=2)
-    _, diverse = select("rareness-diverse", ctx, 2, min_distance=2)
+    _, plain, _ = select("rareness", ctx, 2, min_distance=2)
+    _, diverse, _ = select("rareness-diverse", ctx, 2, min_distance=2)
     assert {p.slice for p in plain} == {10, 20}
     assert {p.slice for p in diverse} == {10, 30}
 

@@ -14,7 +14,7 @@ from napari_xrm_al._napari.sample_data import sample_layer_data
 from napari_xrm_al.core.classes import dense_to_annotation
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.widgets._suggest import CANDIDATES_NAME
+from napari_xrm_al.widgets._suggest import CANDIDATES_NAME, REASONS
 from napari_xrm_al.widgets.loop import ActiveLearningWidget
 
 pytestmark = pytest.mark.gui
@@ -121,9 +121,22 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert dock.train.plot.steps == [1, 2, 3, 4]
     assert "Cycle 1" in dock.train.result.text()
 
+    # The discovery variant says how it split the batch and why each slice.
+    dock.suggest.strategy_combo.setCurrentText("rareness-discovery")
+    dock.suggest.k_spin.setValue(4)
+    wait(qtbot, dock, dock.suggest.start())
+    plan = dock.suggest.ranking.plan
+    assert plan.unseen and plan.cover >= 1  # no void painted yet
+    assert dock.suggest.plan_label.isVisibleTo(dock.suggest)
+    assert "to cover what is not labelled yet" in dock.suggest.plan_label.text()
+    whys = [dock.suggest.table.item(r, 4).text() for r in range(plan.cover)]
+    assert whys == [REASONS["cover"]] * plan.cover
+    dock.suggest.strategy_combo.setCurrentText("rareness")
+
     # 4 Suggest, go to the top candidate, pre-fill, correct, mark done.
     dock.suggest.k_spin.setValue(3)
     wait(qtbot, dock, dock.suggest.start())
+    assert not dock.suggest.plan_label.isVisibleTo(dock.suggest)
     picks = dock.suggest.picks()
     assert len(picks) == 3 and dock.suggest.table.rowCount() == 3
     assert not {4, 16} & set(picks)

@@ -17,6 +17,7 @@ from napari_xrm_al.commands._engine import (
 )
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint
+from napari_xrm_al.core.discovery import rare_label
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.ranking import (
     BALD_SAMPLES,
@@ -131,15 +132,18 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"strategy {args.strategy}, axis {ckpt.axis}, {len(ranking.index)} slices scored"
     )
+    if ranking.plan is not None:
+        print(ranking.plan.describe(ckpt.classes.names, rare_label(ckpt.classes)))
     print(
         f"{'rank':>4}  {'slice':>5}  {'score':>9}  {rare_name + ' %':>9}  {'entropy':>7}"
+        "  why"
     )
     for pick in ranking.picks:
         i = position[pick.slice]
         rare_pct = 100 * ranking.class_fraction[i, rare].sum()
         print(
             f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}  {rare_pct:>9.3f}"
-            f"  {ranking.mean_entropy[i]:>7.4f}"
+            f"  {ranking.mean_entropy[i]:>7.4f}  {pick.reason or '-'}"
         )
     if args.csv:
         _write_scores(

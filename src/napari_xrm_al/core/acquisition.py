@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from napari_xrm_al.core.batch_picking import DEFAULT_MIN_DISTANCE, Pick, pick_batch
+from napari_xrm_al.core.discovery import DiscoveryPlan, discovery_batch
 from napari_xrm_al.errors import XrmError
 
 
@@ -122,6 +124,9 @@ class Strategy:
     diverse
         Whether picks are spread in embedding space (score times a power of the
         distance to the nearest labelled or already picked slice).
+    discovery
+        Whether part of each batch goes to novelty first
+        (:mod:`~napari_xrm_al.core.discovery`); ``score`` picks the rest.
     """
 
     name: str
@@ -129,18 +134,26 @@ class Strategy:
     description: str
     needs: frozenset[str] = frozenset()
     diverse: bool = False
+    discovery: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
 def register(
-    name: str, description: str, *, needs: Sequence[str] = (), diverse: bool = False
+    name: str,
+    description: str,
+    *,
+    needs: Sequence[str] = (),
+    diverse: bool = False,
+    discovery: bool = False,
 ) -> Callable[[Callable[[AcquisitionContext], np.ndarray]], Callable]:
     """Decorator adding a scoring function to :data:`STRATEGIES`."""
 
     def decorator(func: Callable[[AcquisitionContext], np.ndarray]) -> Callable:
-        STRATEGIES[name] = Strategy(name, func, description, frozenset(needs), diverse)
+        STRATEGIES[name] = Strategy(
+            name, func, description, frozenset(needs), diverse, discovery
+        )
         return func
 
     return decorator
@@ -187,13 +200,15 @@ def unseen_weight(ctx: AcquisitionContext) -> float:
     return float(counts.sum() > 0 and (counts == 0).any())
 
 
-def _rareness(ctx: AcquisitionContext) -> np.ndarray:
-    # mean_x (w_yhat(x) + w_unseen) * (lam + u(x)) splits exactly into
-    # per-class sums plus the slice's mean entropy.
+def _rareness_of_predicted(ctx: AcquisitionContext) -> np.ndarray:
+    # mean_x w_yhat(x) * (lam + u(x)) splits exactly into per-class sums.
     w = rareness_weights(ctx)
-    lam = ctx.rareness.lam
-    seen = lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
-    return seen + unseen_weight(ctx) * (lam + ctx.mean_entropy)
+    return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
+
+
+def _rareness(ctx: AcquisitionContext) -> np.ndarray:
+    unseen = unseen_weight(ctx) * (ctx.rareness.lam + ctx.mean_entropy)
+    return _rareness_of_predicted(ctx) + unseen
 
 
 register(
@@ -201,6 +216,12 @@ register(
     "rareness-aware: uncertainty weighted towards rare predicted classes "
     "(and, while a class has no labels, towards any uncertainty)",
 )(_rareness)
+register(
+    "rareness-discovery",
+    "rareness-aware, with part of each batch first covering what is not labelled "
+    "yet (classes without labels, slices predicted unlike every labelled one)",
+    discovery=True,
+)(_rareness_of_predicted)
 register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
@@ -260,7 +281,7 @@ def select(
     k: int,
     *,
     min_distance: int = DEFAULT_MIN_DISTANCE,
-) -> tuple[np.ndarray, list[Pick]]:
+) -> tuple[np.ndarray, list[Pick], DiscoveryPlan | None]:
     """Score every slice with ``strategy`` and pick a batch of ``k``.
 
     Returns
@@ -268,9 +289,16 @@ def select(
     scores
         ``(S,)`` scores aligned with ``ctx.index``.
     picks
-        The picked slices, best first.
+        The picked slices, best first (novelty picks first for a discovery
+        strategy).
+    plan
+        How a discovery strategy split the batch; None for the others.
     """
     strat = get_strategy(strategy)
+    if strat.discovery:
+        return discovery_batch(
+            ctx, k, partial(score_slices, strat), min_distance=min_distance
+        )
     scores = score_slices(strat, ctx)
     picks = pick_batch(
         ctx.index,
@@ -281,7 +309,7 @@ def select(
         embedding=ctx.embedding if strat.diverse else None,
         diversity=ctx.rareness.diversity if strat.diverse else 0.0,
     )
-    return scores, picks
+    return scores, picks, None
 
 
 def first_picks(

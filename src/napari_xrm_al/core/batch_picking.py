@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,11 +19,19 @@ DEFAULT_MIN_DISTANCE = 3
 
 @dataclass(frozen=True)
 class Pick:
-    """One picked slice and why."""
+    """One picked slice and why (``reason``: what part of a split batch took
+    it, e.g. ``'cover'`` or ``'rare'``; empty for a single-score batch)."""
 
     slice: int
     score: float
     rank: int
+    reason: str = ""
+
+
+def pick_record(pick: Pick) -> dict[str, Any]:
+    """``pick`` as stored in a cycle record (``reason`` only when it has one)."""
+    record = {"slice": pick.slice, "score": pick.score, "rank": pick.rank}
+    return {**record, "reason": pick.reason} if pick.reason else record
 
 
 def pick_batch(

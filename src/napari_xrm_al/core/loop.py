@@ -19,9 +19,7 @@ import numpy as np
 import torch
 import zarr
 
-from napari_xrm_al.core.acquisition import (
-    Pick,
-)
+from napari_xrm_al.core.batch_picking import Pick, pick_record
 from napari_xrm_al.core.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -173,7 +171,7 @@ def train_session(
         cycle=number,
         strategy=strategy,
         labelled=labelled,
-        picks=[{"slice": p.slice, "score": p.score, "rank": p.rank} for p in picks],
+        picks=[pick_record(p) for p in picks],
         model=session.relative(path),
         metrics=_last_metrics(ckpt),
         seconds={"train": round(seconds, 2)},

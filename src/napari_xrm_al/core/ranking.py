@@ -28,6 +28,7 @@ from napari_xrm_al.core.acquisition import (
     select,
 )
 from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint, load_segmenter
+from napari_xrm_al.core.discovery import DiscoveryPlan
 from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_volume
@@ -45,7 +46,8 @@ class Ranking:
     """Scores of every slice and the picked batch.
 
     ``class_fraction`` and ``mean_entropy`` are None for first picks made from
-    the pretrained encoder alone (:func:`first_ranking`).
+    the pretrained encoder alone (:func:`first_ranking`); ``plan`` says how a
+    discovery strategy split the batch (None for the others).
     """
 
     strategy: str
@@ -55,6 +57,7 @@ class Ranking:
     class_fraction: np.ndarray | None
     mean_entropy: np.ndarray | None
     model: str
+    plan: DiscoveryPlan | None = None
 
 
 def _file_key(path: Path, *parts: Any) -> str:
@@ -107,7 +110,7 @@ def rank_summary(
     ctx = AcquisitionContext.from_summary(
         summary, labelled_counts, labelled=list(labelled), seed=seed
     )
-    scores, picks = select(strategy, ctx, k, min_distance=min_distance)
+    scores, picks, plan = select(strategy, ctx, k, min_distance=min_distance)
     return Ranking(
         strategy=strategy,
         index=ctx.index,
@@ -116,6 +119,7 @@ def rank_summary(
         class_fraction=ctx.class_fraction,
         mean_entropy=ctx.mean_entropy,
         model=model,
+        plan=plan,
     )
 
 

@@ -337,6 +337,8 @@ def simulate(
                 ranking = rankings[run.strategy]
                 labelled += [p.slice for p in ranking.picks]
                 entry["rank_seconds"] = round(time.perf_counter() - t2, 2)
+                if ranking.plan is not None:  # the split of the next picks
+                    entry["next_cover"] = ranking.plan.cover
     if need_full:
         seed = config.seeds[-1]  # the encoder left by the last seed
         cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)

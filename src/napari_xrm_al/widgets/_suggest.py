@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
+from napari_xrm_al.core.discovery import rare_label
 from napari_xrm_al.core.loop import predict_slice_session
 from napari_xrm_al.core.ranking import Ranking, rank_session
 from napari_xrm_al.core.slices import axis_index
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 
 CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"
-COLUMNS = ("#", "Slice", "Score", "Rare fraction")
+COLUMNS = ("#", "Slice", "Score", "Rare fraction", "Why")
+#: What the "Why" column says for each part of a split batch.
+REASONS = {"cover": "not labelled yet", "rare": "rare class"}
 
 
 def slice_frames(
@@ -96,6 +99,12 @@ class SuggestSection(QWidget):
         form.addRow("Slices", self.k_spin)
         form.addRow("Min. distance", self.distance_spin)
         self.controls = JobControls(dock.runner, "Suggest slices")
+        self.plan_label = QLabel("")
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setToolTip(
+            "How 'rareness-discovery' split the batch: slices unlike everything "
+            "labelled so far first, then slices likely to hold the rare class."
+        )
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -115,7 +124,13 @@ class SuggestSection(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.hint)
         layout.addLayout(form)
-        for widget in (self.controls, self.table, self.profile, self.prefill_button):
+        for widget in (
+            self.controls,
+            self.plan_label,
+            self.table,
+            self.profile,
+            self.prefill_button,
+        ):
             layout.addWidget(widget)
         layout.addStretch()
         self.controls.start_button.clicked.connect(self.start)
@@ -162,7 +177,8 @@ class SuggestSection(QWidget):
         self.table.setRowCount(len(ranking.picks))
         for r, pick in enumerate(ranking.picks):
             share = None if fraction is None else fraction[row_of[pick.slice]]
-            values = (pick.rank, pick.slice, round(pick.score, 4), share)
+            why = REASONS.get(pick.reason, pick.reason)
+            values = (pick.rank, pick.slice, round(pick.score, 4), share, why)
             for c, value in enumerate(values):
                 item = QTableWidgetItem()
                 shown = "–" if value is None else value
@@ -172,6 +188,12 @@ class SuggestSection(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, pick.slice)
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
+        self.plan_label.setText(
+            ranking.plan.describe(session.classes.names, rare_label(session.classes))
+            if ranking.plan is not None and session is not None
+            else ""
+        )
+        self.plan_label.setVisible(bool(self.plan_label.text()))
         self.profile.show_scores(
             np.asarray(ranking.index),
             np.asarray(ranking.scores),

@@ -1,0 +1,303 @@
+"""The active-learning judge: a suite of varied pool/test pairs, not one pool.
+
+Each pool is a generated HBM scan (the test scan is another seed, a domain
+shift) with its own layout, or the real sandstone scan of ``../shared/data``.
+Every strategy runs the oracle simulation (``core.simulate``) with the same
+seeds, 2 first slices + 2 per cycle up to 12 labelled slices; the report
+gives, per pool and over the suite, mIoU, rare-class IoU and the worst class
+IoU at 8 and 12 slices, and the first strategy's paired differences against
+each other (95 % intervals), against the issue's targets.
+
+Usage::
+
+    python benchmarks/al_suite.py --describe          # what each pool holds
+    python benchmarks/al_suite.py --pools thick-dies,thin-dies --seeds 0-4 \
+        --threads 1 --out-dir benchmarks/out/suite     # resumable, JSON per pool/seed
+    python benchmarks/al_suite.py --report --out-dir benchmarks/out/suite
+    python benchmarks/al_suite.py --coverage --seeds 0-9 --out-dir benchmarks/out/suite
+
+``--coverage`` measures the first picks alone (pretrained encoder, k-centre
+greedy): the fraction of each pool's classes present in the first 4 slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_active_learning import configs, load, machine, merge
+from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.curves import paired_differences, runs_by_label
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.normalization import fit_normalisation
+from napari_xrm_al.core.pretrain import pretrain
+from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
+from napari_xrm_al.core.simulate import initial_slices, read_result, simulate
+from napari_xrm_al.core.simulation_config import SimulationConfig, parse_run
+from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.io.atomic import atomic_write_json
+
+#: Pool and test scan of each generated pool (128 × 256 × 256 unless said).
+SYNTHETIC: dict[str, tuple[SampleParams, SampleParams]] = {
+    # Solder and voids in under 10 % of the slices, one void-bearing layer type.
+    "thick-dies": (thick_die_params(seed=0), thick_die_params(seed=1)),
+    # Many thin bump layers: solder in a third of the slices.
+    "thin-dies": (
+        SampleParams(seed=2, die_thickness=12),
+        SampleParams(seed=3, die_thickness=12),
+    ),
+    # Two bump layers, voids in the upper one only.
+    "one-void-layer": (SampleParams(seed=0, void_layers=(1,)), SampleParams(seed=1)),
+    # Thick dies, few voids (about 0.01 % of the voxels).
+    "rare-voids": (
+        thick_die_params(seed=4, void_probability=0.12),
+        thick_die_params(seed=5),
+    ),
+    # One bump layer, large voids in every cap (about 0.2 % of the voxels).
+    "many-voids": (
+        SampleParams(
+            seed=6, n_bump_layers=1, void_probability=1.0, void_radius_range=(3.0, 6.0)
+        ),
+        SampleParams(
+            seed=7, n_bump_layers=1, void_probability=1.0, void_radius_range=(3.0, 6.0)
+        ),
+    ),  # fmt: skip
+    # A test scan with other contrast, blur, noise and cupping.
+    "contrast-shift": (
+        SampleParams(seed=8),
+        SampleParams(
+            seed=9, intensity_scale=12000.0, blur_sigma=1.6, noise=0.1, cupping=0.25
+        ),
+    ),  # fmt: skip
+}
+POOLS = (*SYNTHETIC, "sandstone")
+DEFAULT_RUNS = "rareness-discovery,rareness,entropy,random"
+
+
+def load_pool(name: str) -> dict:
+    """Pool, test, classes and settings of a suite pool."""
+    if name not in SYNTHETIC:
+        return load(name)
+    pool, test = (make_hbm_sample(p) for p in SYNTHETIC[name])
+    return dict(
+        image=pool.image, labels=pool.labels, test_image=test.image,
+        test_labels=test.labels, classes=ClassTable.hbm(), context=1, min_distance=3,
+    )  # fmt: skip
+
+
+def describe(pools: list[str]) -> None:
+    """A table of what each pool holds: rare-class share of voxels and of slices."""
+    print("| pool | pool shape | rare class | % voxels | % slices with it | test |")
+    print("|---|---|---|---|---|---|")
+    for name in pools:
+        data = load_pool(name)
+        classes, labels = data["classes"], data["labels"]
+        rare = (classes.rare_ids or (len(classes) - 1,))[0]
+        has = (labels == rare).reshape(labels.shape[0], -1)
+        test = (data["test_labels"] == rare).mean()
+        print(
+            f"| {name} | {'×'.join(map(str, labels.shape))} | {classes.names[rare]} "
+            f"| {100 * has.mean():.4f} | {100 * has.any(1).mean():.1f} "
+            f"| {100 * test:.4f} % voxels |"
+        )
+
+
+def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
+    """Simulate every strategy on one pool with one seed (resumable)."""
+    out = Path(args.out_dir) / f"{name}_s{seed}.json"
+    data = load_pool(name)
+    classes = data.pop("classes")
+    context, min_distance = data.pop("context"), data.pop("min_distance")
+    train, pre = configs(context, args.train_steps, args.pretrain_steps)
+    config = SimulationConfig(
+        runs=tuple(parse_run(r, True) for r in args.runs.split(",")),
+        initial=2, per_cycle=2, cycles=5, seeds=(seed,),
+        min_distance=min_distance, train=train, pretrain=pre,
+    )  # fmt: skip
+    earlier = read_result(out) if out.exists() else None
+    started = time.time()
+    result = run_to_end(
+        simulate(
+            classes=classes, config=config, earlier=earlier,
+            on_cycle=lambda r: atomic_write_json(out, r), **data,
+        ),
+        lambda e: print(name, e.describe(), flush=True) if e.stage == "simulate" else None,
+    )  # fmt: skip
+    result["benchmark"] = {
+        "pool": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
+        "seconds": round(time.time() - started, 1), "argv": sys.argv[1:],
+    }  # fmt: skip
+    atomic_write_json(out, result)
+    return out
+
+
+def at_budget(run: dict, n: int) -> dict | None:
+    """The cycle of ``run`` with ``n`` labelled slices."""
+    return next((c for c in run["cycles"] if c["n_labelled"] == n), None)
+
+
+def pool_rows(name: str, result: dict, budgets: tuple[int, ...]) -> list[str]:
+    """Markdown rows: each strategy's mean scores at ``budgets`` on one pool."""
+    rare = result["rare_class"]
+    rows = []
+    for label, runs in runs_by_label(result).items():
+        cells = []
+        for n in budgets:
+            cycles = [c for c in (at_budget(r, n) for r in runs) if c]
+            if not cycles:
+                cells.append("–")
+                continue
+            miou = np.mean([c["miou"] for c in cycles])
+            rare_iou = np.mean([np.nan_to_num(c["iou"][rare]) for c in cycles])
+            worst = np.mean(
+                [min(np.nan_to_num(list(c["iou"].values()))) for c in cycles]
+            )
+            cells.append(f"{miou:.3f} / {rare_iou:.3f} / {worst:.3f}")
+        rows.append(f"| {name} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def paired_rows(name: str, result: dict, budgets: tuple[int, ...]) -> list[str]:
+    """Markdown rows: first strategy − each other, rare IoU, at ``budgets``."""
+    rows = []
+    for d in paired_differences(result):
+        cells = []
+        for n in budgets:
+            hit = np.flatnonzero(d.n_labelled == n)
+            if not len(hit):
+                cells.append("–")
+                continue
+            i = hit[0]
+            ci = "" if np.isnan(d.ci95[i]) else f" ± {d.ci95[i]:.3f}"
+            cells.append(
+                f"{d.mean[i]:+.3f}{ci} ({d.ahead[i]}/{d.level[i]}/{d.behind[i]})"
+            )
+        rows.append(f"| {name} | {d.label} | {d.n_seeds} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def report(out_dir: Path, budgets: tuple[int, ...] = (8, 12)) -> None:
+    """Per-pool and suite tables from every result JSON in ``out_dir``."""
+    by_pool: dict[str, list[dict]] = {}
+    for path in sorted(out_dir.glob("*_s*.json")):
+        pool = path.stem.rsplit("_s", 1)[0]
+        by_pool.setdefault(pool, []).append(read_result(path))
+    if not by_pool:
+        sys.exit(f"no result in {out_dir}")
+    head = " | ".join(f"{n} slices" for n in budgets)
+    print("mIoU / rare-class IoU / worst class IoU, mean over seeds\n")
+    print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
+    merged = {pool: merge(results) for pool, results in by_pool.items()}
+    for pool, result in merged.items():
+        print("\n".join(pool_rows(pool, result, budgets)))
+    first = next(iter(merged.values()))["runs"][0]["strategy"]
+    print(f"\n{first} − strategy, rare-class IoU, paired by seed: mean ± 95 % CI "
+          f"(seeds ahead/level/behind)\n")  # fmt: skip
+    print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
+    for pool, result in merged.items():
+        print("\n".join(paired_rows(pool, result, budgets)))
+    print("\nSuite mean over pools (each pool's mean over seeds):\n")
+    print(f"| strategy | {head} |\n" + "|---" * (1 + len(budgets)) + "|")
+    labels = runs_by_label(next(iter(merged.values())))
+    for label in labels:
+        cells = []
+        for n in budgets:
+            per_pool = []
+            for result in merged.values():
+                rare = result["rare_class"]
+                cycles = [
+                    c
+                    for c in (
+                        at_budget(r, n) for r in runs_by_label(result).get(label, [])
+                    )
+                    if c
+                ]
+                if cycles:
+                    per_pool.append(
+                        (
+                            np.mean([c["miou"] for c in cycles]),
+                            np.mean([np.nan_to_num(c["iou"][rare]) for c in cycles]),
+                        )
+                    )
+            m = np.mean(per_pool, axis=0) if per_pool else (np.nan, np.nan)
+            cells.append(f"{m[0]:.3f} / {m[1]:.3f} ({len(per_pool)} pools)")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> None:
+    """Fraction of each pool's classes in the first 4 picks, over ``seeds``."""
+    results = {}
+    for name in pools:
+        data = load_pool(name)
+        image, labels = data["image"], data["labels"]
+        _, pre = configs(data["context"], None, args.pretrain_steps)
+        config = SimulationConfig(runs=(), initial=4, min_distance=data["min_distance"])
+        norm = fit_normalisation(image)
+        present = set(np.unique(labels).tolist())
+        shares = []
+        for seed in seeds:
+            encoder = run_to_end(
+                pretrain(image, config=pre, seed=seed, device="cpu", normalisation=norm)
+            )
+            picks = run_to_end(
+                initial_slices(encoder, image, config, seed, torch.device("cpu"))
+            )
+            found = set(np.unique(labels[picks]).tolist())
+            shares.append(len(found & present) / len(present))
+            print(name, seed, picks, f"{shares[-1]:.2f}", flush=True)
+        results[name] = {"seeds": seeds, "fraction": shares}
+        print(f"{name}: mean {np.mean(shares):.3f}, all classes in "
+              f"{sum(s == 1 for s in shares)}/{len(shares)} seeds", flush=True)  # fmt: skip
+    atomic_write_json(
+        Path(args.out_dir) / "coverage.json",
+        {
+            "pools": results,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine(),
+        },
+    )
+
+
+def main() -> None:
+    """Parse the command line and run the chosen part of the suite."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pools", default=",".join(POOLS))
+    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--runs", default=DEFAULT_RUNS)
+    parser.add_argument("--train-steps", type=int, help="fixed steps (default: auto)")
+    parser.add_argument("--pretrain-steps", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", default="benchmarks/out/suite")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--describe", action="store_true")
+    mode.add_argument("--report", action="store_true")
+    mode.add_argument("--coverage", action="store_true")
+    args = parser.parse_args()
+    pools = args.pools.split(",")
+    unknown = set(pools) - set(POOLS)
+    if unknown:
+        sys.exit(f"unknown pools {sorted(unknown)}; choose from {POOLS}")
+    seeds = parse_slice_list(args.seeds, "--seeds")
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    if args.describe:
+        describe(pools)
+    elif args.report:
+        report(Path(args.out_dir))
+    elif args.coverage:
+        coverage(pools, seeds, args)
+    else:
+        for name in pools:
+            for seed in seeds:
+                path = run_pool(name, seed, args)
+                print(json.dumps({"wrote": str(path)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
