@@ -65,6 +65,31 @@ def test_rank_prints_the_top_slices_away_from_the_training_slices(
     assert checkpoint_reads == [str(model)]
 
 
+def test_rank_keeps_away_from_the_validation_slices(scan, capsys, tmp_path) -> None:
+    folder, _ = scan
+    model = tmp_path / "validated.pt"
+    code = main(
+        [
+            "train", "--image", str(folder / "image.tif"), "--labels", str(folder / "labels.tif"),
+            "--dense-labels", "--classes", "background,copper,solder,void",
+            "--slices", "5,14", "--val-slices", "10", "--steps", "2", "--out", str(model),
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    code = main(
+        [
+            "rank", "--image", str(folder / "image.tif"), "--model", str(model),
+            "--top", "8", "--min-distance", "2", "--quiet",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    picked = [int(r.split()[1]) for r in out.splitlines() if r.strip()[:1].isdigit()]
+    assert picked and all(abs(p - t) >= 2 for p in picked for t in (5, 10, 14))
+
+
 def test_rank_with_an_encoder_picks_first_slices(
     scan, capsys, tmp_path, checkpoint_reads
 ) -> None:

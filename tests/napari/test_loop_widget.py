@@ -170,6 +170,10 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert "miou" in record.metrics and "iou/void" in record.metrics
     assert dock.train.metrics.isVisibleTo(dock.train)
     assert dock.train.metrics.rowCount() == 4
+    # The validation slice is painted but never suggested.
+    wait(qtbot, dock, dock.suggest.start())
+    gap = dock.suggest.distance_spin.value()
+    assert all(abs(p - val) >= gap for p in dock.suggest.picks())
 
     # 5 Predict and export.
     wait(qtbot, dock, dock.predict.start())

@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--labelled",
-        help="slices already labelled (default: those the model was trained on)",
+        help="slices already labelled, never picked (default: those the model was "
+        "trained and validated on)",
     )
     parser.add_argument(
         "--min-distance",
@@ -96,11 +97,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if ckpt.kind == "encoder":
         return _first_slices(args, volume.data, ckpt)
-    trained_on = ckpt.history.get("slices", [])
+    painted = {
+        *ckpt.history.get("slices", []),
+        *ckpt.history.get("validation_slices", []),
+    }
     labelled = (
         parse_slice_list(args.labelled, "--labelled")
         if args.labelled
-        else list(trained_on)
+        else sorted(painted)
     )
     counts = np.asarray(
         ckpt.history.get("labelled_counts", np.zeros(len(ckpt.classes)))

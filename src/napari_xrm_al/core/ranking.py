@@ -177,12 +177,16 @@ def rank_session(
     k: int = 5,
     min_distance: int = DEFAULT_MIN_DISTANCE,
     device: str | torch.device | None = None,
+    exclude: Sequence[int] = (),
 ) -> Generator[Progress, None, Ranking]:
     """Rank every slice of the scan with the latest model; nothing is saved but a cache.
 
     Before any model is trained, the pretrained encoder picks the first slices
     (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
+    ``exclude``: slices never to suggest besides those done (validation
+    slices); picks keep ``min_distance`` from them too.
     """
+    taken = sorted(set(session.done) | {int(s) for s in exclude})
     model_path = session.latest_model
     if model_path is None:
         encoder = session.path_of(session.pretrained)
@@ -196,7 +200,7 @@ def rank_session(
                 encoder,
                 image_data,
                 k,
-                labelled=session.done,
+                labelled=taken,
                 min_distance=min_distance,
                 cache_dir=session.folder / "cache",
                 device=device,
@@ -215,7 +219,7 @@ def rank_session(
         summary,
         strategy,
         k,
-        labelled=session.done,
+        labelled=taken,
         labelled_counts=session.labelled_counts(),
         min_distance=min_distance,
         seed=len(session.cycles),

@@ -289,6 +289,7 @@ def train(
         "precision": precision,
         "loss": [],
         "validation": [],
+        "validation_slices": sorted(int(i) for i in val.indices) if val else [],
     }
     averaged = weight_average(model, config.ema_decay)
     kept = averaged.module if averaged is not None else model

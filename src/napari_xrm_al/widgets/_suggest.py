@@ -145,6 +145,7 @@ class SuggestSection(QWidget):
         try:
             session, data = self.dock.require_session()
             strategy = self.strategy_combo.currentText()
+            validation = self.dock.train.validation_slices()
         except XrmError as exc:
             self.dock.notify_error(exc)
             return None
@@ -156,6 +157,7 @@ class SuggestSection(QWidget):
                 strategy=strategy,
                 k=self.k_spin.value(),
                 min_distance=self.distance_spin.value(),
+                exclude=validation,
             ),
             on_done=self.show_ranking,
         )

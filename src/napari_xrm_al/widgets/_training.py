@@ -191,14 +191,18 @@ class TrainSection(QWidget):
         pre = self.dock.pretrain.form
         return self.form.config(**{name: pre.value(name) for name in ARCHITECTURE})
 
+    def validation_slices(self) -> list[int]:
+        """The slices in the Validation slices field (XrmError naming the field)."""
+        return parse_slice_list(
+            self.validation_edit.text(), "Validation slices", allow_empty=True
+        )
+
     def start(self) -> Any:
         """Start a training cycle; returns the worker (None if it cannot start)."""
         try:
             session, data = self.dock.require_session()
             config = self.config()
-            validation = parse_slice_list(
-                self.validation_edit.text(), "Validation slices", allow_empty=True
-            )
+            validation = self.validation_slices()
             overlap = sorted(set(validation) & set(session.done))
             if overlap:
                 raise XrmError(
