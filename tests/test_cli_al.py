@@ -106,6 +106,7 @@ def test_rank_with_an_encoder_picks_first_slices(
     out = capsys.readouterr().out
     assert code == 0 and "core-set" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[0][2:] == ["first", "pick"]  # drawn, not at distance 0
     picked = [int(r[1]) for r in rows]
     assert len(picked) == 3 and all(
         abs(a - b) >= 3 for a in picked for b in picked if a != b

@@ -7,6 +7,7 @@ import torch
 
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.checkpoint import load_checkpoint, load_segmenter
+from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import make_hbm_sample, write_sample
 
 
@@ -135,3 +136,12 @@ def test_bad_checkpoint_as_init(tmp_path, scan, capsys):
     assert (
         "bad.pt: is not a readable napari-xrm-al checkpoint" in capsys.readouterr().err
     )
+
+
+def test_pretrain_help_gives_its_own_step_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    steps = PretrainConfig().steps
+    assert f"optimiser steps (default: {steps})" in help_text
+    assert "automatic" not in help_text

@@ -17,8 +17,13 @@ from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.volumes import Volume, open_volume
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options of any long run: axis, steps, time, seed, device, threads."""
+def add_run_options(
+    parser: argparse.ArgumentParser, default_steps: str = "automatic"
+) -> None:
+    """Options of any long run: axis, steps, time, seed, device, threads.
+
+    ``default_steps`` is what ``--help`` says ``--steps`` defaults to.
+    """
     parser.add_argument(
         "--axis",
         choices=("z", "y", "x"),
@@ -26,7 +31,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="slice axis (default: %(default)s)",
     )
     parser.add_argument(
-        "--steps", type=int, help="optimiser steps (default: automatic)"
+        "--steps", type=int, help=f"optimiser steps (default: {default_steps})"
     )
     parser.add_argument(
         "--time-budget",

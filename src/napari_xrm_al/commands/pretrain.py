@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", required=True, metavar="ENC", help="encoder file to write"
     )
     add_model_options(parser)
-    add_run_options(parser)
+    add_run_options(parser, default_steps=str(defaults.steps))
     parser.add_argument(
         "--batch-size",
         type=int,

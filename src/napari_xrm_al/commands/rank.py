@@ -193,7 +193,10 @@ def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
     )
     print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")
     for pick in ranking.picks:
-        print(f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}")
+        # With nothing labelled, the first pick is drawn, not measured from anything.
+        drawn = pick.rank == 1 and not labelled
+        distance = "first pick" if drawn else f"{pick.score:>9.4f}"
+        print(f"{pick.rank:>4}  {pick.slice:>5}  {distance:>9}")
     if args.csv:
         _write_scores(
             args.csv,
