@@ -120,5 +120,5 @@ def test_bad_inputs_fail_cleanly(tmp_path, files, capsys, change, out_name, word
 
 def test_output_must_not_be_the_image(files, capsys):
     assert predict(files, files["image"], "--quiet") == 2
-    assert "given twice" in capsys.readouterr().err
+    assert "is the same file as --image" in capsys.readouterr().err
     assert files["image"].is_file()

@@ -3,6 +3,7 @@ reopening a project and error paths, with a tiny volume and network."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -327,3 +328,28 @@ def test_open_a_scan_file_puts_the_project_beside_it(
     session = dock.data.open_project()
     assert session.folder == tmp_path / "scan.tif.xrmal"
     assert session.image.path == str(path.resolve())
+
+
+def test_export_never_overwrites_the_scan_or_the_project(
+    make_napari_viewer_proxy, qtbot, sample, tmp_path
+):
+    scan = tmp_path / "scan.tif"
+    scan.write_bytes(b"the scan")
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, tmp_path / "p.xrmal")
+    session = dock.data.open_project()
+    session.image = dataclasses.replace(session.image, path=str(scan))
+    viewer.add_labels(np.ones(SHAPE, np.uint8), name=dock.predict.prediction_name)
+    before = sorted(p.name for p in session.folder.iterdir())
+    since = len(notification_manager.records)
+    for target, words in (
+        (tmp_path / "link" / "scan.tif", "is the same file as the image"),
+        (session.folder / ".." / "p.xrmal", "contains the project's"),
+        (session.folder / "prediction.zarr", "the project's prediction"),
+    ):
+        assert dock.predict.export(str(target)) is None
+        assert words in messages(since)[-1] and str(target) in messages(since)[-1]
+    assert scan.read_bytes() == b"the scan"
+    assert sorted(p.name for p in session.folder.iterdir()) == before
+    assert not dock.runner.busy

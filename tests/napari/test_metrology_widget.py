@@ -11,6 +11,7 @@ from napari.layers import Labels
 from qtpy.QtCore import Qt
 
 from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets.metrology import (
     CLASSES_KEY,
     FAIL_COLOUR,
@@ -192,3 +193,21 @@ def test_bad_input_is_a_notification_not_a_crash(
     assert widget.measure() is None
     assert messages[0] == "Choose a Labels layer to measure."
     assert "'flat'" in messages[1] and "3D" in messages[1]
+
+
+def test_the_report_never_overwrites_the_measured_mask(
+    make_napari_viewer_proxy, qtbot, tmp_path
+):
+    import tifffile
+
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, three_bumps())
+    viewer = make_napari_viewer_proxy()
+    viewer.open(str(path), plugin="napari", layer_type="labels", name="mask")
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    run_measure(widget, qtbot)
+    before = path.read_bytes()
+    with pytest.raises(XrmError, match="is the same file as the measured mask"):
+        widget.export_csv(str(tmp_path / "." / "mask.tif"))
+    assert path.read_bytes() == before

@@ -14,6 +14,7 @@ import torch
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model import ARCHS, DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.output_paths import check_writable
 from napari_xrm_al.io.volumes import Volume, open_volume
 
 
@@ -115,13 +116,11 @@ def open_image(path: str) -> Volume:
 
 
 def check_out(path: str, what: str = "the checkpoint") -> Path:
-    """The output path, if its folder exists."""
+    """The output file, if it is not a folder and its folder takes new files."""
     out = Path(path)
     if out.is_dir():
         raise InputError(out, f"is a folder; give a file name for {what}")
-    if not out.parent.exists():
-        raise InputError(out.parent, f"does not exist (cannot write {what} there)")
-    return out
+    return check_writable(out, what)
 
 
 def progress_printer(quiet: bool, every_s: float = 2.0) -> Callable[[Progress], None]:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_xrm_al.commands._engine import check_out
 from napari_xrm_al.core.classes import HBM_CLASSES, ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import (
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"planes read at a time (default: about {SLAB_VOXELS // 2**20} M voxels)",
     )
     parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, reads=("labels",), writes=("out",))
 
 
 #: Micrometres per unit, for the length units the volume readers report.
@@ -87,6 +88,7 @@ _UM_PER_UNIT = {"nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 def run(args: argparse.Namespace) -> int:
     """Measure the mask and write the CSV."""
+    check_out(args.out, "the bump report")
     mask, file_classes, file_voxel_size = _open_mask(Path(args.labels))
     table = ClassTable.parse(args.classes) if args.classes else file_classes
     shift = 0 if args.dense_labels else 1

@@ -20,7 +20,7 @@ from napari_xrm_al.core.predict import (
     predict_volume,
 )
 from napari_xrm_al.core.prediction_outputs import check_out_path
-from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import mask_format_for
 
 
@@ -114,7 +114,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress lines on stderr"
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run,
+        reads=("image", "model"),
+        writes=("out", "uncertainty", "probabilities"),
+    )
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -122,14 +126,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     mask_format_for(args.out)
     wanted = [("class map", args.out), ("uncertainty", args.uncertainty)]
     wanted.append(("probabilities", args.probabilities))
-    seen = {Path(args.image).absolute()}
     for what, path in wanted:
-        if path is None:
-            continue
-        check_out_path(path, what)
-        if Path(path).absolute() in seen:
-            raise InputError(path, "is given twice (as the image or another output)")
-        seen.add(Path(path).absolute())
+        if path is not None:
+            check_out_path(path, what)
 
 
 def _options(args: argparse.Namespace) -> dict:

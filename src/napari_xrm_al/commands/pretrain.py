@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.batch_size,
         help="regions per step, two views each (default: %(default)s)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, reads=("image",), writes=("out",))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_xrm_al.commands._engine import (
     add_compute_options,
+    check_out,
     open_image,
     progress_printer,
     setup_torch,
@@ -81,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed for 'random' (default: 0)"
     )
     add_compute_options(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, reads=("image", "model"), writes=("csv",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise XrmError(f"--top must be at least 1, got {args.top}.")
     setup_torch(args)
+    if args.csv:
+        check_out(args.csv, "the scores")
     ckpt = load_checkpoint(args.model)
     volume = open_image(args.image)
     if args.axis and args.axis != ckpt.axis:

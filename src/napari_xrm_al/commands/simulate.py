@@ -134,7 +134,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--plot", help="learning-curve PNG")
     add_compute_options(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run,
+        reads=("image", "labels", "test_image", "test_labels"),
+        writes=("out", "plot"),
+    )
 
 
 def _read_pair(image: str, labels: str) -> tuple[np.ndarray, np.ndarray]:

@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="arithmetic of the training steps (default: %(default)s = bfloat16 "
         "autocast where the CPU or GPU computes it natively, else float32)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, reads=("image", "labels", "init"), writes=("out",))
 
 
 def _classes(args: argparse.Namespace, file_classes: ClassTable | None) -> ClassTable:

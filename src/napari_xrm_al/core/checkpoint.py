@@ -5,7 +5,8 @@ opening an untrusted file cannot run code) holding a format tag and version,
 the model configuration, the weights, the intensity normalisation, the slice
 axis, the class table (segmenters) and provenance. Files are written to a
 temporary sibling and renamed into place, so a crash or a cancelled run never
-leaves a half-written checkpoint.
+leaves a half-written checkpoint; a trained model that cannot be written where
+asked is kept elsewhere (:func:`save_or_keep`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import io
 import os
 import pickle
 import platform
+import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -28,7 +31,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name
-from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.errors import InputError, XrmError, os_problem
 from napari_xrm_al.io.atomic import atomic_write_bytes
 
 FORMAT = "napari-xrm-al-checkpoint"
@@ -159,6 +162,53 @@ def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def checkpoint_bytes(state_dict: dict[str, torch.Tensor]) -> int:
+    """About how many bytes a checkpoint of these weights takes on disk."""
+    weights = sum(t.numel() * t.element_size() for t in state_dict.values())
+    return weights + weights // 20 + 2**20  # pickle framing, history, provenance
+
+
+def kept_model_folders() -> tuple[Path, ...]:
+    """Where :func:`save_or_keep` keeps a model it could not write as asked."""
+    return (Path(tempfile.gettempdir()) / "napari-xrm-al", Path.cwd())
+
+
+def save_or_keep(path: str | os.PathLike[str], ckpt: Checkpoint) -> Path:
+    """Save ``ckpt`` to ``path``; if that fails, keep it elsewhere and say where.
+
+    A trained model is never thrown away because its folder is full, read-only
+    or gone: it is written to the first of :func:`kept_model_folders` that
+    takes it, and the error names both paths.
+
+    Raises
+    ------
+    XrmError
+        When ``path`` cannot be written.
+    """
+    path = Path(path)
+    try:
+        return save_checkpoint(path, ckpt)
+    except (OSError, InputError) as exc:
+        problem = os_problem(exc) if isinstance(exc, OSError) else str(exc)
+    what = "pretrained encoder" if ckpt.kind == "encoder" else "trained model"
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for folder in kept_model_folders():
+        kept = folder / f"{path.stem}-kept-{stamp}{path.suffix or '.pt'}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(kept, ckpt)
+        except (OSError, InputError):
+            continue
+        raise XrmError(
+            f"The {what} could not be saved to {path} ({problem}); "
+            f"it was kept at {kept} instead."
+        )
+    raise XrmError(
+        f"The {what} could not be saved to {path} ({problem}), nor in "
+        f"{' or '.join(str(f) for f in kept_model_folders())}: it is lost."
+    )
 
 
 def load_checkpoint(

@@ -24,18 +24,20 @@ from napari_xrm_al.core.checkpoint import (
     Checkpoint,
     load_checkpoint,
     load_segmenter,
-    save_checkpoint,
+    save_or_keep,
 )
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_slices, predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
 from napari_xrm_al.core.session import (
+    SESSION_FILE,
     CycleRecord,
     ImageRef,
     Session,
     default_session_dir,
 )
+from napari_xrm_al.core.session_annotations import ANNOTATIONS
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.volumes import volume_fingerprint
@@ -120,7 +122,7 @@ def pretrain_session(
         device=device,
         provenance=_provenance(session),
     )
-    out = save_checkpoint(session.model_path(ENCODER_FILE), ckpt)
+    out = save_or_keep(session.model_path(ENCODER_FILE), ckpt)
     session.set_pretrained(out)
     return ckpt
 
@@ -166,7 +168,7 @@ def train_session(
     )
     seconds = time.perf_counter() - start
     path = session.model_path(f"cycle-{number:03d}.pt")
-    save_checkpoint(path, ckpt)
+    save_or_keep(path, ckpt)
     record = CycleRecord(
         cycle=number,
         strategy=strategy,
@@ -268,6 +270,18 @@ def predict_slice_session(
     model, ckpt = load_segmenter(model_path)
     probs = predict_slices(model, ckpt, image_data, [index], session.axis)
     return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
+
+
+def project_inputs(session: Session) -> dict[str, Path | None]:
+    """The files a session reads, by name: an export must overwrite none of them."""
+    return {
+        "the image": Path(session.image.path) if session.image.path else None,
+        "the project's session file": session.folder / SESSION_FILE,
+        "the project's annotations": session.folder / ANNOTATIONS,
+        "the project's models": session.folder / "models",
+        "the project's prediction": session.folder / PREDICTION,
+        "the project's uncertainty": session.folder / UNCERTAINTY,
+    }
 
 
 def learning_curve(session: Session) -> list[dict[str, Any]]:

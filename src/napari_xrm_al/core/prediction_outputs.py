@@ -34,6 +34,7 @@ from napari_xrm_al.io.masks import (
     label_dtype,
     mask_format_for,
 )
+from napari_xrm_al.io.output_paths import check_writable
 
 #: Stored value = round(value * SCALE) for uncertainty and probabilities.
 SCALE = 255
@@ -41,16 +42,7 @@ SCALE = 255
 
 def check_out_path(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` if a result can be written there; :class:`InputError` otherwise."""
-    path = Path(path)
-    parent = path.absolute().parent
-    if not parent.is_dir():
-        raise InputError(
-            path, f"cannot be written ({what}): folder {parent} does not exist"
-        )
-    if not os.access(parent, os.W_OK):
-        raise InputError(
-            path, f"cannot be written ({what}): folder {parent} is not writable"
-        )
+    path = check_writable(path, what)
     if path.is_dir() and not (path / "zarr.json").is_file():
         raise InputError(
             path,

@@ -25,12 +25,13 @@ from monai.losses import ContrastiveLoss
 from torch import nn
 
 from napari_xrm_al.core.augment import AugmentConfig, contrastive_view
-from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.checkpoint import Checkpoint, checkpoint_bytes, save_or_keep
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.schedule import StepClock, adamw
 from napari_xrm_al.core.slices import axis_name, n_slices, read_slices
+from napari_xrm_al.io.output_paths import check_writable
 
 #: Augmentation of contrastive views: the supervised training's (the views are
 #: already rescaled crops, so no zoom). Stronger grey-level changes, noise and
@@ -171,7 +172,8 @@ def pretrain(
         Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
     out
         If given, the checkpoint is saved there (atomically) when pretraining
-        ends or the caller closes the generator.
+        ends or the caller closes the generator. Checked and, should the save
+        fail, kept elsewhere as in :func:`~napari_xrm_al.core.train.train`.
 
     Returns
     -------
@@ -186,6 +188,8 @@ def pretrain(
     dev = pick_device(device)
     norm = normalisation or fit_normalisation(image_data, seed=seed)
     model = SliceSegmenter(config.model_config()).to(dev)
+    if out is not None:  # before the work: room for the result
+        check_writable(out, "the encoder", checkpoint_bytes(model.encoder_state_dict()))
     head = ProjectionHead(model.embedding_dim, config.projection_dim).to(dev)
     encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
     opt = adamw([*encoder_params, *head.parameters()], config.lr, config.weight_decay)
@@ -241,11 +245,11 @@ def pretrain(
     except GeneratorExit:
         history["stopped"] = "cancelled"
         if out is not None:
-            save_checkpoint(out, result())
+            save_or_keep(out, result())
         raise
     if clock.out_of_time:
         history["stopped"] = "time budget"
     ckpt = result()
     if out is not None:
-        save_checkpoint(out, ckpt)
+        save_or_keep(out, ckpt)
     return ckpt

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from napari_xrm_al.core.augment import AugmentConfig, augment_pair
-from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.checkpoint import Checkpoint, checkpoint_bytes, save_or_keep
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import training_precision
@@ -39,6 +39,7 @@ from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, adamw, snapshot
 from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.output_paths import check_writable
 
 Validation = tuple[Any, Any, Sequence[int]]
 
@@ -229,7 +230,9 @@ def train(
         Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
     out
         If given, the checkpoint is saved there (atomically) when training ends
-        *or* when the caller closes the generator early.
+        *or* when the caller closes the generator early. Its folder is checked
+        for writability and room before training; should the save still fail,
+        the model is kept elsewhere (:func:`~napari_xrm_al.core.checkpoint.save_or_keep`).
 
     Returns
     -------
@@ -249,6 +252,8 @@ def train(
     model = initial_model(init, classes, config).to(
         dev, memory_format=torch.channels_last
     )
+    if out is not None:  # before the work: room for the result
+        check_writable(out, "the model", checkpoint_bytes(model.state_dict()))
     context = model.cfg.context
     norm = normalisation or fit_normalisation(image_data, seed=seed)
     data = load_labelled(
@@ -365,7 +370,7 @@ def train(
     except GeneratorExit:
         history["stopped"] = "cancelled"
         if out is not None:
-            save_checkpoint(out, result())
+            save_or_keep(out, result())
         raise
     if clock.out_of_time:
         history["stopped"] = "time budget"
@@ -373,5 +378,5 @@ def train(
         check()
     ckpt = result()
     if out is not None:
-        save_checkpoint(out, ckpt)
+        save_or_keep(out, ckpt)
     return ckpt

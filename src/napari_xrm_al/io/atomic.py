@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 import weakref
@@ -20,10 +21,23 @@ from typing import Any
 
 import numpy as np
 
+#: The name :func:`temp_sibling` gives: ``.<final name>.<tag>-<pid>-<8 hex digits>``.
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.\w+-\d+-[0-9a-f]{8}$")
+
 
 def temp_sibling(final: Path, tag: str = "tmp") -> Path:
     """A fresh hidden path next to ``final``, e.g. ``.mask.zarr.tmp-123-ab12cd34``."""
     return final.with_name(f".{final.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def final_path(path: Path | str) -> Path:
+    """The result ``path`` is part of: inside a temporary sibling → its final name."""
+    path = Path(path)
+    for i, part in enumerate(path.parts):
+        match = _TEMP_NAME.match(part)
+        if match:
+            return Path(*path.parts[:i], match["final"])
+    return path
 
 
 def _remove(path: Path) -> None:

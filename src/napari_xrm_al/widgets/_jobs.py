@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import XrmError, out_of_memory, resource_error
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +128,6 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA {minutes // 60} h {minutes % 60:02d} min"
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says the machine (or the GPU) ran out of memory."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
-
-
 def error_message(job: str, exc: BaseException) -> str:
     """One clear sentence for a failed job."""
     if isinstance(exc, XrmError):
@@ -147,6 +137,9 @@ def error_message(job: str, exc: BaseException) -> str:
             f"{job} ran out of memory; try a smaller batch size or crop size, or "
             "close other programs. Nothing was saved from this run."
         )
+    problem = resource_error(exc)  # a full disk, a read-only or forbidden path
+    if problem is not None:
+        return f"{job} stopped: {problem}"
     return f"{job} failed unexpectedly ({type(exc).__name__}: {exc})."
 
 
@@ -289,7 +282,7 @@ class JobRunner(QObject):
     def _on_errored(self, exc: BaseException) -> None:
         if isinstance(exc, JobCrash):
             exc = exc.error
-        if not isinstance(exc, XrmError) and not out_of_memory(exc):
+        if resource_error(exc) is None and not isinstance(exc, XrmError):
             log.error("%s failed", self.name, exc_info=exc)
         show_error(error_message(self.name or "The job", exc))
         callback = self._callbacks.get("error")

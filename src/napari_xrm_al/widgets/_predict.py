@@ -24,9 +24,10 @@ from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import TTA_MODES
-from napari_xrm_al.core.loop import learning_curve, predict_session
+from napari_xrm_al.core.loop import learning_curve, predict_session, project_inputs
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import write_mask
+from napari_xrm_al.io.output_paths import check_apart, check_writable
 from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets._layers import (
     CLASSES_KEY,
@@ -230,6 +231,12 @@ class PredictSection(QWidget):
             self.dock.notify_error(XrmError("Predict the volume before exporting it."))
             return None
         target = Path(path or self.path_edit.text()).expanduser()
+        try:
+            check_apart({"the export file": target}, project_inputs(session))
+            check_writable(target, "the mask")
+        except XrmError as exc:
+            self.dock.notify_error(exc)
+            return None
         _, meta, _ = layer.as_layer_data_tuple()
         provenance = dict(layer.metadata.get(PROVENANCE_KEY, {}))
         self.last_export = None

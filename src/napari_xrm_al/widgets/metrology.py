@@ -43,6 +43,7 @@ from napari_xrm_al.core.metrology import (
     write_bumps_csv,
 )
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.output_paths import check_apart
 from napari_xrm_al.widgets._jobs import JobControls, JobRunner
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class MetrologyWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.bumps: list[Bump] | None = None
+        #: The file the measured layer was read from (None if made in napari).
+        self.measured_file: str | None = None
         #: Planes read at a time (``None``: the core's default); also the
         #: granularity of progress and cancelling.
         self.slab: int | None = None
@@ -205,6 +208,7 @@ class MetrologyWidget(QWidget):
         except XrmError as exc:
             show_error(f"Cannot measure '{layer.name}': {exc}")
             return None
+        self.measured_file = layer.source.path
         self._transform = (
             np.asarray(layer.scale[-3:]),
             np.asarray(layer.translate[-3:]),
@@ -323,6 +327,9 @@ class MetrologyWidget(QWidget):
         """Write the current report (with the current threshold) as CSV."""
         if self.bumps is None:
             raise XrmError("Measure a Labels layer before exporting its bump report.")
+        check_apart(
+            {"the bump report": path}, {"the measured mask": self.measured_file}
+        )
         write_bumps_csv(path, self.bumps)
 
     def _on_export(self) -> None:
