@@ -84,6 +84,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a TrainConfig field, e.g. ema_decay=0.995 (repeatable)",
     )
+    parser.add_argument(
+        "--test-normalisation",
+        choices=("model", "own"),
+        default="model",
+        help="scale the test scan with the model's normalisation (as predict does) "
+        "or with one fitted on the test scan itself",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -115,6 +122,10 @@ def main() -> None:
                 normalisation=norm,
             )
         )
+        if args.test_normalisation == "own":
+            ckpt = dataclasses.replace(
+                ckpt, normalisation=fit_normalisation(data["test_image"])
+            )
         score = run_to_end(
             score_model(
                 ckpt, data["test_image"], data["test_labels"], classes, "z", device
@@ -148,6 +159,7 @@ def main() -> None:
         {
             "dataset": args.dataset,
             "settings": args.set,
+            "test_normalisation": args.test_normalisation,
             "summary": summary,
             "seed": args.seed,
             "slices": slices,
