@@ -122,13 +122,13 @@ def main() -> None:
                 normalisation=norm,
             )
         )
+        scored = ckpt
         if args.test_normalisation == "own":
-            ckpt = dataclasses.replace(
-                ckpt, normalisation=fit_normalisation(data["test_image"])
-            )
+            own = fit_normalisation(data["test_image"])
+            scored = dataclasses.replace(ckpt, normalisation=own)
         score = run_to_end(
             score_model(
-                ckpt, data["test_image"], data["test_labels"], classes, "z", device
+                scored, data["test_image"], data["test_labels"], classes, "z", device
             )
         )
         scores.append({"train_seed": seed, **score})
