@@ -51,7 +51,7 @@ def test_open_sample_adds_image_and_coloured_ground_truth(make_napari_viewer):
     assert [layer.name for layer in layers] == [IMAGE_NAME, GROUND_TRUTH_NAME]
     image, truth = layers
     assert isinstance(image, Image) and isinstance(truth, Labels)
-    assert truth.visible
+    assert not truth.visible  # the answer key, as in the demo
     assert np.allclose(image.scale, truth.scale)
     void = ClassTable.hbm().index("void") + 1
     assert np.allclose(
@@ -67,6 +67,8 @@ def test_open_demo_hides_ground_truth_and_docks_every_widget(make_napari_viewer)
     assert [layer.name for layer in viewer.layers] == [IMAGE_NAME, GROUND_TRUTH_NAME]
     assert viewer.layers[IMAGE_NAME].visible
     assert not viewer.layers[GROUND_TRUTH_NAME].visible
+    assert viewer.layers.selection.active.name == IMAGE_NAME
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")
     manifest = PluginManager.instance().get_manifest("napari-xrm-al")
     expected = {
         f"{w.display_name} (napari-xrm-al)"

@@ -21,9 +21,10 @@ GROUND_TRUTH_NAME = "HBM ground truth"
 
 
 def sample_layer_data(
-    sample: hbm.HbmSample, *, ground_truth_visible: bool = True
+    sample: hbm.HbmSample, *, ground_truth_visible: bool = False
 ) -> list[FullLayerData]:
-    """Image and ground-truth layer data (annotation ids) for ``sample``."""
+    """Image and ground-truth layer data (annotation ids) for ``sample``; the
+    ground truth is the answer key, hidden unless asked for."""
     scale = tuple(sample.voxel_size)
     low, high = np.percentile(sample.image, [0.5, 99.8])
     image_meta = {

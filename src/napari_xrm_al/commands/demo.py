@@ -21,7 +21,8 @@ def open_demo(
     shape: Sequence[int] | None = None,
     **overrides: Any,
 ) -> None:
-    """Add the sample (ground truth hidden) to ``viewer`` and dock the plugin's widgets.
+    """Add the sample (ground truth hidden, image selected, axes named z, y, x)
+    to ``viewer`` and dock the plugin's widgets.
 
     ``overrides`` are further :class:`SampleParams` fields (e.g. ``die_thickness``).
     """
@@ -32,8 +33,13 @@ def open_demo(
     if shape is not None:
         overrides["shape"] = tuple(shape)
     sample = make_hbm_sample(SampleParams(seed=seed), **overrides)
-    for data, meta, layer_type in sample_layer_data(sample, ground_truth_visible=False):
+    layers = [
         getattr(viewer, f"add_{layer_type}")(data, **meta)
+        for data, meta, layer_type in sample_layer_data(sample)
+    ]
+    # The image, not the answer key, is the layer a first key press acts on.
+    viewer.layers.selection.active = layers[0]
+    viewer.dims.axis_labels = ("z", "y", "x")
     manifest = PluginManager.instance().get_manifest(PLUGIN)
     for widget in manifest.contributions.widgets or ():
         viewer.window.add_plugin_dock_widget(PLUGIN, widget.display_name)
