@@ -267,6 +267,13 @@ def test_plots(qtbot):
     )
     assert list(curve.series) == ["miou", "iou/void"]
     assert curve.series["miou"][1] == 0.7 and np.isnan(curve.series["miou"][0])
+    legend = curve.ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > curve.ax.get_window_extent().x1  # outside
+    one_cycle = {"cycle": 1, "n_labelled": 2, "miou": 0.7, "iou/void": 0.2}
+    curve.show_curve([one_cycle])
+    curve.figure.canvas.draw()
+    ticks = [t for t in curve.ax.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
     curve.show_curve([{"cycle": 1, "n_labelled": 2, "final_loss": 0.8}])
     assert curve.series == {"final_loss": [0.8]}
 

@@ -215,12 +215,14 @@ class LearningCurvePlot(_Plot):
         if not keys and _has(metrics, "final_loss"):
             keys = ["final_loss"]
         self._reset_axes("labelled slices", "loss" if keys == ["final_loss"] else "IoU")
-        self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        self.ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        if len(set(x)) == 1:  # one cycle: a whole-number axis around its point
+            self.ax.set_xlim(x[0] - 1, x[0] + 1)
         self.series = {k: [float(m.get(k, np.nan)) for m in metrics] for k in keys}
         for key, values in self.series.items():
             self.ax.plot(x, values, "o-", ms=4, label=key)
-        if len(self.series) > 1:
-            self.ax.legend(fontsize=7)
+        if len(self.series) > 1:  # beside the axes, never over a point
+            self.ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         if not rows:
             self.ax.text(
                 0.5,
