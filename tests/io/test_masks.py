@@ -216,31 +216,6 @@ def test_zarr_input(tmp_path, labels, classes) -> None:
     np.testing.assert_array_equal(read_mask(out).data[:], labels)
 
 
-def test_ome_zarr_layout_reads_with_ome_zarr(tmp_path, labels, classes) -> None:
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Label, Reader
-
-    root = write_mask(
-        tmp_path / "m.ome.zarr", labels, classes, voxel_size=VOXEL, name="pred"
-    )
-    assert zarr.open_group(root, mode="r")["labels"].attrs["ome"]["labels"] == ["pred"]
-    nodes = [n for n in Reader(parse_url(str(root / "labels")))() if n.first(Label)]
-    assert len(nodes) == 1
-    node = nodes[0]
-    np.testing.assert_array_equal(node.data[0].compute(), labels)
-    assert node.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx(
-        VOXEL
-    )
-    assert [a["unit"] for a in node.metadata["axes"]] == ["micrometer"] * 3
-    names = {k: v["class"] for k, v in node.metadata["properties"].items()}
-    assert names == {i + 1: n for i, n in enumerate(classes.names)}
-    for i, colour in enumerate(classes.colours):
-        rgb = [int(colour[j : j + 2], 16) / 255 for j in (1, 3, 5)]
-        assert node.metadata["color"][i + 1] == pytest.approx([*rgb, 1.0])
-    assert node.metadata["color"][0][3] == 0  # unlabelled is transparent
-    assert read_mask(root / "labels" / "pred").name == "pred"
-
-
 def test_stores_are_chunked_and_compressed(tmp_path, classes) -> None:
     sparse = np.zeros((20, 300, 40), np.uint8)
     sparse[2, 5:9, 5:9] = 4

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from napari.layers import Labels
@@ -75,24 +73,6 @@ def test_class_names_fall_back_to_features_then_generic(labels) -> None:
     shown = Labels(labels).colormap.map(np.arange(1, 5))[:, :3]
     expected = [[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in table.colours]
     np.testing.assert_allclose(expected, shown, atol=1 / 255)
-
-
-def test_napari_ome_zarr_opens_the_labels(tmp_path, labels) -> None:
-    from napari_ome_zarr._reader import napari_get_reader
-
-    classes = ClassTable.hbm()
-    data, meta = _layer_tuple(
-        labels, name="pred", metadata={CLASSES_KEY: classes.to_dict()}
-    )
-    root = Path(write_ome_labels(str(tmp_path / "m.ome.zarr"), data, meta)[0])
-    layers = napari_get_reader(str(root / "labels" / "pred"))()
-    assert [layer_type for _, _, layer_type in layers] == ["labels"]
-    pyramid, layer_meta, _ = layers[0]
-    np.testing.assert_array_equal(np.asarray(pyramid[0]), labels)
-    layer = Labels(pyramid, **layer_meta)
-    void = [int(classes.colours[3][i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    np.testing.assert_allclose(layer.colormap.map(4)[:3], void, atol=1e-6)
-    assert list(layer.features["class"]) == list(classes.names)
 
 
 @pytest.mark.gui

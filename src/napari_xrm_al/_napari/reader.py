@@ -1,6 +1,12 @@
 """npe2 reader: XRM volumes as image layers, napari-xrm-al masks as labels.
 
 :func:`get_reader` only looks at names and folder contents and never raises.
+OME-Zarr images that are not our masks go to napari-ome-zarr when it is
+installed (it reads channels, label images and plates; we read one volume).
+napari asks which plugin to use whenever several declare the same file
+ending, whatever their ``get_reader`` answers; :func:`prefer_this_reader`
+records this plugin as napari's choice for TIFF and zarr so that no dialog
+appears.
 The reader function opens lazily through :func:`~napari_xrm_al.io.volumes.
 open_volume`; a problem with the input is shown as one error notification
 (the sentence naming the file) and the reader returns napari's "nothing to
@@ -23,6 +29,13 @@ CHANNEL_COLORMAPS = ("magenta", "green", "cyan", "yellow", "red", "blue")
 RGB_COLORMAPS = ("red", "green", "blue", "gray")
 #: Layer-metadata key with where an image layer came from.
 SOURCE_KEY = "napari_xrm_al_source"
+#: This plugin's name in napari (the npe2 manifest's ``name``).
+PLUGIN_NAME = "napari-xrm-al"
+#: The plugin OME-Zarr images are handed to, when installed.
+OME_ZARR_PLUGIN = "napari-ome-zarr"
+#: napari reader-preference patterns (``settings.plugins.extension2reader``)
+#: for what this plugin reads; ``*.zarr/`` matches zarr folders.
+READER_PREFERENCES = ("*.tif", "*.tiff", "*.btf", "*.tf8", "*.tf2", "*.zarr", "*.zarr/")
 
 LayerData = tuple[Any, ...]
 PathOrPaths = str | Sequence[str]
@@ -52,16 +65,71 @@ def _claims(path: Any) -> bool:
     return _is_tiff_file(path)
 
 
+def _single(path: PathOrPaths) -> Any:
+    """The one path of a one-element list, else ``path`` itself."""
+    return path[0] if isinstance(path, list | tuple) and len(path) == 1 else path
+
+
+def _plugin_enabled(name: str) -> bool:
+    from npe2 import PluginManager
+
+    manifests = PluginManager.instance().iter_manifests(disabled=False)
+    return any(manifest.name == name for manifest in manifests)
+
+
+def _for_ome_zarr_plugin(path: PathOrPaths) -> bool:
+    """Whether ``path`` is an OME-Zarr image (not our mask) napari-ome-zarr reads."""
+    from napari_xrm_al.io.volumes import is_mask
+    from napari_xrm_al.io.zarr_volume import is_ome_zarr
+
+    single = _single(path)
+    return (
+        isinstance(single, str | Path)
+        and is_ome_zarr(Path(single))
+        and not is_mask(single)
+        and _plugin_enabled(OME_ZARR_PLUGIN)
+    )
+
+
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
     """The reader function for TIFF files, TIFF-slice folders and zarr stores.
 
-    Returns None for anything else (and for anything unexpected: napari
-    requires that this function never raises).
+    OME-Zarr images that are not our masks get napari-ome-zarr's reader when it
+    is installed. Returns None for anything else (and for anything unexpected:
+    napari requires that this function never raises).
     """
     try:
-        return read_volume if _claims(path) else None
+        if not _claims(path):
+            return None
+        return read_with_ome_zarr_plugin if _for_ome_zarr_plugin(path) else read_volume
     except Exception:  # noqa: BLE001 - napari requires get_reader never to raise
         return None
+
+
+def read_with_ome_zarr_plugin(path: PathOrPaths) -> list[LayerData]:
+    """Read an OME-Zarr image with napari-ome-zarr (through npe2)."""
+    import npe2
+
+    return npe2.read([str(_single(path))], plugin_name=OME_ZARR_PLUGIN, stack=False)
+
+
+def prefer_this_reader() -> list[str]:
+    """Make napari open TIFF files and zarr folders with this plugin, unasked.
+
+    Adds :data:`READER_PREFERENCES` to napari's reader preferences, except
+    patterns the user has already given a reader (their choice stays).
+    Returns the patterns added.
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    added = [p for p in READER_PREFERENCES if p not in plugins.extension2reader]
+    if added:
+        plugins.extension2reader = {
+            **plugins.extension2reader,
+            **dict.fromkeys(added, PLUGIN_NAME),
+        }
+    return added
 
 
 def layer_name(path: str | Path) -> str:
@@ -126,7 +194,7 @@ def _read(path: PathOrPaths) -> list[LayerData]:
         open_volume,
     )
 
-    single = path[0] if isinstance(path, list | tuple) and len(path) == 1 else path
+    single = _single(path)
     if isinstance(single, str | Path) and is_mask(single):
         return [_mask_layer(str(single))]
     paths = list(path) if isinstance(path, list | tuple) else [path]

@@ -21,7 +21,7 @@ from napari_xrm_al.io.masks import MaskFormat, write_mask
 
 
 def write_ome_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """Save a Labels layer as OME-Zarr labels (``<path>/labels/<layer name>``)."""
+    """Save a Labels layer as an OME-Zarr label image named after the layer."""
     return _write(path, data, meta, "ome-zarr")
 
 

@@ -6,13 +6,13 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from napari_xrm_al._napari.reader import PLUGIN_NAME as PLUGIN
+from napari_xrm_al._napari.reader import prefer_this_reader
 from napari_xrm_al.commands.sample import add_sample_options, params_from_args
 from napari_xrm_al.core.sample import SampleParams, make_hbm_sample
 
 if TYPE_CHECKING:
     import napari
-
-PLUGIN = "napari-xrm-al"
 
 
 def open_demo(
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import napari
 
     params = params_from_args(args)
+    prefer_this_reader()  # files dropped on the demo open without a dialog
     viewer = napari.Viewer(title="napari-xrm-al demo")
     open_demo(viewer, **params.to_dict())
     napari.run()

@@ -37,7 +37,8 @@ class Mask:
 def read_mask(path: Path | str) -> Mask:
     """Open a mask written by napari-xrm-al (any of the three formats).
 
-    ``path`` may also be the ``labels/<name>`` group inside an OME-Zarr mask.
+    Older OME-Zarr masks (before 0.2) hold the mask at ``labels/<name>``:
+    their store root and that group both open.
     Raises :class:`InputError` when ``path`` is missing, unreadable or not such a mask.
     """
     path = Path(path)
@@ -80,7 +81,7 @@ def _open_zarr_mask(path: Path) -> tuple[zarr.Array, Any, MaskFormat]:
     if isinstance(node, zarr.Array):
         return node, node.attrs.get(ATTRS_KEY), "zarr"
     ome = node.attrs.get("ome", {})
-    if "image-label" not in ome:  # the store root: go to the labels group it names
+    if "image-label" not in ome:  # a mask before 0.2: go to the labels group it names
         record = node.attrs.get(ATTRS_KEY)
         if not isinstance(record, dict) or "name" not in record:
             return node, None, "ome-zarr"

@@ -4,9 +4,11 @@ Masks hold annotation ids: ``0`` = not labelled, ``1..C`` = the classes of a
 :class:`~napari_xrm_al.core.classes.ClassTable`. Three formats are written,
 chosen from the file name by :func:`mask_format_for`:
 
-* ``*.ome.zarr``: OME-Zarr (NGFF 0.5, zarr v3) with the mask at
-  ``labels/<name>`` (``image-label`` colours and class names, voxel size as the
-  ``scale`` transform); opens as a Labels layer in napari-ome-zarr;
+* ``*.ome.zarr``: an OME-Zarr (NGFF 0.5, zarr v3) ``image-label`` multiscale
+  group at the store root, mask at ``0`` (``image-label`` colours and class
+  names, voxel size as the ``scale`` transform); it validates with
+  ome-zarr-models and opens as a Labels layer in napari-ome-zarr. Masks written
+  before 0.2 hold the same group at ``labels/<name>``; they are still read;
 * ``*.zarr``: one zarr v3 array at the store root, for training pipelines;
 * ``*.tif`` / ``*.tiff``: an ImageJ hyperstack (zlib-compressed, BigTIFF when it
   exceeds 4 GB) with the voxel spacing ImageJ/Fiji understand.
@@ -98,7 +100,7 @@ class MaskWriter:
     voxel_size
         Voxel size per axis in micrometres, if known.
     name
-        Mask name (OME-Zarr ``labels/<name>``; napari layer name on reading).
+        Mask name (the napari layer name on reading).
     provenance
         JSON-serialisable record of how the mask was made.
 
@@ -157,10 +159,7 @@ class MaskWriter:
         attrs = {ATTRS_KEY: self.attrs}
         if self.fmt == "ome-zarr":
             root = zarr.open_group(self._target.tmp, mode="w-", attributes=attrs)
-            group = root.create_group("labels").create_group(
-                self.name, attributes=attrs
-            )
-            return group.create_array("0", **spec)
+            return root.create_array("0", **spec)
         if self.fmt == "zarr":
             return zarr.create_array(self._target.tmp, attributes=attrs, **spec)
         # TIFF pages must be written in order, so slabs are gathered in a scratch store.
@@ -285,19 +284,23 @@ def _mask_attrs(
 def _write_ome_metadata(
     root: Path, name: str, classes: ClassTable, voxel_size: tuple[float, ...] | None
 ) -> None:
-    """NGFF ``multiscales`` + ``image-label`` metadata through ome-zarr's writers."""
+    """NGFF ``multiscales`` + ``image-label`` metadata through ome-zarr's writers.
+
+    ``image-label`` lists the classes ``1..C`` in both ``colors`` and
+    ``properties`` (ome-zarr-models requires the same label values in both);
+    ``0``, not labelled, is left out and shown transparent.
+    """
     # Imported here: ome-zarr's writer pulls in scikit-image and dask (~80 MB).
     from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+    from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
     fmt = CurrentFormat()
-    labels = zarr.open_group(root / "labels", mode="r+")
-    label = labels[name]
-    ndim = label["0"].ndim
+    group = zarr.open_group(root, mode="r+")
+    ndim = group["0"].ndim
     axes = list(_AXES[-ndim:])
     scale = list(voxel_size) if voxel_size else [1.0] * ndim
     write_multiscales_metadata(
-        label,
+        group,
         datasets=[
             {
                 "path": "0",
@@ -309,7 +312,7 @@ def _write_ome_metadata(
         axes_units=dict.fromkeys(axes, VOXEL_UNIT) if voxel_size else None,
         name=name,
     )
-    colors = [{"label-value": 0, "rgba": [0, 0, 0, 0]}] + [
+    colors = [
         {"label-value": i + 1, "rgba": _hex_to_rgba(c)}
         for i, c in enumerate(classes.colours)
     ]
@@ -317,7 +320,8 @@ def _write_ome_metadata(
         {"label-value": i + 1, "class": n, "dense-id": i, "rare": n in classes.rare}
         for i, n in enumerate(classes.names)
     ]
-    write_label_metadata(labels, name, colors=colors, properties=properties, fmt=fmt)
+    image_label = {"colors": colors, "properties": properties, "version": fmt.version}
+    add_metadata(group, {"image-label": image_label}, fmt=fmt)
 
 
 def _write_tiff(

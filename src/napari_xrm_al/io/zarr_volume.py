@@ -21,6 +21,8 @@ from napari_xrm_al.io._source import RawVolume, calibration, reading, spatial_vo
 
 #: Files that mark a directory as a zarr store (v3, then v2).
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
+#: Top-level attributes of an NGFF 0.4 group (0.5 nests everything under ``ome``).
+OME_KEYS = ("multiscales", "bioformats2raw.layout", "plate", "well", "labels")
 #: Attribute keys that may hold a plain array's voxel size, in order.
 VOXEL_KEYS = ("voxel_size", "spacing", "resolution", "scale")
 
@@ -28,6 +30,22 @@ VOXEL_KEYS = ("voxel_size", "spacing", "resolution", "scale")
 def is_zarr_store(path: Path) -> bool:
     """Whether ``path`` is a directory holding zarr metadata."""
     return path.is_dir() and any((path / m).is_file() for m in ZARR_MARKERS)
+
+
+def is_ome_zarr(path: Path) -> bool:
+    """Whether ``path`` is a zarr group with OME-Zarr metadata (a quiet probe)."""
+    if not is_zarr_store(path):
+        return False
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception:  # noqa: BLE001 - a yes/no probe must not fail on odd stores
+        return False
+    if not isinstance(node, zarr.Group):
+        return False
+    attrs = node.attrs.asdict()
+    return isinstance(attrs.get("ome"), Mapping) or any(
+        key in attrs for key in OME_KEYS
+    )
 
 
 def _letter(name: Any, kind: Any = None) -> str:
