@@ -39,7 +39,9 @@ ATTEMPTS = 10
 
 log = logging.getLogger(__name__)
 
-_guard = threading.Lock()
+#: Re-entrant: a dropped Session's finalizer may release a lock while the
+#: garbage collector runs inside a locked section of this thread.
+_guard = threading.RLock()
 #: Holders per locked folder in this process.
 _holders: dict[Path, int] = {}
 #: The open, ``flock``-ed lock file of each folder this process holds.
