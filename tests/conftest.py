@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +13,7 @@ from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.normalization import Normalisation
+from napari_xrm_al.io.atomic import host_tag
 
 
 def save_tiny_model(path, seed: int = 0):
@@ -31,3 +36,26 @@ def save_tiny_model(path, seed: int = 0):
 def tiny_model_file():
     """``tiny_model_file(path, seed=0)``: write a real tiny segmenter checkpoint."""
     return save_tiny_model
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process of this host that has ended (and was reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+def make_leftover(
+    folder: Path, final: str, pid: int, *, tag: str = "tmp", host: str | None = None
+) -> Path:
+    """A temporary sibling of ``final`` as process ``pid`` (of ``host``) names it."""
+    path = folder / f".{final}.{tag}-{pid}-{host or host_tag()}-0123abcd"
+    path.write_bytes(b"partial")
+    return path
+
+
+@pytest.fixture
+def leftover():
+    """``leftover(folder, final, pid, tag=, host=)``: a writer's temporary file."""
+    return make_leftover

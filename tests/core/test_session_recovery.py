@@ -3,8 +3,10 @@ damaged models and annotation chunks, and the folder lock."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +14,6 @@ import sys
 import numpy as np
 import pytest
 
-from napari_xrm_al.core import lock as lock_module
 from napari_xrm_al.core import session_schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import LOCK_FILE, SessionLock, SessionLockedError
@@ -127,6 +128,66 @@ def test_an_older_schema_is_migrated_step_by_step(session, monkeypatch) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("done", [-5, 3, 999999], "done slices [-5, 999999] outside"),
+        ("done", [1.5], "done slices [1.5] outside"),
+        ("done", "1,2", "not a list"),
+        ("axis", "w", "slice axis 'w'"),
+        ("axis", "zy", "slice axis 'zy'"),
+        ("image", {"path": "a", "dtype": "u1", "fingerprint": "f"}, "image shape"),
+    ],
+)
+def test_fields_the_session_cannot_use_reopen_from_the_backup(
+    session, field, value, words
+) -> None:
+    session.mark_done(2)
+    session.mark_done(5)
+    path = session.folder / SESSION_FILE
+    data = json.loads(path.read_text())
+    data[field] = value
+    path.write_text(json.dumps(data))
+
+    again = Session.open(session.folder)
+    assert again.done == [2] and again.axis == "z"
+    assert words in again.warnings[0] and "backup" in again.warnings[0]
+    again.close()
+    path.write_text(json.dumps(data))
+    (session.folder / BACKUP_FILE).unlink()
+    with pytest.raises(InputError, match=f"session.json: .*{re.escape(words)}"):
+        Session.open(session.folder)
+
+
+def test_a_deeply_nested_session_file_reopens_from_the_backup(session) -> None:
+    session.mark_done(4)
+    session.mark_done(6)
+    (session.folder / SESSION_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    again = Session.open(session.folder)
+    assert again.done == [4]
+    assert "nested too deeply" in again.warnings[0]
+
+
+def test_opening_clears_what_killed_writers_left_and_nothing_else(
+    session, dead_pid, leftover
+) -> None:
+    folder = session.folder
+    (folder / "cache").mkdir()
+    dead = [
+        leftover(folder, BACKUP_FILE, dead_pid),  # killed while painting
+        leftover(folder / "models", "cycle-002.pt", dead_pid),
+        leftover(folder / "cache", "summary-ab.npz", dead_pid),
+    ]
+    (stalled_prediction := folder / f".prediction.zarr.tmp-{dead_pid}-0123abcd").mkdir()
+    (stalled_prediction / "c").mkdir()  # a zarr store cut short, older naming
+    alive = leftover(folder, SESSION_FILE, os.getppid())  # another writer, alive
+    session.close()
+
+    Session.open(folder).close()
+    assert not any(path.exists() for path in [*dead, stalled_prediction])
+    assert alive.exists()
+
+
 # -- models -------------------------------------------------------------------
 def add_cycles(session: Session, tiny_model_file, n: int) -> list:
     paths = []
@@ -230,14 +291,17 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path) -> None:
     assert not (folder / LOCK_FILE).exists()
 
 
-def test_a_half_written_lock_is_stale_once_old(tmp_path, monkeypatch) -> None:
+def test_a_half_written_lock_is_stale_unless_its_writer_holds_it(tmp_path) -> None:
     folder = tmp_path / "x.xrmal"
     Session.create(folder, IMAGE, ClassTable.hbm()).close()
-    (folder / LOCK_FILE).write_text("")
-    with pytest.raises(SessionLockedError):
-        SessionLock(folder)
-    monkeypatch.setattr(lock_module, "FRESH_S", -1.0)
-    SessionLock(folder).release()
+    path = folder / LOCK_FILE
+    path.write_text("")
+    with open(path) as held:  # a writer that has locked but not yet written
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SessionLockedError, match=r"pid \?"):
+            SessionLock(folder)
+    SessionLock(folder).release()  # no one holds it: taken over
+    assert not path.exists()
 
 
 def test_one_process_shares_its_lock_until_the_last_release(tmp_path) -> None:

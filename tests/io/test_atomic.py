@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +146,94 @@ def test_write_json_rejects_unknown_objects_without_leaving_files(
     with pytest.raises(TypeError):
         atomic_write_json(tmp_path / "bad.json", {"x": object()})
     assert os.listdir(tmp_path) == []
+
+
+# -- leftovers of killed writers -------------------------------------------------
+def test_only_leftovers_of_dead_processes_of_this_host_are_removed(
+    tmp_path: Path, dead_pid: int, leftover
+) -> None:
+    dead = leftover(tmp_path, "out.bin", dead_pid)
+    legacy = tmp_path / f".out.bin.tmp-{dead_pid}-0123abcd"  # no host: this one
+    legacy.mkdir()
+    alive = leftover(tmp_path, "out.bin", os.getpid())
+    elsewhere = leftover(tmp_path, "out.bin", dead_pid, host="ffffffff")
+    if atomic.host_tag() == "ffffffff":
+        pytest.skip("this host's tag is the made-up one")
+    other = leftover(tmp_path, "other.bin", dead_pid)
+    mine = tmp_path / ".hidden-by-the-user"
+    mine.write_text("x")
+
+    atomic_write_bytes(tmp_path / "out.bin", b"new")  # clears its own name only
+    assert not dead.exists() and not legacy.exists()
+    assert alive.exists() and elsewhere.exists() and other.exists()
+    assert atomic.remove_stale_temps(tmp_path) == [other]
+    assert mine.exists() and alive.exists()
+
+
+def test_a_directory_moved_aside_by_a_dead_writer_is_put_back(
+    tmp_path: Path, dead_pid: int, leftover
+) -> None:
+    aside = tmp_path / f".store.zarr.old-{dead_pid}-{atomic.host_tag()}-0123abcd"
+    aside.mkdir()  # moved aside, then killed before the new one took its name
+    (aside / "chunk").write_text("old")
+    new = leftover(tmp_path, "store.zarr", dead_pid)
+    assert sorted(atomic.remove_stale_temps(tmp_path)) == sorted([aside, new])
+    assert os.listdir(tmp_path) == ["store.zarr"]
+    assert (tmp_path / "store.zarr" / "chunk").read_text() == "old"
+
+
+#: A writer that stops for good in the rename that would publish its result.
+STALLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+from napari_xrm_al.io.atomic import atomic_path, atomic_write_bytes
+
+real_replace = os.replace
+
+def stalled_replace(src, dst):
+    if ".tmp-" in Path(src).name:  # the new result, about to take the final name
+        print("renaming", flush=True)
+        time.sleep(600)
+    real_replace(src, dst)
+
+os.replace = stalled_replace
+final = Path(sys.argv[1])
+if final.is_dir():
+    with atomic_path(final, is_dir=True) as tmp:
+        tmp.mkdir()
+        (tmp / "chunk").write_bytes(b"new")
+else:
+    atomic_write_bytes(final, b"new")
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_a_writer_killed_before_its_rename_leaves_the_old_result(
+    tmp_path: Path, kind: str
+) -> None:
+    final = tmp_path / "out"
+    if kind == "file":
+        final.write_bytes(b"old")
+    else:
+        final.mkdir()
+        (final / "chunk").write_bytes(b"old")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STALLED_WRITER, str(final)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "renaming"  # not written in place
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=60)
+    left = [p.name for p in tmp_path.iterdir() if p.name != "out"]
+    assert any(name.startswith(f".out.tmp-{writer.pid}-") for name in left)
+
+    atomic.remove_stale_temps(tmp_path)  # as the next run does
+    assert os.listdir(tmp_path) == ["out"]
+    old = final if kind == "file" else final / "chunk"
+    assert old.read_bytes() == b"old"

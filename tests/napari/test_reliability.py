@@ -92,6 +92,7 @@ def test_sigkill_while_painting_loses_nothing_older_than_two_seconds(
     assert len(old) >= 10, f"only {len(old)} strokes were painted in time"
 
     again = Session.open(folder)  # the dead process's lock is stale
+    assert not list(folder.glob(".*.tmp-*"))  # a write cut short is cleared away
     volume = again.read_all()
     lost = [e for e in old if volume[tuple(e["stroke"])] != e["label"]]
     assert lost == [], f"{len(lost)} of {len(old)} strokes older than 2 s were lost"

@@ -2,42 +2,50 @@
 
 Two processes painting or training on the same session would overwrite each
 other's slices and cycles, so a session folder is locked by the first process
-that opens it. The lock is a small JSON file ``<session>/session.lock`` (pid, host,
-time), created with ``O_CREAT | O_EXCL`` so that only one process can win.
-Inside one process the lock is shared: every :class:`SessionLock` on the same
-folder counts as one holder, and the file goes when the last one is released
-(or the process exits).
+that opens it. The lock is a small JSON file ``<session>/session.lock`` (pid,
+host, time) that its holder keeps open with an exclusive ``fcntl.flock``: the
+kernel lets one process at a time hold it, so of several processes opening a
+project at once exactly one wins, and the hold ends with the process however it
+ends. Inside one process the lock is shared: every :class:`SessionLock` on the
+same folder counts as one holder, and the file goes when the last one is
+released (or the process exits).
 
-A lock left by a process that died (a crash, ``kill -9``) is *stale*: on the
-same host its pid no longer runs, and it is taken over with no question. A
-lock held by another host cannot be checked; the message says which host and
-how to remove the file by hand.
+A lock file left by a process that died (a crash, ``kill -9``) is *stale*: no
+one holds its ``flock``, and on the same host its pid no longer runs; it is
+taken over with no question. A lock written on another host cannot be checked
+(network file systems do not all share ``flock``); the message says which host
+and how to remove the file by hand.
 """
 
 from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.atomic import pid_alive
 
 LOCK_FILE = "session.lock"
-#: A lock file with unreadable content younger than this is being written.
-FRESH_S = 5.0
+#: Tries when the lock file is replaced between opening and locking it.
+ATTEMPTS = 10
 
 log = logging.getLogger(__name__)
 
-_guard = threading.Lock()
+#: Re-entrant: a dropped Session's finalizer may release a lock while the
+#: garbage collector runs inside a locked section of this thread.
+_guard = threading.RLock()
 #: Holders per locked folder in this process.
 _holders: dict[Path, int] = {}
+#: The open, ``flock``-ed lock file of each folder this process holds.
+_files: dict[Path, int] = {}
 
 
 class SessionLockedError(XrmError):
@@ -48,85 +56,106 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host."""
-    if pid <= 0:
-        return False
+def _parse_owner(text: str) -> dict[str, Any] | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def read_owner(path: Path) -> dict[str, Any] | None:
-    """The ``{pid, host, since}`` of a lock file; None if it cannot be parsed."""
-    try:
-        owner = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        owner = json.loads(text)
+    except json.JSONDecodeError:
         return None
     if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
         return None
     return owner
 
 
-def _is_stale(path: Path, owner: dict[str, Any] | None) -> bool:
-    if owner is None:  # half-written by a process that died, or garbage
-        try:
-            return time.time() - path.stat().st_mtime > FRESH_S
-        except FileNotFoundError:
-            return True
-    if owner.get("host") != _host():
-        return False
-    return owner["pid"] != os.getpid() and not pid_alive(owner["pid"])
-
-
-def _create(path: Path) -> bool:
-    """Write our lock file if there is none; whether we did."""
+def read_owner(path: Path) -> dict[str, Any] | None:
+    """The ``{pid, host, since}`` of a lock file; None if it cannot be parsed."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
+        return _parse_owner(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+def _held_elsewhere(owner: dict[str, Any] | None) -> bool:
+    """Whether the content of a lock file whose ``flock`` we hold names a holder.
+
+    A live pid on this host may be a process that locks without ``flock`` (an
+    earlier version); a lock from another host cannot be checked at all.
+    """
+    if owner is None:  # half-written by a process that died, or garbage
         return False
-    owner = {
-        "pid": os.getpid(),
-        "host": _host(),
-        "since": _dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(owner, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
+    if owner.get("host") != _host():
+        return True
+    return owner["pid"] != os.getpid() and pid_alive(owner["pid"])
 
 
-def _acquire_file(folder: Path) -> None:
-    path = folder / LOCK_FILE
-    for _ in range(3):
-        if _create(path):
-            return
-        owner = read_owner(path)
-        if owner is not None and (owner["pid"], owner.get("host")) == (
-            os.getpid(),
-            _host(),
-        ):  # left by this process: still ours
-            return
-        if not _is_stale(path, owner):
-            break
-        log.warning("Removing the stale lock %s (%s)", path, owner)
-        path.unlink(missing_ok=True)
-    else:
-        raise SessionLockedError(f"Could not lock the session {folder}; try again.")
+def _locked_error(folder: Path, owner: dict[str, Any] | None) -> SessionLockedError:
     owner = owner or {}
-    raise SessionLockedError(
+    return SessionLockedError(
         f"The session {folder} is open in another napari-xrm-al process "
         f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')} since "
         f"{owner.get('since', '?')}); close it there first, or delete "
-        f"{path} if that process is gone."
+        f"{folder / LOCK_FILE} if that process is gone."
     )
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the one now at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _open_locked(path: Path) -> int | None:
+    """The lock file at ``path``, opened and ``flock``-ed; None if another holds it.
+
+    Raises
+    ------
+    SessionLockedError
+        When the file keeps being replaced under us.
+    """
+    for _ in range(ATTEMPTS):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if _is_file_at(fd, path):
+            return fd
+        os.close(fd)  # released and deleted by its holder meanwhile: open it anew
+    raise SessionLockedError(f"Could not lock the session {path.parent}; try again.")
+
+
+def _acquire_file(folder: Path) -> int:
+    """Lock ``folder`` for this process; the open lock file."""
+    path = folder / LOCK_FILE
+    fd = _open_locked(path)
+    if fd is None:
+        raise _locked_error(folder, read_owner(path))
+    try:
+        with os.fdopen(os.dup(fd), "r+", encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+            owner = _parse_owner(text)
+            if _held_elsewhere(owner):
+                raise _locked_error(folder, owner)
+            if text:
+                log.warning("Taking over the stale lock %s (%s)", path, owner)
+            fh.seek(0)
+            fh.truncate()
+            json.dump(
+                {
+                    "pid": os.getpid(),
+                    "host": _host(),
+                    "since": _dt.datetime.now().isoformat(timespec="seconds"),
+                },
+                fh,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class SessionLock:
@@ -142,7 +171,7 @@ class SessionLock:
         self.folder = Path(folder).resolve()
         with _guard:
             if _holders.get(self.folder, 0) == 0:
-                _acquire_file(self.folder)
+                _files[self.folder] = _acquire_file(self.folder)
             _holders[self.folder] = _holders.get(self.folder, 0) + 1
         self.held = True
 
@@ -157,18 +186,23 @@ class SessionLock:
                 _holders[self.folder] = count
                 return
             _holders.pop(self.folder, None)
-            _remove_own(self.folder / LOCK_FILE)
+            _release_file(self.folder)
 
 
-def _remove_own(path: Path) -> None:
-    owner = read_owner(path)
-    if owner is not None and owner["pid"] == os.getpid() and owner["host"] == _host():
-        path.unlink(missing_ok=True)
+def _release_file(folder: Path) -> None:
+    """Delete the lock file of ``folder`` (if still the one we lock) and unlock it."""
+    fd = _files.pop(folder, None)
+    if fd is None:
+        return
+    path = folder / LOCK_FILE
+    if _is_file_at(fd, path):
+        path.unlink(missing_ok=True)  # before unlocking: newcomers make a new file
+    os.close(fd)
 
 
 @atexit.register
 def _release_all() -> None:
     with _guard:
-        for folder in list(_holders):
-            _remove_own(folder / LOCK_FILE)
+        for folder in list(_files):
+            _release_file(folder)
         _holders.clear()

@@ -45,12 +45,18 @@ from napari_xrm_al.core.session_annotations import (
     create_annotation_volume,
     recover_annotation_volume,
 )
+from napari_xrm_al.core.session_paths import (
+    CACHE,
+    MODELS,
+    SESSION_FILE,
+    SessionPaths,
+    own_folders,
+)
 from napari_xrm_al.core.session_schema import CycleRecord, ImageRef, NewerSessionError
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.atomic import atomic_write_text, json_default
+from napari_xrm_al.io.atomic import atomic_write_text, json_default, remove_stale_temps
 
-SESSION_FILE = "session.json"
 #: The previous version of ``session.json``, kept for when it is damaged.
 BACKUP_FILE = "session.json.bak"
 SUFFIX = ".xrmal"
@@ -64,7 +70,7 @@ def default_session_dir(image_path: str | Path) -> Path:
     return path.with_name(path.name.rstrip("/") + SUFFIX)
 
 
-class Session(SessionAnnotations):
+class Session(SessionAnnotations, SessionPaths):
     """An open active-learning session folder.
 
     Use :meth:`create` or :meth:`open`; every mutating method saves at once.
@@ -83,6 +89,7 @@ class Session(SessionAnnotations):
         created: str | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self._own_folders = own_folders(self.folder)
         self.image = image
         self.classes = classes
         self.axis = axis
@@ -142,7 +149,7 @@ class Session(SessionAnnotations):
         cls, folder: Path, image: ImageRef, classes: ClassTable, ax: int
     ) -> Session:
         (folder / BACKUP_FILE).unlink(missing_ok=True)
-        (folder / "models").mkdir(exist_ok=True)
+        (folder / MODELS).mkdir(exist_ok=True)
         create_annotation_volume(folder, image.shape, ax, len(classes))
         session = cls(folder, image, classes, "zyx"[ax])
         session.save()
@@ -172,6 +179,8 @@ class Session(SessionAnnotations):
         """``build()`` the session while holding the folder's lock, which it keeps."""
         lock = SessionLock(folder)
         try:
+            for part in (folder, folder / MODELS, folder / CACHE):
+                remove_stale_temps(part)  # left by a process that was killed
             session = build()
         except BaseException:
             lock.release()
@@ -200,6 +209,7 @@ class Session(SessionAnnotations):
             log.warning(warnings[-1])
             session.save()
         recover_annotation_volume(folder)
+        warnings += session._drop_paths_outside()
         session.warnings[:0] = warnings
         session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
         return session
@@ -267,18 +277,6 @@ class Session(SessionAnnotations):
         self.done = sorted(items)
         self.save()
 
-    def path_of(self, relative: str | None) -> Path | None:
-        """Absolute path of a file recorded relative to the session folder."""
-        return None if relative is None else self.folder / relative
-
-    def model_path(self, name: str) -> Path:
-        """Where a model checkpoint called ``name`` lives in this session."""
-        return self.folder / "models" / name
-
-    def relative(self, path: str | Path) -> str:
-        """``path`` relative to the session folder, for storing in ``session.json``."""
-        return Path(path).resolve().relative_to(self.folder.resolve()).as_posix()
-
     def set_pretrained(self, path: str | Path) -> None:
         """Record the pretrained encoder checkpoint and save."""
         self.pretrained = self.relative(path)
@@ -300,7 +298,7 @@ class Session(SessionAnnotations):
         for record in reversed(self.cycles):
             if not record.model:
                 continue
-            path = self.folder / record.model
+            path = self.folder / record.model  # checked on loading: inside
             problem = self._model_problem(path)
             if problem is None:
                 if skipped:

@@ -19,6 +19,8 @@ from napari_xrm_al import __version__
 from napari_xrm_al.errors import InputError
 
 SCHEMA_VERSION = 1
+#: The slice axes a session may use, in array order.
+AXES = ("z", "y", "x")
 
 
 def now() -> str:
@@ -78,13 +80,60 @@ def migrate(data: Any, path: Path) -> dict[str, Any]:
 
 
 def read_document(path: Path) -> tuple[dict[str, Any], str]:
-    """The migrated content of a session file and its text."""
+    """The migrated and checked content of a session file, and its text."""
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, f"cannot be read as a session file ({exc})") from None
-    return migrate(data, path), text
+    except RecursionError:
+        raise InputError(
+            path, "cannot be read as a session file (nested too deeply)"
+        ) from None
+    data = migrate(data, path)
+    check_slices(data, path)
+    return data, text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_slices(data: dict[str, Any], path: Path) -> None:
+    """Check the image shape, the slice axis and the done slices against each other.
+
+    The one place where a loaded document's slices are checked, so that a value
+    the rest of the code cannot use is found on loading, not when it is used.
+
+    Raises
+    ------
+    InputError
+        Naming the first field that is out of place.
+    """
+    image = data.get("image")
+    shape = image.get("shape") if isinstance(image, dict) else None
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(_is_int(n) and n > 0 for n in shape)
+    ):
+        raise InputError(
+            path, f"has an image shape {shape!r}, not three positive integers"
+        )
+    axis = data.get("axis")
+    if axis not in AXES:
+        raise InputError(path, f"has the slice axis {axis!r}, not one of z, y, x")
+    count = shape[AXES.index(axis)]
+    done = data.get("done", [])
+    if not isinstance(done, list):
+        raise InputError(path, f"has done slices {done!r}, not a list")
+    wrong = [i for i in done if not (_is_int(i) and 0 <= i < count)]
+    if wrong:
+        raise InputError(
+            path,
+            f"has done slices {wrong[:5]!r} outside the volume's slices "
+            f"0..{count - 1} along {axis}",
+        )
 
 
 class NewerSessionError(InputError):

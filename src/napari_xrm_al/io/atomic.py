@@ -2,18 +2,24 @@
 
 Everything is first written to a hidden temporary sibling (same directory, so the
 final rename never crosses a file system), flushed to disk and then renamed into
-place. A crash part-way leaves at most a hidden ``.<name>.tmp-<pid>-<uuid>``
-sibling; the final name holds either the old result or the new one.
+place. A crash part-way leaves at most a hidden
+``.<name>.tmp-<pid>-<host>-<uuid>`` sibling; the final name holds either the old
+result or the new one. The writer's process id and (hashed) host name in every
+temporary name let :func:`remove_stale_temps` tell a leftover of a dead process
+from the work of a live one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 import weakref
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,20 +27,92 @@ from typing import Any
 
 import numpy as np
 
-#: The name :func:`temp_sibling` gives: ``.<final name>.<tag>-<pid>-<8 hex digits>``.
-_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.\w+-\d+-[0-9a-f]{8}$")
+#: Temporary names: ``.<final>.<tag>-<pid>-<host>-<uuid>``; ``tmp`` holds a new
+#: result being written, ``old`` a previous directory moved aside for a moment.
+#: Names without ``<host>`` were written by earlier versions on this host.
+_TEMP_NAME = re.compile(
+    r"\.(?P<final>.+)\.(?P<tag>tmp|old)-(?P<pid>\d+)-(?:(?P<host>[0-9a-f]{8})-)?"
+    r"[0-9a-f]{8}"
+)
+
+log = logging.getLogger(__name__)
+
+
+def host_tag() -> str:
+    """This host in temporary names: 8 hex digits of its name's CRC-32."""
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def temp_sibling(final: Path, tag: str = "tmp") -> Path:
-    """A fresh hidden path next to ``final``, e.g. ``.mask.zarr.tmp-123-ab12cd34``."""
-    return final.with_name(f".{final.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    """A fresh hidden path next to ``final``, e.g. ``.m.zarr.tmp-123-0a1b2c3d-ab12cd34``."""
+    return final.with_name(
+        f".{final.name}.{tag}-{os.getpid()}-{host_tag()}-{uuid.uuid4().hex[:8]}"
+    )
+
+
+def remove_stale_temps(folder: Path | str, final_name: str | None = None) -> list[Path]:
+    """Clear the temporary siblings in ``folder`` left by processes that died.
+
+    Only names made by :func:`temp_sibling` on this host whose process no longer
+    runs are touched (those of ``final_name`` only, when given); a live
+    writer's are never. A previous directory moved aside (``old``) whose final
+    name is missing, because its writer died between the two renames, is put
+    back; every other leftover is deleted.
+
+    Returns
+    -------
+    list of Path
+        The leftovers removed or put back.
+    """
+    folder = Path(folder)
+    prefix = "." if final_name is None else f".{final_name}."
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(prefix)]
+    except OSError:  # missing or unreadable folder: nothing of ours to clear
+        return []
+    cleared = []
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None or (final_name and match["final"] != final_name):
+            continue
+        if match["host"] not in (None, host_tag()) or pid_alive(int(match["pid"])):
+            continue
+        path, final = folder / name, folder / match["final"]
+        try:
+            if match["tag"] == "old" and not final.exists():
+                os.replace(path, final)
+                log.warning(
+                    "Restored %s from %s, left by a writer that died", final, path
+                )
+            else:
+                _remove(path)
+        except OSError as exc:  # e.g. a read-only folder: left for a later try
+            log.warning("Could not clear %s, left by a writer that died: %s", path, exc)
+            continue
+        cleared.append(path)
+    return cleared
 
 
 def final_path(path: Path | str) -> Path:
     """The result ``path`` is part of: inside a temporary sibling → its final name."""
     path = Path(path)
     for i, part in enumerate(path.parts):
-        match = _TEMP_NAME.match(part)
+        match = _TEMP_NAME.fullmatch(part)
         if match:
             return Path(*path.parts[:i], match["final"])
     return path
@@ -89,6 +167,7 @@ class AtomicTarget:
     def __init__(self, final: Path | str, *, is_dir: bool = False) -> None:
         self.final = Path(final).absolute()
         self.is_dir = is_dir
+        remove_stale_temps(self.final.parent, self.final.name)
         self.tmp = temp_sibling(self.final)
         self.done = False
         self._cleanup = weakref.finalize(self, _remove, self.tmp)
