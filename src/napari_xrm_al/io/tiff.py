@@ -26,6 +26,7 @@ from napari_xrm_al.io._source import (
     captured_log,
     reading,
 )
+from napari_xrm_al.io.input_paths import refuse_special
 
 #: File name endings treated as TIFF (compared in lower case).
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -45,14 +46,19 @@ def has_tiff_header(path: Path) -> bool:
 
 
 def slice_files(folder: Path) -> list[Path]:
-    """The TIFF files directly in ``folder``, in natural order (``s2`` < ``s10``)."""
-    names = [
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file()
-        and not entry.name.startswith(".")
-        and entry.name.lower().endswith(TIFF_SUFFIXES)
-    ]
+    """The TIFF files directly in ``folder``, in natural order (``s2`` < ``s10``).
+
+    A slice that is not a regular file (a FIFO, a device) is refused rather
+    than skipped: the stack would silently miss a slice.
+    """
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") or not is_tiff_name(Path(entry.name)):
+            continue
+        if entry.is_file():
+            names.append(entry.name)
+        elif not entry.is_dir():
+            refuse_special(folder / entry.name)
     return [folder / name for name in tifffile.natural_sorted(names)]
 
 
