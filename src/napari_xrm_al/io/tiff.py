@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,38 @@ def _data_end(tif: tifffile.TiffFile, series: Any) -> int:
     return int(max(ends, default=0))
 
 
+def _overlap(tif: tifffile.TiffFile, series: Any) -> str | None:
+    """What the image data of ``series`` overlap, if anything.
+
+    Image data never share bytes with the header, an IFD or other image
+    data; a damaged strip offset that makes them do would otherwise be read,
+    silently, as pixels.
+    """
+    tiff = tif.tiff
+    spans = [(0, 16 if tif.is_bigtiff else 8, "the file header")]
+    handle = tif.filehandle
+    pages = [p for p in series.pages if p is not None and p.parent is tif]
+    for page in pages:
+        handle.seek(page.offset)
+        (count,) = struct.unpack(tiff.tagnoformat, handle.read(tiff.tagnosize))
+        end = page.offset + tiff.tagnosize + count * tiff.tagsize + tiff.offsetsize
+        spans.append((page.offset, end, f"the directory at byte {page.offset}"))
+    if series.dataoffset is not None:
+        spans.append((series.dataoffset, series.dataoffset + series.nbytes, "data"))
+    else:
+        for page in pages:
+            for offset, size in zip(
+                page.dataoffsets, page.databytecounts, strict=False
+            ):
+                spans.append((offset, offset + size, "data"))
+    spans.sort()
+    for (start, end, what), (start2, _, what2) in zip(spans, spans[1:], strict=False):
+        if start2 < end and "data" in (what, what2):
+            other = what2 if what == "data" else what
+            return f"image data at byte {max(start, start2)} overlap {other}"
+    return None
+
+
 def _inspect(path: Path) -> dict[str, Any]:
     """Read a TIFF's structure (no pixel data); raise InputError if broken."""
     notes: list[str] = []
@@ -120,9 +153,12 @@ def _inspect(path: Path) -> dict[str, Any]:
             "n_series": len(tif.series),
         }
         info["voxel"] = _tiff_calibration(tif, notes)
+        info["overlap"] = _overlap(tif, series)
     if log.messages:
         detail = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
         raise InputError(path, f"is truncated or corrupt (tifffile: {detail})")
+    if info["overlap"]:
+        raise InputError(path, f"is corrupt: {info['overlap']}")
     size = path.stat().st_size
     if info["end"] > size:
         raise InputError(
