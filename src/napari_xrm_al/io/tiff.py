@@ -98,12 +98,13 @@ def _data_end(tif: tifffile.TiffFile, series: Any) -> int:
     return int(max(ends, default=0))
 
 
-def _overlap(tif: tifffile.TiffFile, series: Any) -> str | None:
-    """What the image data of ``series`` overlap, if anything.
+def _misplaced_data(tif: tifffile.TiffFile, series: Any) -> str | None:
+    """What is wrong with where the image data of ``series`` lie, if anything.
 
-    Image data never share bytes with the header, an IFD or other image
-    data; a damaged strip offset that makes them do would otherwise be read,
-    silently, as pixels.
+    Image data never share bytes with the header, an IFD, a tag value or
+    other image data, and a strip has bytes exactly when it has an offset (both zero
+    marks a sparse, empty strip). A damaged strip offset or byte count would
+    otherwise be read, silently, as shifted pixels or zeros.
     """
     tiff = tif.tiff
     spans = [(0, 16 if tif.is_bigtiff else 8, "the file header")]
@@ -114,6 +115,15 @@ def _overlap(tif: tifffile.TiffFile, series: Any) -> str | None:
         (count,) = struct.unpack(tiff.tagnoformat, handle.read(tiff.tagnosize))
         end = page.offset + tiff.tagnosize + count * tiff.tagsize + tiff.offsetsize
         spans.append((page.offset, end, f"the directory at byte {page.offset}"))
+        for tag in getattr(page, "tags", None) or ():  # values stored apart
+            if not page.offset <= tag.valueoffset < end:
+                size = max(1, tag.valuebytecount)
+                spans.append(
+                    (tag.valueoffset, tag.valueoffset + size, f"tag {tag.code}")
+                )
+        for offset, size in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if (offset == 0) != (size == 0):
+                return f"a strip at byte {offset} has {size} bytes"
     if series.dataoffset is not None:
         spans.append((series.dataoffset, series.dataoffset + series.nbytes, "data"))
     else:
@@ -153,12 +163,12 @@ def _inspect(path: Path) -> dict[str, Any]:
             "n_series": len(tif.series),
         }
         info["voxel"] = _tiff_calibration(tif, notes)
-        info["overlap"] = _overlap(tif, series)
+        info["misplaced"] = _misplaced_data(tif, series)
     if log.messages:
         detail = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
         raise InputError(path, f"is truncated or corrupt (tifffile: {detail})")
-    if info["overlap"]:
-        raise InputError(path, f"is corrupt: {info['overlap']}")
+    if info["misplaced"]:
+        raise InputError(path, f"is corrupt: {info['misplaced']}")
     size = path.stat().st_size
     if info["end"] > size:
         raise InputError(
