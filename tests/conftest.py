@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,39 @@ def make_leftover(
 def leftover():
     """``leftover(folder, final, pid, tag=, host=)``: a writer's temporary file."""
     return make_leftover
+
+
+@pytest.fixture
+def fifo():
+    """``fifo(path)``: make a named pipe at ``path`` and watch it.
+
+    Opening a FIFO to read blocks until someone writes. A watchdog opens
+    every FIFO made here for writing whenever a reader has it open (so the
+    code under test never hangs) and the test fails if that ever happened:
+    code that refuses FIFOs up front never opens one.
+    """
+    made: list[Path] = []
+    opened: list[Path] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            for path in made:
+                try:  # succeeds only while a reader holds the FIFO open
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                opened.append(path)
+                os.close(fd)  # the reader sees end-of-file
+
+    def make(path: Path) -> Path:
+        os.mkfifo(path)
+        made.append(Path(path))
+        return Path(path)
+
+    watchdog = threading.Thread(target=watch, daemon=True)
+    watchdog.start()
+    yield make
+    stop.set()
+    watchdog.join()
+    assert not opened, f"the code under test opened the FIFO {opened[0]} (and blocked)"

@@ -130,6 +130,29 @@ def test_bad_scans(tmp_path, capsys, good, command, case) -> None:
     assert sorted(p.name for p in inputs.rglob("*")) == before
 
 
+@pytest.mark.parametrize("command", ["info", "predict", "train"])
+def test_a_fifo_named_tif(tmp_path, capsys, good, fifo, command) -> None:
+    """Reading a named pipe would block forever: it is refused up front."""
+    out = tmp_path / "out"
+    out.mkdir()
+    image = fifo(tmp_path / "scan.tif")
+    argv = arguments(command, image, good, out)
+    fails_cleanly(capsys, argv, out, str(image), "named pipe")
+
+
+def test_float_labels_with_fractional_values(tmp_path, capsys, good) -> None:
+    """Training would cut 1.5 to class 1 silently: refused, as metrology does."""
+    labels = np.asarray(tifffile.imread(good["labels"]), np.float32)
+    labels[2] += 0.5
+    path = tmp_path / "float_labels.tif"
+    tifffile.imwrite(path, labels, photometric="minisblack")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = arguments("train", good["image"], good, out)
+    argv[argv.index("--labels") + 1] = str(path)
+    fails_cleanly(capsys, argv, out, f"{path}: holds float32 values such as ", ".5;")
+
+
 def test_labels_of_another_shape_than_the_image(tmp_path, capsys, good) -> None:
     other = tmp_path / "labels.tif"
     tifffile.imwrite(other, np.zeros((8, 32, 30), np.uint8), photometric="minisblack")

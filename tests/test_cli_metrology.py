@@ -99,6 +99,11 @@ def test_custom_class_names(tmp_path):
             ["--solder", "tin"],
             "'tin' is not one of the classes",
         ),
+        (
+            lambda p: zarr.create_array(p, data=np.full((2, 4, 4), 1.5, np.float32)),
+            [],
+            "mask.zarr: holds float32 values such as 1.5; class ids must be integers",
+        ),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, capsys, make, extra, words):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ast
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +76,51 @@ def _raw(tmp_path, **payload):
     path = tmp_path / "raw.pt"
     path.write_bytes(buffer.getvalue())
     return path
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling it creates ``marker`` (as any code a hostile file could run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, segmenter_ckpt):
+    good = save_checkpoint(tmp_path / "good.pt", segmenter_ckpt)
+    payload = torch.load(good, weights_only=True)
+    marker = tmp_path / "code-ran"
+    payload["provenance"]["note"] = RunsCodeWhenUnpickled(marker)
+    hostile = tmp_path / "hostile.pt"
+    torch.save(payload, hostile)
+    with pytest.raises(InputError) as err:
+        load_checkpoint(hostile)
+    message = str(err.value)
+    assert message.startswith(f"{hostile}: ") and "\n" not in message
+    assert "never loaded" in message
+    assert not marker.exists()
+
+
+def test_every_torch_load_in_the_package_is_weights_only():
+    """No ``torch.load`` anywhere may unpickle arbitrary objects: each call
+    must pass ``weights_only=True`` literally (the default changed between
+    PyTorch versions)."""
+    package = Path(__file__).parents[2] / "src" / "napari_xrm_al"
+    calls = []
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+                "torch.load"
+            ):
+                flags = {k.arg: k.value for k in node.keywords}
+                safe = isinstance(flags.get("weights_only"), ast.Constant) and (
+                    flags["weights_only"].value is True
+                )
+                calls.append((f"{source.name}:{node.lineno}", safe))
+    assert calls, "no torch.load found: the scan is broken"
+    assert all(safe for _, safe in calls), calls
 
 
 def test_foreign_and_newer_files_are_refused(tmp_path):

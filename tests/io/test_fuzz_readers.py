@@ -4,6 +4,7 @@ and never a hang."""
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -20,34 +21,53 @@ from napari_xrm_al.io.tiff import TIFF_MAGIC
 from napari_xrm_al.io.volumes import open_volume
 
 FUZZ = settings(
-    max_examples=25,
+    max_examples=80,
     deadline=3000,  # ms per example: a hang fails the test
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 DATA = (np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16) * 7) % 3000
 
 
-def opens_or_refuses(path: Path) -> None:
-    """``open_volume`` and reading a corner of the first and last slices either
-    work or raise one clear :class:`InputError`."""
+def opens_or_refuses(
+    path: Path, written: np.ndarray | None = None, may_differ: np.ndarray | None = None
+) -> None:
+    """``open_volume`` either raises one clear :class:`InputError` naming the
+    file, or reads what was written: the same shape and dtype, and the same
+    values except (``may_differ``, boolean) where pixel bytes were changed."""
     try:
         volume = open_volume(path)
-        for index in (0, -1):
-            volume.read((index, slice(0, 8), slice(0, 8)))
+        if written is None:  # any shape: read corners of the first and last slices
+            for index in (0, -1):
+                volume.read((index, slice(0, 8), slice(0, 8)))
+            return
+        assert (volume.shape, volume.dtype) == (written.shape, written.dtype), (
+            "silently wrong shape or dtype"
+        )
+        read = volume.read()
     except InputError as exc:
         message = str(exc)
         assert message.startswith(f"{exc.path}: ") and "\n" not in message
         named = Path(exc.path)
         assert named == path or path in named.parents, message
+        return
+    differ = read != written
+    allowed = np.zeros_like(differ) if may_differ is None else may_differ
+    assert not (differ & ~allowed).any(), (
+        f"values changed at {np.argwhere(differ & ~allowed)[:4]}"
+    )
 
 
-def mutate(data: bytes, cuts: list[tuple[int, int]], length: int | None) -> bytes:
-    """``data`` with bytes ``(position, value)`` replaced, truncated to ``length``."""
+def mutate(
+    data: bytes, flips: list[tuple[int, int]], length: int | None
+) -> tuple[bytes, list[int]]:
+    """``data`` with bits ``(position, bit)`` flipped, truncated to ``length``;
+    also the positions changed."""
     out = bytearray(data)
-    for position, value in cuts:
-        out[position % len(out)] = value
-    return bytes(out[:length] if length is not None else out)
+    changed = []
+    for position, bit in flips:
+        out[position % len(out)] ^= 1 << bit
+        changed.append(position % len(out))
+    return bytes(out[:length] if length is not None else out), changed
 
 
 def valid_tiff(compression: str | None) -> bytes:
@@ -58,7 +78,31 @@ def valid_tiff(compression: str | None) -> bytes:
 
 
 TIFFS = {c: valid_tiff(c) for c in (None, "zlib")}
-changes = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8)
+
+
+def _segments(data: bytes) -> list[tuple[int, int]]:
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        return [(p.dataoffsets[0], p.databytecounts[0]) for p in tif.pages]
+
+
+TIFF_SEGMENTS = {c: _segments(data) for c, data in TIFFS.items()}
+changes = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 7)), max_size=8)
+#: Truncation at any offset (None: the whole file).
+cuts = st.none() | st.integers(0, 4000)
+
+
+def tiff_damage(compression: str | None, changed: list[int]) -> np.ndarray:
+    """Voxels that changed pixel bytes may alter: the voxel itself when the
+    data are stored raw, its whole page when compressed; header bytes none."""
+    allowed = np.zeros(DATA.shape, bool)
+    for page, (offset, size) in enumerate(TIFF_SEGMENTS[compression]):
+        for position in changed:
+            if offset <= position < offset + size:
+                if compression is None:
+                    allowed[page].flat[(position - offset) // DATA.itemsize] = True
+                else:
+                    allowed[page] = True
+    return allowed
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +128,37 @@ def test_random_bytes_named_tif(scratch, body, magic) -> None:
 @FUZZ
 @given(
     compression=st.sampled_from(sorted(TIFFS, key=str)),
-    cuts=changes,
-    length=st.none() | st.integers(0, 3000),
+    flips=changes,
+    length=cuts,
 )
-def test_damaged_tiff(scratch, compression, cuts, length) -> None:
+def test_damaged_tiff(scratch, compression, flips, length) -> None:
     path = fresh(scratch, "scan.tif")
-    path.write_bytes(mutate(TIFFS[compression], cuts, length))
-    opens_or_refuses(path)
+    data, changed = mutate(TIFFS[compression], flips, length)
+    path.write_bytes(data)
+    opens_or_refuses(path, DATA, tiff_damage(compression, changed))
+
+
+@FUZZ
+@given(
+    compression=st.sampled_from(sorted(TIFFS, key=str)),
+    page=st.integers(0, 3),
+    tag=st.sampled_from([256, 257, 258, 259, 262, 270, 273, 277, 278, 279, 339]),
+    value=st.integers(0, 2**32 - 1),
+)
+def test_changed_tiff_header_fields(scratch, compression, page, tag, value) -> None:
+    """A header field (size, bits, compression, strip offset, ...) of one
+    page set to another number: refused, or read exactly as written."""
+    data = bytearray(TIFFS[compression])
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        tags = tif.pages[page].tags if page == 0 else tif.pages[page].aspage().tags
+        field = tags.get(tag)
+        if field is None:
+            return
+        where = field.offset + 8  # the value (or value offset) of the IFD entry
+    data[where : where + 4] = value.to_bytes(4, "little")
+    path = fresh(scratch, "scan.tif")
+    path.write_bytes(bytes(data))
+    opens_or_refuses(path, DATA)
 
 
 def zarr_store(path: Path, version: int) -> Path:
@@ -106,17 +174,44 @@ def zarr_store(path: Path, version: int) -> Path:
     return path
 
 
+#: Metadata fields that, changed to another valid value, make another valid
+#: array out of the same chunk files (another shape, chunk names, fill value).
+LAYOUT = ("shape", "dimension_separator", "chunk_key_encoding", "fill_value")
+
+
+def layout(meta: bytes) -> dict | None:
+    """The layout fields zarr metadata declare, None if they do not parse."""
+    try:
+        parsed = json.loads(meta)
+    except ValueError:
+        return None
+    return {k: parsed.get(k) for k in LAYOUT} if isinstance(parsed, dict) else None
+
+
 @FUZZ
 @given(
     version=st.sampled_from([2, 3]),
-    cuts=changes,
+    flips=changes,
     length=st.none() | st.integers(0, 400),
 )
-def test_damaged_zarr_metadata(scratch, version, cuts, length) -> None:
+def test_damaged_zarr_metadata(scratch, version, flips, length) -> None:
+    """Refused, or read exactly as written. Only a change that declares
+    another valid layout (a digit of the shape, the chunk-name separator,
+    the fill value) makes another array; it must then have the declared shape."""
     path = zarr_store(fresh(scratch, "scan.zarr"), version)
     meta = path / ("zarr.json" if version == 3 else ".zarray")
-    meta.write_bytes(mutate(meta.read_bytes(), cuts, length))
-    opens_or_refuses(path)
+    original = meta.read_bytes()
+    damaged, _ = mutate(original, flips, length)
+    meta.write_bytes(damaged)
+    declared = layout(damaged)
+    if declared is None or declared == layout(original):
+        opens_or_refuses(path, DATA)
+        return
+    try:
+        volume = open_volume(path)
+    except InputError:
+        return opens_or_refuses(path)
+    assert list(volume.shape) == declared["shape"], (volume.shape, declared)
 
 
 json_values = st.recursive(
@@ -144,15 +239,36 @@ def test_wrong_values_in_zarr_json(scratch, key, value) -> None:
     opens_or_refuses(path)
 
 
+def chunk_files(path: Path) -> list[Path]:
+    """The chunk files of a store (never its metadata: .zarray, .zattrs, zarr.json)."""
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name != "zarr.json"
+    )
+
+
+def chunk_region(path: Path, chunk: Path) -> tuple[slice, ...]:
+    """The voxels a chunk file (``z.y.x`` or ``c/z/y/x``) of (1, 8, 8) holds."""
+    key = chunk.relative_to(path).as_posix()
+    z, y, x = (int(i) for i in key.removeprefix("c/").replace("/", ".").split("."))
+    return slice(z, z + 1), slice(8 * y, 8 * y + 8), slice(8 * x, 8 * x + 8)
+
+
 @FUZZ
 @given(
     version=st.sampled_from([2, 3]),
-    cuts=changes,
+    flips=changes,
     length=st.none() | st.integers(0, 200),
+    which=st.integers(0, 31),
 )
-def test_damaged_zarr_chunks(scratch, version, cuts, length) -> None:
+def test_damaged_zarr_chunks(scratch, version, flips, length, which) -> None:
+    """A damaged chunk is refused or changes only its own voxels."""
     path = zarr_store(fresh(scratch, "scan.zarr"), version)
-    chunks = sorted(p for p in path.rglob("*") if p.is_file() and "zar" not in p.name)
-    for chunk in (chunks[0], chunks[-1]):
-        chunk.write_bytes(mutate(chunk.read_bytes(), cuts, length))
-    opens_or_refuses(path)
+    chunks = chunk_files(path)
+    assert len(chunks) == 16  # real chunks, not metadata
+    chunk = chunks[which % len(chunks)]
+    chunk.write_bytes(mutate(chunk.read_bytes(), flips, length)[0])
+    allowed = np.zeros(DATA.shape, bool)
+    allowed[chunk_region(path, chunk)] = True
+    opens_or_refuses(path, DATA, allowed)

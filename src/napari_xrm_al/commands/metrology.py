@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_xrm_al.commands._engine import check_out
-from napari_xrm_al.core.classes import HBM_CLASSES, ClassTable
+from napari_xrm_al.core.classes import HBM_CLASSES, ClassTable, check_class_ids
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
@@ -128,6 +128,7 @@ def _open_mask(
         )
         return mask.data, mask.classes, voxel  # type: ignore[return-value]
     volume = open_volume(path)
+    check_class_ids(volume.data, path)
     factor = _UM_PER_UNIT.get(volume.unit or "µm")
     if volume.voxel_size is None or factor is None:
         return volume.data, ClassTable.hbm(), None

@@ -17,7 +17,7 @@ from napari_xrm_al.commands._engine import (
     setup_torch,
 )
 from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.classes import ClassTable, check_class_ids
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         labels, file_classes = mask.data, mask.classes
     else:
         labels, file_classes = open_volume(args.labels).data, None
+        check_class_ids(labels, args.labels)
     classes = _classes(args, file_classes)
     if tuple(labels.shape) != volume.shape:
         raise InputError(

@@ -33,6 +33,7 @@ from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name
 from napari_xrm_al.errors import InputError, XrmError, os_problem
 from napari_xrm_al.io.atomic import atomic_write_bytes
+from napari_xrm_al.io.input_paths import check_input
 
 FORMAT = "napari-xrm-al-checkpoint"
 FORMAT_VERSION = 1
@@ -222,18 +223,25 @@ def load_checkpoint(
         Expected kind (``'encoder'`` or ``'segmenter'``), or None for either.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "does not exist or is not a file")
+    check_input(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a checkpoint file")
     if path.stat().st_size == 0:
         raise InputError(path, "is empty (0 bytes)")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            path,
+            "is not a readable napari-xrm-al checkpoint: it is corrupt or holds "
+            "Python objects other than plain data, which are never loaded "
+            "(loading them could run code)",
+        ) from None
     except (
         RuntimeError,
         EOFError,
         ValueError,
         OSError,
-        pickle.UnpicklingError,
         zipfile.BadZipFile,
         AttributeError,
         TypeError,

@@ -10,13 +10,15 @@ Two id conventions exist and this module is the one place that converts:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.volumes import subsample
 
 #: Colours given to classes that have none, in order (colour-blind friendly).
 PALETTE = (
@@ -182,3 +184,28 @@ def dense_to_annotation(labels: np.ndarray) -> np.ndarray:
 def annotation_to_dense(labels: np.ndarray) -> np.ndarray:
     """Annotation ids ``1..C`` → dense ids ``0..C-1``; unannotated 0 becomes -1."""
     return labels.astype(np.int16) - 1
+
+
+def check_class_ids(labels: Any, source: str | os.PathLike[str] | None = None) -> None:
+    """Refuse labels that are not stored as integers: class ids are whole numbers.
+
+    Float labels would be cut silently (``1.7`` trained as class 1), so they
+    are refused whatever their values, before any is used. The error names
+    ``source`` (when given) and a value from a small subsample, a fractional
+    or NaN one if there is one; only this error path reads any voxels.
+    """
+    dtype = np.dtype(labels.dtype)
+    if dtype.kind in "iu":
+        return
+    sample = subsample(labels, max_voxels=100_000) if dtype.kind in "fc" else None
+    example = ""
+    if sample is not None and sample.size:
+        odd = sample[sample != np.round(sample)]
+        example = f" such as {(odd if odd.size else sample)[0]:g}"
+    problem = (
+        f"holds {dtype} values{example}; class ids must be integers "
+        "(save the labels with an integer type)"
+    )
+    if source is not None:
+        raise InputError(source, problem)
+    raise XrmError(f"The labels {problem}.")

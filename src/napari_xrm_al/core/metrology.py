@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from napari_xrm_al.core.classes import check_class_ids
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text
@@ -182,10 +183,7 @@ def _check(
         raise XrmError(
             f"Void metrology needs a 3D (z, y, x) mask; this one has {ndim} dimensions."
         )
-    if not np.issubdtype(np.dtype(labels.dtype), np.integer):
-        raise XrmError(
-            f"The mask holds {labels.dtype} values; class ids must be integers."
-        )
+    check_class_ids(labels)
     if int(solder_id) == int(void_id):
         raise XrmError(
             f"Solder and void must be different classes (both are id {solder_id})."

@@ -10,11 +10,11 @@ first slices (core-set).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Sequence
+import logging
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from zipfile import BadZipFile
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -33,12 +33,15 @@ from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.session import Session
-from napari_xrm_al.core.summaries import SliceSummary
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.core.summaries import SliceSummary, read_arrays
+from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_path
 
 #: MC-dropout passes used when a strategy needs BALD.
 BALD_SAMPLES = 8
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,8 +85,9 @@ def summarise(
     cache = None
     if cache_dir is not None:
         cache = cache_dir / f"summary-{_file_key(model_path, mc_samples)}.npz"
-        if cache.is_file():
-            return SliceSummary.load(cache)
+        saved = _read_cache(cache, SliceSummary.load)
+        if saved is not None:
+            return saved
     model, ckpt = load_segmenter(model_path, device=device, checkpoint=checkpoint)
     result = yield from predict_volume(
         model, ckpt, image_data, axis=ckpt.axis, mc_samples=mc_samples, device=device
@@ -145,9 +149,9 @@ def first_ranking(
     cache = None
     if cache_dir is not None:
         cache = cache_dir / f"embedding-{_file_key(encoder_path)}.npz"
-    saved = _load_embedding(cache) if cache is not None else None
+    saved = _read_cache(cache, _load_embedding) if cache is not None else None
     if saved is not None:
-        index, embedding = saved
+        index, embedding = saved["index"], saved["embedding"]
     else:
         ckpt = checkpoint or load_checkpoint(encoder_path)
         index, embedding = yield from embed_slices(ckpt, image_data, device=device)
@@ -161,12 +165,21 @@ def first_ranking(
     return Ranking("coreset", index, scores, picks, None, None, model)
 
 
-def _load_embedding(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cached ``(index, embedding)``, or None when absent or broken (recompute)."""
+def _load_embedding(path: Path) -> dict[str, np.ndarray]:
+    """The cached ``index`` and ``embedding`` of :func:`first_ranking`."""
+    return read_arrays(path, ("index", "embedding"), "an embedding cache")
+
+
+def _read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
+    """What ``read`` gets from the cache file ``path``; None when the file is
+    absent or unreadable (truncated, damaged: one warning), so the caller
+    recomputes it and overwrites the file."""
+    if not path.is_file():
+        return None
     try:
-        with np.load(path) as saved:
-            return saved["index"], saved["embedding"]
-    except (OSError, ValueError, KeyError, EOFError, BadZipFile):
+        return read(path)
+    except InputError as exc:
+        log.warning("%s; it is recomputed and overwritten", exc)
         return None
 
 

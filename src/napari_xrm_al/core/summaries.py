@@ -7,7 +7,7 @@ never needs a probability volume. Entropies are in nats.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from napari_xrm_al.errors import InputError
+from napari_xrm_al.io._source import reading
 from napari_xrm_al.io.atomic import atomic_path
 
 _TINY = 1e-12
@@ -73,12 +74,35 @@ class SliceSummary:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SliceSummary:
-        """Read a summary written by :meth:`save`."""
-        try:
-            with np.load(path) as npz:
-                return cls(**{f.name: npz.get(f.name) for f in fields(cls)})
-        except (OSError, ValueError, TypeError) as exc:
-            raise InputError(path, f"is not a readable slice summary ({exc})") from None
+        """Read a summary written by :meth:`save`; :class:`InputError` if it is
+        unreadable (truncated, damaged) or lacks a field."""
+        optional = {"bald", "embedding"}
+        names = [f.name for f in fields(cls)]
+        arrays = read_arrays(
+            path, [n for n in names if n not in optional], "a slice summary", optional
+        )
+        return cls(**{n: arrays.get(n) for n in names})
+
+
+def read_arrays(
+    path: str | os.PathLike[str],
+    required: Sequence[str],
+    what: str,
+    optional: Iterable[str] = (),
+) -> dict[str, np.ndarray]:
+    """The ``required`` (and present ``optional``) arrays of an ``.npz`` file.
+
+    Every array is read whole, so damaged bytes (a CRC mismatch, a cut file)
+    show here. Raises :class:`InputError` naming the file if it cannot be
+    read as ``what`` or lacks a required array; pickled objects are refused.
+    """
+    path = Path(path)
+    with reading(path, what), np.load(path) as npz:
+        missing = [name for name in required if name not in npz.files]
+        if missing:
+            raise InputError(path, f"is not {what} (no {', '.join(missing)})")
+        wanted = [*required, *(n for n in optional if n in npz.files)]
+        return {name: npz[name] for name in wanted}
 
 
 def pixel_entropy(probs: torch.Tensor, dim: int = 1) -> torch.Tensor:

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_xrm_al.core.classes import ClassTable, annotation_to_dense
+from napari_xrm_al.core.classes import (
+    ClassTable,
+    annotation_to_dense,
+    check_class_ids,
+)
 from napari_xrm_al.core.slices import axis_name, read_label_slices, read_slices
 from napari_xrm_al.errors import XrmError
 
@@ -119,6 +123,7 @@ def load_labelled(
             f"The labels' shape {tuple(labels.shape)} differs from the image's "
             f"{tuple(image.shape)}."
         )
+    check_class_ids(labels)
     indices = sorted({int(i) for i in slices})
     if not indices:
         raise XrmError("No labelled slices were given.")

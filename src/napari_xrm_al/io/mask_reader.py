@@ -18,7 +18,9 @@ import zarr
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.input_paths import check_input
 from napari_xrm_al.io.masks import ATTRS_KEY, MaskFormat
+from napari_xrm_al.io.zarr_volume import open_store
 
 
 @dataclass
@@ -42,8 +44,7 @@ def read_mask(path: Path | str) -> Mask:
     Raises :class:`InputError` when ``path`` is missing, unreadable or not such a mask.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "does not exist")
+    check_input(path)
     try:
         if path.is_dir():
             data, attrs, fmt = _open_zarr_mask(path)
@@ -77,7 +78,7 @@ def read_mask(path: Path | str) -> Mask:
 
 
 def _open_zarr_mask(path: Path) -> tuple[zarr.Array, Any, MaskFormat]:
-    node = zarr.open(path, mode="r")
+    node = open_store(path)
     if isinstance(node, zarr.Array):
         return node, node.attrs.get(ATTRS_KEY), "zarr"
     ome = node.attrs.get("ome", {})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from napari_xrm_al.io._source import (
     captured_log,
     reading,
 )
+from napari_xrm_al.io.input_paths import refuse_special
 
 #: File name endings treated as TIFF (compared in lower case).
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
@@ -45,14 +47,19 @@ def has_tiff_header(path: Path) -> bool:
 
 
 def slice_files(folder: Path) -> list[Path]:
-    """The TIFF files directly in ``folder``, in natural order (``s2`` < ``s10``)."""
-    names = [
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file()
-        and not entry.name.startswith(".")
-        and entry.name.lower().endswith(TIFF_SUFFIXES)
-    ]
+    """The TIFF files directly in ``folder``, in natural order (``s2`` < ``s10``).
+
+    A slice that is not a regular file (a FIFO, a device) is refused rather
+    than skipped: the stack would silently miss a slice.
+    """
+    names = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") or not is_tiff_name(Path(entry.name)):
+            continue
+        if entry.is_file():
+            names.append(entry.name)
+        elif not entry.is_dir():
+            refuse_special(folder / entry.name)
     return [folder / name for name in tifffile.natural_sorted(names)]
 
 
@@ -91,6 +98,48 @@ def _data_end(tif: tifffile.TiffFile, series: Any) -> int:
     return int(max(ends, default=0))
 
 
+def _misplaced_data(tif: tifffile.TiffFile, series: Any) -> str | None:
+    """What is wrong with where the image data of ``series`` lie, if anything.
+
+    Image data never share bytes with the header, an IFD, a tag value or
+    other image data, and a strip has bytes exactly when it has an offset (both zero
+    marks a sparse, empty strip). A damaged strip offset or byte count would
+    otherwise be read, silently, as shifted pixels or zeros.
+    """
+    tiff = tif.tiff
+    spans = [(0, 16 if tif.is_bigtiff else 8, "the file header")]
+    handle = tif.filehandle
+    pages = [p for p in series.pages if p is not None and p.parent is tif]
+    for page in pages:
+        handle.seek(page.offset)
+        (count,) = struct.unpack(tiff.tagnoformat, handle.read(tiff.tagnosize))
+        end = page.offset + tiff.tagnosize + count * tiff.tagsize + tiff.offsetsize
+        spans.append((page.offset, end, f"the directory at byte {page.offset}"))
+        for tag in getattr(page, "tags", None) or ():  # values stored apart
+            if not page.offset <= tag.valueoffset < end:
+                size = max(1, tag.valuebytecount)
+                spans.append(
+                    (tag.valueoffset, tag.valueoffset + size, f"tag {tag.code}")
+                )
+        for offset, size in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if (offset == 0) != (size == 0):
+                return f"a strip at byte {offset} has {size} bytes"
+    if series.dataoffset is not None:
+        spans.append((series.dataoffset, series.dataoffset + series.nbytes, "data"))
+    else:
+        for page in pages:
+            for offset, size in zip(
+                page.dataoffsets, page.databytecounts, strict=False
+            ):
+                spans.append((offset, offset + size, "data"))
+    spans.sort()
+    for (start, end, what), (start2, _, what2) in zip(spans, spans[1:], strict=False):
+        if start2 < end and "data" in (what, what2):
+            other = what2 if what == "data" else what
+            return f"image data at byte {max(start, start2)} overlap {other}"
+    return None
+
+
 def _inspect(path: Path) -> dict[str, Any]:
     """Read a TIFF's structure (no pixel data); raise InputError if broken."""
     notes: list[str] = []
@@ -114,9 +163,12 @@ def _inspect(path: Path) -> dict[str, Any]:
             "n_series": len(tif.series),
         }
         info["voxel"] = _tiff_calibration(tif, notes)
+        info["misplaced"] = _misplaced_data(tif, series)
     if log.messages:
         detail = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
         raise InputError(path, f"is truncated or corrupt (tifffile: {detail})")
+    if info["misplaced"]:
+        raise InputError(path, f"is corrupt: {info['misplaced']}")
     size = path.stat().st_size
     if info["end"] > size:
         raise InputError(

@@ -27,6 +27,7 @@ import numpy as np
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io import tiff, zarr_volume
 from napari_xrm_al.io._source import RawVolume, captured_log, reading
+from napari_xrm_al.io.input_paths import check_input
 
 #: Largest number of chunks (or slices) :func:`subsample` touches.
 MAX_SAMPLED_CHUNKS = 16
@@ -296,21 +297,8 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
 
 
 # -- opening --------------------------------------------------------------
-def _check_path(path: Path) -> None:
-    try:
-        exists = path.exists()
-    except PermissionError:
-        raise InputError(path, "cannot be read (permission denied)") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be accessed ({exc.strerror})") from None
-    if not exists:
-        raise InputError(path, "does not exist")
-    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
-        raise InputError(path, "cannot be read (permission denied)")
-
-
 def _open_raw(path: Path) -> RawVolume:
-    _check_path(path)
+    check_input(path)
     if path.is_dir():
         if zarr_volume.is_zarr_store(path):
             return zarr_volume.open_zarr(path)
@@ -363,7 +351,7 @@ def open_volume(
         if not files:
             raise InputError("(no files)", "an empty list of files was given")
         for f in files:
-            _check_path(f)
+            check_input(f)
             if f.is_dir() or not tiff.is_tiff_name(f):
                 raise InputError(
                     f, "is not a TIFF file; a list of slices must be TIFFs"

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import zarr
+from zarr.storage import LocalStore
 
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io._source import RawVolume, calibration, reading, spatial_voxel
+from napari_xrm_al.io.input_paths import refuse_special
 
 #: Files that mark a directory as a zarr store (v3, then v2).
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
@@ -27,9 +29,36 @@ OME_KEYS = ("multiscales", "bioformats2raw.layout", "plate", "well", "labels")
 VOXEL_KEYS = ("voxel_size", "spacing", "resolution", "scale")
 
 
+class RegularFileStore(LocalStore):
+    """A read-only local store that reads only regular files.
+
+    Each metadata or chunk file is checked when it is read (a FIFO among the
+    chunks would block the read forever); the error names that file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, read_only=True)
+
+    async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+        refuse_special(self.root / key)
+        return await super().get(key, prototype, byte_range)
+
+    async def get_partial_values(self, prototype: Any, key_ranges: Any) -> Any:
+        key_ranges = list(key_ranges)
+        for key, _ in key_ranges:
+            refuse_special(self.root / key)
+        return await super().get_partial_values(prototype, key_ranges)
+
+
+def open_store(path: Path) -> zarr.Array | zarr.Group:
+    """The zarr array or group at ``path``, read-only, through :class:`RegularFileStore`."""
+    return zarr.open(store=RegularFileStore(path), mode="r")
+
+
 def is_zarr_store(path: Path) -> bool:
-    """Whether ``path`` is a directory holding zarr metadata."""
-    return path.is_dir() and any((path / m).is_file() for m in ZARR_MARKERS)
+    """Whether ``path`` is a directory holding zarr metadata (of any file
+    type: a metadata file that is not regular is refused when read)."""
+    return path.is_dir() and any((path / m).exists() for m in ZARR_MARKERS)
 
 
 def is_ome_zarr(path: Path) -> bool:
@@ -153,7 +182,7 @@ def _open_ome(path: Path, group: zarr.Group, found: list[Any]) -> RawVolume:
 def open_zarr(path: Path) -> RawVolume:
     """Open a zarr array or OME-Zarr image at ``path`` read-only."""
     with reading(path, "a zarr store"):
-        node = zarr.open(store=str(path), mode="r")
+        node = open_store(path)
         notes: list[str] = []
         if isinstance(node, zarr.Group) and "bioformats2raw.layout" in node.attrs.get(
             "ome", node.attrs
