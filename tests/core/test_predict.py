@@ -18,7 +18,8 @@ from napari_xrm_al.core.checkpoint import load_segmenter, save_checkpoint
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import SliceInference
-from napari_xrm_al.core.predict import predict_slices, predict_volume, slab_size
+from napari_xrm_al.core.predict import predict_slices, predict_volume
+from napari_xrm_al.core.slab_prediction import slab_size
 from napari_xrm_al.core.summaries import (
     SliceSummary,
     mutual_information,
@@ -127,7 +128,7 @@ def test_chunked_zarr_streams_and_equals_in_memory(tmp_path, model_ckpt, volume,
     )
     store[:] = volume
     lazy = Recorder(zarr.open_array(tmp_path / "v.zarr", mode="r"))
-    kw = {"axis": axis, "batch_size": 2, "max_memory": 40 * 40 * 4 * 20}
+    kw = {"axis": axis, "batch_size": 2, "max_memory": 400_000}  # a few slices
     labels = [np.zeros(SHAPE, np.uint8) for _ in range(2)]
     mem = predict(model, ckpt, volume, out=labels[0], **kw)
     streamed = predict(model, ckpt, lazy, out=labels[1], **kw)
@@ -234,7 +235,12 @@ def test_cancel_and_errors_leave_nothing(tmp_path, model_ckpt, volume):
 
     with pytest.raises(OSError):
         predict(
-            model, ckpt, Failing(volume), out=out / "p.tif", batch_size=2, max_memory=1
+            model,
+            ckpt,
+            Failing(volume),
+            out=out / "p.tif",
+            batch_size=2,
+            max_memory=400_000,
         )
     assert list(out.iterdir()) == []
 
@@ -295,7 +301,7 @@ MEMORY_SCRIPT = textwrap.dedent(
         data = zarr.open_array(sys.argv[2] + "/" + name, mode="r")
         out = sys.argv[3] + "/" + name
         run_to_end(predict_volume(model, ckpt, data, out=out, batch_size=2,
-                                  max_memory=4 << 20, precision="float32",
+                                  max_memory=16 << 20, precision="float32",
                                   summaries=False))
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return kib * (1 if sys.platform == "darwin" else 1024)
@@ -307,7 +313,7 @@ MEMORY_SCRIPT = textwrap.dedent(
 
 def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
     """Peak memory does not grow with the volume: a 32 MiB zarr volume predicted
-    with a 4 MiB slab budget after a 4 MiB one raises the peak by far less than
+    with a 16 MiB budget after a 4 MiB one raises the peak by far less than
     its size (whole-volume reading would add at least the volume)."""
     pytest.importorskip("resource")
     model, ckpt = make_model(tiny_model_config, arch="unet", features=(4, 8))
@@ -350,11 +356,11 @@ def test_large_batches_return_memory_after_each_batch(
     model_ckpt, volume, monkeypatch, threshold, expected
 ):
     """Small batches trim the heap once per slab; large ones after every batch."""
-    from napari_xrm_al.core import predict as predict_module
+    from napari_xrm_al.core import slab_prediction
 
     calls = []
-    monkeypatch.setattr(predict_module, "trim_heap", lambda: calls.append(1))
-    monkeypatch.setattr(predict_module, "TRIM_EACH_BATCH_PIXELS", threshold)
+    monkeypatch.setattr(slab_prediction, "trim_heap", lambda: calls.append(1))
+    monkeypatch.setattr(slab_prediction, "TRIM_EACH_BATCH_PIXELS", threshold)
     model, ckpt = model_ckpt
     predict(model, ckpt, volume, batch_size=4, summaries=False)
     assert len(calls) == expected  # one slab of 12 slices, 3 batches

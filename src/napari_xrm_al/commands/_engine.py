@@ -60,6 +60,29 @@ def add_compute_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_memory_option(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--max-memory MiB`` (stored in bytes), with ``what`` it bounds for the help."""
+    parser.add_argument(
+        "--max-memory",
+        type=_mebibytes,
+        default=default,
+        metavar="MiB",
+        help=f"memory for {what} (default: {default // 2**20})",
+    )
+
+
+def _mebibytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number of MiB: {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value * 2**20
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Architecture options (pretraining, or training without --init)."""
     parser.add_argument(

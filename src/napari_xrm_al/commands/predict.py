@@ -9,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_xrm_al.commands._engine import open_image, progress_printer, setup_torch
+from napari_xrm_al.commands._engine import (
+    add_memory_option,
+    open_image,
+    progress_printer,
+    setup_torch,
+)
 from napari_xrm_al.core.checkpoint import load_segmenter
 from napari_xrm_al.core.distributed import predict_volume_dask
 from napari_xrm_al.core.events import Progress, run_to_end
@@ -84,12 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "time) or the 8 flips and rotations (8x) of each slice; slightly more "
         "accurate (default: %(default)s)",
     )
-    parser.add_argument(
-        "--max-memory",
-        type=int,
-        default=DEFAULT_MAX_MEMORY // 2**20,
-        metavar="MiB",
-        help="memory for one slab of slices (default: %(default)s)",
+    add_memory_option(
+        parser,
+        DEFAULT_MAX_MEMORY,
+        "one slab of slices (a slice larger than it is predicted in tiles, with "
+        "the same result)",
     )
     parser.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when present)")
     parser.add_argument(
@@ -144,7 +148,7 @@ def _options(args: argparse.Namespace) -> dict:
         "device": args.device,
         "precision": args.precision,
         "tta": args.tta,
-        "max_memory": args.max_memory * 2**20,
+        "max_memory": args.max_memory,
     }
 
 
@@ -205,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict the scan and write the outputs."""
     if args.threads is not None:
         setup_torch(args)
-    for name in ("batch_size", "mc_samples", "max_memory", "dask_workers"):
+    for name in ("batch_size", "mc_samples", "dask_workers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             option = "--" + name.replace("_", "-")

@@ -11,6 +11,7 @@ import numpy as np
 
 from napari_xrm_al.commands._engine import (
     add_compute_options,
+    add_memory_option,
     check_out,
     open_image,
     progress_printer,
@@ -20,6 +21,7 @@ from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.discovery import rare_label
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY
 from napari_xrm_al.core.ranking import (
     BALD_SAMPLES,
     first_ranking,
@@ -82,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed for 'random' (default: 0)"
     )
     add_compute_options(parser)
+    add_memory_option(
+        parser,
+        DEFAULT_MAX_MEMORY,
+        "predicting one slab of slices (a slice larger than it is predicted in tiles)",
+    )
     parser.set_defaults(func=run, reads=("image", "model"), writes=("csv",))
 
 
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             mc_samples=mc,
             device=args.device,
             checkpoint=ckpt,
+            max_memory=args.max_memory,
         ),
         progress_printer(args.quiet),
     )
@@ -187,6 +195,7 @@ def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
             min_distance=args.min_distance,
             device=args.device,
             checkpoint=encoder,
+            max_memory=args.max_memory,
         ),
         progress_printer(args.quiet),
     )

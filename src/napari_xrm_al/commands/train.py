@@ -7,6 +7,7 @@ import dataclasses
 import sys
 
 from napari_xrm_al.commands._engine import (
+    add_memory_option,
     add_model_options,
     add_run_options,
     check_out,
@@ -23,6 +24,7 @@ from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
@@ -73,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(parser)
     add_run_options(parser)
+    add_memory_option(parser, TRAIN_MAX_MEMORY, "the labelled slices read for training")
     parser.add_argument(
         "--loss",
         choices=LOSSES,
@@ -181,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         provenance=provenance,
         out=out,
+        max_memory=args.max_memory,
     )
     ckpt = run_to_end(gen, progress_printer(args.quiet))
     history = ckpt.history

@@ -37,13 +37,13 @@ from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import SliceInference
 from napari_xrm_al.core.predict import (
     DEFAULT_MAX_MEMORY,
-    MIN_SLAB,
     PredictionResult,
     batch_for,
     calibrate,
     open_outputs,
     predict_volume,
 )
+from napari_xrm_al.core.slab_prediction import MIN_SLAB
 from napari_xrm_al.core.slices import axis_index, axis_name, slice_shape
 from napari_xrm_al.core.summaries import SliceSummary
 from napari_xrm_al.errors import InputError, XrmError
@@ -187,7 +187,7 @@ def part_size(
     Parts start at multiples of the output chunk depth (no two tasks write one
     chunk) and of ``batch`` (batches hold the same slices as in one process).
     The default covers the image's chunk depth, and at least
-    :data:`~napari_xrm_al.core.predict.MIN_SLAB` slices.
+    :data:`~napari_xrm_al.core.slab_prediction.MIN_SLAB` slices.
     """
     unit = batch
     for kind, array in targets.items():

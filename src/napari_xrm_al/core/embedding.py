@@ -8,6 +8,7 @@ on a thick-die scan often misses the one thin solder layer entirely.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator
 from typing import Any
@@ -19,7 +20,10 @@ from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.model import SliceSegmenter
+from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
+from napari_xrm_al.core.tiling import footprint, pixel_bytes, too_large
+from napari_xrm_al.errors import XrmError
 
 
 def encoder_network(ckpt: Checkpoint) -> SliceSegmenter:
@@ -38,10 +42,13 @@ def embed_slices(
     axis: str | int | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
     """Pooled encoder embedding of every slice along ``axis``.
 
-    Reads ``data`` (lazy or in memory) one batch of slices at a time.
+    Reads ``data`` (lazy or in memory) one batch of slices at a time, as many
+    as fit ``max_memory``; a slice that alone does not fit is refused up front
+    (:class:`XrmError` with the figures).
 
     Returns
     -------
@@ -51,8 +58,16 @@ def embed_slices(
     """
     ax = axis_index(ckpt.axis if axis is None else axis)
     n = int(data.shape[ax])
-    batch = int(batch_size or default_batch_size(slice_shape(data.shape, ax)))
+    hw = slice_shape(data.shape, ax)
     context = ckpt.model_config.context
+    fp = footprint(ckpt.model_config)
+    need = pixel_bytes(fp, context, data.dtype, 0) * math.prod(hw)
+    if need > max_memory:
+        raise XrmError(
+            f"{too_large(hw, need, max_memory, 'embed')}; raise the limit "
+            "(--max-memory) or rank with a trained model (predicted in tiles)."
+        )
+    batch = int(min(batch_size or default_batch_size(hw), max_memory // need))
     index = np.arange(n)
     parts: list[np.ndarray] = []
     t0 = time.perf_counter()

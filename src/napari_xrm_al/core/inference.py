@@ -28,6 +28,7 @@ from torch import nn
 
 from napari_xrm_al.core.model import enable_mc_dropout, pick_device
 from napari_xrm_al.core.normalization import Normalisation
+from napari_xrm_al.core.summaries import mutual_information
 from napari_xrm_al.errors import XrmError
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -229,7 +230,21 @@ class SliceInference:
             out = [self._probs(x, bf16, tta=False) for _ in range(samples)]
         return torch.stack(out)
 
+    def bald_map(self, x: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+        """Per-pixel BALD ``(B, H, W)`` of ``samples`` MC-dropout passes seeded
+        with ``seed`` (dropout masks do not depend on H, W: tiles of a slice
+        seeded alike share them)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            mc = self.mc_probabilities(x, samples)
+        return mutual_information(mc)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder bottleneck feature map ``(B, D, h, w)`` (float32)."""
+        with self._autocast(self.precision == "bfloat16"):
+            return self.model.encoder_features(x).float()
+
     def embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled encoder embeddings ``(B, D)`` (float32)."""
-        with self._autocast(self.precision == "bfloat16"):
-            return self.model.encode(x).float()
+        return self.features(x).mean(dim=(-2, -1))

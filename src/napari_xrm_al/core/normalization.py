@@ -67,6 +67,21 @@ class Normalisation:
             raise XrmError(f"Malformed normalisation ({exc!r}).") from None
 
 
+def check_finite_sample(data, max_voxels: int = 1_000_000, seed: int = 0) -> np.ndarray:
+    """The finite values of a :func:`~napari_xrm_al.io.volumes.subsample` of
+    ``data``; :class:`XrmError` when there are none (an all-NaN or all-infinite
+    volume would otherwise give a confident prediction of nothing)."""
+    sample = subsample(data, max_voxels, seed)
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        raise XrmError(
+            "The volume has no finite values (every voxel sampled is NaN or "
+            "infinite); there is nothing to normalise or predict."
+        )
+    return sample
+
+
 def fit_normalisation(
     data,
     max_voxels: int = 2_000_000,
@@ -82,10 +97,7 @@ def fit_normalisation(
         raise XrmError(
             f"Expected a non-empty 3D volume, got shape {tuple(data.shape)}."
         )
-    values = subsample(data, max_voxels, seed).astype(np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise XrmError("The volume has no finite values to normalise.")
+    values = check_finite_sample(data, max_voxels, seed).astype(np.float64)
     low, high = (float(v) for v in np.percentile(values, percentiles))
     if high <= low:  # (nearly) constant volume: fall back to the full range
         low, high = float(values.min()), float(values.max())

@@ -1,19 +1,12 @@
-"""Whole-volume prediction, streamed slab by slab over a lazy volume.
+"""Whole-volume prediction, streamed over a lazy volume within a memory limit.
 
-A volume larger than memory is never loaded whole: slices are read along the
-slice axis in *slabs* (a few dozen slices plus the 2.5D context neighbours),
-predicted in batches (:class:`~napari_xrm_al.core.inference.SliceInference`),
-summarised per slice (:mod:`~napari_xrm_al.core.summaries`) and written slab by
-slab to the outputs (:mod:`~napari_xrm_al.core.prediction_outputs`), which only
-appear under their final names when the whole run succeeded.
-
-Slab size: a multiple of the batch size covering at least one stored chunk
-along the slice axis (so each chunk is decompressed once), capped by
-``max_memory``. Predicting along ``y`` or ``x`` on a volume chunked in ``z``
-reads whole ``(z, slab, x)`` boxes: cheap when the slab covers the store's chunk
-depth along that axis, otherwise every chunk is decompressed
-``chunk depth / slab`` times (a TIFF stored page by page is read in full once
-per slab along ``y`` or ``x``).
+A volume larger than memory is never loaded whole. Slices that fit are read
+in slabs and predicted in batches (:mod:`~napari_xrm_al.core.slab_prediction`);
+a slice whose forward pass alone exceeds the limit is predicted in overlapping
+tiles with the same result (:mod:`~napari_xrm_al.core.tiled_prediction`). Each
+batch or tile is summarised per slice (:mod:`~napari_xrm_al.core.summaries`)
+and written to the outputs (:mod:`~napari_xrm_al.core.prediction_outputs`),
+which only appear under their final names when the whole run succeeded.
 """
 
 from __future__ import annotations
@@ -33,34 +26,25 @@ from napari_xrm_al.core.checkpoint import Checkpoint
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
+from napari_xrm_al.core.normalization import check_finite_sample
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
-from napari_xrm_al.core.process_memory import trim_heap
-from napari_xrm_al.core.slices import (
-    axis_index,
-    axis_name,
-    read_planes,
-    read_slices,
-    slice_shape,
+from napari_xrm_al.core.slab_prediction import (
+    per_slice_bytes,
+    predict_slabs,
+    slab_size,
 )
-from napari_xrm_al.core.summaries import (
-    PixelStats,
-    SliceSummary,
-    mutual_information,
-    pixel_stats,
-    summarise,
+from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
+from napari_xrm_al.core.summaries import SliceSummary
+from napari_xrm_al.core.tiled_prediction import (
+    calibrate_tiled,
+    check_chunks_fit,
+    predict_tiled,
 )
+from napari_xrm_al.core.tiling import TilePlan, footprint, pixel_bytes, plan_tiles
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import chunk_shape
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20
-#: Batches of at least this many pixels return freed memory after each batch,
-#: smaller ones once per slab: large buffers fragment glibc's heap (+100 MB of
-#: peak on 1024² slices), while trimming often costs time on small ones.
-TRIM_EACH_BATCH_PIXELS = 2**20
-#: Slabs cover at least this many slices when memory allows (fewer re-reads
-#: of context neighbours on page-per-slice TIFF stacks).
-MIN_SLAB = 32
 
 
 @dataclass
@@ -132,90 +116,6 @@ def _indices(indices: Sequence[int] | None, size: int, axis: str) -> np.ndarray:
     return idx
 
 
-def slab_size(
-    data: Any, axis: int, batch: int, per_slice_bytes: int, max_memory: int
-) -> int:
-    """Slices per slab: batches covering a stored chunk, within ``max_memory``.
-
-    When a whole chunk depth does not fit, the largest fitting divisor of it
-    (a multiple of ``batch``) keeps slabs from straddling chunk boundaries.
-    """
-    depth = max(chunk_shape(data)[axis], MIN_SLAB)
-    want = batch * math.ceil(depth / batch)
-    fits = max_memory // max(1, per_slice_bytes) // batch * batch
-    if want <= fits:
-        return int(want)
-    aligned = [d for d in range(fits, 0, -batch) if depth % d == 0]
-    return int(max(batch, aligned[0] if aligned else fits))
-
-
-def _groups(idx: np.ndarray, slab: int) -> list[np.ndarray]:
-    """Ascending indices split into groups spanning fewer than ``slab`` slices."""
-    groups, start = [], 0
-    while start < idx.size:
-        stop = int(np.searchsorted(idx, idx[start] + slab))
-        groups.append(idx[start:stop])
-        start = stop
-    return groups
-
-
-def _read_planes(
-    data: Any, axis: int, group: np.ndarray, context: int, per_plane: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and raw planes ``(M, H, W)`` of what ``group`` needs, with context.
-
-    Each plane is held once, not once per slice it is context of. Stores
-    holding whole planes (TIFF pages, memmaps) read only the planes needed;
-    chunked stores read the group's whole span in one go.
-    """
-    size = int(data.shape[axis])
-    needed = np.unique(np.clip(group[:, None] + _offsets(context), 0, size - 1))
-    if not per_plane:
-        needed = np.arange(needed[0], needed[-1] + 1)
-    return needed, read_planes(data, needed, axis)
-
-
-def _offsets(context: int) -> np.ndarray:
-    return np.arange(-context, context + 1)
-
-
-def _stacks(
-    needed: np.ndarray, planes: np.ndarray, batch: np.ndarray, context: int, size: int
-) -> np.ndarray:
-    """Raw ``(B, 2*context+1, H, W)`` stacks of the slices ``batch``."""
-    wanted = np.clip(batch[:, None] + _offsets(context), 0, size - 1)
-    return planes[np.searchsorted(needed, wanted)]
-
-
-def _mc_bald(
-    engine: SliceInference, x: torch.Tensor, samples: int, seed: int
-) -> np.ndarray:
-    """Per-slice mean BALD of ``samples`` MC-dropout passes, reproducible per batch."""
-    devices = [engine.device] if engine.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        mc = engine.mc_probabilities(x, samples)
-    return mutual_information(mc).flatten(1).mean(1).double().cpu().numpy()
-
-
-def _summary(
-    engine: SliceInference,
-    x: torch.Tensor,
-    stats: PixelStats,
-    index: np.ndarray,
-    mc_samples: int,
-    seed: int,
-    embeddings: bool,
-) -> SliceSummary:
-    """Summary of one batch ``x`` whose pixel statistics are ``stats``."""
-    return SliceSummary(
-        index=index.copy(),
-        **summarise(stats),
-        bald=_mc_bald(engine, x, mc_samples, seed) if mc_samples > 1 else None,
-        embedding=engine.embeddings(x).cpu().numpy() if embeddings else None,
-    )
-
-
 def batch_for(batch_size: int | None, hw: tuple[int, int]) -> int:
     """Slices per forward pass: ``batch_size`` or the default for slices ``hw``."""
     batch = int(batch_size or default_batch_size(hw))
@@ -224,9 +124,32 @@ def batch_for(batch_size: int | None, hw: tuple[int, int]) -> int:
     return batch
 
 
-def per_slice_bytes(hw: tuple[int, int], dtype: Any, n_classes: int) -> int:
-    """Slab memory per slice: its raw plane (read, and decoded into) and outputs."""
-    return hw[0] * hw[1] * (2 * np.dtype(dtype).itemsize + 2 + n_classes)
+def memory_plan(
+    model: nn.Module,
+    ckpt: Checkpoint,
+    data: Any,
+    axis: int,
+    batch: int,
+    max_memory: int,
+) -> tuple[int, int, TilePlan | None]:
+    """``(batch, slab, tiles)`` keeping one batch's forward pass and one slab
+    within ``max_memory``; ``tiles`` is None unless one slice does not fit.
+
+    :class:`XrmError` with the figures when neither fits (see
+    :func:`~napari_xrm_al.core.tiling.plan_tiles`).
+    """
+    check_chunks_fit(data, max_memory)
+    hw = slice_shape(data.shape, axis)
+    n_classes = len(ckpt.classes)
+    fp = footprint(getattr(model, "cfg", ckpt.model_config))
+    per_pixel = pixel_bytes(fp, ckpt.model_config.context, data.dtype, n_classes)
+    per_slice = per_slice_bytes(hw, data.dtype, n_classes)
+    forward = per_pixel * math.prod(hw)  # one slice's forward pass
+    if forward + per_slice > max_memory:
+        return 1, 1, plan_tiles(hw, fp, per_pixel, max_memory, "predict")
+    batch = int(min(batch, max(1, (max_memory - per_slice) // forward)))
+    slab = slab_size(data, axis, batch, per_slice, int(max_memory - batch * forward))
+    return batch, slab, None
 
 
 def calibrate(
@@ -254,6 +177,7 @@ def open_outputs(
     mc_samples: int,
     voxel_size: tuple[float, ...] | None,
     provenance: dict[str, Any] | None,
+    max_memory: int | None = None,
 ) -> PredictionOutputs:
     """The outputs of a prediction of a ``shape`` volume along ``axis``."""
     record = {
@@ -272,6 +196,7 @@ def open_outputs(
         classes=ckpt.classes,
         voxel_size=voxel_size,
         provenance=record,
+        max_memory=max_memory,
     )
 
 
@@ -346,11 +271,11 @@ def predict_volume(
     idx = _indices(indices, shape[ax], name)
     context = ckpt.model_config.context
     n_classes = len(ckpt.classes)
-    batch = batch_for(batch_size, hw)
-    per_slice = per_slice_bytes(hw, data.dtype, n_classes)
-    slab = slab_size(data, ax, batch, per_slice, int(max_memory))
-    per_plane = chunk_shape(data)[ax] == 1
-    trim_each_batch = batch * math.prod(hw) >= TRIM_EACH_BATCH_PIXELS
+    batch, slab, tiles = memory_plan(
+        model, ckpt, data, ax, batch_for(batch_size, hw), int(max_memory)
+    )
+    if np.dtype(data.dtype).kind == "f":
+        check_finite_sample(data)
     engine = SliceInference(model, ckpt.normalisation, device, precision, tta)
     outputs = open_outputs(
         ckpt,
@@ -362,55 +287,40 @@ def predict_volume(
         mc_samples=mc_samples,
         voxel_size=voxel_size,
         provenance=provenance,
+        max_memory=max_memory,
     )
-    parts: list[SliceSummary] = []
     counts = np.zeros(n_classes, dtype=np.float64)
-    t0, done = time.perf_counter(), 0
+    options = {
+        "summaries": summaries,
+        "embeddings": embeddings,
+        "mc_samples": mc_samples,
+        "seed": seed,
+    }
+    t0 = time.perf_counter()
     try:
         with engine:
-            calibrate(engine, data, ax, idx, batch, context)
-            for group in _groups(idx, slab):
-                needed, planes = _read_planes(data, ax, group, context, per_plane)
-                outputs.start(len(group), hw)
-                for b0 in range(0, len(group), batch):
-                    raw = _stacks(
-                        needed, planes, group[b0 : b0 + batch], context, shape[ax]
-                    )
-                    x = engine.prepare(raw)
-                    del raw
-                    stats = pixel_stats(engine.probabilities(x))
-                    outputs.fill(b0, stats)
-                    first = int(group[b0])
-                    if summaries:
-                        parts.append(
-                            _summary(
-                                engine,
-                                x,
-                                stats,
-                                group[b0 : b0 + batch],
-                                mc_samples,
-                                seed + first,
-                                embeddings,
-                            )
-                        )
-                    counts += np.bincount(
-                        stats.label.flatten().cpu().numpy(), minlength=n_classes
-                    )
-                    done += len(x)
-                    del x, stats
-                    if trim_each_batch:
-                        trim_heap()
-                    elapsed = time.perf_counter() - t0
-                    yield Progress(
-                        "predict",
-                        done,
-                        idx.size,
-                        eta_seconds=elapsed / done * (idx.size - done),
-                        message=f"{name} {first}, {engine.precision}",
-                    )
-                outputs.flush(group)
-                del planes
-                trim_heap()
+            if tiles is None:
+                calibrate(engine, data, ax, idx, batch, context)
+                run = predict_slabs(
+                    engine,
+                    data,
+                    ax,
+                    idx,
+                    context,
+                    batch,
+                    slab,
+                    outputs,
+                    counts,
+                    **options,
+                )
+            else:
+                if idx.size:
+                    middle = int(idx[idx.size // 2])
+                    calibrate_tiled(engine, data, ax, middle, context, tiles)
+                run = predict_tiled(
+                    engine, data, ax, idx, context, tiles, outputs, counts, **options
+                )
+            parts = yield from run
         outputs.commit()
     except BaseException:
         outputs.abort()
@@ -420,7 +330,7 @@ def predict_volume(
         class_fraction=counts / max(1.0, counts.sum()),
         classes=ckpt.classes,
         axis=name,
-        n_slices=done,
+        n_slices=int(idx.size),
         seconds=time.perf_counter() - t0,
         precision=engine.precision or "float32",
         batch_size=batch,

@@ -25,6 +25,7 @@ from zarr.codecs import BloscCodec
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.summaries import PixelStats
+from napari_xrm_al.core.tiling import mib
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.atomic import AtomicTarget
 from napari_xrm_al.io.masks import (
@@ -110,6 +111,8 @@ class PredictionOutputs:
         The model's class table.
     voxel_size, provenance
         Metadata for outputs opened from paths.
+    max_memory
+        A TIFF class map whose pages (written whole) exceed it is refused.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class PredictionOutputs:
         classes: ClassTable,
         voxel_size: tuple[float, ...] | None = None,
         provenance: dict | None = None,
+        max_memory: int | None = None,
     ) -> None:
         self.axis = axis
         self.n_classes = len(classes)
@@ -147,9 +151,18 @@ class PredictionOutputs:
             if key in paths:
                 _check_zarr_name(paths[key], key)
         meta = {"classes": classes.to_dict()["classes"], "provenance": provenance or {}}
+        if "labels" in paths:
+            fmt = mask_format_for(paths["labels"])
+            page = shape[1] * shape[2] * self.dtype.itemsize
+            if fmt == "tiff" and max_memory is not None and page > max_memory:
+                raise InputError(
+                    paths["labels"],
+                    f"cannot be written: its {shape[1]} × {shape[2]} TIFF pages "
+                    f"({mib(page)} each) are written whole and exceed the memory "
+                    f"limit of {mib(max_memory)}; write .zarr or .ome.zarr instead",
+                )
         try:
             if "labels" in paths:
-                fmt = mask_format_for(paths["labels"])
                 labels = self._own(
                     "labels",
                     MaskWriter(
@@ -240,28 +253,51 @@ class PredictionOutputs:
             else None,
         }
 
+    def _converted(
+        self, stats: PixelStats, wanted: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """The stored form of a batch's outputs, for the kinds in ``wanted``."""
+        out: dict[str, np.ndarray] = {}
+        if wanted.get("labels") is not None:
+            out["labels"] = stats.label.cpu().numpy().astype(self.dtype) + 1
+        if wanted.get("uncertainty") is not None:
+            out["uncertainty"] = _to_uint8(stats.entropy / np.log(self.n_classes))
+        if wanted.get("probabilities") is not None:
+            out["probabilities"] = _to_uint8(stats.probs)
+        return out
+
+    def _dests(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "uncertainty": self.uncertainty,
+            "probabilities": self.probabilities,
+        }
+
     def fill(self, offset: int, stats: PixelStats) -> None:
         """Put a batch's outputs at ``offset`` in the slab."""
         part = slice(offset, offset + len(stats.label))
-        buf = self._buf
-        if buf["labels"] is not None:
-            buf["labels"][part] = stats.label.cpu().numpy()
-            buf["labels"][part] += 1
-        if buf["uncertainty"] is not None:
-            buf["uncertainty"][part] = _to_uint8(stats.entropy / np.log(self.n_classes))
-        if buf["probabilities"] is not None:
-            buf["probabilities"][part] = _to_uint8(stats.probs)
+        for kind, values in self._converted(stats, self._buf).items():
+            self._buf[kind][part] = values  # type: ignore[index]
+
+    def write_region(
+        self, index: int, region: tuple[slice, slice], stats: PixelStats
+    ) -> None:
+        """Write one slice's outputs over ``region`` (rows, cols) of slice ``index``
+        straight to the outputs (tiled prediction; ``stats`` of one slice)."""
+        key = list(region)
+        key.insert(self.axis, slice(index, index + 1))
+        for kind, values in self._converted(stats, self._dests()).items():
+            lead = kind == "probabilities"  # class axis first on disk
+            self._dests()[kind][(slice(None), *key) if lead else tuple(key)] = (
+                np.expand_dims(values[0], self.axis + lead)
+            )
 
     def flush(self, slices: np.ndarray) -> None:
         """Write the slab, whose slices are ``slices`` (ascending), to the outputs."""
         runs = np.split(
             np.arange(len(slices)), np.flatnonzero(np.diff(slices) != 1) + 1
         )
-        dests = {
-            "labels": self.labels,
-            "uncertainty": self.uncertainty,
-            "probabilities": self.probabilities,
-        }
+        dests = self._dests()
         for kind, buf in self._buf.items():
             if buf is None:
                 continue

@@ -31,7 +31,7 @@ from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint, load_segm
 from napari_xrm_al.core.discovery import DiscoveryPlan
 from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.predict import predict_volume
+from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY, predict_volume
 from napari_xrm_al.core.session import Session
 from napari_xrm_al.core.summaries import SliceSummary, read_arrays
 from napari_xrm_al.errors import InputError, XrmError
@@ -77,10 +77,12 @@ def summarise(
     cache_dir: Path | None = None,
     device: str | torch.device | None = None,
     checkpoint: Checkpoint | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Generator[Progress, None, SliceSummary]:
     """Per-slice prediction summaries of every slice, cached per model file.
 
-    ``checkpoint``: the model already read from ``model_path``, if the caller has it.
+    ``checkpoint``: the model already read from ``model_path``, if the caller
+    has it; ``max_memory``: see :func:`~napari_xrm_al.core.predict.predict_volume`.
     """
     cache = None
     if cache_dir is not None:
@@ -90,7 +92,13 @@ def summarise(
             return saved
     model, ckpt = load_segmenter(model_path, device=device, checkpoint=checkpoint)
     result = yield from predict_volume(
-        model, ckpt, image_data, axis=ckpt.axis, mc_samples=mc_samples, device=device
+        model,
+        ckpt,
+        image_data,
+        axis=ckpt.axis,
+        mc_samples=mc_samples,
+        device=device,
+        max_memory=max_memory,
     )
     summary = result.summary
     if cache is not None:
@@ -138,13 +146,15 @@ def first_ranking(
     device: str | torch.device | None = None,
     model: str = "",
     checkpoint: Checkpoint | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Generator[Progress, None, Ranking]:
     """Slices to label first, from a pretrained encoder: core-set on its embeddings.
 
     Each slice's score is its embedding distance to the nearest labelled or
     picked slice. Embeddings are cached per encoder file in ``cache_dir``.
     ``checkpoint``: the encoder already read from ``encoder_path``, if the
-    caller has it.
+    caller has it; ``max_memory``: see
+    :func:`~napari_xrm_al.core.embedding.embed_slices`.
     """
     cache = None
     if cache_dir is not None:
@@ -154,7 +164,9 @@ def first_ranking(
         index, embedding = saved["index"], saved["embedding"]
     else:
         ckpt = checkpoint or load_checkpoint(encoder_path)
-        index, embedding = yield from embed_slices(ckpt, image_data, device=device)
+        index, embedding = yield from embed_slices(
+            ckpt, image_data, device=device, max_memory=max_memory
+        )
         if cache is not None:
             cache.parent.mkdir(exist_ok=True)
             with atomic_path(cache) as tmp, open(tmp, "wb") as fh:

@@ -2,7 +2,7 @@
 
 Volumes are (z, y, x) array-likes that support basic slicing (numpy, memmap,
 zarr, dask, tifffile stores) and may not fit in memory: only the planes asked
-for are read.
+for are read, and of them only the ``region`` (rows, cols) asked for.
 """
 
 from __future__ import annotations
@@ -68,11 +68,26 @@ def slice_shape(shape: Sequence[int], axis: str | int) -> tuple[int, int]:
     return tuple(int(s) for i, s in enumerate(shape) if i != ax)  # type: ignore[return-value]
 
 
-def _read_range(data, ax: int, start: int, stop: int) -> np.ndarray:
-    """Planes ``start..stop-1`` along ``ax``, moved to the front: (n, H, W)."""
-    key = [slice(None)] * 3
-    key[ax] = slice(start, stop)
+#: In-plane ``(rows, cols)`` of a slice to read; None = the whole slice.
+Region = tuple[slice, slice] | None
+
+
+def _read_range(data, ax: int, start: int, stop: int, region: Region) -> np.ndarray:
+    """Planes ``start..stop-1`` along ``ax`` (their ``region``), moved to the
+    front: (n, H, W)."""
+    key = list(region or (slice(None), slice(None)))
+    key.insert(ax, slice(start, stop))
     return np.moveaxis(np.asarray(data[tuple(key)]), ax, 0)
+
+
+def region_shape(
+    shape: Sequence[int], axis: str | int, region: Region
+) -> tuple[int, int]:
+    """(H, W) of ``region`` of a slice along ``axis`` (the whole slice if None)."""
+    hw = slice_shape(shape, axis)
+    if region is None:
+        return hw
+    return tuple(len(range(*r.indices(n))) for r, n in zip(region, hw, strict=True))  # type: ignore[return-value]
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int]]:
@@ -82,14 +97,18 @@ def _runs(values: np.ndarray) -> list[tuple[int, int]]:
 
 
 def read_slices(
-    data, indices: Sequence[int], axis: str | int = "z", context: int = 0
+    data,
+    indices: Sequence[int],
+    axis: str | int = "z",
+    context: int = 0,
+    region: Region = None,
 ) -> np.ndarray:
     """Raw slices with their neighbours as channels.
 
     Returns an array of shape ``(N, 2*context+1, H, W)`` in ``data``'s dtype:
     channel ``j`` of item ``n`` is slice ``indices[n] - context + j``, with the
-    volume's edge slices replicated beyond its ends. Each needed plane is read
-    once, in contiguous runs.
+    volume's edge slices replicated beyond its ends; ``region`` (rows, cols)
+    reads part of each slice. Each needed plane is read once, in contiguous runs.
     """
     ax = axis_index(axis)
     size = int(data.shape[ax])
@@ -101,7 +120,7 @@ def read_slices(
         )
     if context < 0:
         raise XrmError(f"Context must be >= 0, got {context}.")
-    h, w = slice_shape(data.shape, ax)
+    h, w = region_shape(data.shape, ax, region)
     offsets = np.arange(-context, context + 1)
     wanted = np.clip(idx[:, None] + offsets[None, :], 0, size - 1)  # (N, K)
     needed = np.unique(wanted)
@@ -110,7 +129,7 @@ def read_slices(
         return out
     planes = {}
     for start, stop in _runs(needed):
-        block = _read_range(data, ax, start, stop)
+        block = _read_range(data, ax, start, stop, region)
         for k in range(stop - start):
             planes[start + k] = block[k]
     for n in range(idx.size):
@@ -119,8 +138,11 @@ def read_slices(
     return out
 
 
-def read_planes(data, indices: Sequence[int], axis: str | int = "z") -> np.ndarray:
-    """Planes ``indices`` (ascending, unique) along ``axis`` as ``(N, H, W)``.
+def read_planes(
+    data, indices: Sequence[int], axis: str | int = "z", region: Region = None
+) -> np.ndarray:
+    """Planes ``indices`` (ascending, unique) along ``axis`` as ``(N, H, W)``
+    (their ``region`` only, if given).
 
     Read in contiguous runs; a single run is returned as read (no copy).
     """
@@ -128,11 +150,11 @@ def read_planes(data, indices: Sequence[int], axis: str | int = "z") -> np.ndarr
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     runs = _runs(idx) if idx.size else []
     if len(runs) == 1:
-        return _read_range(data, ax, *runs[0])
-    out = np.empty((idx.size, *slice_shape(data.shape, ax)), dtype=data.dtype)
+        return _read_range(data, ax, *runs[0], region)
+    out = np.empty((idx.size, *region_shape(data.shape, ax, region)), dtype=data.dtype)
     at = 0
     for start, stop in runs:
-        out[at : at + stop - start] = _read_range(data, ax, start, stop)
+        out[at : at + stop - start] = _read_range(data, ax, start, stop, region)
         at += stop - start
     return out
 

@@ -37,7 +37,11 @@ from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_devic
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, adamw, snapshot
-from napari_xrm_al.core.trainset import LabelledSlices, load_labelled
+from napari_xrm_al.core.trainset import (
+    TRAIN_MAX_MEMORY,
+    LabelledSlices,
+    load_labelled,
+)
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_writable
 
@@ -207,6 +211,7 @@ def train(
     normalisation: Normalisation | None = None,
     provenance: dict[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
+    max_memory: int = TRAIN_MAX_MEMORY,
 ) -> Generator[Progress, None, Checkpoint]:
     """Train a segmenter on the annotated ``slices``; yields :class:`Progress`.
 
@@ -233,6 +238,9 @@ def train(
         *or* when the caller closes the generator early. Its folder is checked
         for writability and room before training; should the save still fail,
         the model is kept elsewhere (:func:`~napari_xrm_al.core.checkpoint.save_or_keep`).
+    max_memory
+        Bytes the labelled (and validation) slices may hold; more is refused
+        before they are read (:func:`~napari_xrm_al.core.trainset.load_labelled`).
 
     Returns
     -------
@@ -265,10 +273,16 @@ def train(
         context=context,
         dense_labels=dense_labels,
         pad_to=config.crop_size,
+        max_memory=max_memory,
     )
     val = (
         load_labelled(
-            *validation, classes, axis=axis, context=context, dense_labels=dense_labels
+            *validation,
+            classes,
+            axis=axis,
+            context=context,
+            dense_labels=dense_labels,
+            max_memory=max_memory,
         )
         if validation is not None
         else None

@@ -19,11 +19,19 @@ from napari_xrm_al.core.classes import (
     annotation_to_dense,
     check_class_ids,
 )
-from napari_xrm_al.core.slices import axis_name, read_label_slices, read_slices
+from napari_xrm_al.core.slices import (
+    axis_name,
+    read_label_slices,
+    read_slices,
+    slice_shape,
+)
+from napari_xrm_al.core.tiling import mib
 from napari_xrm_al.errors import XrmError
 
 #: At most this many candidate crop centres are kept per class.
 MAX_CENTRES = 200_000
+#: Default cap on the memory of the labelled slices held for training.
+TRAIN_MAX_MEMORY = 4 * 2**30
 
 
 @dataclass
@@ -100,6 +108,16 @@ def dense_slice_labels(
     return annotation_to_dense(raw)
 
 
+def labelled_bytes(image, labels, n: int, axis: str | int, context: int) -> int:
+    """Memory that :func:`load_labelled` holds for ``n`` slices: the image planes
+    with context, the labels as read and as dense ids, and the crop centres."""
+    h, w = slice_shape(image.shape, axis)
+    image_bytes = (2 * context + 1) * np.dtype(image.dtype).itemsize
+    # as read, as int16 ids, the annotated mask, centres (int64 then int32)
+    label_bytes = np.dtype(labels.dtype).itemsize + 2 + 1 + 36
+    return n * h * w * (image_bytes + label_bytes)
+
+
 def load_labelled(
     image,
     labels,
@@ -110,13 +128,16 @@ def load_labelled(
     context: int = 1,
     dense_labels: bool = False,
     pad_to: int | None = None,
+    max_memory: int = TRAIN_MAX_MEMORY,
 ) -> LabelledSlices:
     """Read the labelled slices (and their context) of ``image`` and ``labels``.
 
     The slices are taken in axis order whatever the order of ``slices``, so a
     seeded training run depends on which slices are labelled, not on the
     order they were labelled in. ``pad_to`` pads slices smaller than a crop
-    (image: edge values, labels: not annotated).
+    (image: edge values, labels: not annotated). :class:`XrmError` with the
+    figures, before anything is read, when the slices need more than
+    ``max_memory``.
     """
     if tuple(image.shape) != tuple(labels.shape):
         raise XrmError(
@@ -127,6 +148,15 @@ def load_labelled(
     indices = sorted({int(i) for i in slices})
     if not indices:
         raise XrmError("No labelled slices were given.")
+    need = labelled_bytes(image, labels, len(indices), axis, context)
+    if need > max_memory:
+        h, w = slice_shape(image.shape, axis)
+        raise XrmError(
+            f"The {len(indices)} labelled {h} × {w} slices (with {context} context "
+            f"slices each side) need about {mib(need)} to train on, more than the "
+            f"memory limit of {mib(max_memory)}; label fewer slices, crop the "
+            "volume or raise the limit (--max-memory)."
+        )
     lab = dense_slice_labels(
         read_label_slices(labels, indices, axis), indices, classes, dense_labels
     )

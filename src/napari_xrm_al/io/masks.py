@@ -24,6 +24,7 @@ exported and a crash never leaves half a mask under the final name.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -49,6 +50,9 @@ DEFAULT_CHUNKS = (16, 256, 256)
 _AXES = ("z", "y", "x")
 # Same threshold tifffile uses: above it offsets no longer fit classic TIFF.
 _CLASSIC_TIFF_LIMIT = 2**32 - 2**25
+#: Pages of a TIFF mask are read from the scratch store in slabs of at most
+#: this many bytes (at least one page) while writing.
+TIFF_SLAB_BYTES = 64 * 2**20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -333,7 +337,9 @@ def _write_tiff(
     """Write ``array`` as an ImageJ hyperstack, one page at a time."""
 
     def pages():
-        step = array.chunks[0] if array.ndim == 3 else array.shape[0]
+        page = math.prod(array.shape[-2:]) * array.dtype.itemsize
+        step = max(1, min(array.chunks[0], TIFF_SLAB_BYTES // page))
+        step = step if array.ndim == 3 else array.shape[0]
         for z0 in range(0, array.shape[0], step):
             slab = array[z0 : z0 + step]
             yield from slab if array.ndim == 3 else [slab]
