@@ -8,14 +8,18 @@ trained at that point (same seeds, steps and slices), so its scores repeat the
 result JSON's. ``--rank K`` also ranks the pool with that first model, the way
 the next cycle would, and prints each strategy's top slices. ``--set
 KEY=VALUE`` changes a training setting (a ``TrainConfig`` field, e.g.
-``--set ema_decay=0.995``); the last line gives the mean and spread
-(max − min over the training seeds) of mIoU and of each class's IoU.
+``--set ema_decay=0.995``). ``--score`` scores every model several ways,
+``NORMALISATION:TTA`` each: the test scan scaled by the model's normalisation
+(``model``, as ``predict`` does) or by its own percentiles (``own``), with
+test-time augmentation ``none``, ``flips`` or ``dihedral``. The last lines
+give, per way of scoring, the mean and spread (max − min over the training
+seeds) of mIoU and of each class's IoU.
 
 Usage::
 
     python benchmarks/bench_training_spread.py --dataset sample --seed 4 \
         --slices 46,57,61,64,69,73,76,92 --train-seeds 4,1004,2004 \
-        --threads 1 --out benchmarks/out/spread.json
+        --score model:none,model:flips --threads 1 --out benchmarks/out/spread.json
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 
 from bench_active_learning import configs, load, machine
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference import TTA_MODES
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.pretrain import pretrain
 from napari_xrm_al.core.simulate import rank_pool, score_model
@@ -51,6 +56,18 @@ def with_settings(config: TrainConfig, settings: list[str]) -> TrainConfig:
         kind = type(current) if current is not None else float
         changes[key] = (value.lower() in ("1", "true")) if kind is bool else kind(value)
     return dataclasses.replace(config, **changes)
+
+
+def parse_variants(text: str) -> dict[str, tuple[str, str]]:
+    """``{"model:flips": ("model", "flips"), ...}`` from ``--score``."""
+    variants = {}
+    for item in text.split(","):
+        normalisation, _, tta = item.partition(":")
+        tta = tta or "none"
+        if normalisation not in ("model", "own") or tta not in TTA_MODES:
+            sys.exit(f"--score: {item!r} is not NORMALISATION:TTA ({TTA_MODES})")
+        variants[f"{normalisation}:{tta}"] = (normalisation, tta)
+    return variants
 
 
 def spread(scores: list[dict]) -> dict:
@@ -85,15 +102,15 @@ def main() -> None:
         help="a TrainConfig field, e.g. ema_decay=0.995 (repeatable)",
     )
     parser.add_argument(
-        "--test-normalisation",
-        choices=("model", "own"),
-        default="model",
-        help="scale the test scan with the model's normalisation (as predict does) "
-        "or with one fitted on the test scan itself",
+        "--score",
+        default="model:none",
+        help="ways of scoring each model, NORMALISATION:TTA, comma-separated "
+        "(NORMALISATION model or own; TTA none, flips or dihedral)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    variants = parse_variants(args.score)
     torch.set_num_threads(args.threads)
     data = load(args.dataset)
     classes, image, labels = data["classes"], data["image"], data["labels"]
@@ -122,17 +139,24 @@ def main() -> None:
                 normalisation=norm,
             )
         )
-        scored = ckpt
-        if args.test_normalisation == "own":
-            own = fit_normalisation(data["test_image"])
-            scored = dataclasses.replace(ckpt, normalisation=own)
-        score = run_to_end(
-            score_model(
-                scored, data["test_image"], data["test_labels"], classes, "z", device
+        for variant, (normalisation, tta) in variants.items():
+            scored = ckpt
+            if normalisation == "own":
+                own = fit_normalisation(data["test_image"])
+                scored = dataclasses.replace(ckpt, normalisation=own)
+            score = run_to_end(
+                score_model(
+                    scored,
+                    data["test_image"],
+                    data["test_labels"],
+                    classes,
+                    "z",
+                    device,
+                    tta=tta,
+                )
             )
-        )
-        scores.append({"train_seed": seed, **score})
-        print(json.dumps(scores[-1]), flush=True)
+            scores.append({"train_seed": seed, "score": variant, **score})
+            print(json.dumps(scores[-1]), flush=True)
         if i == 0 and args.rank:
             rankings = run_to_end(
                 rank_pool(
@@ -152,14 +176,17 @@ def main() -> None:
             for name, ranking in rankings.items():
                 ranks[name] = [[p.slice, p.score] for p in ranking.picks]
                 print(name, [p.slice for p in ranking.picks], flush=True)
-    summary = spread(scores)
-    print(json.dumps(summary), flush=True)
+    summary = {
+        variant: spread([s for s in scores if s["score"] == variant])
+        for variant in variants
+    }
+    for variant, figures in summary.items():
+        print(variant, json.dumps(figures), flush=True)
     atomic_write_json(
         Path(args.out),
         {
             "dataset": args.dataset,
             "settings": args.set,
-            "test_normalisation": args.test_normalisation,
             "summary": summary,
             "seed": args.seed,
             "slices": slices,

@@ -123,8 +123,10 @@ def score_model(
     classes: ClassTable,
     axis: str,
     device: torch.device,
+    tta: str = "none",
 ) -> Generator[Progress, None, dict[str, Any]]:
-    """Predict ``image`` and score it against dense ``labels``: mIoU and IoU per class."""
+    """Predict ``image`` (with test-time augmentation ``tta``) and score it
+    against dense ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
     yield from predict_volume(
         build_segmenter(ckpt),
@@ -134,6 +136,7 @@ def score_model(
         out=out,
         summaries=False,
         device=device,
+        tta=tta,
     )
     scores = evaluate(out.astype(np.int16) - 1, labels, classes)
     return {
