@@ -1,6 +1,6 @@
-"""Fuzzing the readers: random and damaged TIFF and zarr bytes give one clear
-InputError naming the file (or a readable volume), never another exception
-and never a hang."""
+"""Fuzzing the readers: random and damaged TIFF, zarr and ZEISS Xradia bytes give
+one clear InputError naming the file (or a readable volume), never another
+exception and never a hang."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import tifffile
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.ole_writer import write_xradia
 
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.tiff import TIFF_MAGIC
@@ -155,4 +156,27 @@ def test_damaged_zarr_chunks(scratch, version, cuts, length) -> None:
     chunks = sorted(p for p in path.rglob("*") if p.is_file() and "zar" not in p.name)
     for chunk in (chunks[0], chunks[-1]):
         chunk.write_bytes(mutate(chunk.read_bytes(), cuts, length))
+    opens_or_refuses(path)
+
+
+def valid_xradia() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        reference = np.full(DATA.shape[1:], 3000, np.uint16)
+        return write_xradia(
+            Path(folder, "v.txrm"), DATA, reference=reference
+        ).read_bytes()
+
+
+XRADIA = valid_xradia()
+
+
+@FUZZ
+@given(
+    suffix=st.sampled_from([".txm", ".txrm"]),
+    cuts=changes,
+    length=st.none() | st.integers(0, len(XRADIA)),
+)
+def test_damaged_xradia(scratch, suffix, cuts, length) -> None:
+    path = fresh(scratch, "scan" + suffix)
+    path.write_bytes(mutate(XRADIA, cuts, length))
     opens_or_refuses(path)
