@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from tests.ole_writer import write_xradia
 
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.sample import make_hbm_sample, write_sample
@@ -66,6 +67,17 @@ def missing(folder: Path) -> Path:
     return folder / "nowhere.tif"
 
 
+def truncated_txm(folder: Path) -> Path:
+    path = write_xradia(folder / "cut.txm", np.ones(SHAPE, np.uint16))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    return path
+
+
+def txm_without_images(folder: Path) -> Path:
+    images = [f"ImageData1/Image{k}" for k in range(1, SHAPE[0] + 1)]
+    return write_xradia(folder / "recon.txm", np.ones(SHAPE, np.uint16), omit=images)
+
+
 #: Each bad scan and words its error line must hold.
 CASES = {
     "empty file": (empty, "is empty"),
@@ -76,6 +88,8 @@ CASES = {
     "RGB stack": (rgb_stack, "--channel"),
     "folder that is not zarr": (not_zarr, "neither a zarr store"),
     "missing path": (missing, "does not exist"),
+    "truncated .txm": (truncated_txm, "truncated or corrupt"),
+    ".txm without images": (txm_without_images, "no image data"),
 }
 
 

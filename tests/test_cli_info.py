@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from tests.ole_writer import write_xradia
 
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.io.masks import write_mask
 from napari_xrm_al.io.volumes import open_volume, volume_fingerprint
+from napari_xrm_al.io.xradia import OLE_MAGIC
 
 
 def test_info_describes_a_calibrated_stack(tmp_path, capsys):
@@ -67,12 +69,48 @@ def test_info_describes_a_mask(tmp_path, capsys):
     assert "labels layer" in out
 
 
+def test_info_shows_the_instrument_metadata_of_a_zeiss_file(tmp_path, capsys):
+    images = (np.arange(5 * 12 * 14) % 900).reshape(5, 12, 14).astype(np.uint16)
+    reference = np.full((12, 14), 2, np.uint16)
+    path = write_xradia(
+        tmp_path / "tomo.txrm",
+        images,
+        pixel_size=1.5,
+        reference=reference,
+        voltage=110.0,
+        current=90.9,
+        exposure=1.5,
+        sample="wafer 7 die 3",
+    )
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for row in (
+        "format:      txrm",
+        "shape:       (5, 12, 14) (z, y, x)",
+        "dtype:       float32",
+        "voxel size:  1.5 × 1.5 × 1.5 µm (z, y, x)",
+        "sample:      wafer 7 die 3",
+        "acquired:    05/14/2024 10:31:07.25",
+        "voltage:     110 kV",
+        "current:     90.9 µA",
+        "exposure:    1.5 s",
+        "reference:   applied (image / reference)",
+    ):
+        assert row in out, row
+    assert any("values are transmission" in line for line in out)
+
+
 @pytest.mark.parametrize(
-    ("content", "problem"),
-    [(b"", "is empty"), (b"not a tiff at all", "is not a TIFF file")],
+    ("name", "content", "problem"),
+    [
+        ("bad.tif", b"", "is empty"),
+        ("bad.tif", b"not a tiff at all", "is not a TIFF file"),
+        ("bad.txm", b"not an OLE file", "is not a ZEISS .txm/.txrm file"),
+        ("bad.txrm", OLE_MAGIC + bytes(100), "is truncated or corrupt (olefile:"),
+    ],
 )
-def test_info_bad_file_is_one_line_and_exit_2(tmp_path, capsys, content, problem):
-    path = tmp_path / "bad.tif"
+def test_info_bad_file_is_one_line_and_exit_2(tmp_path, capsys, name, content, problem):
+    path = tmp_path / name
     path.write_bytes(content)
     assert main(["info", str(path)]) == 2
     captured = capsys.readouterr()
@@ -80,7 +118,7 @@ def test_info_bad_file_is_one_line_and_exit_2(tmp_path, capsys, content, problem
     assert captured.err.startswith(f"napari-xrm-al: error: {path}: {problem}")
     assert captured.err.count("\n") == 1
     assert path.read_bytes() == content
-    assert [p.name for p in tmp_path.iterdir()] == ["bad.tif"]
+    assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
 def test_info_in_a_real_process_prints_no_traceback(tmp_path):

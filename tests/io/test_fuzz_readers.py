@@ -1,6 +1,6 @@
-"""Fuzzing the readers: random and damaged TIFF and zarr bytes give one clear
-InputError naming the file (or a readable volume), never another exception
-and never a hang."""
+"""Fuzzing the readers: random and damaged TIFF, zarr and ZEISS Xradia bytes give
+one clear InputError naming the file (or a readable volume), never another
+exception and never a hang."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import tifffile
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.ole_writer import write_xradia
 
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.tiff import TIFF_MAGIC
@@ -29,20 +30,26 @@ DATA = (np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16) * 7) % 3000
 
 
 def opens_or_refuses(
-    path: Path, written: np.ndarray | None = None, may_differ: np.ndarray | None = None
+    path: Path,
+    written: np.ndarray | list[np.ndarray] | None = None,
+    may_differ: np.ndarray | None = None,
 ) -> None:
     """``open_volume`` either raises one clear :class:`InputError` naming the
     file, or reads what was written: the same shape and dtype, and the same
-    values except (``may_differ``, boolean) where pixel bytes were changed."""
+    values except (``may_differ``, boolean) where pixel bytes were changed.
+    ``written`` may list several acceptable readings of the file."""
     try:
         volume = open_volume(path)
         if written is None:  # any shape: read corners of the first and last slices
             for index in (0, -1):
                 volume.read((index, slice(0, 8), slice(0, 8)))
             return
-        assert (volume.shape, volume.dtype) == (written.shape, written.dtype), (
-            "silently wrong shape or dtype"
-        )
+        layouts = [
+            w for w in (written if isinstance(written, list) else [written])
+            if (w.shape, w.dtype) == (volume.shape, volume.dtype)
+        ]  # fmt: skip
+        assert layouts, "silently wrong shape or dtype"
+        written = layouts[0]
         read = volume.read()
     except InputError as exc:
         message = str(exc)
@@ -272,3 +279,44 @@ def test_damaged_zarr_chunks(scratch, version, flips, length, which) -> None:
     allowed = np.zeros(DATA.shape, bool)
     allowed[chunk_region(path, chunk)] = True
     opens_or_refuses(path, DATA, allowed)
+
+
+def valid_xradia() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        reference = np.full(DATA.shape[1:], 3000, np.uint16)
+        return write_xradia(
+            Path(folder, "v.txrm"), DATA, reference=reference
+        ).read_bytes()
+
+
+XRADIA = valid_xradia()
+
+
+def _read_xradia(suffix: str) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "v" + suffix)
+        path.write_bytes(XRADIA)
+        return open_volume(path).read()
+
+
+#: What the file may read as, by name: a .txrm is reference-corrected, or read
+#: as stored when damage hides its reference (an optional stream).
+XRADIA_READS = {
+    ".txm": [_read_xradia(".txm")],
+    ".txrm": [_read_xradia(".txrm"), _read_xradia(".txm")],
+}
+
+
+@FUZZ
+@given(
+    suffix=st.sampled_from([".txm", ".txrm"]),
+    flips=changes,
+    length=st.none() | st.integers(0, len(XRADIA)),
+)
+def test_damaged_xradia(scratch, suffix, flips, length) -> None:
+    """A damaged Xradia file is refused or read with its shape and a dtype it
+    may have; its pixel values may change (the streams' places are not tracked)."""
+    path = fresh(scratch, "scan" + suffix)
+    path.write_bytes(mutate(XRADIA, flips, length)[0])
+    expected = XRADIA_READS[suffix]
+    opens_or_refuses(path, expected, np.ones(expected[0].shape, bool))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
+from tests.ole_writer import write_compound_file, write_xradia
 
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io import volumes
@@ -217,3 +219,72 @@ def test_permission_error_from_the_library(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tifffile, "TiffFile", denied)
     refuses(path, "scan.tif", "permission denied")
+
+
+# -- ZEISS Xradia .txm / .txrm (files from tests/ole_writer.py) -----------------
+XRADIA = np.arange(3 * 40 * 64, dtype=np.uint16).reshape(3, 40, 64)
+
+
+def _txm(path: Path, **changes) -> Path:
+    return write_xradia(path, XRADIA, **changes)
+
+
+def _truncated(path: Path) -> Path:
+    _txm(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _text(path: Path) -> Path:
+    path.write_text("exported from the scanner\n" * 50)
+    return path
+
+
+def _other_ole(path: Path) -> Path:
+    return write_compound_file(path, {"WordDocument": b"not an image"})
+
+
+DAMAGED_XRADIA = {
+    "truncated": (
+        _truncated,
+        "is truncated or corrupt (olefile: incomplete OLE sector)",
+    ),
+    "not an OLE file": (_text, "is not a ZEISS .txm/.txrm file (it has no OLE"),
+    "OLE but not Xradia": (_other_ole, "not a ZEISS Xradia image (it has no ImageInfo"),
+    "no ImageData": (
+        lambda p: _txm(p, omit=[f"ImageData1/Image{k}" for k in (1, 2, 3)]),
+        "holds no image data (no ImageData1/Image1 stream)",
+    ),
+    "an image missing": (
+        lambda p: _txm(p, omit=["ImageData1/Image3"]),
+        "is incomplete: ImageData1/Image3 is missing (3 images expected)",
+    ),
+    "an image too short": (
+        lambda p: _txm(p, replace={"ImageData1/Image2": bytes(5000)}),
+        "ImageData1/Image2: 5000 bytes, not the 5120 of 40 × 64 uint16 pixels",
+    ),
+    "wrong width": (
+        lambda p: _txm(p, replace={"ImageInfo/ImageWidth": struct.pack("<i", 65)}),
+        "damaged image stream ImageData1/Image1: 5120 bytes, not the 5200",
+    ),
+    "zero height": (
+        lambda p: _txm(p, replace={"ImageInfo/ImageHeight": struct.pack("<i", 0)}),
+        "gives an image size of 64 × 0 pixels",
+    ),
+    "unknown pixel type": (
+        lambda p: _txm(p, replace={"ImageInfo/DataType": struct.pack("<i", 12)}),
+        "has an unsupported pixel type (ImageInfo/DataType 12)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_XRADIA)
+def test_damaged_xradia_file(tmp_path, case):
+    make, words = DAMAGED_XRADIA[case]
+    path = make(tmp_path / "scan.txm")
+    refuses(path, str(path), words)
+
+
+def test_empty_txm(tmp_path):
+    (tmp_path / "scan.txrm").write_bytes(b"")
+    refuses(tmp_path / "scan.txrm", "scan.txrm", "is empty")

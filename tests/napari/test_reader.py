@@ -12,8 +12,14 @@ import zarr
 from napari.layers import Layer
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from ome_zarr.writer import write_image
+from tests.ole_writer import write_xradia
 
-from napari_xrm_al._napari.reader import get_reader, layer_name, read_volume
+from napari_xrm_al._napari.reader import (
+    SOURCE_KEY,
+    get_reader,
+    layer_name,
+    read_volume,
+)
 from napari_xrm_al._napari.writer import CLASSES_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.io.masks import write_mask
@@ -72,7 +78,10 @@ def test_get_reader_claims_tiffs_slice_folders_and_zarr(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "b.png").write_bytes(b"\x89PNG")
     (tmp_path / "x.TIF").write_bytes(b"II*\x00")
-    for claimed in ("scan.tif", "slices", "a.zarr", ["scan.tif"]):
+    write_xradia(tmp_path / "recon.txm", np.zeros((2, 4, 4), np.uint16))
+    (tmp_path / "tomo.TXRM").write_bytes(b"damaged files are claimed, then refused")
+    claimed_files = ("scan.tif", "slices", "a.zarr", ["scan.tif"], "recon.txm")
+    for claimed in (*claimed_files, ["recon.txm"], "tomo.TXRM"):
         paths = (
             [str(tmp_path / p) for p in claimed]
             if isinstance(claimed, list)
@@ -98,6 +107,7 @@ def test_manifest_offers_the_reader_for_tiffs_and_folders_only(tmp_path):
         return "napari-xrm-al" in {r.plugin_name for r in readers}
 
     assert offered(tmp_path / "scan.TIF") and offered(tmp_path / "scan.tiff")
+    assert offered(tmp_path / "recon.txm") and offered(tmp_path / "tomo.txrm")
     assert offered(tmp_path)  # folders: zarr stores and TIFF slices
     assert not offered(tmp_path / "photo.png")
     assert not offered(tmp_path / "table.csv")
@@ -107,6 +117,8 @@ def test_layer_name_strips_format_suffixes():
     assert layer_name("/d/scan_01.ome.tif") == "scan_01"
     assert layer_name("/d/volume.ome.zarr") == "volume"
     assert layer_name("/d/export") == "export"
+    assert layer_name("/d/recon.txm") == "recon"
+    assert layer_name("/d/tomo.TXRM") == "tomo"
 
 
 # -- reader function ------------------------------------------------------
@@ -119,6 +131,21 @@ def test_reads_an_image_layer_with_scale_units_and_contrast(tmp_path):
     assert tuple(layer.scale) == VOXEL
     assert [str(u) for u in layer.units] == ["micrometer"] * 3
     assert tuple(layer.contrast_limits) == meta["contrast_limits"]
+
+
+def test_reads_a_zeiss_txm_with_its_voxel_size_as_scale(tmp_path):
+    images = (np.arange(4 * 12 * 14) % 900).reshape(4, 12, 14).astype(np.uint16)
+    path = write_xradia(tmp_path / "recon.txm", images, pixel_size=1.25)
+    for given in (str(path), [str(path)]):
+        assert get_reader(given) is read_volume
+        [(data, meta, kind)] = read_volume(given)
+        layer = Layer.create(data, meta, kind)
+        assert layer.name == "recon" and kind == "image"
+        assert tuple(layer.scale) == (1.25, 1.25, 1.25)
+        assert [str(u) for u in layer.units] == ["micrometer"] * 3
+        np.testing.assert_array_equal(np.asarray(layer.data[2]), images[2])
+        source = layer.metadata[SOURCE_KEY]
+        assert source["format"] == "txm" and source["instrument"]["voltage"] == "80 kV"
 
 
 def test_reads_ome_zarr_as_multiscale(tmp_path):
@@ -169,11 +196,17 @@ def test_reads_a_mask_as_labels(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("content", "problem"),
-    [(b"", "is empty"), (b"GIF89a" + bytes(20), "is not a TIFF file")],
+    ("name", "content", "problem"),
+    [
+        ("bad.tif", b"", "is empty"),
+        ("bad.tif", b"GIF89a" + bytes(20), "is not a TIFF file"),
+        ("bad.txm", b"GIF89a" + bytes(20), "is not a ZEISS .txm/.txrm file"),
+    ],
 )
-def test_bad_file_is_a_notification_not_an_exception(tmp_path, notes, content, problem):
-    path = tmp_path / "bad.tif"
+def test_bad_file_is_a_notification_not_an_exception(
+    tmp_path, notes, name, content, problem
+):
+    path = tmp_path / name
     path.write_bytes(content)
     assert read_volume(str(path)) == [(None,)]
     [note] = notes()
@@ -190,6 +223,15 @@ def test_viewer_opens_a_stack_with_scale(make_napari_viewer, tmp_path):
     assert layer.data.shape == (6, 12, 14)
     assert tuple(layer.scale) == VOXEL
     assert layer.name == "scan"
+
+
+@pytest.mark.gui
+def test_viewer_opens_a_zeiss_txm_with_scale(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    path = write_xradia(tmp_path / "recon.txm", np.ones((5, 12, 14), np.float32))
+    [layer] = viewer.open(path, plugin="napari-xrm-al")
+    assert layer.data.shape == (5, 12, 14)
+    assert tuple(layer.scale) == (0.7, 0.7, 0.7)
 
 
 @pytest.mark.gui

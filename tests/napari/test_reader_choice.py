@@ -14,6 +14,7 @@ import zarr
 from napari.components import ViewerModel
 from napari.errors import MultipleReaderError
 from ome_zarr.writer import write_image
+from tests.ole_writer import write_xradia
 
 from napari_xrm_al._napari.reader import (
     READER_PREFERENCES,
@@ -31,6 +32,7 @@ FORMATS = {
     "plain.zarr": ("image", False),
     "mask.ome.zarr": ("labels", False),
     "image.ome.zarr": ("image", True),
+    "recon.txm": ("image", False),
 }
 
 
@@ -56,6 +58,7 @@ def files(tmp_path) -> Path:
     )
     image = zarr.open_group(tmp_path / "image.ome.zarr", mode="w")
     write_image(data, image, axes="zyx")
+    write_xradia(tmp_path / "recon.txm", data)
     return tmp_path
 
 

@@ -1,4 +1,5 @@
-"""npe2 reader: XRM volumes as image layers, napari-xrm-al masks as labels.
+"""npe2 reader: XRM volumes (TIFF, zarr, ZEISS .txm/.txrm) as image layers,
+napari-xrm-al masks as labels.
 
 :func:`get_reader` only looks at names and folder contents and never raises.
 OME-Zarr images that are not our masks go to napari-ome-zarr when it is
@@ -37,6 +38,20 @@ OME_ZARR_PLUGIN = "napari-ome-zarr"
 #: for what this plugin reads; ``*.zarr/`` matches zarr folders.
 READER_PREFERENCES = ("*.tif", "*.tiff", "*.btf", "*.tf8", "*.tf2", "*.zarr", "*.zarr/")
 
+#: Format suffixes a layer name leaves out, in the order they are stripped
+#: (``.ome`` after ``.tif`` / ``.zarr``).
+NAME_SUFFIXES = (
+    ".tiff",
+    ".tif",
+    ".btf",
+    ".tf8",
+    ".tf2",
+    ".zarr",
+    ".ome",
+    ".txrm",
+    ".txm",
+)
+
 LayerData = tuple[Any, ...]
 PathOrPaths = str | Sequence[str]
 
@@ -53,6 +68,7 @@ def _is_tiff_file(path: Any) -> bool:
 
 def _claims(path: Any) -> bool:
     from napari_xrm_al.io.tiff import slice_files
+    from napari_xrm_al.io.xradia import is_xradia_name
     from napari_xrm_al.io.zarr_volume import is_zarr_store
 
     if isinstance(path, list | tuple):
@@ -62,7 +78,7 @@ def _claims(path: Any) -> bool:
     path = Path(path)
     if path.is_dir():
         return is_zarr_store(path) or bool(slice_files(path))
-    return _is_tiff_file(path)
+    return _is_tiff_file(path) or (path.is_file() and is_xradia_name(path))
 
 
 def _single(path: PathOrPaths) -> Any:
@@ -92,7 +108,8 @@ def _for_ome_zarr_plugin(path: PathOrPaths) -> bool:
 
 
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
-    """The reader function for TIFF files, TIFF-slice folders and zarr stores.
+    """The reader function for TIFF files, TIFF-slice folders, zarr stores and
+    ZEISS Xradia ``.txm`` / ``.txrm`` files.
 
     OME-Zarr images that are not our masks get napari-ome-zarr's reader when it
     is installed. Returns None for anything else (and for anything unexpected:
@@ -135,7 +152,7 @@ def prefer_this_reader() -> list[str]:
 def layer_name(path: str | Path) -> str:
     """A layer name from a file or folder name, without the format suffixes."""
     name = Path(path).name
-    for suffix in (".tiff", ".tif", ".btf", ".tf8", ".tf2", ".zarr", ".ome"):
+    for suffix in NAME_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
     return name
@@ -174,6 +191,7 @@ def _image_layer(volume: Any, name: str) -> LayerData:
                 "format": volume.fmt,
                 "voxel_size": volume.voxel_size,
                 "unit": volume.unit,
+                "instrument": dict(volume.instrument),
             }
         },
     }

@@ -27,11 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="describe a volume or mask: shape, voxel size, chunks, value range",
         description=(
-            "Describe a TIFF stack, folder of TIFF slices, zarr array or OME-Zarr "
-            "image (or a mask written by napari-xrm-al): shape, dtype, voxel size, "
-            "chunking, resolution levels, value range from a subsample, a "
-            "fingerprint, and how the napari plugin will open it. Reads only "
-            "metadata and a subsample; writes nothing."
+            "Describe a TIFF stack, folder of TIFF slices, zarr array, OME-Zarr "
+            "image or ZEISS .txm/.txrm file (or a mask written by napari-xrm-al): "
+            "shape, dtype, voxel size, chunking, resolution levels, value range "
+            "from a subsample, a fingerprint, the instrument metadata the file "
+            "stores, and how the napari plugin will open it. Reads only metadata "
+            "and a subsample; writes nothing."
         ),
     )
     parser.add_argument("path", metavar="PATH", help="file or folder to describe")
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     volume = open_volume(args.path, channel=args.channel)
     rows = _volume_rows(volume)
+    rows += list(volume.instrument.items())
     rows += [("note", note) for note in volume.notes]
     _print(rows)
     return 0

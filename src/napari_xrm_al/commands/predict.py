@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OME-Zarr labels, zarr or TIFF. Outputs appear only when complete."
         ),
     )
-    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--image", required=True, help="the scan (TIFF, zarr or ZEISS .txm)"
+    )
     parser.add_argument("--model", required=True, help="trained model (from 'train')")
     parser.add_argument(
         "--out",

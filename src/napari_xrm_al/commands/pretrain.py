@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"(default {defaults.time_budget_s:g}), whichever comes first."
         ),
     )
-    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--image", required=True, help="the scan (TIFF, zarr or ZEISS .txm)"
+    )
     parser.add_argument(
         "--out", required=True, metavar="ENC", help="encoder file to write"
     )

@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--min-distance apart and away from the slices the model was trained on."
         ),
     )
-    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--image", required=True, help="the scan (TIFF, zarr or ZEISS .txm)"
+    )
     parser.add_argument(
         "--model",
         required=True,

@@ -59,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "test block. Ground truth holds dense class ids 0..C-1."
         ),
     )
-    parser.add_argument("--image", required=True, help="pool scan (TIFF or zarr)")
+    parser.add_argument(
+        "--image", required=True, help="pool scan (TIFF, zarr or ZEISS .txm)"
+    )
     parser.add_argument("--labels", required=True, help="its dense ground truth")
     parser.add_argument("--test-image", help="test scan (default: a held-out block)")
     parser.add_argument("--test-labels", help="its dense ground truth")

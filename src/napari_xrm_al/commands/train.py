@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Starts from the pretrained encoder given with --init."
         ),
     )
-    parser.add_argument("--image", required=True, help="the scan (TIFF or zarr)")
+    parser.add_argument(
+        "--image", required=True, help="the scan (TIFF, zarr or ZEISS .txm)"
+    )
     parser.add_argument(
         "--labels", required=True, help="annotations or a mask (TIFF or zarr)"
     )

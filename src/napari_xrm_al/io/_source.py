@@ -1,6 +1,6 @@
 """What a format opener found, before its axes are resolved to ``(z, y, x)``.
 
-The TIFF and zarr openers fill a :class:`RawVolume`; :mod:`.volumes` then
+The TIFF, zarr and ZEISS Xradia openers fill a :class:`RawVolume`; :mod:`.volumes` then
 picks the channel, checks the dimensions and dtype and builds the public
 :class:`~napari_xrm_al.io.volumes.Volume`. Shared helpers for calibration and
 for turning library errors into :class:`~napari_xrm_al.errors.InputError`
@@ -57,13 +57,17 @@ class RawVolume:
         ``S`` for channels/samples; ``T`` for time; anything else (``Q``,
         ``I``) is an unnamed stack axis.
     fmt
-        ``'tiff'``, ``'tiff-folder'``, ``'zarr'`` or ``'ome-zarr'``.
+        ``'tiff'``, ``'tiff-folder'``, ``'zarr'``, ``'ome-zarr'``, ``'txm'`` or
+        ``'txrm'``.
     voxel_size, unit
         Calibration ``(z, y, x)`` when the metadata gives one.
     notes
         Things to tell the user once.
     rgb
         Whether the channel axis holds RGB(A) samples.
+    instrument
+        Acquisition metadata the file stores (label -> text, e.g.
+        ``'voltage': '80 kV'``), for display.
     """
 
     levels: list[Any]
@@ -73,6 +77,7 @@ class RawVolume:
     unit: str | None = None
     notes: list[str] = field(default_factory=list)
     rgb: bool = False
+    instrument: dict[str, str] = field(default_factory=dict)
 
 
 def normalise_unit(unit: Any) -> str | None:

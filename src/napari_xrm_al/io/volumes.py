@@ -1,9 +1,10 @@
-"""Open XRM volumes lazily: TIFF stacks, folders of TIFF slices, zarr, OME-Zarr.
+"""Open XRM volumes lazily: TIFF stacks, folders of TIFF slices, zarr, OME-Zarr,
+ZEISS Xradia ``.txm`` / ``.txrm``.
 
 :func:`open_volume` is the one entry point. It never reads every voxel: TIFFs
 are memory-mapped or read page by page through tifffile's zarr store, zarr
-arrays are used as they are, and contrast limits come from a strided
-:func:`subsample`. Every problem with the input is an
+arrays are used as they are, Xradia files are read one image stream per
+slice, and contrast limits come from a strided :func:`subsample`. Every problem with the input is an
 :class:`~napari_xrm_al.errors.InputError` naming the file; nothing is ever
 opened for writing.
 
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.errors import InputError
-from napari_xrm_al.io import tiff, zarr_volume
+from napari_xrm_al.io import tiff, xradia, zarr_volume
 from napari_xrm_al.io._source import RawVolume, captured_log, reading
 from napari_xrm_al.io.input_paths import check_input
 
@@ -79,9 +80,12 @@ class Volume:
     contrast_limits
         Display range from a subsample, ignoring NaN/Inf.
     fmt
-        ``'tiff'``, ``'tiff-folder'``, ``'zarr'`` or ``'ome-zarr'``.
+        ``'tiff'``, ``'tiff-folder'``, ``'zarr'``, ``'ome-zarr'``, ``'txm'`` or
+        ``'txrm'``.
     notes
         Things to tell the user once.
+    instrument
+        Acquisition metadata the file stores (label -> text), for display.
     """
 
     path: Path
@@ -91,6 +95,7 @@ class Volume:
     contrast_limits: tuple[float, float]
     fmt: str
     notes: list[str] = field(default_factory=list)
+    instrument: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Any:
@@ -312,8 +317,16 @@ def _open_raw(path: Path) -> RawVolume:
     with reading(path, "a file"):
         size = path.stat().st_size
         is_tiff = size > 0 and tiff.has_tiff_header(path)
+        is_ole = size > 0 and xradia.has_ole_header(path)
     if size == 0:
         raise InputError(path, "is empty (0 bytes)")
+    if xradia.is_xradia_name(path) or (is_ole and not tiff.is_tiff_name(path)):
+        if not is_ole:
+            raise InputError(
+                path,
+                "is not a ZEISS .txm/.txrm file (it has no OLE compound-file header)",
+            )
+        return xradia.open_xradia(path)
     if not is_tiff:
         expected = (
             "a TIFF file" if tiff.is_tiff_name(path) else "a TIFF file or a zarr store"
@@ -333,8 +346,8 @@ def open_volume(
     ----------
     path
         A TIFF/BigTIFF/OME-TIFF file, a folder of 2D TIFF slices, a zarr
-        array or OME-Zarr image; or a list of 2D TIFF slice files, stacked
-        in the given order.
+        array or OME-Zarr image, a ZEISS Xradia ``.txm`` / ``.txrm`` file; or
+        a list of 2D TIFF slice files, stacked in the given order.
     channel
         Which channel to use when the data have several (or are RGB).
 
@@ -350,14 +363,18 @@ def open_volume(
         files = [Path(p) for p in path]
         if not files:
             raise InputError("(no files)", "an empty list of files was given")
-        for f in files:
-            check_input(f)
-            if f.is_dir() or not tiff.is_tiff_name(f):
-                raise InputError(
-                    f, "is not a TIFF file; a list of slices must be TIFFs"
-                )
-        source = files[0] if len(files) == 1 else files[0].parent
-        raw = _open_raw(files[0]) if len(files) == 1 else tiff.open_slices(files)
+        if len(files) == 1:  # napari passes one dropped file as a list
+            source = files[0]
+            raw = _open_raw(source)
+        else:
+            for f in files:
+                check_input(f)
+                if f.is_dir() or not tiff.is_tiff_name(f):
+                    raise InputError(
+                        f, "is not a TIFF file; a list of slices must be TIFFs"
+                    )
+            source = files[0].parent
+            raw = tiff.open_slices(files)
     levels, notes = _resolve(source, raw, channel)
     _check_dtype(source, np.dtype(levels[0].dtype))
     notes = raw.notes + notes
@@ -371,6 +388,7 @@ def open_volume(
         contrast_limits=limits,
         fmt=raw.fmt,
         notes=notes,
+        instrument=raw.instrument,
     )
 
 

@@ -56,7 +56,7 @@ class DataSection(QWidget):
         self.image_combo.setToolTip("The 3D greyscale scan to segment.")
         self.open_file_button = QPushButton("Open file…")
         self.open_file_button.setToolTip(
-            "Read a TIFF, TIFF folder, zarr or OME-Zarr scan."
+            "Read a TIFF, TIFF folder, zarr, OME-Zarr or ZEISS .txm/.txrm scan."
         )
         self.axis_combo = QComboBox()
         self.axis_combo.addItems(["z", "y", "x"])
@@ -137,7 +137,10 @@ class DataSection(QWidget):
 
     def _on_open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open scan", "", "Scans (*.tif *.tiff *.zarr);;All files (*)"
+            self,
+            "Open scan",
+            "",
+            "Scans (*.tif *.tiff *.zarr *.txm *.txrm);;All files (*)",
         )
         if path:
             self.open_file(path)
