@@ -82,7 +82,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--classes", "a,b", "--slices", "9"], "Label value 2 in slice 9"),
+        # classes.json beside the labels holds their class table
+        (["--classes", "a,b", "--slices", "9"], "classes.json: has the classes"),
         (["--slices", "3,x"], "--slices must be"),
         (["--init", "missing.pt"], "missing.pt: does not exist"),
         (["--steps", "0"], "--steps must be at least 1"),

@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
 from napari.utils.notifications import notification_manager
+from napari.utils.theme import get_theme
 
 from napari_xrm_al._napari.sample_data import sample_layer_data
 from napari_xrm_al.core.classes import dense_to_annotation
@@ -17,6 +19,7 @@ from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.widgets._suggest import CANDIDATES_NAME, REASONS
 from napari_xrm_al.widgets.loop import ActiveLearningWidget
+from napari_xrm_al.widgets.metrology import MetrologyWidget
 
 pytestmark = pytest.mark.gui
 
@@ -79,6 +82,8 @@ def messages(since=0):
 def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     viewer = make_napari_viewer_proxy()
     dock = make_dock(viewer, qtbot, sample, tmp_path / "hbm.xrmal")
+    metrology = MetrologyWidget(viewer)  # docked beside the loop, as in the demo
+    qtbot.addWidget(metrology)
     truth = dense_to_annotation(sample.labels)
     assert dock.data.image_combo.currentText() == IMAGE
     assert dock.data.classes.classes().rare == ("void",)
@@ -179,6 +184,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     # 5 Predict and export.
     wait(qtbot, dock, dock.predict.start())
     prediction = viewer.layers[f"{IMAGE} prediction"]
+    assert metrology.layer_combo.currentText() == prediction.name  # follows it
     labels = np.asarray(prediction.data)
     assert labels.shape == SHAPE and labels.min() >= 1 and labels.max() <= 4
     assert not prediction.editable  # paint on the annotation layer instead
@@ -188,7 +194,9 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert (session.folder / "prediction.zarr").is_dir()
     assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "none"
     dock.predict.tta_combo.setCurrentText("dihedral")
+    metrology.layer_combo.setCurrentText(ANNOTATIONS)  # the user looks elsewhere
     wait(qtbot, dock, dock.predict.start())
+    assert metrology.layer_combo.currentText() == prediction.name  # the newest
     assert read_mask(session.folder / "prediction.zarr").provenance["tta"] == "dihedral"
     labels = np.asarray(viewer.layers[f"{IMAGE} prediction"].data)
     out = tmp_path / "mask.ome.zarr"
@@ -231,6 +239,14 @@ def test_cancel_training_keeps_the_previous_model(
     assert len(dock.session.cycles) == 1 and dock.session.latest_model == first
     assert not (dock.session.folder / "models" / "cycle-002.pt").exists()
     assert dock.train.controls.start_button.isEnabled()
+
+    # The next training succeeds: nothing says "cancelled" any more (no toast
+    # was raised that could outlast it; the status line is replaced).
+    dock.train.form.set_value("steps", 4)
+    wait(qtbot, dock, dock.train.start())
+    assert len(dock.session.cycles) == 2
+    assert dock.train.controls.status.text() == "Done."
+    assert not [m for m in messages(since) if "cancelled" in m.lower()]
 
 
 def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_path):
@@ -353,3 +369,19 @@ def test_export_never_overwrites_the_scan_or_the_project(
     assert scan.read_bytes() == b"the scan"
     assert sorted(p.name for p in session.folder.iterdir()) == before
     assert not dock.runner.busy
+
+
+def test_every_plot_wears_the_napari_theme(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    dock = ActiveLearningWidget(viewer)
+    qtbot.addWidget(dock)
+    for name in ("light", "dark"):
+        viewer.theme = name
+        theme = get_theme(name)
+        background = theme.background.as_hex()
+        for plot in (dock.suggest.profile, dock.predict.curve):
+            assert to_hex(plot.figure.get_facecolor()) == background
+            assert to_hex(plot.ax.get_facecolor()) == background
+            assert to_hex(plot.ax.yaxis.label.get_color()) == theme.text.as_hex()
+        for plot in (dock.pretrain.plot, dock.train.plot):  # painted by Qt
+            assert plot.grab().toImage().pixelColor(1, 1).name() == background

@@ -6,10 +6,12 @@ import csv
 
 import numpy as np
 import pytest
-from matplotlib.colors import to_rgba
+from matplotlib.colors import to_hex, to_rgba
 from napari.layers import Labels
+from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 
+from napari_xrm_al._napari.layer_keys import PROVENANCE_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets.metrology import (
@@ -90,9 +92,9 @@ def test_measure_table_points_histogram_centre_and_export(
         points.face_color[:, :3],
         [to_rgba(c)[:3] for c in (FAIL_COLOUR, PASS_COLOUR, PASS_COLOUR)],
     )
-    heights = [p.get_height() for p in widget.figure.axes[0].patches]
+    heights = [p.get_height() for p in widget.histogram.ax.patches]
     assert sum(heights) == 3
-    assert widget.figure.axes[0].lines[0].get_xdata()[0] == pytest.approx(0.2)
+    assert widget.histogram.ax.lines[0].get_xdata()[0] == pytest.approx(0.2)
 
     # Sorting by void ratio reorders rows; the click follows the bump, not the row.
     widget.table.sortItems(
@@ -211,3 +213,41 @@ def test_the_report_never_overwrites_the_measured_mask(
     with pytest.raises(XrmError, match="is the same file as the measured mask"):
         widget.export_csv(str(tmp_path / "." / "mask.tif"))
     assert path.read_bytes() == before
+
+
+def test_follows_the_newest_prediction(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_labels(three_bumps(), name="ground truth")
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    assert widget.layer_combo.currentText() == "ground truth"
+    viewer.add_labels(np.zeros((10, 12, 30), np.uint8), name="annotations")
+    assert widget.layer_combo.currentText() == "ground truth"  # not a prediction
+
+    model = {PROVENANCE_KEY: {"model": "models/cycle-001.pt"}}
+    prediction = viewer.add_labels(three_bumps(), name="prediction", metadata=model)
+    assert widget.layer_combo.currentText() == "prediction"
+
+    widget.layer_combo.setCurrentText("ground truth")  # the user's choice holds...
+    viewer.add_labels(np.zeros((10, 12, 30), np.uint8), name="other")
+    viewer.layers.move(0, 2)
+    assert widget.layer_combo.currentText() == "ground truth"
+    prediction.data = three_bumps()  # ...until the model predicts again
+    assert widget.layer_combo.currentText() == "prediction"
+
+
+def test_the_histogram_wears_the_napari_theme(make_napari_viewer_proxy, qtbot):
+    viewer = make_napari_viewer_proxy()
+    viewer.theme = "dark"
+    widget = MetrologyWidget(viewer)
+    qtbot.addWidget(widget)
+    for name in ("dark", "light"):
+        viewer.theme = name
+        theme = get_theme(name)
+        ax = widget.histogram.ax
+        assert (
+            to_hex(widget.histogram.figure.get_facecolor()) == theme.background.as_hex()
+        )
+        assert to_hex(ax.get_facecolor()) == theme.background.as_hex()
+        assert to_hex(ax.xaxis.label.get_color()) == theme.text.as_hex()
+        assert ax.texts  # "measure a mask…", not a blank box

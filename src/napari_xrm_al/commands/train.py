@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Any
 
 from napari_xrm_al.commands._engine import (
     add_memory_option,
@@ -18,7 +19,7 @@ from napari_xrm_al.commands._engine import (
     setup_torch,
 )
 from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
-from napari_xrm_al.core.classes import ClassTable, check_class_ids
+from napari_xrm_al.core.classes import ClassTable, ambiguous_ids, check_class_ids
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
@@ -26,7 +27,7 @@ from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.mask_reader import read_mask
+from napari_xrm_al.io.mask_reader import classes_beside, read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
 
 
@@ -39,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train the 2D/2.5D segmentation network on the annotated slices of a "
             "scan. Annotations use ids 1..C with 0 = not annotated (ignored); "
             "--dense-labels reads dense ground truth (every value 0..C-1 a class). "
-            "Starts from the pretrained encoder given with --init."
+            "A mask written by napari-xrm-al, or a classes.json beside the labels "
+            "(as 'sample' writes), gives the classes and which ids the labels use; "
+            "labels that could be either must be named with --dense-labels or "
+            "--sparse-labels. Starts from the pretrained encoder given with --init."
         ),
     )
     parser.add_argument(
@@ -48,15 +52,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--labels", required=True, help="annotations or a mask (TIFF or zarr)"
     )
-    parser.add_argument(
+    ids = parser.add_mutually_exclusive_group()
+    ids.add_argument(
         "--dense-labels",
-        action="store_true",
+        dest="label_ids",
+        action="store_const",
+        const="dense",
         help="labels are dense ids 0..C-1 (ground truth) instead of annotation ids 1..C",
+    )
+    ids.add_argument(
+        "--sparse-labels",
+        dest="label_ids",
+        action="store_const",
+        const="annotation",
+        help="labels are annotation ids 1..C with 0 = not annotated (the default, "
+        "unless the file says otherwise or its ids could be dense)",
     )
     parser.add_argument(
         "--classes",
         help="class names in id order, e.g. background,copper,solder,void "
-        "(default: the mask's own table, else the HBM classes)",
+        "(default: the mask's own table or classes.json beside the labels, else "
+        "the HBM classes)",
     )
     parser.add_argument(
         "--rare",
@@ -102,12 +118,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, reads=("image", "labels", "init"), writes=("out",))
 
 
-def _classes(args: argparse.Namespace, file_classes: ClassTable | None) -> ClassTable:
+def _open_labels(path: str) -> tuple[Any, ClassTable | None, str, bool | None]:
+    """The label volume, the class table that comes with it and the file that
+    holds that table, and whether the ids are dense (None: nothing says)."""
+    if is_mask(path):
+        mask = read_mask(path)
+        return mask.data, mask.classes, path, False  # masks hold annotation ids
+    labels = open_volume(path).data
+    check_class_ids(labels, path)
+    beside = classes_beside(path)
+    if beside is None:
+        return labels, None, path, None
+    return labels, beside.classes, str(beside.path), beside.dense
+
+
+def _classes(
+    args: argparse.Namespace, file_classes: ClassTable | None, source: str
+) -> ClassTable:
     if args.classes:
         table = ClassTable.parse(args.classes)
         if file_classes is not None and not file_classes.matches(table):
             raise InputError(
-                args.labels,
+                source,
                 f"has the classes {list(file_classes.names)}, not {list(table.names)}",
             )
     else:
@@ -119,24 +151,39 @@ def _classes(args: argparse.Namespace, file_classes: ClassTable | None) -> Class
     return table.with_rare(rare)
 
 
+def _dense_ids(
+    args: argparse.Namespace, labels: Any, classes: ClassTable, said: bool | None
+) -> bool:
+    """Whether to read ``labels`` as dense ids: the option, else what the file
+    says, else annotation ids, unless the ids could as well be dense."""
+    if args.label_ids is not None:
+        return args.label_ids == "dense"
+    if said is not None:
+        return said
+    if ambiguous_ids(labels, len(classes)):
+        raise InputError(
+            args.labels,
+            f"holds ids 0..{len(classes) - 1}, mostly 0: dense class ids (0 = "
+            f"{classes.names[0]}) or annotation ids (0 = not annotated)? "
+            "Pass --dense-labels or --sparse-labels",
+        )
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write the model checkpoint."""
     setup_torch(args)
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None
     volume = open_image(args.image)
-    if is_mask(args.labels):
-        mask = read_mask(args.labels)
-        labels, file_classes = mask.data, mask.classes
-    else:
-        labels, file_classes = open_volume(args.labels).data, None
-        check_class_ids(labels, args.labels)
-    classes = _classes(args, file_classes)
+    labels, file_classes, source, said_dense = _open_labels(args.labels)
+    classes = _classes(args, file_classes, source)
     if tuple(labels.shape) != volume.shape:
         raise InputError(
             args.labels,
             f"has shape {tuple(labels.shape)} but the image has {volume.shape}",
         )
+    dense = _dense_ids(args, labels, classes, said_dense)
     fingerprint = volume_fingerprint(volume.data)
     if init is not None and init.provenance.get("image_fingerprint") not in (
         None,
@@ -178,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         slices,
         classes,
         axis=args.axis,
-        dense_labels=args.dense_labels,
+        dense_labels=dense,
         init=init,
         config=config,
         validation=validation,

@@ -6,6 +6,10 @@ Two id conventions exist and this module is the one place that converts:
   store it (every voxel is a class);
 * **annotation** ids ``1..C``: annotations, predictions and exported masks,
   where ``0`` means *not annotated* (ignored by the loss, transparent in napari).
+
+A label volume whose ids could be either (:func:`ambiguous_ids`) must say which:
+masks do (annotation ids), a ``classes.json`` beside the volume may
+(:data:`LABEL_IDS_KEY`), else the user does.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ PALETTE = (
     "#0072b2",
     "#cc79a7",
 )
+
+#: The file beside a label volume that holds its class table (``to_dict`` form).
+CLASSES_FILE = "classes.json"
+#: Key of ``classes.json`` that names the volume's ids: ``"dense"`` or ``"annotation"``.
+LABEL_IDS_KEY = "label_ids"
+#: Voxels read at a time by :func:`ambiguous_ids`.
+_SLAB_VOXELS = 2**22
 
 HBM_CLASSES = ("background", "copper", "solder", "void")
 HBM_COLOURS = ("#4d4d4d", "#e69f00", "#56b4e9", "#d62728")
@@ -209,3 +220,26 @@ def check_class_ids(labels: Any, source: str | os.PathLike[str] | None = None) -
     if source is not None:
         raise InputError(source, problem)
     raise XrmError(f"The labels {problem}.")
+
+
+def ambiguous_ids(labels: Any, n_classes: int) -> bool:
+    """Whether a label volume reads as dense ids as well as annotation ids.
+
+    True when 0 is in most voxels, every id ``0..C-1`` is present and none is
+    larger: dense ground truth (0 = the first class, usually the commonest)
+    then looks like sparse annotations (0 = not annotated), and reading one as
+    the other shifts every class by one. ``labels`` (any array with ``shape``
+    and slicing, e.g. zarr) is read a slab of planes at a time; reading stops at
+    the first id above ``C - 1``, which only annotation ids allow.
+    """
+    if not np.issubdtype(labels.dtype, np.integer) or not labels.size:
+        return False
+    plane = int(np.prod(labels.shape[1:])) or 1
+    step = max(1, _SLAB_VOXELS // plane)
+    counts = np.zeros(n_classes, np.int64)
+    for start in range(0, labels.shape[0], step):
+        slab = np.asarray(labels[start : start + step])
+        if slab.min() < 0 or slab.max() >= n_classes:
+            return False
+        counts += np.bincount(slab.ravel(), minlength=n_classes)
+    return bool((counts > 0).all() and 2 * counts[0] > counts.sum())

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
 from napari_xrm_al.core.sample_geometry import CLASS_OF_MATERIAL, build_materials
 from napari_xrm_al.core.sample_imaging import draw_imaging, render
 from napari_xrm_al.errors import InputError, XrmError
@@ -30,7 +30,6 @@ from napari_xrm_al.io.atomic import atomic_path, atomic_write_json
 #: Names of the files :func:`write_sample` writes.
 IMAGE_FILE = "image.tif"
 LABELS_FILE = "labels.tif"
-CLASSES_FILE = "classes.json"
 
 #: Die thickness (voxels) of :func:`thick_die_params`.
 THICK_DIE = 110
@@ -222,8 +221,9 @@ def write_sample(out_dir: str | os.PathLike[str], sample: HbmSample) -> dict[str
     """Write ``image.tif``, ``labels.tif`` and ``classes.json`` into ``out_dir``.
 
     The TIFFs are ImageJ hyperstacks (axes ZYX) carrying the voxel size in
-    micrometres; ``classes.json`` holds the class table, the voxel size and
-    the generation parameters. Each file is written atomically.
+    micrometres; ``classes.json`` holds the class table, the voxel size,
+    the generation parameters and ``"label_ids": "dense"`` (the labels'
+    convention, read by ``train``). Each file is written atomically.
 
     Returns
     -------
@@ -250,6 +250,7 @@ def write_sample(out_dir: str | os.PathLike[str], sample: HbmSample) -> dict[str
     }
     info = {
         **sample.classes.to_dict(),
+        LABEL_IDS_KEY: "dense",
         "voxel_size_um": list(sample.voxel_size),
         "axes": "zyx",
         "params": sample.params.to_dict(),

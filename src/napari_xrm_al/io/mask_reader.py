@@ -2,8 +2,9 @@
 
 :func:`read_mask` opens any of the three formats (OME-Zarr, plain zarr, ImageJ
 TIFF) lazily and checks the metadata record (class table, voxel size, name,
-provenance); every problem is one :class:`~napari_xrm_al.errors.InputError`
-naming the file.
+provenance); :func:`classes_beside` reads the ``classes.json`` that may come
+with another label volume. Every problem is one
+:class:`~napari_xrm_al.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import tifffile
 import zarr
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.input_paths import check_input
 from napari_xrm_al.io.masks import ATTRS_KEY, MaskFormat
@@ -34,6 +35,42 @@ class Mask:
     name: str
     provenance: dict[str, Any]
     fmt: MaskFormat
+
+
+@dataclass(frozen=True)
+class ClassesFile:
+    """A ``classes.json`` beside a label volume."""
+
+    path: Path
+    classes: ClassTable
+    #: What its ``label_ids`` says: dense ids (True), annotation ids (False), or
+    #: nothing (None).
+    dense: bool | None
+
+
+def classes_beside(labels: Path | str) -> ClassesFile | None:
+    """The ``classes.json`` in the folder of label volume ``labels``, if any.
+
+    Raises :class:`InputError` naming that file when it is not JSON, holds no
+    usable class table, or its ``label_ids`` is not ``"dense"`` or ``"annotation"``.
+    """
+    path = Path(labels).parent / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot be read as JSON ({exc})") from None
+    try:
+        classes = ClassTable.from_dict(info)
+    except XrmError as exc:
+        raise InputError(path, f"has an unusable class table: {exc}") from None
+    ids = info.get(LABEL_IDS_KEY)
+    if ids not in (None, "dense", "annotation"):
+        raise InputError(
+            path, f"has {LABEL_IDS_KEY} {ids!r}, not 'dense' or 'annotation'"
+        )
+    return ClassesFile(path, classes, None if ids is None else ids == "dense")
 
 
 def read_mask(path: Path | str) -> Mask:

@@ -6,7 +6,8 @@ Every long job of the plugin is a core generator that yields
 progress bar (with a cancel button in the activity dock), relays progress and
 the result to GUI-thread callbacks, refuses a second job while one runs, and
 turns errors into notifications. :class:`JobControls` is the Start / Cancel /
-progress / ETA strip each section of the dock shows.
+progress / ETA strip each section of the dock shows; its status line tells how
+the last job ended ("Done.", "Cancelled." or the error) until the next starts.
 
 Cancelling sets a flag the worker checks before it resumes the generator, and
 then closes the generator *on the worker thread*, so whatever the core does on
@@ -26,7 +27,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 from napari.utils import cancelable_progress
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QHBoxLayout,
@@ -271,8 +272,10 @@ class JobRunner(QObject):
 
     def _on_returned(self, result: Any) -> None:
         if isinstance(result, Cancelled):
+            # No notification: the user asked for it, and a toast would outlast
+            # the next run. The section's status line says "Cancelled." until
+            # that run replaces it.
             self._outcome = "cancelled"
-            show_info(f"{self.name} cancelled.")
             return
         self._outcome = "done"
         callback = self._callbacks.get("done")

@@ -101,6 +101,7 @@ class SuggestSection(QWidget):
         self.controls = JobControls(dock.runner, "Suggest slices")
         self.plan_label = QLabel("")
         self.plan_label.setWordWrap(True)
+        self.plan_label.setVisible(False)
         self.plan_label.setToolTip(
             "How 'rareness-discovery' split the batch: slices unlike everything "
             "labelled so far first, then slices likely to hold the rare class."
@@ -112,7 +113,7 @@ class SuggestSection(QWidget):
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.setToolTip("Click a row to go to that slice and paint it.")
         fit_columns(self.table)
-        self.table.setMaximumHeight(170)
+        self.table.setMaximumHeight(150)
         self.profile = ProfilePlot()
         self.profile.setToolTip("Score of every slice; click to go to a slice.")
         self.prefill_button = QPushButton("Pre-fill slice from model")
@@ -128,8 +129,8 @@ class SuggestSection(QWidget):
             self.controls,
             self.plan_label,
             self.table,
-            self.profile,
             self.prefill_button,
+            self.profile,
         ):
             layout.addWidget(widget)
         layout.addStretch()

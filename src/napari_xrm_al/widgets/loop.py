@@ -36,10 +36,13 @@ from napari_xrm_al.widgets._predict import PredictSection
 from napari_xrm_al.widgets._suggest import SuggestSection
 from napari_xrm_al.widgets._training import PretrainSection, TrainSection
 from napari_xrm_al.widgets.annotations import AnnotationBinding, check_free
+from napari_xrm_al.widgets.plots import follow_theme
 
 if TYPE_CHECKING:
     import napari
 
+#: Smallest height of the tool box of steps (titles and the open step).
+MIN_STEPS_HEIGHT = 300
 STEP_TITLES = (
     "1 · Data",
     "2 · Pretrain",
@@ -85,8 +88,10 @@ class ActiveLearningWidget(QWidget):
             self.suggest,
             self.predict,
         )
+        # One step open at a time, each in its own scroll area, so the dock
+        # fits a laptop screen (1366 x 768) with the open step's buttons shown.
         self.steps = QToolBox()
-        self.steps.setMinimumHeight(420)
+        self.steps.setMinimumHeight(MIN_STEPS_HEIGHT)
         for section, title in zip(self.sections, STEP_TITLES, strict=True):
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
@@ -110,6 +115,13 @@ class ActiveLearningWidget(QWidget):
         self.session_changed.connect(self.refresh)
         self.runner.busy_changed.connect(self._on_busy)
         viewer.dims.events.current_step.connect(self._on_dims)
+        follow_theme(
+            viewer,
+            self.pretrain.plot,
+            self.train.plot,
+            self.suggest.profile,
+            self.predict.curve,
+        )
         self.refresh()
 
     # -- project state -----------------------------------------------------------

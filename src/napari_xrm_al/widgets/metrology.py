@@ -3,7 +3,9 @@
 Measuring runs on the same job runner as the active-learning dock (progress,
 ETA, cancel, errors as one sentence); the results fill a sortable table (clicking a
 row centres the viewer on that bump), a ``bumps`` Points layer (failing bumps
-red) and a histogram of void ratios, and can be exported as CSV.
+red) and a histogram of void ratios, and can be exported as CSV. The chosen
+layer follows the newest prediction: a prediction layer that is added or
+updated becomes the layer to measure (the user may choose another after that).
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from napari.layers import Labels, Points
+from napari.layers import Labels, Layer, Points
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al._napari.layer_keys import CLASSES_KEY
+from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
@@ -45,13 +45,19 @@ from napari_xrm_al.core.metrology import (
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
 from napari_xrm_al.widgets._jobs import JobControls, JobRunner
+from napari_xrm_al.widgets.plots import (
+    FAIL_COLOUR,
+    PASS_COLOUR,
+    RatioHistogram,
+    follow_theme,
+)
 
 if TYPE_CHECKING:
     import napari
 
 POINTS_NAME = "bumps"
-PASS_COLOUR = "#2ca02c"
-FAIL_COLOUR = "#d62728"
+#: Table rows visible without scrolling (the table grows with the dock).
+TABLE_ROWS = 5
 #: Table columns (a subset of the CSV's, most useful first).
 TABLE_COLUMNS = (
     "id",
@@ -81,6 +87,16 @@ def _voxel_size_um(layer: Labels) -> tuple[float, ...] | None:
     return tuple(
         float(registry.Quantity(s, u).to("micrometer").magnitude)
         for s, u in zip(layer.scale[-3:], units, strict=True)
+    )
+
+
+def is_prediction(layer: Layer) -> bool:
+    """Whether ``layer`` is a model's prediction (its provenance names a model)."""
+    provenance = layer.metadata.get(PROVENANCE_KEY)
+    return (
+        isinstance(layer, Labels)
+        and isinstance(provenance, dict)
+        and bool(provenance.get("model"))
     )
 
 
@@ -127,9 +143,11 @@ class MetrologyWidget(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
-        self.figure = Figure(figsize=(4, 2), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(160)
+        self.table.verticalHeader().setVisible(False)
+        header_height = self.table.horizontalHeader().sizeHint().height()
+        row_height = self.table.verticalHeader().defaultSectionSize()
+        self.table.setMinimumHeight(header_height + TABLE_ROWS * row_height + 4)
+        self.histogram = RatioHistogram()
         self.export_button = QPushButton("Export CSV…", enabled=False)
 
         form = QFormLayout()
@@ -141,8 +159,8 @@ class MetrologyWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.controls)
         layout.addWidget(self.summary)
-        layout.addWidget(self.table)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.histogram)
         layout.addWidget(self.export_button)
 
         self.layer_combo.currentTextChanged.connect(self._on_layer_chosen)
@@ -150,8 +168,12 @@ class MetrologyWidget(QWidget):
         self.threshold_spin.valueChanged.connect(self._on_threshold)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.export_button.clicked.connect(self._on_export)
-        for event in ("inserted", "removed", "reordered"):
+        for event in ("removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._refresh_layers)
+        viewer.layers.events.inserted.connect(self._on_inserted)
+        for layer in viewer.layers:
+            layer.events.data.connect(self._on_layer_data)
+        follow_theme(viewer, self.histogram)
         self._refresh_layers()
 
     # -- inputs -------------------------------------------------------------
@@ -168,6 +190,19 @@ class MetrologyWidget(QWidget):
             self.layer_combo.setCurrentText(current)
         elif names:
             self._on_layer_chosen()
+
+    def _on_inserted(self, event: Any) -> None:
+        self._refresh_layers()
+        event.value.events.data.connect(self._on_layer_data)
+        self._follow(event.value)
+
+    def _on_layer_data(self, event: Any) -> None:
+        self._follow(event.source)
+
+    def _follow(self, layer: Layer) -> None:
+        """Choose ``layer`` if it is a prediction: the newest result is measured."""
+        if is_prediction(layer) and layer in self.viewer.layers:
+            self.layer_combo.setCurrentText(layer.name)
 
     def _on_layer_chosen(self, name: str = "") -> None:
         """Default the class ids from the layer's class table, when it has one."""
@@ -233,7 +268,9 @@ class MetrologyWidget(QWidget):
         self.summary.setText(f"{len(bumps)} bumps: {failed} fail, {partial} partial.")
         self._fill_table(bumps)
         self._update_points(bumps)
-        self._draw_histogram(bumps)
+        self.histogram.show_ratios(
+            [b.void_ratio for b in bumps], self.threshold_spin.value()
+        )
         self.export_button.setEnabled(True)
 
     def _fill_table(self, bumps: list[Bump]) -> None:
@@ -290,18 +327,6 @@ class MetrologyWidget(QWidget):
         layer.features = features
         layer.face_color = colours or "white"
         layer.size = sizes or 1
-
-    def _draw_histogram(self, bumps: list[Bump]) -> None:
-        threshold = self.threshold_spin.value()
-        ratios = [b.void_ratio for b in bumps]
-        upper = max([threshold, *ratios]) * 1.1 or 1.0
-        self.figure.clear()
-        ax = self.figure.add_subplot()
-        ax.hist(ratios, bins=20, range=(0.0, upper), color=PASS_COLOUR)
-        ax.axvline(threshold, color=FAIL_COLOUR, linestyle="--", label="threshold")
-        ax.set_xlabel("void ratio")
-        ax.set_ylabel("bumps")
-        self.canvas.draw_idle()
 
     def _on_row_selected(self) -> None:
         items = self.table.selectedItems()

@@ -1,15 +1,17 @@
-"""Small plots of the dock: live loss, score profile, learning curve.
+"""Small plots of the dock: live loss, score profile, learning curve, void ratios.
 
 All drawing runs on the GUI thread, which must stay responsive while a job
 streams progress: the live loss is painted directly with ``QPainter``; the
 matplotlib plots (drawn when a job ends, or when the slice changes) redraw at
-most every :data:`REDRAW_MS`.
+most every :data:`REDRAW_MS`. Every plot takes its background, text and axes
+colours from the napari theme (:func:`follow_theme` keeps them in step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -21,35 +23,110 @@ from qtpy.QtWidgets import QWidget
 
 from napari_xrm_al.core.events import Progress
 
+if TYPE_CHECKING:
+    import napari
+
 #: Shortest interval between two redraws of a plot.
 REDRAW_MS = 300
 PICK_COLOUR = "#d62728"
 LOSS_COLOUR = "#56b4e9"
 DONE_COLOUR = "#2ca02c"
+PASS_COLOUR = "#2ca02c"
+FAIL_COLOUR = "#d62728"
+CURSOR_COLOUR = "#888888"
+#: Height of the matplotlib plots, in pixels (kept small: the dock must fit a laptop).
+PLOT_HEIGHT = 130
+
+
+@dataclass(frozen=True)
+class PlotColours:
+    """The colours of a napari theme that a plot uses (``'#rrggbb'``)."""
+
+    background: str
+    text: str
+    axes: str
+    muted: str
+
+
+def theme_colours(theme_id: str | None = None) -> PlotColours:
+    """The plot colours of napari theme ``theme_id`` (default: napari's setting)."""
+    from napari.settings import get_settings
+    from napari.utils.theme import get_theme
+
+    theme = get_theme(theme_id or get_settings().appearance.theme)
+    return PlotColours(
+        background=theme.background.as_hex(),
+        text=theme.text.as_hex(),
+        axes=theme.icon.as_hex(),
+        muted=theme.highlight.as_hex(),
+    )
+
+
+def follow_theme(viewer: napari.Viewer, *plots: _Plot | LossPlot) -> None:
+    """Colour ``plots`` like ``viewer``'s theme, now and whenever it changes."""
+    for plot in plots:
+        plot.set_theme(viewer.theme)
+        viewer.events.theme.connect(plot._on_theme)
 
 
 class _Plot(FigureCanvasQTAgg):
-    """A small figure with one axes and a throttled redraw."""
+    """A small figure with one axes, theme colours and a throttled redraw."""
 
-    def __init__(self, height: float = 2.0) -> None:
-        super().__init__(Figure(figsize=(4, height), tight_layout=True))
-        self.setMinimumHeight(int(height * 70))
+    def __init__(self) -> None:
+        super().__init__(Figure(figsize=(4, 1.6), tight_layout=True))
+        self.setMinimumHeight(PLOT_HEIGHT)
+        self.setMaximumHeight(int(PLOT_HEIGHT * 1.5))
+        self.colours = theme_colours()
+        self.figure.set_facecolor(self.colours.background)
         self.ax = self.figure.add_subplot()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.draw_idle)
 
+    def set_theme(self, theme_id: str) -> None:
+        """Recolour the plot for napari theme ``theme_id``."""
+        self.colours = theme_colours(theme_id)
+        self.figure.set_facecolor(self.colours.background)
+        self.request_draw()
+
+    def _on_theme(self, event: Any) -> None:
+        self.set_theme(event.value)
+
     def request_draw(self) -> None:
         """Redraw soon, at most once per :data:`REDRAW_MS`."""
+        self._style_axes()
         if not self._timer.isActive():
             self._timer.start()
 
+    def _style_axes(self) -> None:
+        """Theme colours for the axes, its labels, legend and notes."""
+        c = self.colours
+        self.ax.set_facecolor(c.background)
+        for spine in self.ax.spines.values():
+            spine.set_color(c.axes)
+        self.ax.tick_params(colors=c.axes, labelcolor=c.text, labelsize=8)
+        for label in (self.ax.xaxis.label, self.ax.yaxis.label):
+            label.set_color(c.text)
+        for note in self.ax.texts:
+            note.set_color(c.muted)
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.get_frame().set_facecolor(c.background)
+            legend.get_frame().set_edgecolor(c.axes)
+            for text in legend.get_texts():
+                text.set_color(c.text)
+
     def _reset_axes(self, xlabel: str, ylabel: str) -> None:
         self.ax.clear()
-        self.ax.set_xlabel(xlabel)
-        self.ax.set_ylabel(ylabel)
-        self.ax.tick_params(labelsize=8)
+        self.ax.set_xlabel(xlabel, fontsize=8)
+        self.ax.set_ylabel(ylabel, fontsize=8)
+
+    def _note(self, text: str) -> None:
+        """A grey note in the middle of the axes (e.g. when there is no data)."""
+        self.ax.text(
+            0.5, 0.5, text, ha="center", va="center", transform=self.ax.transAxes
+        )
 
 
 class LossPlot(QWidget):
@@ -62,11 +139,21 @@ class LossPlot(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(90)
+        self.setMaximumHeight(PLOT_HEIGHT)
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.total = 1
+        self.colours = theme_colours()
         self.setToolTip("Smoothed training loss (lower is better).")
+
+    def set_theme(self, theme_id: str) -> None:
+        """Repaint in the colours of napari theme ``theme_id``."""
+        self.colours = theme_colours(theme_id)
+        self.update()
+
+    def _on_theme(self, event: Any) -> None:
+        self.set_theme(event.value)
 
     def reset(self) -> None:
         """Start a new curve."""
@@ -101,9 +188,9 @@ class LossPlot(QWidget):
         """Axes, scale labels and the curve."""
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        text = self.palette().color(self.foregroundRole())
+        painter.fillRect(self.rect(), QColor(self.colours.background))
         plot = self._plot_rect()
-        painter.setPen(QPen(text, 1))
+        painter.setPen(QPen(QColor(self.colours.text), 1))
         if not self.steps:
             painter.drawText(
                 QRectF(self.rect()),
@@ -147,7 +234,8 @@ class ProfilePlot(_Plot):
         super().__init__()
         self._background: Any = None
         self._reset_axes("slice", "score")
-        self.cursor = self.ax.axvline(0, color="#888888", lw=1, animated=True)
+        self._note("suggest slices to see their scores")
+        self.cursor = self.ax.axvline(0, color=CURSOR_COLOUR, lw=1, animated=True)
         self.mpl_connect("button_press_event", self._on_click)
         self.mpl_connect("draw_event", self._on_draw)
 
@@ -163,13 +251,13 @@ class ProfilePlot(_Plot):
         current = self.cursor.get_xdata()[0]
         self._reset_axes(f"slice ({axis})", "score")
         order = np.argsort(index)
-        self.ax.plot(index[order], scores[order], color="#0072b2", lw=1)
+        self.ax.plot(index[order], scores[order], color=LOSS_COLOUR, lw=1)
         position = {int(s): i for i, s in enumerate(index)}
         hits = [position[p] for p in picks if p in position]
         self.ax.plot(index[hits], scores[hits], "o", color=PICK_COLOUR, ms=5)
         for s in labelled:
             self.ax.axvline(s, color=DONE_COLOUR, lw=0.8, alpha=0.6)
-        self.cursor = self.ax.axvline(current, color="#888888", lw=1, animated=True)
+        self.cursor = self.ax.axvline(current, color=CURSOR_COLOUR, lw=1, animated=True)
         self._background = None
         self.request_draw()
 
@@ -224,14 +312,27 @@ class LearningCurvePlot(_Plot):
         if len(self.series) > 1:  # beside the axes, never over a point
             self.ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         if not rows:
-            self.ax.text(
-                0.5,
-                0.5,
-                "no trained cycle yet",
-                ha="center",
-                va="center",
-                transform=self.ax.transAxes,
-                color="#888888",
+            self._note("no trained cycle yet")
+        self.request_draw()
+
+
+class RatioHistogram(_Plot):
+    """How many bumps have each void ratio, with the pass/fail threshold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.show_ratios([], None)
+
+    def show_ratios(self, ratios: Sequence[float], threshold: float | None) -> None:
+        """Histogram of ``ratios`` (none: a note) and the ``threshold`` line."""
+        self._reset_axes("void ratio", "bumps")
+        if threshold is None:
+            self._note("measure a mask to see its void ratios")
+        else:
+            upper = max([threshold, *ratios]) * 1.1 or 1.0
+            self.ax.hist(ratios, bins=20, range=(0.0, upper), color=PASS_COLOUR)
+            self.ax.axvline(
+                threshold, color=FAIL_COLOUR, linestyle="--", label="threshold"
             )
         self.request_draw()
 
