@@ -84,7 +84,8 @@ def test_custom_class_names(tmp_path):
     out = tmp_path / "bumps.csv"
     argv = ["metrology", "--labels", str(path), "--out", str(out)]
     argv += ["--classes", "sn,pore,cu", "--solder", "sn", "--void", "pore"]
-    assert main(argv) == 0
+    assert main(argv) == 2  # ids 0..2, mostly 0: dense or annotation ids?
+    assert main([*argv, "--sparse-labels"]) == 0
     assert [r["void_voxels"] for r in read_rows(out)] == ["16", "0"]
     assert read_rows(out)[0]["solder_volume_um3"] == ""  # no voxel size known
 

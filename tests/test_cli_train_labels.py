@@ -126,3 +126,34 @@ def test_ambiguous_ids_reads_slab_by_slab(monkeypatch):
     busy[0, 0, :4] = [0, 1, 2, 3]  # 0 is rare: annotation ids fit best
     assert not ambiguous_ids(busy, 4)
     assert not ambiguous_ids(dense.astype(np.float32), 4)
+
+
+def metrology(labels, out, *extra) -> int:
+    return main(["metrology", "--labels", str(labels), "--out", str(out), *extra])
+
+
+def bump_rows(csv) -> list[str]:
+    return csv.read_text().splitlines()[1:]
+
+
+def test_metrology_reads_the_samples_own_labels_as_dense_ids(sample, tmp_path):
+    """``metrology`` decides which ids the labels use as ``train`` does: the
+    sample's ground truth measures as with --dense-labels, not shifted."""
+    said = tmp_path / "said.csv"
+    assert metrology(sample["labels"], said) == 0  # classes.json: dense
+    chosen = tmp_path / "chosen.csv"
+    assert metrology(sample["labels"], chosen, "--dense-labels") == 0
+    shifted = tmp_path / "shifted.csv"
+    assert metrology(sample["labels"], shifted, "--sparse-labels") == 0
+    assert bump_rows(said) == bump_rows(chosen)
+    assert bump_rows(said) and bump_rows(said) != bump_rows(shifted)
+
+
+def test_metrology_refuses_ids_that_could_be_either(sample, tmp_path, capsys):
+    _, labels = without_label_ids(sample, tmp_path)
+    out = tmp_path / "bumps.csv"
+    assert metrology(labels, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"napari-xrm-al: error: {labels}: holds ids 0..3")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert metrology(labels, out, "--dense-labels") == 0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any
 
 from napari_xrm_al.commands._engine import check_out
-from napari_xrm_al.core.classes import HBM_CLASSES, ClassTable, check_class_ids
+from napari_xrm_al.commands._labels import (
+    add_label_id_options,
+    class_table,
+    dense_ids,
+    open_labels,
+)
+from napari_xrm_al.core.classes import HBM_CLASSES
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
@@ -15,8 +19,6 @@ from napari_xrm_al.core.metrology import (
     iter_measure_bumps,
     write_bumps_csv,
 )
-from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.io.volumes import is_mask, open_volume
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,16 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--labels", required=True, metavar="MASK", help="class mask (TIFF or zarr)"
     )
-    parser.add_argument(
-        "--dense-labels",
-        action="store_true",
-        help="ids are dense 0..C-1 (ground truth) instead of annotation ids 1..C",
-    )
+    add_label_id_options(parser)
     parser.add_argument(
         "--classes",
         help=(
-            "class names in id order (default: the mask's own table, else "
-            f"{','.join(HBM_CLASSES)})"
+            "class names in id order (default: the mask's own table or "
+            f"classes.json beside the labels, else {','.join(HBM_CLASSES)})"
         ),
     )
     parser.add_argument("--solder", default="solder", help="solder class name")
@@ -82,19 +80,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, reads=("labels",), writes=("out",))
 
 
-#: Micrometres per unit, for the length units the volume readers report.
-_UM_PER_UNIT = {"nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
-
-
 def run(args: argparse.Namespace) -> int:
     """Measure the mask and write the CSV."""
     check_out(args.out, "the bump report")
-    mask, file_classes, file_voxel_size = _open_mask(Path(args.labels))
-    table = ClassTable.parse(args.classes) if args.classes else file_classes
-    shift = 0 if args.dense_labels else 1
+    labels = open_labels(args.labels)
+    mask = labels.data
+    table = class_table(args.classes, labels)
+    shift = 0 if dense_ids(args.label_ids, labels, table) else 1
     solder_id = table.index(args.solder) + shift
     void_id = table.index(args.void) + shift
-    voxel_size = args.voxel_size or file_voxel_size
+    voxel_size = args.voxel_size or labels.voxel_size
     gen = iter_measure_bumps(
         mask,
         solder_id=solder_id,
@@ -115,21 +110,3 @@ def run(args: argparse.Namespace) -> int:
         f"void ratio > {args.max_void_ratio}{unit}; wrote {out}"
     )
     return 0
-
-
-def _open_mask(
-    path: Path,
-) -> tuple[Any, ClassTable, tuple[float, float, float] | None]:
-    """A mask, its class table (HBM unless the file has one) and voxel size in µm."""
-    if is_mask(path):
-        mask = read_mask(path)
-        voxel = (
-            mask.voxel_size if mask.voxel_size and len(mask.voxel_size) == 3 else None
-        )
-        return mask.data, mask.classes, voxel  # type: ignore[return-value]
-    volume = open_volume(path)
-    check_class_ids(volume.data, path)
-    factor = _UM_PER_UNIT.get(volume.unit or "µm")
-    if volume.voxel_size is None or factor is None:
-        return volume.data, ClassTable.hbm(), None
-    return volume.data, ClassTable.hbm(), tuple(v * factor for v in volume.voxel_size)  # type: ignore[return-value]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any
 
 from napari_xrm_al.commands._engine import (
     add_memory_option,
@@ -18,8 +17,15 @@ from napari_xrm_al.commands._engine import (
     run_overrides,
     setup_torch,
 )
+from napari_xrm_al.commands._labels import (
+    LabelFile,
+    add_label_id_options,
+    class_table,
+    dense_ids,
+    open_labels,
+)
 from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
-from napari_xrm_al.core.classes import ClassTable, ambiguous_ids, check_class_ids
+from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
@@ -27,8 +33,7 @@ from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.mask_reader import classes_beside, read_mask
-from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
+from napari_xrm_al.io.volumes import volume_fingerprint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,22 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--labels", required=True, help="annotations or a mask (TIFF or zarr)"
     )
-    ids = parser.add_mutually_exclusive_group()
-    ids.add_argument(
-        "--dense-labels",
-        dest="label_ids",
-        action="store_const",
-        const="dense",
-        help="labels are dense ids 0..C-1 (ground truth) instead of annotation ids 1..C",
-    )
-    ids.add_argument(
-        "--sparse-labels",
-        dest="label_ids",
-        action="store_const",
-        const="annotation",
-        help="labels are annotation ids 1..C with 0 = not annotated (the default, "
-        "unless the file says otherwise or its ids could be dense)",
-    )
+    add_label_id_options(parser)
     parser.add_argument(
         "--classes",
         help="class names in id order, e.g. background,copper,solder,void "
@@ -118,56 +108,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, reads=("image", "labels", "init"), writes=("out",))
 
 
-def _open_labels(path: str) -> tuple[Any, ClassTable | None, str, bool | None]:
-    """The label volume, the class table that comes with it and the file that
-    holds that table, and whether the ids are dense (None: nothing says)."""
-    if is_mask(path):
-        mask = read_mask(path)
-        return mask.data, mask.classes, path, False  # masks hold annotation ids
-    labels = open_volume(path).data
-    check_class_ids(labels, path)
-    beside = classes_beside(path)
-    if beside is None:
-        return labels, None, path, None
-    return labels, beside.classes, str(beside.path), beside.dense
-
-
-def _classes(
-    args: argparse.Namespace, file_classes: ClassTable | None, source: str
-) -> ClassTable:
-    if args.classes:
-        table = ClassTable.parse(args.classes)
-        if file_classes is not None and not file_classes.matches(table):
-            raise InputError(
-                source,
-                f"has the classes {list(file_classes.names)}, not {list(table.names)}",
-            )
-    else:
-        table = file_classes or ClassTable.hbm()
+def _classes(args: argparse.Namespace, labels: LabelFile) -> ClassTable:
+    table = class_table(args.classes, labels)
     if args.rare is not None:
         rare = [r.strip() for r in args.rare.split(",") if r.strip()]
     else:
         rare = list(table.rare) or [n for n in table.names if n == "void"]
     return table.with_rare(rare)
-
-
-def _dense_ids(
-    args: argparse.Namespace, labels: Any, classes: ClassTable, said: bool | None
-) -> bool:
-    """Whether to read ``labels`` as dense ids: the option, else what the file
-    says, else annotation ids, unless the ids could as well be dense."""
-    if args.label_ids is not None:
-        return args.label_ids == "dense"
-    if said is not None:
-        return said
-    if ambiguous_ids(labels, len(classes)):
-        raise InputError(
-            args.labels,
-            f"holds ids 0..{len(classes) - 1}, mostly 0: dense class ids (0 = "
-            f"{classes.names[0]}) or annotation ids (0 = not annotated)? "
-            "Pass --dense-labels or --sparse-labels",
-        )
-    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,14 +123,15 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None
     volume = open_image(args.image)
-    labels, file_classes, source, said_dense = _open_labels(args.labels)
-    classes = _classes(args, file_classes, source)
+    label_file = open_labels(args.labels)
+    labels = label_file.data
+    classes = _classes(args, label_file)
     if tuple(labels.shape) != volume.shape:
         raise InputError(
             args.labels,
             f"has shape {tuple(labels.shape)} but the image has {volume.shape}",
         )
-    dense = _dense_ids(args, labels, classes, said_dense)
+    dense = dense_ids(args.label_ids, label_file, classes)
     fingerprint = volume_fingerprint(volume.data)
     if init is not None and init.provenance.get("image_fingerprint") not in (
         None,
