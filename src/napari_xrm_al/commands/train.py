@@ -27,7 +27,12 @@ from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.io.volumes import is_mask, open_volume, volume_fingerprint
+from napari_xrm_al.io.volumes import (
+    check_chunks_fit,
+    is_mask,
+    open_volume,
+    volume_fingerprint,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -122,12 +127,14 @@ def run(args: argparse.Namespace) -> int:
     setup_torch(args)
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None
-    volume = open_image(args.image)
+    volume = open_image(args.image, args.max_memory)
     if is_mask(args.labels):
         mask = read_mask(args.labels)
         labels, file_classes = mask.data, mask.classes
+        check_chunks_fit(labels, args.max_memory, args.labels)
     else:
-        labels, file_classes = open_volume(args.labels).data, None
+        labels = open_volume(args.labels, max_memory=args.max_memory).data
+        file_classes = None
         check_class_ids(labels, args.labels)
     classes = _classes(args, file_classes)
     if tuple(labels.shape) != volume.shape:

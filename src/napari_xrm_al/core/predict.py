@@ -35,13 +35,10 @@ from napari_xrm_al.core.slab_prediction import (
 )
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.core.summaries import SliceSummary
-from napari_xrm_al.core.tiled_prediction import (
-    calibrate_tiled,
-    check_chunks_fit,
-    predict_tiled,
-)
+from napari_xrm_al.core.tiled_prediction import calibrate_tiled, predict_tiled
 from napari_xrm_al.core.tiling import TilePlan, footprint, pixel_bytes, plan_tiles
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import check_chunks_fit
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20

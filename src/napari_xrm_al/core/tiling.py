@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import XrmError, mib
 
 #: Side of the square probe the footprint is measured on (a multiple of 32).
 PROBE = 128
@@ -44,15 +44,6 @@ GLOBAL_LAYERS = (
     nn.GroupNorm,
     nn.LayerNorm,
 )
-
-
-def mib(n_bytes: float) -> str:
-    """``n_bytes`` in MiB or GiB, for error messages."""
-    return (
-        f"{n_bytes / 2**30:.1f} GiB"
-        if n_bytes >= 2**30
-        else f"{n_bytes / 2**20:.0f} MiB"
-    )
 
 
 @dataclass(frozen=True)
