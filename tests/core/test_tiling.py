@@ -4,6 +4,9 @@ with the figures."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import zarr
@@ -153,3 +156,21 @@ def test_all_nan_volume_is_refused(untrained_segmenter, tiny_model_config):
     volume[1, 3, 3] = np.inf
     with pytest.raises(XrmError, match="no finite values"):
         run_to_end(predict_volume(model, ckpt, volume, out=np.zeros(volume.shape)))
+
+
+def test_measuring_a_footprint_imports_nothing_more():
+    """The probe runs with forward hooks: the first operation under a Python
+    dispatch mode would import some 800 modules (sympy, torch.fx): 70 MB more
+    resident memory for every prediction."""
+    code = (
+        "import sys\n"
+        "from napari_xrm_al.core.model import ModelConfig\n"
+        "from napari_xrm_al.core.tiling import footprint\n"
+        "before = set(sys.modules)\n"
+        "footprint(ModelConfig(n_classes=4, features=(4, 8)))\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout[:500]
