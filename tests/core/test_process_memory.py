@@ -72,6 +72,31 @@ def test_arena_cap_and_trim_apply_on_glibc():
     trim_heap()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("mapped", [False, True])
+def test_large_blocks_freed_are_given_back_when_mapped(mapped):
+    """Without the fixed threshold, glibc serves a 20 MiB block from the heap
+    once one was freed, and keeps its pages after it is freed too."""
+    out = _run_python(
+        f"""
+        import json, numpy as np
+        from napari_xrm_al.core.process_memory import map_large_allocations
+        def rss():
+            with open("/proc/self/status") as status:
+                line = next(x for x in status if x.startswith("VmRSS"))
+            return int(line.split()[1]) / 1024
+        applied = map_large_allocations() if {mapped} else False
+        before = rss()
+        for _ in range(3):
+            block = np.ones(20 * 2**20, np.uint8)
+            del block
+        print(json.dumps({{"applied": applied, "kept_mib": rss() - before}}))
+        """
+    )
+    assert out["applied"] is mapped
+    assert (out["kept_mib"] < 4) is mapped, out
+
+
 def test_cli_pipeline_runs_in_a_lean_process(tmp_path):
     """pretrain → train → predict → rank → simulate as a user runs them."""
     paths = write_sample(tmp_path, make_hbm_sample(seed=0, shape=(12, 48, 48)))

@@ -28,6 +28,7 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.normalization import check_finite_sample
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
+from napari_xrm_al.core.process_memory import map_large_allocations
 from napari_xrm_al.core.slab_prediction import (
     per_slice_bytes,
     predict_slabs,
@@ -311,6 +312,7 @@ def predict_volume(
                     **options,
                 )
             else:
+                map_large_allocations()  # keeps the peak within the limit
                 if idx.size:
                     middle = int(idx[idx.size // 2])
                     calibrate_tiled(engine, data, ax, middle, context, tiles)
