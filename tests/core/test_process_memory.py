@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,13 +23,22 @@ HEAVY = ("pandas", "sklearn", "matplotlib", "skimage")
 
 
 def _run_python(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
+    """Run ``code`` in a fresh interpreter with glibc's default allocator
+    settings; it prints one JSON line last. (A dask cluster started by an
+    earlier test leaves ``MALLOC_TRIM_THRESHOLD_`` in this process's
+    environment, which fixes the mmap threshold of every child.)"""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")
+    }
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
