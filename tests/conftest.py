@@ -8,8 +8,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import zarr
 
 from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
 from napari_xrm_al.core.classes import ClassTable
@@ -32,6 +34,23 @@ def save_tiny_model(path, seed: int = 0):
         ClassTable.hbm(),
     )
     return save_checkpoint(path, ckpt)
+
+
+def make_sparse_zarr(path, shape, dtype=np.float32, fill=0, chunks=None) -> zarr.Array:
+    """A zarr v3 array holding only its fill value: nothing written to disk,
+    so any shape costs nothing until read. ``chunks`` default to one slice
+    of at most 256² a chunk."""
+    chunks = chunks or (1, *(min(256, n) for n in shape[1:]))
+    return zarr.create_array(
+        path, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill
+    )
+
+
+@pytest.fixture
+def sparse_zarr():
+    """``sparse_zarr(path, shape, dtype=float32, fill=0, chunks=None)``: a zarr
+    array of any size holding only its fill value (nothing on disk)."""
+    return make_sparse_zarr
 
 
 @pytest.fixture

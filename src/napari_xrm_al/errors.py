@@ -47,6 +47,15 @@ class InputError(XrmError):
         super().__init__(f"{self.path}: {problem}")
 
 
+def mib(n_bytes: float) -> str:
+    """``n_bytes`` in MiB or GiB, for the figures in error messages."""
+    return (
+        f"{n_bytes / 2**30:.1f} GiB"
+        if n_bytes >= 2**30
+        else f"{n_bytes / 2**20:.0f} MiB"
+    )
+
+
 def os_problem(exc: OSError) -> str:
     """What an :class:`OSError` says, in words (e.g. ``"no space left on the device"``)."""
     return _OS_PROBLEMS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -97,6 +98,34 @@ def no_augment() -> AugmentConfig:
         noise_std=0.0,
         blur_prob=0.0,
     )
+
+
+class BoundedReads:
+    """A lazy array that fails any read of more than ``limit`` voxels and
+    records the largest read, the number of reads and the voxels read."""
+
+    def __init__(self, array, limit: int) -> None:
+        self.array, self.limit = array, limit
+        self.largest = self.reads = self.voxels = 0
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, 3
+        self.chunks = getattr(array, "chunks", (1, *array.shape[1:]))
+
+    def __getitem__(self, key):
+        size = math.prod(
+            len(range(*k.indices(n))) if isinstance(k, slice) else 1
+            for k, n in zip(key, self.shape, strict=True)
+        )
+        assert size <= self.limit, f"read of {size} voxels: {key}"
+        self.largest, self.reads = max(self.largest, size), self.reads + 1
+        self.voxels += size
+        return self.array[key]
+
+
+@pytest.fixture
+def bounded_reads():
+    """``bounded_reads(array, limit)``: ``array`` failing any read of more than
+    ``limit`` voxels, counting its reads (:class:`BoundedReads`)."""
+    return BoundedReads
 
 
 def _untrained_segmenter(config: ModelConfig, seed: int = 0, **changes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,13 +23,22 @@ HEAVY = ("pandas", "sklearn", "matplotlib", "skimage")
 
 
 def _run_python(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
+    """Run ``code`` in a fresh interpreter with glibc's default allocator
+    settings; it prints one JSON line last. (A dask cluster started by an
+    earlier test leaves ``MALLOC_TRIM_THRESHOLD_`` in this process's
+    environment, which fixes the mmap threshold of every child.)"""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")
+    }
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -70,6 +80,39 @@ def test_optional_set_names_only_packages_we_do_not_need_from_monai():
 def test_arena_cap_and_trim_apply_on_glibc():
     assert limit_malloc_arenas(8) is True  # 8 per core-ish: harmless in the tests
     trim_heap()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("mapped", [False, True])
+def test_large_blocks_freed_are_given_back_when_mapped(mapped):
+    """Without the fixed threshold, glibc serves a 20 MiB block from the heap
+    once one was freed (where freeing it keeps its pages); with it, from a
+    memory map of its own (given back when freed). Counted by ``mallinfo2``."""
+    out = _run_python(
+        f"""
+        import ctypes, json, numpy as np
+        from napari_xrm_al.core.process_memory import map_large_allocations
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                "fsmblks", "uordblks", "fordblks", "keepcost")]
+        libc = ctypes.CDLL("libc.so.6")
+        if not hasattr(libc, "mallinfo2"):  # glibc < 2.33
+            print(json.dumps(None))
+            raise SystemExit
+        libc.mallinfo2.restype = Info
+        applied = map_large_allocations() if {mapped} else False
+        for _ in range(3):
+            block = np.ones(20 * 2**20, np.uint8)
+            mapped_mib = libc.mallinfo2().hblkhd / 2**20
+            del block
+        print(json.dumps({{"applied": applied, "mapped_mib": mapped_mib}}))
+        """
+    )
+    if out is None:
+        pytest.skip("needs glibc's mallinfo2")
+    assert out["applied"] is mapped
+    assert (out["mapped_mib"] >= 20) is mapped, out
 
 
 def test_cli_pipeline_runs_in_a_lean_process(tmp_path):

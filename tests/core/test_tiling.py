@@ -4,7 +4,8 @@ with the figures."""
 
 from __future__ import annotations
 
-import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,33 +18,6 @@ from napari_xrm_al.core.predict import memory_plan, predict_volume
 from napari_xrm_al.core.tiling import footprint, pixel_bytes
 from napari_xrm_al.core.trainset import load_labelled
 from napari_xrm_al.errors import XrmError
-
-
-class BoundedReads:
-    """A lazy array that fails any read of more than ``limit`` voxels and
-    records the largest read."""
-
-    def __init__(self, array, limit: int) -> None:
-        self.array, self.limit, self.largest, self.reads = array, limit, 0, 0
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, 3
-        self.chunks = getattr(array, "chunks", (1, *array.shape[1:]))
-
-    def __getitem__(self, key):
-        size = math.prod(
-            len(range(*k.indices(n))) if isinstance(k, slice) else 1
-            for k, n in zip(key, self.shape, strict=True)
-        )
-        assert size <= self.limit, f"read of {size} voxels: {key}"
-        self.largest, self.reads = max(self.largest, size), self.reads + 1
-        return self.array[key]
-
-
-def sparse_zarr(path, shape, dtype=np.float32, fill=0):
-    """A zarr v3 array holding only its fill value: nothing written to disk."""
-    chunks = (1, *(min(256, n) for n in shape[1:]))
-    return zarr.create_array(
-        path, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill
-    )
 
 
 def tile_budget(model, ckpt, data, side: int) -> int:
@@ -61,7 +35,9 @@ def dropout_model(untrained_segmenter, tiny_model_config):
 @pytest.mark.parametrize(
     ("axis", "shape"), [("z", (10, 200, 180)), ("y", (200, 10, 180))]
 )
-def test_tiled_prediction_equals_untiled(dropout_model, smooth_volume, axis, shape):
+def test_tiled_prediction_equals_untiled(
+    dropout_model, smooth_volume, bounded_reads, axis, shape
+):
     model, ckpt = dropout_model
     volume = smooth_volume(shape)
     kw = {
@@ -82,7 +58,7 @@ def test_tiled_prediction_equals_untiled(dropout_model, smooth_volume, axis, sha
     ]
     whole = run_to_end(predict_volume(model, ckpt, volume, **kw, **outs[0]))
     budget = tile_budget(model, ckpt, volume, 64)
-    lazy = BoundedReads(volume, limit=3 * (64 + 2 * footprint(model.cfg).margin) ** 2)
+    lazy = bounded_reads(volume, limit=3 * (64 + 2 * footprint(model.cfg).margin) ** 2)
     _, _, tiles = memory_plan(model, ckpt, lazy, "zyx".index(axis), 1, budget)
     assert tiles is not None and len(tiles) == 4 * 3
     tiled = run_to_end(
@@ -112,17 +88,17 @@ def test_tiled_prediction_equals_untiled(dropout_model, smooth_volume, axis, sha
 
 
 def test_huge_sparse_slices_are_refused_with_the_figures_before_any_read(
-    tmp_path, untrained_segmenter, tiny_model_config
+    tmp_path, untrained_segmenter, tiny_model_config, sparse_zarr, bounded_reads
 ):
     model, ckpt = untrained_segmenter(tiny_model_config)
-    data = BoundedReads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
+    data = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     with pytest.raises(XrmError, match=r"20000 × 20000 slice needs about .* GiB"):
         run_to_end(predict_volume(model, ckpt, data, max_memory=2**20))
     assert data.reads == 0
 
 
 def test_huge_sparse_slices_are_predicted_tile_by_tile(
-    tmp_path, untrained_segmenter, tiny_model_config
+    tmp_path, untrained_segmenter, tiny_model_config, sparse_zarr, bounded_reads
 ):
     """A 2 × 20000 × 20000 zarr with one labelled corner: its slices would need
     ~60 GiB each; tiles of an 8 MiB limit read at most their box (no read of a
@@ -131,7 +107,7 @@ def test_huge_sparse_slices_are_predicted_tile_by_tile(
     budget = 8 * 2**20
     data = sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000))
     _, _, tiles = memory_plan(model, ckpt, data, 0, 1, budget)
-    lazy = BoundedReads(data, limit=3 * tiles.read_side**2)
+    lazy = bounded_reads(data, limit=3 * tiles.read_side**2)
     out = zarr.create_array(
         tmp_path / "out.zarr",
         shape=data.shape,
@@ -155,18 +131,20 @@ def test_untileable_network_is_refused(untrained_segmenter, tiny_model_config):
 
 
 def test_embedding_huge_slices_is_refused_before_reading(
-    tmp_path, untrained_segmenter, tiny_model_config
+    tmp_path, untrained_segmenter, tiny_model_config, sparse_zarr, bounded_reads
 ):
     _, ckpt = untrained_segmenter(tiny_model_config)
-    data = BoundedReads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
+    data = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     with pytest.raises(XrmError, match=r"needs about .* GiB to embed"):
         run_to_end(embed_slices(ckpt, data, max_memory=2**28))
 
 
-def test_training_on_huge_slices_is_refused_before_reading(tmp_path):
+def test_training_on_huge_slices_is_refused_before_reading(
+    tmp_path, sparse_zarr, bounded_reads
+):
     shape = (2, 20000, 20000)
-    image = BoundedReads(sparse_zarr(tmp_path / "im.zarr", shape), 0)
-    labels = BoundedReads(sparse_zarr(tmp_path / "lab.zarr", shape, np.uint8), 0)
+    image = bounded_reads(sparse_zarr(tmp_path / "im.zarr", shape), 0)
+    labels = bounded_reads(sparse_zarr(tmp_path / "lab.zarr", shape, np.uint8), 0)
     with pytest.raises(XrmError, match=r"1 labelled 20000 × 20000 slices .* GiB"):
         load_labelled(image, labels, [1], ClassTable.hbm(), max_memory=2**30)
     assert image.reads == labels.reads == 0
@@ -178,3 +156,21 @@ def test_all_nan_volume_is_refused(untrained_segmenter, tiny_model_config):
     volume[1, 3, 3] = np.inf
     with pytest.raises(XrmError, match="no finite values"):
         run_to_end(predict_volume(model, ckpt, volume, out=np.zeros(volume.shape)))
+
+
+def test_measuring_a_footprint_imports_nothing_more():
+    """The probe runs with forward hooks: the first operation under a Python
+    dispatch mode would import some 800 modules (sympy, torch.fx): 70 MB more
+    resident memory for every prediction."""
+    code = (
+        "import sys\n"
+        "from napari_xrm_al.core.model import ModelConfig\n"
+        "from napari_xrm_al.core.tiling import footprint\n"
+        "before = set(sys.modules)\n"
+        "footprint(ModelConfig(n_classes=4, features=(4, 8)))\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout[:500]

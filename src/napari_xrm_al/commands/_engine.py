@@ -133,9 +133,10 @@ def setup_torch(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
 
 
-def open_image(path: str) -> Volume:
-    """Open an image volume (lazily)."""
-    return open_volume(path)
+def open_image(path: str, max_memory: int | None = None) -> Volume:
+    """Open an image volume (lazily); refused if one stored chunk needs more
+    than ``max_memory`` bytes (see :func:`~napari_xrm_al.io.volumes.open_volume`)."""
+    return open_volume(path, max_memory=max_memory)
 
 
 def check_out(path: str, what: str = "the checkpoint") -> Path:

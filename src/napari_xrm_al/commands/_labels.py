@@ -16,7 +16,7 @@ from typing import Any
 from napari_xrm_al.core.classes import ClassTable, ambiguous_ids, check_class_ids
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.mask_reader import classes_beside, read_mask
-from napari_xrm_al.io.volumes import is_mask, open_volume
+from napari_xrm_al.io.volumes import check_chunks_fit, is_mask, open_volume
 
 #: Micrometres per unit, for the length units the volume readers report.
 _UM_PER_UNIT = {"nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -70,18 +70,21 @@ def add_label_id_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_labels(path: str | Path) -> LabelFile:
+def open_labels(path: str | Path, max_memory: int | None = None) -> LabelFile:
     """Open a mask written by napari-xrm-al, or any integer label volume with
-    the ``classes.json`` beside it when there is one."""
+    the ``classes.json`` beside it when there is one; refuse one stored in
+    chunks larger than ``max_memory`` bytes."""
     path = str(path)
     if is_mask(path):
         mask = read_mask(path)
+        if max_memory is not None:
+            check_chunks_fit(mask.data, max_memory, path)
         voxel = (
             mask.voxel_size if mask.voxel_size and len(mask.voxel_size) == 3 else None
         )
         # masks hold annotation ids
         return LabelFile(mask.data, path, mask.classes, path, False, voxel)  # type: ignore[arg-type]
-    volume = open_volume(path)
+    volume = open_volume(path, max_memory=max_memory)
     check_class_ids(volume.data, path)
     factor = _UM_PER_UNIT.get(volume.unit or "µm")
     voxel = None

@@ -156,7 +156,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
     model, ckpt = load_segmenter(args.model, device=args.device)
-    volume = open_image(args.image)
+    volume = open_image(args.image, args.max_memory)
     if args.axis and args.axis != ckpt.axis:
         print(
             f"note: the model was trained on slices along {ckpt.axis}; "

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from napari_xrm_al.commands._engine import (
+    add_memory_option,
     add_model_options,
     add_run_options,
     check_out,
@@ -18,6 +19,7 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.checkpoint import make_provenance
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_options(parser)
     add_run_options(parser, default_steps=str(defaults.steps))
+    add_memory_option(
+        parser,
+        TRAIN_MAX_MEMORY,
+        "the regions read for pretraining (whole slices, or boxes of larger ones)",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """Pretrain and write the encoder checkpoint."""
     setup_torch(args)
     out = check_out(args.out)
-    volume = open_image(args.image)
+    volume = open_image(args.image, args.max_memory)
     config = dataclasses.replace(
         PretrainConfig(batch_size=args.batch_size),
         **model_overrides(args),
@@ -69,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         provenance=make_provenance(volume.data, volume.path, command="pretrain"),
         out=out,
+        max_memory=args.max_memory,
     )
     ckpt = run_to_end(gen, progress_printer(args.quiet))
     losses = ckpt.history["loss"]

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         check_out(args.csv, "the scores")
     ckpt = load_checkpoint(args.model)
-    volume = open_image(args.image)
+    volume = open_image(args.image, args.max_memory)
     if args.axis and args.axis != ckpt.axis:
         raise InputError(
             args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"

@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     setup_torch(args)
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None
-    volume = open_image(args.image)
-    label_file = open_labels(args.labels)
+    volume = open_image(args.image, args.max_memory)
+    label_file = open_labels(args.labels, args.max_memory)
     labels = label_file.data
     classes = _classes(args, label_file)
     if tuple(labels.shape) != volume.shape:

@@ -277,7 +277,7 @@ tta, max_memory, seed, provenance
         str(Path(image_path).absolute()),
     )
     ckpt = load_checkpoint(model_path, "segmenter")
-    volume = open_volume(image_path)
+    volume = open_volume(image_path, max_memory=max_memory)
     ax = axis_index(ckpt.axis if axis is None else axis)
     shape = volume.shape
     batch = batch_for(batch_size, slice_shape(shape, ax))

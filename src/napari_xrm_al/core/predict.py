@@ -28,6 +28,7 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.normalization import check_finite_sample
 from napari_xrm_al.core.prediction_outputs import PredictionOutputs
+from napari_xrm_al.core.process_memory import map_large_allocations
 from napari_xrm_al.core.slab_prediction import (
     per_slice_bytes,
     predict_slabs,
@@ -35,13 +36,10 @@ from napari_xrm_al.core.slab_prediction import (
 )
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.core.summaries import SliceSummary
-from napari_xrm_al.core.tiled_prediction import (
-    calibrate_tiled,
-    check_chunks_fit,
-    predict_tiled,
-)
+from napari_xrm_al.core.tiled_prediction import calibrate_tiled, predict_tiled
 from napari_xrm_al.core.tiling import TilePlan, footprint, pixel_bytes, plan_tiles
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import check_chunks_fit
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20
@@ -314,6 +312,7 @@ def predict_volume(
                     **options,
                 )
             else:
+                map_large_allocations()  # keeps the peak within the limit
                 if idx.size:
                     middle = int(idx[idx.size // 2])
                     calibrate_tiled(engine, data, ax, middle, context, tiles)

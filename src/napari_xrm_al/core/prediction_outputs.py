@@ -25,8 +25,7 @@ from zarr.codecs import BloscCodec
 
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.summaries import PixelStats
-from napari_xrm_al.core.tiling import mib
-from napari_xrm_al.errors import InputError
+from napari_xrm_al.errors import InputError, mib
 from napari_xrm_al.io.atomic import AtomicTarget
 from napari_xrm_al.io.masks import (
     ATTRS_KEY,

@@ -4,8 +4,9 @@ Before any labels exist, the encoder learns from the unlabelled volume: two
 randomly augmented views of the same 2D region are pulled together and away
 from the other regions of the batch (NT-Xent loss, MONAI ``ContrastiveLoss``)
 through a small projection head that is discarded afterwards (method.md).
-Regions come from a pool of slices read once (a few hundred MB at most), and
-favour regions with structure: half of the candidate regions, the flattest,
+Regions come from a pool read once (a few hundred MB at most, within the
+memory limit): whole slices, or boxes of slices too large for it, so a huge
+slice is never read whole. Regions favour structure: half of the candidate regions, the flattest,
 are dropped, because crops of featureless silicon are indistinguishable
 negatives. Views use XRM-suited augmentation: random crop and rescale, flips,
 90° rotations, a mild monotone contrast curve, grey-level scale/shift/gamma,
@@ -14,6 +15,7 @@ Gaussian noise and slight blur.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -30,8 +32,17 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.schedule import StepClock, adamw
-from napari_xrm_al.core.slices import axis_name, n_slices, read_slices
+from napari_xrm_al.core.slices import (
+    axis_index,
+    axis_name,
+    n_slices,
+    read_slices,
+    slice_shape,
+)
+from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY, pad_slices
+from napari_xrm_al.errors import XrmError, mib
 from napari_xrm_al.io.output_paths import check_writable
+from napari_xrm_al.io.volumes import chunk_shape
 
 #: Augmentation of contrastive views: the supervised training's (the views are
 #: already rescaled crops, so no zoom). Stronger grey-level changes, noise and
@@ -41,6 +52,8 @@ from napari_xrm_al.io.output_paths import check_writable
 #: from it was worse than from scratch and now and then lost the voids
 #: (docs/engine.md, "How strong should the views be?").
 VIEW_AUGMENT = AugmentConfig(zoom=(1.0, 1.0))
+#: Side of the boxes the region pool reads from slices larger than it.
+POOL_BOX = 1024
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,8 @@ class PretrainConfig(NetworkSettings):
     warmup_fraction
         Share of the run spent warming the learning rate up.
     pool_voxels
-        Most voxels of slices held in memory to cut regions from.
+        Most voxels held in memory to cut regions from (whole slices, or
+        boxes of large ones).
     augment
         Grey-level and geometric augmentation of the views.
     """
@@ -108,7 +122,7 @@ class ProjectionHead(nn.Sequential):
         )
 
 
-def slice_pool(
+def region_pool(
     data,
     axis: str,
     context: int,
@@ -116,17 +130,56 @@ def slice_pool(
     max_voxels: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Raw slices ``(N, K, H, W)`` spread evenly along ``axis``, padded to ``region``."""
+    """Raw boxes ``(N, K, h, w)`` spread evenly along ``axis``, padded to ``region``.
+
+    Slices that fit a box of :data:`POOL_BOX` a side (and the pool) are read
+    whole, each once. From larger slices, only boxes of that side (smaller
+    if ``max_voxels`` holds less, never below ``region``) are read, at random
+    places aligned to the stored chunks, so the pool holds about
+    ``max_voxels`` whatever the slice size.
+    """
     size = n_slices(data.shape, axis)
-    per_slice = int(np.prod(data.shape)) // size * (2 * context + 1)
-    n = int(np.clip(max_voxels // per_slice, 1, size))
+    h, w = slice_shape(data.shape, axis)
+    k = 2 * context + 1
+    side = max(region, min(POOL_BOX, math.isqrt(max_voxels // k)))
+    bh, bw = min(h, side), min(w, side)
+    places = size * math.ceil(h / bh) * math.ceil(w / bw)
+    n = int(np.clip(max_voxels // (k * bh * bw), 1, places))
     step = size / n
     idx = np.minimum((np.arange(n) * step + rng.uniform(0, step)).astype(int), size - 1)
-    pool = read_slices(data, np.unique(idx), axis, context)
-    ph, pw = (max(0, region - s) for s in pool.shape[2:])
-    if ph or pw:
-        pool = np.pad(pool, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
-    return pool
+    if (bh, bw) == (h, w):
+        boxes = [(int(i), None) for i in np.unique(idx)]
+    else:
+        plane = [c for a, c in enumerate(chunk_shape(data)) if a != axis_index(axis)]
+        starts = [
+            [s - s % c if c < b else s for s in rng.integers(0, n_px - b + 1, n)]
+            for n_px, b, c in zip((h, w), (bh, bw), plane, strict=True)
+        ]
+        boxes = [
+            (int(i), (slice(r, r + bh), slice(c, c + bw)))
+            for i, r, c in zip(idx, *starts, strict=True)
+        ]
+    pool = np.empty((len(boxes), k, bh, bw), dtype=data.dtype)
+    for j, (i, box) in enumerate(boxes):
+        pool[j] = read_slices(data, [i], axis, context, box)[0]
+    return pad_slices(pool, region)
+
+
+def pool_voxels(config: PretrainConfig, dtype: np.dtype, max_memory: int) -> int:
+    """Voxels the region pool may hold within ``max_memory`` bytes.
+
+    :class:`XrmError` with the figures if not even one region fits.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    one = config.region_size**2 * (2 * config.context + 1) * itemsize
+    if one > max_memory:
+        raise XrmError(
+            f"One {config.region_size} × {config.region_size} region (with "
+            f"{config.context} context slices each side) needs {mib(one)}, more "
+            f"than the memory limit of {mib(max_memory)}; raise the limit "
+            "(--max-memory)."
+        )
+    return min(config.pool_voxels, max_memory // itemsize)
 
 
 def sample_regions(
@@ -157,6 +210,7 @@ def pretrain(
     normalisation: Normalisation | None = None,
     provenance: dict[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
+    max_memory: int = TRAIN_MAX_MEMORY,
 ) -> Generator[Progress, None, Checkpoint]:
     """Pretrain an encoder on unlabelled ``image_data``; yields :class:`Progress`.
 
@@ -174,6 +228,10 @@ def pretrain(
         If given, the checkpoint is saved there (atomically) when pretraining
         ends or the caller closes the generator. Checked and, should the save
         fail, kept elsewhere as in :func:`~napari_xrm_al.core.train.train`.
+    max_memory
+        Bytes the pool of regions may hold (with ``config.pool_voxels`` the
+        smaller bound); refused before anything is read if one region does
+        not fit.
 
     Returns
     -------
@@ -182,6 +240,7 @@ def pretrain(
     """
     config = config or PretrainConfig()
     axis = axis_name(axis)
+    budget = pool_voxels(config, image_data.dtype, max_memory)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -194,13 +253,18 @@ def pretrain(
     encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
     opt = adamw([*encoder_params, *head.parameters()], config.lr, config.weight_decay)
     loss_fn = ContrastiveLoss(temperature=config.temperature)
-    pool = slice_pool(
-        image_data, axis, config.context, config.region_size, config.pool_voxels, rng
+    pool = region_pool(
+        image_data,
+        axis,
+        config.context,
+        config.region_size,
+        budget,
+        rng,
     )
     clock = StepClock(config.steps, config.time_budget_s)
     history: dict[str, Any] = {
         "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
-        "pool_slices": len(pool),
+        "pool_boxes": len(pool),
         "loss": [],
     }
 

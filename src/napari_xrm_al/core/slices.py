@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import read_block
 
 AXES = {"z": 0, "y": 1, "x": 2}
 AXIS_NAMES = ("z", "y", "x")
@@ -77,7 +78,7 @@ def _read_range(data, ax: int, start: int, stop: int, region: Region) -> np.ndar
     front: (n, H, W)."""
     key = list(region or (slice(None), slice(None)))
     key.insert(ax, slice(start, stop))
-    return np.moveaxis(np.asarray(data[tuple(key)]), ax, 0)
+    return np.moveaxis(read_block(data, tuple(key)), ax, 0)
 
 
 def region_shape(
@@ -144,7 +145,7 @@ def read_planes(
     """Planes ``indices`` (ascending, unique) along ``axis`` as ``(N, H, W)``
     (their ``region`` only, if given).
 
-    Read in contiguous runs; a single run is returned as read (no copy).
+    Read in contiguous runs; a single run is returned as read (no further copy).
     """
     ax = axis_index(axis)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)

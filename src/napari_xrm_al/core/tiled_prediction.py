@@ -10,7 +10,6 @@ for why the stitched result is the same.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Generator
 from typing import Any
@@ -24,25 +23,7 @@ from napari_xrm_al.core.prediction_outputs import PredictionOutputs
 from napari_xrm_al.core.process_memory import trim_heap
 from napari_xrm_al.core.slices import axis_name, read_slices
 from napari_xrm_al.core.summaries import SliceSummary, pixel_stats, summarise
-from napari_xrm_al.core.tiling import Tile, TilePlan, mib
-from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import chunk_shape
-
-
-def check_chunks_fit(data: Any, max_memory: int) -> None:
-    """:class:`XrmError` if one stored chunk, decoded, exceeds ``max_memory``
-    (any read decodes whole chunks; memory-mapped arrays read only what is asked)."""
-    if isinstance(data, np.ndarray):
-        return
-    chunks = chunk_shape(data)
-    need = math.prod(chunks) * np.dtype(data.dtype).itemsize
-    if need > max_memory:
-        raise XrmError(
-            f"The volume is stored in chunks of {' × '.join(map(str, chunks))} "
-            f"voxels ({mib(need)} each, decoded whole on any read), more than the "
-            f"memory limit of {mib(max_memory)}; raise the limit (--max-memory) "
-            "or rechunk the volume."
-        )
+from napari_xrm_al.core.tiling import Tile, TilePlan
 
 
 def calibrate_tiled(

@@ -25,11 +25,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import XrmError, mib
 
 #: Side of the square probe the footprint is measured on (a multiple of 32).
 PROBE = 128
@@ -44,15 +42,6 @@ GLOBAL_LAYERS = (
     nn.GroupNorm,
     nn.LayerNorm,
 )
-
-
-def mib(n_bytes: float) -> str:
-    """``n_bytes`` in MiB or GiB, for error messages."""
-    return (
-        f"{n_bytes / 2**30:.1f} GiB"
-        if n_bytes >= 2**30
-        else f"{n_bytes / 2**20:.0f} MiB"
-    )
 
 
 @dataclass(frozen=True)
@@ -82,17 +71,24 @@ class Footprint:
         return -(-int(self.radius or 0) // self.multiple) * self.multiple
 
 
-class _LiveBytes(TorchDispatchMode):
-    """Tracks the peak bytes of tensor storage alive during the operations run."""
+class _LiveBytes:
+    """Tracks the peak bytes of tensor storage alive during a forward pass.
+
+    Every layer's inputs and outputs are counted until they are freed; what a
+    layer allocates and drops inside its own forward is not seen (the factor
+    :data:`RSS_PER_TENSOR_BYTE` covers it). Forward hooks, rather than a
+    dispatch mode over every operation, because the first operation under a
+    Python dispatch mode imports some 800 modules (sympy, torch.fx, ...): 70 MB
+    of resident memory for the rest of the process.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.live = self.peak = 0
         self._alive: set[int] = set()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
+    def track(self, *values: object) -> None:
+        """Count the storage of each tensor in ``values`` until it is freed."""
+        for t in values:
             if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr():
                 key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
                 if key not in self._alive:
@@ -100,7 +96,6 @@ class _LiveBytes(TorchDispatchMode):
                     self.live += size
                     self.peak = max(self.peak, self.live)
                     weakref.finalize(t, self._free, key, size)
-        return out
 
     def _free(self, key: int, size: int) -> None:
         if key in self._alive:
@@ -134,8 +129,10 @@ def footprint(cfg: ModelConfig) -> Footprint:
     not matter), from one forward pass over a small probe on the CPU."""
     model = SliceSegmenter(cfg).eval()
     reaches: list[float | None] = []
+    live = _LiveBytes()
 
     def hook(module: nn.Module, args: tuple, out: object) -> None:
+        live.track(*args, out)
         x = args[0] if args else None
         if (
             isinstance(x, torch.Tensor)
@@ -148,9 +145,10 @@ def footprint(cfg: ModelConfig) -> Footprint:
     probe = torch.zeros(1, cfg.in_channels, PROBE, PROBE)
     probe = probe.contiguous(memory_format=torch.channels_last)
     model.to(memory_format=torch.channels_last)
+    live.track(probe)
     try:
-        with torch.inference_mode(), _LiveBytes() as live:
-            model(probe).float().softmax(dim=1)
+        with torch.inference_mode():
+            live.track(model(probe).float().softmax(dim=1))
     finally:
         for handle in handles:
             handle.remove()

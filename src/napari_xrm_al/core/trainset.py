@@ -25,8 +25,7 @@ from napari_xrm_al.core.slices import (
     read_slices,
     slice_shape,
 )
-from napari_xrm_al.core.tiling import mib
-from napari_xrm_al.errors import XrmError
+from napari_xrm_al.errors import XrmError, mib
 
 #: At most this many candidate crop centres are kept per class.
 MAX_CENTRES = 200_000
@@ -82,6 +81,18 @@ class LabelledSlices:
             xs[i] = self.images[s, :, r0 : r0 + size, c0 : c0 + size]
             ys[i] = self.labels[s, r0 : r0 + size, c0 : c0 + size]
         return xs, ys
+
+
+def pad_slices(array: np.ndarray, size: int, fill: int | None = None) -> np.ndarray:
+    """``(..., H, W)`` padded after its last rows and columns to at least
+    ``size`` a side: with edge values (images), or ``fill`` (labels)."""
+    ph, pw = (max(0, size - s) for s in array.shape[-2:])
+    if not (ph or pw):
+        return array
+    pad = [(0, 0)] * (array.ndim - 2) + [(0, ph), (0, pw)]
+    if fill is None:
+        return np.pad(array, pad, mode="edge")
+    return np.pad(array, pad, constant_values=fill)
 
 
 def dense_slice_labels(
@@ -169,10 +180,7 @@ def load_labelled(
     lab = lab[annotated]
     img = read_slices(image, keep, axis, context)
     if pad_to:
-        ph, pw = (max(0, pad_to - s) for s in lab.shape[1:])
-        if ph or pw:
-            img = np.pad(img, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
-            lab = np.pad(lab, ((0, 0), (0, ph), (0, pw)), constant_values=-1)
+        img, lab = pad_slices(img, pad_to), pad_slices(lab, pad_to, fill=-1)
     counts = np.bincount(lab[lab >= 0].ravel(), minlength=len(classes))[: len(classes)]
     return LabelledSlices(
         indices=np.asarray(keep),

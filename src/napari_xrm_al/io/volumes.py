@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import mmap
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_xrm_al.errors import InputError
+from napari_xrm_al.errors import InputError, XrmError, mib
 from napari_xrm_al.io import tiff, xradia, zarr_volume
 from napari_xrm_al.io._source import RawVolume, captured_log, reading
 from napari_xrm_al.io.input_paths import check_input
@@ -117,13 +118,65 @@ class Volume:
             return np.asarray(self.data[key])
 
 
-# -- sampling -------------------------------------------------------------
+# -- reading --------------------------------------------------------------
 def chunk_shape(data: Any) -> tuple[int, ...]:
     """The shape of one stored chunk (one slice for memory-mapped arrays)."""
     chunks = getattr(data, "chunksize", None) or getattr(data, "chunks", None)
     if chunks and all(isinstance(c, int | np.integer) for c in chunks):
         return tuple(int(c) for c in chunks)
     return (1, *data.shape[1:]) if data.ndim > 1 else tuple(data.shape)
+
+
+def check_chunks_fit(
+    data: Any, max_memory: int, path: str | os.PathLike[str] | None = None
+) -> None:
+    """Refuse ``data`` if one stored chunk, decoded, exceeds ``max_memory``.
+
+    Any read decodes whole chunks, so such a volume cannot be read within
+    the limit; memory-mapped arrays read only what is asked and always pass.
+    :class:`InputError` naming ``path`` (:class:`XrmError` without one).
+    """
+    if isinstance(data, np.ndarray):
+        return
+    chunks = chunk_shape(data)
+    need = math.prod(chunks) * np.dtype(data.dtype).itemsize
+    if need <= max_memory:
+        return
+    problem = (
+        f"is stored in chunks of {' × '.join(map(str, chunks))} voxels "
+        f"({mib(need)} each, decoded whole on any read), more than the memory "
+        f"limit of {mib(max_memory)}; raise the limit (--max-memory) or rechunk it"
+    )
+    if path is None:
+        raise XrmError(f"The volume {problem}.")
+    raise InputError(path, problem)
+
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The memory map ``array`` views, if any."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, mmap.mmap) else None
+
+
+def read_block(data: Any, key: Any) -> np.ndarray:
+    """``data[key]`` as a numpy array that owns its memory.
+
+    From a memory-mapped file, the values are copied and the file's pages are
+    then dropped from this process's resident memory (they stay in the page
+    cache): every page a read touches would otherwise count towards the
+    process's memory until the file is closed, so reading a large TIFF tile by
+    tile would grow it to the whole file.
+    """
+    block = np.asarray(data[key])
+    mapping = _mapping(block)
+    if mapping is None:
+        return block
+    block = block.copy()
+    if hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+    return block
 
 
 def subsample(data: Any, max_voxels: int = 1_000_000, seed: int = 0) -> np.ndarray:
@@ -162,7 +215,7 @@ def subsample(data: Any, max_voxels: int = 1_000_000, seed: int = 0) -> np.ndarr
                 strict=True,
             )
         )
-        parts.append(np.asarray(data[index]).ravel())
+        parts.append(read_block(data, index).ravel())
     return np.concatenate(parts)
 
 
@@ -182,9 +235,10 @@ def volume_fingerprint(data: Any) -> str:
         start = [
             int(rng.integers(0, n - s + 1)) for n, s in zip(shape, size, strict=True)
         ]
-        patch = data[tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))]
+        box = tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))
         little = dtype.newbyteorder("<")
-        digest.update(np.ascontiguousarray(np.asarray(patch), dtype=little).tobytes())
+        patch = read_block(data, box)
+        digest.update(np.ascontiguousarray(patch, dtype=little).tobytes())
     return f"sha256:{digest.hexdigest()}"
 
 
@@ -339,6 +393,7 @@ def open_volume(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     channel: int | None = None,
+    max_memory: int | None = None,
 ) -> Volume:
     """Open a 3D volume lazily.
 
@@ -350,6 +405,9 @@ def open_volume(
         a list of 2D TIFF slice files, stacked in the given order.
     channel
         Which channel to use when the data have several (or are RGB).
+    max_memory
+        Bytes one read may hold: a volume stored in larger chunks is refused
+        before any is read (:func:`check_chunks_fit`); None = no limit.
 
     Raises
     ------
@@ -375,6 +433,8 @@ def open_volume(
                     )
             source = files[0].parent
             raw = tiff.open_slices(files)
+    if max_memory is not None:
+        check_chunks_fit(raw.levels[0], max_memory, source)
     levels, notes = _resolve(source, raw, channel)
     _check_dtype(source, np.dtype(levels[0].dtype))
     notes = raw.notes + notes
