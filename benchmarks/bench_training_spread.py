@@ -118,6 +118,7 @@ def main() -> None:
     train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
     train_config = with_settings(train_config, args.set)
     norm = fit_normalisation(image)
+    test_own = fit_normalisation(data["test_image"])  # for the ``own`` scoring
     device = torch.device("cpu")
     started = time.time()
     encoder = run_to_end(
@@ -142,8 +143,7 @@ def main() -> None:
         for variant, (normalisation, tta) in variants.items():
             scored = ckpt
             if normalisation == "own":
-                own = fit_normalisation(data["test_image"])
-                scored = dataclasses.replace(ckpt, normalisation=own)
+                scored = dataclasses.replace(ckpt, normalisation=test_own)
             score = run_to_end(
                 score_model(
                     scored,

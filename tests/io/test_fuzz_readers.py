@@ -301,10 +301,8 @@ def _read_xradia(suffix: str) -> np.ndarray:
 
 #: What the file may read as, by name: a .txrm is reference-corrected, or read
 #: as stored when damage hides its reference (an optional stream).
-XRADIA_READS = {
-    ".txm": [_read_xradia(".txm")],
-    ".txrm": [_read_xradia(".txrm"), _read_xradia(".txm")],
-}
+_AS_STORED = _read_xradia(".txm")
+XRADIA_READS = {".txm": [_AS_STORED], ".txrm": [_read_xradia(".txrm"), _AS_STORED]}
 
 
 @FUZZ
