@@ -181,6 +181,7 @@ def anisotropy_note(
     if ratio > MAX_ANISOTROPY and not force:
         raise XrmError(
             f"Slices along {names} are refused: {text}; resample the scan to "
-            f"near-isotropic voxels, use slices along z only, or force it."
+            f"near-isotropic voxels, use slices along z only, or force it "
+            "(--force-anisotropic)."
         )
     return f"{text}; the network may learn less from them."
