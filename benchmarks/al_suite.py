@@ -38,8 +38,12 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.pretrain import pretrain
 from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
-from napari_xrm_al.core.simulate import initial_slices, read_result, simulate
-from napari_xrm_al.core.simulation_config import SimulationConfig, parse_run
+from napari_xrm_al.core.simulate import initial_slices, simulate
+from napari_xrm_al.core.simulation_config import (
+    SimulationConfig,
+    parse_run,
+    read_result,
+)
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.io.atomic import atomic_write_json
 

@@ -57,8 +57,13 @@ from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
 from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
-from napari_xrm_al.core.simulate import read_result, simulate
-from napari_xrm_al.core.simulation_config import RunSpec, SimulationConfig, parse_run
+from napari_xrm_al.core.simulate import simulate
+from napari_xrm_al.core.simulation_config import (
+    RunSpec,
+    SimulationConfig,
+    parse_run,
+    read_result,
+)
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.io.atomic import atomic_write_json

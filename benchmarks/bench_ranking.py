@@ -10,9 +10,14 @@ The model is the default architecture trained for 200 steps on 8 slices of
 the sample (ranking cost does not depend on how well it is trained). The
 summary cache is not used: every strategy pays its own prediction pass.
 
+With ``--axes z,y,x`` it times instead ranking (rareness, and the first picks
+from the encoder) over the slices along the first axis named and along all of
+them, the faster of two runs each, and prints the ratio (issue 17 target:
+three axes ≤ 3× one).
+
 Usage::
 
-    .venv/bin/python benchmarks/bench_ranking.py [--threads 2]
+    .venv/bin/python benchmarks/bench_ranking.py [--threads 2] [--axes z,y,x]
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ from napari_xrm_al.core.ranking import (
     summarise,
 )
 from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.train import TrainConfig, train
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--axes", help="compare ranking these axes with the first")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sample = make_hbm_sample()
@@ -64,6 +71,28 @@ def main(argv=None) -> int:
             run_to_end(pretrain(sample.image, config=PretrainConfig(steps=5))),
         )
         load = os.getloadavg()[0]
+        if args.axes:
+            axes = parse_axes(args.axes, "--axes")
+            every = ",".join("zyx"[a] for a in axes)
+            rows = []
+            for _ in range(2):  # the faster of two runs each, alternated
+                for some in (axes[:1], axes):
+                    rows += _axes_rows(
+                        model_path, encoder_path, sample, some, labelled_counts
+                    )
+            for kind in ("rareness", "first picks (encoder)"):
+                best = {
+                    name: min(
+                        r["seconds"]
+                        for r in rows
+                        if r["strategy"] == kind and r["axes"] == name
+                    )
+                    for name in ("zyx"[axes[0]], every)
+                }
+                ratio = best[every] / best["zyx"[axes[0]]]
+                rows.append({"strategy": kind, "ratio": round(ratio, 2)})
+            _print(rows, sample, args, load)
+            return 0
         t0 = time.perf_counter()
         first = run_to_end(first_ranking(encoder_path, sample.image, 5))
         rows = [{"strategy": "first picks (encoder)", "seconds": time.perf_counter() - t0,
@@ -77,8 +106,32 @@ def main(argv=None) -> int:
             )
             rows.append({"strategy": name, "seconds": time.perf_counter() - t0,
                          "slices": len(ranking.index)})  # fmt: skip
+    _print(rows, sample, args, load)
+    return 0
+
+
+def _axes_rows(model_path, encoder_path, sample, axes, labelled_counts) -> list[dict]:
+    """Seconds of ranking (rareness) and of the first picks along ``axes``."""
+    names = ",".join("zyx"[a] for a in axes)
+    t0 = time.perf_counter()
+    first = run_to_end(first_ranking(encoder_path, sample.image, 5, axes=axes))
+    rows = [{"strategy": "first picks (encoder)", "axes": names,
+             "seconds": time.perf_counter() - t0, "slices": len(first.index)}]  # fmt: skip
+    t0 = time.perf_counter()
+    summary = run_to_end(summarise(model_path, sample.image, axes=axes))
+    ranking = rank_summary(
+        summary, "rareness", 5, labelled=[], labelled_counts=labelled_counts
+    )
+    rows.append({"strategy": "rareness", "axes": names,
+                 "seconds": time.perf_counter() - t0, "slices": len(ranking.index),
+                 "picked": [str(p.ref) for p in ranking.picks]})  # fmt: skip
+    return rows
+
+
+def _print(rows, sample, args, load) -> None:
     for row in rows:
-        row["seconds"] = round(row["seconds"], 2)
+        if "seconds" in row:
+            row["seconds"] = round(row["seconds"], 2)
         print(json.dumps(row))
     print(
         json.dumps(
@@ -86,7 +139,6 @@ def main(argv=None) -> int:
              "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
         )
     )  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import tifffile
 import torch
 
 from napari_xrm_al.cli import main
@@ -209,3 +211,72 @@ def test_simulate_rejects_half_a_test_pair(scan, tmp_path, capsys) -> None:
     assert code == 2
     assert "go together" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_axis_qualified_slices_train_rank_and_simulate(scan, tmp_path, capsys) -> None:
+    """``train --slices z:5,y:20,x:30``, ``rank --axes z,y,x``, ``simulate --axes``."""
+    folder, _ = scan
+    image, labels = str(folder / "image.tif"), str(folder / "labels.tif")
+    model = tmp_path / "mixed.pt"
+    code = main(
+        [
+            "train", "--image", image, "--labels", labels, "--dense-labels",
+            "--classes", "background,copper,solder,void", "--slices", "z:5,y:20,30",
+            "--axis", "x", "--steps", "3", "--out", str(model), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "on 3 slices" in capsys.readouterr().out
+    ckpt = torch.load(model, weights_only=False)
+    assert ckpt["history"]["slices"] == [["z", 5], ["y", 20], ["x", 30]]
+
+    csv_path = tmp_path / "scores.csv"
+    code = main(
+        [
+            "rank", "--image", image, "--model", str(model), "--axes", "z,y,x",
+            "--strategy", "entropy", "--top", "12", "--csv", str(csv_path), "--quiet",
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "axes z,y,x, 120 slices scored" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    picked = [r[1] for r in rows]
+    assert len(picked) == 12 and len({p.split(":")[0] for p in picked}) >= 2
+    assert not {"z:5", "y:20", "x:30"} & set(picked)  # trained on, never picked
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) == 1 + 24 + 48 + 48 and lines[1].startswith("z:0,")
+
+    out = tmp_path / "result.json"
+    code = main(
+        [
+            "simulate", "--image", image, "--labels", labels, "--axes", "z,y,x",
+            "--strategy", "entropy:no-pretrain", "--initial", "3", "--per-cycle", "3",
+            "--cycles", "1", "--min-distance", "2", "--train-steps", "3",
+            "--start-with", "5", "--out", str(out), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["axes"] == ["z", "y", "x"]
+    labelled = result["runs"][0]["cycles"][-1]["labelled"]
+    assert len(labelled) == 6 and "z:5" in labelled
+    assert {s.split(":")[0] for s in labelled} > {"z"}
+
+
+def test_strongly_anisotropic_voxels_refuse_slices_across(tmp_path, capsys) -> None:
+    data = np.random.default_rng(0).integers(0, 4, (12, 40, 40)).astype(np.uint8)
+    image, labels = tmp_path / "aniso.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(
+        image, data, imagej=True, resolution=(1.0, 1.0), metadata={"spacing": 5.0}
+    )
+    tifffile.imwrite(labels, data)
+    args = [
+        "train", "--image", str(image), "--labels", str(labels), "--dense-labels",
+        "--slices", "z:2,y:10", "--steps", "2", "--out", str(tmp_path / "m.pt"),
+        "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5.0:1" in err and "--force-anisotropic" in err
+    assert main([*args, "--force-anisotropic"]) == 0
+    assert "note:" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert ckpt.classes.names == ("background", "copper", "solder", "void")
     assert ckpt.classes.rare == ("void",)
     assert (
-        ckpt.history["slices"] == [3, 8, 9] and ckpt.history["init_kind"] == "encoder"
+        ckpt.history["slices"] == [["z", 3], ["z", 8], ["z", 9]]
+        and ckpt.history["init_kind"] == "encoder"
     )
     assert ckpt.provenance["labels_path"] == str(scan["labels"])
     assert ckpt.model_config.features == encoder.model_config.features

@@ -122,3 +122,22 @@ def test_output_must_not_be_the_image(files, capsys):
     assert predict(files, files["image"], "--quiet") == 2
     assert "is the same file as --image" in capsys.readouterr().err
     assert files["image"].is_file()
+
+
+def test_predict_fuse_axes(tmp_path, files, capsys):
+    one, fused = tmp_path / "z.zarr", tmp_path / "fused.zarr"
+    assert predict(files, one, "--precision", "float32", "--quiet") == 0
+    assert predict(files, fused, "--fuse-axes", "z", "--precision", "float32") == 0
+    np.testing.assert_array_equal(
+        np.asarray(read_mask(fused).data), np.asarray(read_mask(one).data)
+    )
+    capsys.readouterr()
+    every = tmp_path / "every.tif"
+    assert predict(files, every, "--fuse-axes", "--quiet") == 0
+    assert f"predicted {sum(SHAPE)} slices along z,y,x" in capsys.readouterr().out
+    assert read_mask(every).data.shape == SHAPE
+    code = predict(
+        files, tmp_path / "u.zarr", "--fuse-axes", "--uncertainty", "u2.zarr"
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--fuse-axes does not go with --uncertainty" in err

@@ -20,6 +20,7 @@ from napari_xrm_al.core.loop import (
 from napari_xrm_al.core.ranking import rank_session
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.core.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef
 
 SHAPE = (16, 48, 48)
 
@@ -103,4 +104,4 @@ def test_cancelled_training_at_any_step_leaves_the_session_unchanged(
         cancel_after(job, steps)
         assert snapshot(trained) == before and hidden(trained) == []
     again = Session.open(trained.folder)
-    assert [c.cycle for c in again.cycles] == [1] and again.done == [3]
+    assert [c.cycle for c in again.cycles] == [1] and again.done == [SliceRef(0, 3)]

@@ -59,7 +59,7 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
     record = run_to_end(
         train_session(session, sample.image, TINY_TRAIN, strategy="rareness")
     )
-    assert record.cycle == 1 and record.labelled == [4, 15]
+    assert record.cycle == 1 and record.labelled == [["z", 4], ["z", 15]]
     assert session.latest_model.is_file()
     assert np.isfinite(record.metrics["final_loss"])
 

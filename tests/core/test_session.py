@@ -15,6 +15,7 @@ from napari_xrm_al.core.session import (
     default_session_dir,
 )
 from napari_xrm_al.core.session_schema import SCHEMA_VERSION
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.errors import InputError, XrmError
 
 IMAGE = ImageRef(
@@ -56,7 +57,7 @@ def test_reopens_exactly_where_the_user_stopped(
     )
 
     again = Session.open(session.folder)
-    assert again.done == [3, 7]
+    assert again.done == [SliceRef(0, 3), SliceRef(0, 7)]
     assert again.classes == session.classes
     assert again.image == IMAGE
     np.testing.assert_array_equal(again.read_slice(7), paint)
@@ -123,4 +124,6 @@ def test_session_file_is_replaced_atomically(session: Session) -> None:
     session.mark_done(1)
     leftovers = [p.name for p in session.folder.iterdir() if p.name.startswith(".")]
     assert leftovers == []
-    assert json.loads((session.folder / "session.json").read_text())["done"] == [1]
+    assert json.loads((session.folder / "session.json").read_text())["done"] == [
+        ["z", 1]
+    ]

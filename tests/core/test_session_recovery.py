@@ -25,6 +25,7 @@ from napari_xrm_al.core.session import (
     Session,
 )
 from napari_xrm_al.core.session_schema import SCHEMA_VERSION
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.errors import InputError
 
 IMAGE = ImageRef(
@@ -55,9 +56,9 @@ def test_damaged_session_file_reopens_from_the_backup(session) -> None:
     path.write_bytes(path.read_bytes()[:40])  # torn by a disk or a copy
 
     again = Session.open(session.folder)
-    assert again.done == [2]  # the state before the last change
+    assert again.done == [SliceRef(0, 2)]  # the state before the last change
     assert "damaged" in again.warnings[0] and "backup" in again.warnings[0]
-    assert json.loads(path.read_text())["done"] == [2]  # repaired on disk
+    assert json.loads(path.read_text())["done"] == [["z", 2]]  # repaired on disk
     np.testing.assert_array_equal(again.read_slice(5), paint(3))  # strokes kept
 
 
@@ -106,7 +107,8 @@ def test_schema_version_must_be_a_positive_integer(session, version) -> None:
 
 
 def test_an_older_schema_is_migrated_step_by_step(session, monkeypatch) -> None:
-    """The migration table in action, with a pretend schema 2 that renamed a field."""
+    """The migration table in action, with two pretend schemas after the current
+    one, the first of which renamed a field."""
 
     def one_to_two(data):
         data["slice_axis"] = data.pop("axis")
@@ -117,22 +119,31 @@ def test_an_older_schema_is_migrated_step_by_step(session, monkeypatch) -> None:
         return data
 
     old = json.loads((session.folder / SESSION_FILE).read_text())
-    monkeypatch.setattr(session_schema, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(session_schema, "MIGRATIONS", {1: one_to_two, 2: two_to_three})
-    assert old["schema_version"] == 1
+    now = SCHEMA_VERSION
+    monkeypatch.setattr(session_schema, "SCHEMA_VERSION", now + 2)
+    steps = {**session_schema.MIGRATIONS, now: one_to_two, now + 1: two_to_three}
+    monkeypatch.setattr(session_schema, "MIGRATIONS", steps)
+    assert old["schema_version"] == now
     again = Session.open(session.folder)
     assert again.axis == "z"
     again.mark_done(4)
     assert (
-        json.loads((session.folder / SESSION_FILE).read_text())["schema_version"] == 3
+        json.loads((session.folder / SESSION_FILE).read_text())["schema_version"]
+        == now + 2
     )
 
 
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [
-        ("done", [-5, 3, 999999], "done slices [-5, 999999] outside"),
-        ("done", [1.5], "done slices [1.5] outside"),
+        (
+            "done",
+            [["z", -5], ["z", 3], ["y", 12], ["x", 13]],
+            "done slices [['z', -5], ['y', 12]] that are not",
+        ),
+        ("done", [["z", 1.5]], "done slices [['z', 1.5]] that are not"),
+        ("done", [3], "done slices [3] that are not [axis, index] pairs"),
+        ("done", [["w", 3]], "done slices [['w', 3]] that are not"),
         ("done", "1,2", "not a list"),
         ("axis", "w", "slice axis 'w'"),
         ("axis", "zy", "slice axis 'zy'"),
@@ -150,7 +161,7 @@ def test_fields_the_session_cannot_use_reopen_from_the_backup(
     path.write_text(json.dumps(data))
 
     again = Session.open(session.folder)
-    assert again.done == [2] and again.axis == "z"
+    assert again.done == [SliceRef(0, 2)] and again.axis == "z"
     assert words in again.warnings[0] and "backup" in again.warnings[0]
     again.close()
     path.write_text(json.dumps(data))
@@ -164,7 +175,7 @@ def test_a_deeply_nested_session_file_reopens_from_the_backup(session) -> None:
     session.mark_done(6)
     (session.folder / SESSION_FILE).write_text("[" * 100_000 + "]" * 100_000)
     again = Session.open(session.folder)
-    assert again.done == [4]
+    assert again.done == [SliceRef(0, 4)]
     assert "nested too deeply" in again.warnings[0]
 
 
@@ -228,12 +239,12 @@ def test_a_damaged_slice_chunk_loses_only_that_slice(session) -> None:
     chunk.write_bytes(chunk.read_bytes()[:5])
 
     again = Session.open(session.folder)
-    with pytest.raises(InputError, match="slice 7 of the annotations but is damaged"):
+    with pytest.raises(InputError, match="slice z:7 of the annotations but is damaged"):
         again.read_slice(7)
     volume = again.read_all()
     np.testing.assert_array_equal(volume[3], paint(1))
     assert not volume[7].any()
-    assert again.done == [3]
+    assert again.done == [SliceRef(0, 3)]
     assert "slice 7 is now empty" in again.warnings[-1]
     assert len(list((session.folder / "damaged").iterdir())) == 1
     assert not again.read_slice(7).any()  # the store reads cleanly again

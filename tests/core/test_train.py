@@ -84,7 +84,7 @@ def test_order_of_the_labelled_slices_does_not_change_training(
 
     slices_a, state_a = weights([20, 3, 11])
     slices_b, state_b = weights([11, 20, 3, 20])
-    assert slices_a == slices_b == [3, 11, 20]
+    assert slices_a == slices_b == [["z", 3], ["z", 11], ["z", 20]]
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
@@ -234,7 +234,7 @@ def test_partial_annotation_trains_on_any_axis(sample0, tiny_train_config):
             config=tiny_train_config,
         )
     )
-    assert ckpt.axis == "x" and ckpt.history["slices"] == [40]
+    assert ckpt.axis == "x" and ckpt.history["slices"] == [["x", 40]]
     counts = np.bincount(sample0.labels[10:, :, 40].ravel(), minlength=4)
     assert ckpt.history["labelled_counts"] == counts.tolist()
 

@@ -16,6 +16,7 @@ from napari.utils.theme import get_theme
 from napari_xrm_al._napari.sample_data import sample_layer_data
 from napari_xrm_al.core.classes import dense_to_annotation
 from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.widgets._suggest import CANDIDATES_NAME, REASONS
 from napari_xrm_al.widgets.loop import ActiveLearningWidget
@@ -116,13 +117,16 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
         assert dock.current_slice() == index
         paint_slice(dock, index, truth)
         assert dock.mark_done()
-    assert session.done == [4, 16]
+    assert session.done == [SliceRef(0, 4), SliceRef(0, 16)]
     np.testing.assert_array_equal(session.read_slice(16), truth[16])
     assert "2 done" in dock.slice_label.text()
 
     # 3 Train.
     wait(qtbot, dock, dock.train.start())
-    assert len(session.cycles) == 1 and session.cycles[0].labelled == [4, 16]
+    assert len(session.cycles) == 1 and session.cycles[0].labelled == [
+        ["z", 4],
+        ["z", 16],
+    ]
     assert (session.folder / "models" / "cycle-001.pt").is_file()
     assert dock.train.plot.steps == [1, 2, 3, 4]
     assert "Cycle 1" in dock.train.result.text()
@@ -161,11 +165,13 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert guess.min() >= 1 and guess.max() <= 4  # every pixel pre-filled
     paint_slice(dock, top, truth)  # the analyst corrects it
     assert dock.toggle_done()
-    assert session.done == sorted([4, 16, top])
+    assert session.done_along() == sorted([4, 16, top])
     np.testing.assert_array_equal(session.read_slice(top), truth[top])
 
     # Retrain, with a painted validation slice kept out of training.
-    val = next(i for i in (10, 21, 1) if min(abs(i - s) for s in session.done) > 1)
+    val = next(
+        i for i in (10, 21, 1) if min(abs(i - s) for s in session.done_along()) > 1
+    )
     paint_slice(dock, val, truth)
     dock.train.validation_edit.setText(str(val))
     wait(qtbot, dock, dock.train.start())
@@ -267,7 +273,7 @@ def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_pat
     viewer2.layers[IMAGE].data = sample.image + 1
     since = len(notification_manager.records)
     session = dock2.data.open_project()
-    assert session.done == [7]
+    assert session.done == [SliceRef(0, 7)]
     assert session.classes.colours[3] == "#ff00ff"
     assert dock2.data.classes.classes().colours[3] == "#ff00ff"
     assert not dock2.data.classes.table.isEnabled()  # an open project fixes classes
@@ -323,7 +329,7 @@ def test_slices_across_y(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     layer.selected_label = 2
     layer.paint((5, 40, 7), 2)  # a brush dab on the shown y plane
     assert dock.mark_done()
-    assert session.done == [40]
+    assert session.done == [SliceRef.of("y", 40)]
     assert session.read_slice(40)[5, 7] == 2
 
 

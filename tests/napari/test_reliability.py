@@ -22,6 +22,7 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.loop import session_for
 from napari_xrm_al.core.sample import make_hbm_sample
 from napari_xrm_al.core.session import CycleRecord, Session
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.widgets import _jobs
 from napari_xrm_al.widgets.loop import ActiveLearningWidget
 
@@ -97,7 +98,7 @@ def test_sigkill_while_painting_loses_nothing_older_than_two_seconds(
     lost = [e for e in old if volume[tuple(e["stroke"])] != e["label"]]
     assert lost == [], f"{len(lost)} of {len(old)} strokes older than 2 s were lost"
     done = {e["done"] for e in events if "done" in e}
-    assert done and done | {0} <= set(again.done)
+    assert done and done | {0} <= set(again.done_along())
     painted = np.zeros(SHAPE, bool)
     painted[tuple(np.array([e["stroke"] for e in strokes]).T)] = True
     assert (volume[0][~painted[0]] == 2).all()  # painted before: intact
@@ -166,7 +167,7 @@ def test_two_viewers_two_projects_and_one_project_in_one_viewer_only(
     two.annotations.layer.data[2, :3, :3] = 3
     two.annotations.layer.data[5, 0, 0] = 2
     assert one.mark_done(2) and two.mark_done(5)
-    assert first.done == [2] and second.done == [5]
+    assert first.done == [SliceRef(0, 2)] and second.done == [SliceRef(0, 5)]
     assert (first.read_slice(2)[:3, :3] == 1).all() and not first.read_slice(5).any()
     assert (second.read_slice(2)[:3, :3] == 3).all()
 
@@ -183,5 +184,5 @@ def test_two_viewers_two_projects_and_one_project_in_one_viewer_only(
     # Once the first viewer lets go of it, it can.
     one.viewer.layers.remove(one.annotations.layer)
     reopened = two.data.open_project()
-    assert reopened is not None and reopened.done == [2]
+    assert reopened is not None and reopened.done == [SliceRef(0, 2)]
     assert two.annotations.layer.data[2, 0, 0] == 1

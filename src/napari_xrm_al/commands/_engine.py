@@ -13,6 +13,7 @@ import torch
 
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model import ARCHS, DEFAULT_FEATURES, PRESETS
+from napari_xrm_al.core.slice_refs import MAX_ANISOTROPY, anisotropy_note
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.output_paths import check_writable
 from napari_xrm_al.io.volumes import Volume, open_volume
@@ -131,6 +132,25 @@ def setup_torch(args: argparse.Namespace) -> None:
     if args.threads < 1:
         raise XrmError(f"--threads must be at least 1, got {args.threads}.")
     torch.set_num_threads(args.threads)
+
+
+def add_anisotropy_option(parser: argparse.ArgumentParser) -> None:
+    """``--force-anisotropic``: slices along several axes of strongly
+    anisotropic voxels (see :func:`check_anisotropy`)."""
+    parser.add_argument(
+        "--force-anisotropic",
+        action="store_true",
+        help="use slices along y or x even when the voxels are more than "
+        f"{MAX_ANISOTROPY:g} times longer along one axis (refused otherwise)",
+    )
+
+
+def check_anisotropy(args: argparse.Namespace, volume: Volume, axes) -> None:
+    """Warn on stderr, or refuse (:class:`XrmError`), slices along ``axes`` of
+    ``volume`` whose pixels are far from square."""
+    note = anisotropy_note(volume.voxel_size, axes, force=args.force_anisotropic)
+    if note is not None:
+        print(f"note: {volume.path}: {note}", file=sys.stderr)
 
 
 def open_image(path: str, max_memory: int | None = None) -> Volume:

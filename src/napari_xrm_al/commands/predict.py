@@ -18,6 +18,7 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.checkpoint import load_segmenter
 from napari_xrm_al.core.distributed import predict_volume_dask
 from napari_xrm_al.core.events import Progress, run_to_end
+from napari_xrm_al.core.fused_prediction import predict_fused
 from napari_xrm_al.core.inference import PRECISIONS, TTA_MODES
 from napari_xrm_al.core.predict import (
     DEFAULT_MAX_MEMORY,
@@ -25,6 +26,7 @@ from napari_xrm_al.core.predict import (
     predict_volume,
 )
 from napari_xrm_al.core.prediction_outputs import check_out_path
+from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import mask_format_for
 
@@ -65,6 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--axis",
         choices=("z", "y", "x"),
         help="slice axis (default: the one the model was trained on)",
+    )
+    parser.add_argument(
+        "--fuse-axes",
+        nargs="?",
+        const="z,y,x",
+        metavar="AXES",
+        help="predict along each of these axes (default when given alone: z,y,x) "
+        "and write the class of the mean probabilities; about one prediction's "
+        "time per axis, holding the probabilities in memory",
     )
     parser.add_argument(
         "--batch-size", type=int, help="slices per batch (default: automatic)"
@@ -137,21 +148,57 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_out_path(path, what)
 
 
-def _options(args: argparse.Namespace) -> dict:
-    """Options shared by the single-process and the dask runs."""
+def _engine_options(args: argparse.Namespace) -> dict:
+    """How the network runs, in every kind of run."""
     return {
-        "axis": args.axis,
         "batch_size": args.batch_size,
-        "out": args.out,
-        "uncertainty_out": args.uncertainty,
-        "probabilities_out": args.probabilities,
-        "mc_samples": args.mc_samples,
-        "summaries": args.mc_samples > 1,  # only BALD is reported
         "device": args.device,
         "precision": args.precision,
         "tta": args.tta,
         "max_memory": args.max_memory,
     }
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """Options shared by the single-process and the dask runs."""
+    return {
+        **_engine_options(args),
+        "axis": args.axis,
+        "out": args.out,
+        "uncertainty_out": args.uncertainty,
+        "probabilities_out": args.probabilities,
+        "mc_samples": args.mc_samples,
+        "summaries": args.mc_samples > 1,  # only BALD is reported
+    }
+
+
+def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResult:
+    """``--fuse-axes``: the mean of the predictions along several axes."""
+    for option, given in (
+        ("--axis", args.axis),
+        ("--uncertainty", args.uncertainty),
+        ("--probabilities", args.probabilities),
+        ("--mc-samples", args.mc_samples > 1),
+        ("--dask-workers/--scheduler", args.dask_workers or args.scheduler),
+    ):
+        if given:
+            raise XrmError(f"--fuse-axes does not go with {option}.")
+    axes = parse_axes(args.fuse_axes, "--fuse-axes")
+    model, ckpt = load_segmenter(args.model, device=args.device)
+    volume = open_image(args.image, args.max_memory)
+    return run_to_end(
+        predict_fused(
+            model,
+            ckpt,
+            volume.data,
+            axes,
+            out=args.out,
+            voxel_size=volume.voxel_size,
+            provenance={**provenance, "fused_axes": args.fuse_axes},
+            **_engine_options(args),
+        ),
+        progress_printer(args.quiet),
+    )
 
 
 def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
@@ -221,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
         "image_path": str(Path(args.image).absolute()),
         "model_path": str(Path(args.model).absolute()),
     }
-    if args.dask_workers or args.scheduler:
+    if args.fuse_axes:
+        result = _predict_fused(args, provenance)
+    elif args.dask_workers or args.scheduler:
         result = run_to_end(
             _predict_dask(args, provenance), progress_printer(args.quiet)
         )

@@ -28,7 +28,13 @@ from napari_xrm_al.core.ranking import (
     rank_summary,
     summarise,
 )
-from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.slice_refs import (
+    SliceRef,
+    as_refs,
+    parse_axes,
+    parse_slice_refs,
+    slice_codes,
+)
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text
 
@@ -41,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Predict every slice of the scan with a trained model, score each with an "
             "acquisition strategy and print the best batch: slices at least "
-            "--min-distance apart and away from the slices the model was trained on."
+            "--min-distance apart and away from the slices the model was trained on. "
+            "With --axes z,y,x the candidates are the slices along every axis named."
         ),
     )
     parser.add_argument(
@@ -68,9 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="slice axis (default: the model's own)",
     )
     parser.add_argument(
+        "--axes",
+        help="rank the slices along these axes together, e.g. z,y,x (default: the "
+        "model's own axis); scores are per-pixel means, so they compare across axes",
+    )
+    parser.add_argument(
         "--labelled",
-        help="slices already labelled, never picked (default: those the model was "
-        "trained and validated on)",
+        help="slices already labelled, never picked, e.g. 3,17 or z:3,y:40 (default: "
+        "those the model was trained and validated on)",
     )
     parser.add_argument(
         "--min-distance",
@@ -107,16 +119,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"
         )
+    axes = parse_axes(args.axes, "--axes") if args.axes else None
     if ckpt.kind == "encoder":
-        return _first_slices(args, volume.data, ckpt)
-    painted = {
+        return _first_slices(args, volume.data, ckpt, axes)
+    painted = [
         *ckpt.history.get("slices", []),
         *ckpt.history.get("validation_slices", []),
-    }
+    ]
     labelled = (
-        parse_slice_list(args.labelled, "--labelled")
+        parse_slice_refs(args.labelled, "--labelled", ckpt.axis)
         if args.labelled
-        else sorted(painted)
+        else as_refs(painted, ckpt.axis)
     )
     counts = np.asarray(
         ckpt.history.get("labelled_counts", np.zeros(len(ckpt.classes)))
@@ -126,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         summarise(
             Path(args.model),
             volume.data,
+            axes=axes,
             mc_samples=mc,
             device=args.device,
             checkpoint=ckpt,
@@ -137,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         summary,
         args.strategy,
         args.top,
-        labelled=labelled,
+        labelled=slice_codes(labelled).tolist(),
         labelled_counts=counts,
         min_distance=args.min_distance,
         seed=args.seed,
@@ -146,8 +160,10 @@ def run(args: argparse.Namespace) -> int:
     rare = list(ckpt.classes.rare_ids) or [int(np.argmin(counts))]
     rare_name = ckpt.classes.names[rare[0]]
     position = {int(s): i for i, s in enumerate(ranking.index)}
+    label = _slice_label(ranking.axes)
     print(
-        f"strategy {args.strategy}, axis {ckpt.axis}, {len(ranking.index)} slices scored"
+        f"strategy {args.strategy}, {_axes_text(ranking.axes)}, "
+        f"{len(ranking.index)} slices scored"
     )
     if ranking.plan is not None:
         print(ranking.plan.describe(ckpt.classes.names, rare_label(ckpt.classes)))
@@ -159,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         i = position[pick.slice]
         rare_pct = 100 * ranking.class_fraction[i, rare].sum()
         print(
-            f"{pick.rank:>4}  {pick.slice:>5}  {pick.score:>9.4f}  {rare_pct:>9.3f}"
+            f"{pick.rank:>4}  {label(pick.ref):>5}  {pick.score:>9.4f}  {rare_pct:>9.3f}"
             f"  {ranking.mean_entropy[i]:>7.4f}  {pick.reason or '-'}"
         )
     if args.csv:
@@ -167,9 +183,9 @@ def run(args: argparse.Namespace) -> int:
             args.csv,
             ["slice", "score", *(f"fraction_{n}" for n in ckpt.classes.names)],
             (
-                [int(s), f"{ranking.scores[i]:.6g}"]
+                [label(ref), f"{ranking.scores[i]:.6g}"]
                 + [f"{f:.6g}" for f in ranking.class_fraction[i]]
-                for i, s in enumerate(ranking.index)
+                for i, ref in enumerate(ranking.refs)
             ),
         )
     return 0
@@ -185,15 +201,33 @@ def _write_scores(path: str, header: list[str], rows) -> None:
     print(f"wrote {path}")
 
 
-def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
+def _slice_label(axes: list[str]):
+    """How a slice is printed: its index when one axis is ranked, else ``y:40``."""
+    if len(axes) == 1:
+        return lambda ref: str(ref.index)
+    return str
+
+
+def _axes_text(axes: list[str]) -> str:
+    return f"axis {axes[0]}" if len(axes) == 1 else f"axes {','.join(axes)}"
+
+
+def _first_slices(
+    args: argparse.Namespace, data, encoder: Checkpoint, axes: list[int] | None
+) -> int:
     """Rank with a pretrained encoder: the first, diverse slices to label."""
-    labelled = parse_slice_list(args.labelled, "--labelled") if args.labelled else []
+    labelled: list[SliceRef] = (
+        parse_slice_refs(args.labelled, "--labelled", encoder.axis)
+        if args.labelled
+        else []
+    )
     ranking = run_to_end(
         first_ranking(
             Path(args.model),
             data,
             args.top,
-            labelled=labelled,
+            axes=axes,
+            labelled=slice_codes(labelled).tolist(),
             min_distance=args.min_distance,
             device=args.device,
             checkpoint=encoder,
@@ -201,23 +235,24 @@ def _first_slices(args: argparse.Namespace, data, encoder: Checkpoint) -> int:
         ),
         progress_printer(args.quiet),
     )
+    label = _slice_label(ranking.axes)
     print(
         "first slices to label (core-set on the encoder's embeddings), "
-        f"axis {encoder.axis}, {len(ranking.index)} slices"
+        f"{_axes_text(ranking.axes)}, {len(ranking.index)} slices"
     )
     print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")
     for pick in ranking.picks:
         # With nothing labelled, the first pick is drawn, not measured from anything.
         drawn = pick.rank == 1 and not labelled
         distance = "first pick" if drawn else f"{pick.score:>9.4f}"
-        print(f"{pick.rank:>4}  {pick.slice:>5}  {distance:>9}")
+        print(f"{pick.rank:>4}  {label(pick.ref):>5}  {distance:>9}")
     if args.csv:
         _write_scores(
             args.csv,
             ["slice", "distance"],
             (
-                [int(s), f"{v:.6g}"]
-                for s, v in zip(ranking.index, ranking.scores, strict=True)
+                [label(ref), f"{v:.6g}"]
+                for ref, v in zip(ranking.refs, ranking.scores, strict=True)
             ),
         )
     return 0

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.commands._engine import (
+    add_anisotropy_option,
     add_compute_options,
+    check_anisotropy,
     check_out,
     open_image,
     progress_printer,
@@ -21,13 +23,15 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.simulate import HOLDOUT_FRACTION, read_result, simulate
+from napari_xrm_al.core.simulate import HOLDOUT_FRACTION, simulate
 from napari_xrm_al.core.simulation_config import (
     NO_PRETRAIN,
     SimulationConfig,
     parse_run,
+    read_result,
 )
-from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.slice_refs import parse_axes
+from napari_xrm_al.core.slices import axis_index, axis_name, parse_slice_list
 from napari_xrm_al.core.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import atomic_write_json
@@ -102,6 +106,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--axis", choices=("z", "y", "x"), default="z", help="slice axis (z)"
     )
+    parser.add_argument(
+        "--axes",
+        help="pick, reveal and train on slices along these axes together, e.g. "
+        "z,y,x (default: --axis alone); the test is still predicted along --axis",
+    )
+    add_anisotropy_option(parser)
     parser.add_argument(
         "--seeds", default="0", help="comma-separated seeds (default: 0)"
     )
@@ -180,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         pre_cfg = dataclasses.replace(
             pre_cfg, steps=args.pretrain_steps, time_budget_s=None
         )
+    axes = parse_axes(args.axes, "--axes") if args.axes else [axis_index(args.axis)]
+    check_anisotropy(args, open_image(args.image), axes)
     config = SimulationConfig(
         runs=runs,
         initial=args.initial,
@@ -189,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         per_cycle=args.per_cycle,
         cycles=args.cycles,
         axis=args.axis,
+        axes=tuple(axis_name(a) for a in axes) if args.axes else (),
         seeds=_seeds(args.seeds),
         min_distance=args.min_distance,
         train=train_cfg,

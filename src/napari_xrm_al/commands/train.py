@@ -7,9 +7,11 @@ import dataclasses
 import sys
 
 from napari_xrm_al.commands._engine import (
+    add_anisotropy_option,
     add_memory_option,
     add_model_options,
     add_run_options,
+    check_anisotropy,
     check_out,
     model_overrides,
     open_image,
@@ -29,7 +31,7 @@ from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES
-from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.slice_refs import axes_of, parse_slice_refs
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
@@ -69,12 +71,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated rare (defect) classes (default: void if present)",
     )
     parser.add_argument(
-        "--slices", required=True, help="labelled slices, e.g. 3,17,40 or 10-20"
+        "--slices",
+        required=True,
+        help="labelled slices, e.g. 3,17,40 or 10-20 (along --axis), or along any "
+        "axis: z:40,y:100-102,x:7",
     )
     parser.add_argument(
         "--val-slices",
-        help="other annotated slices to validate on (keeps the best model)",
+        help="other annotated slices to validate on (keeps the best model), "
+        "written like --slices",
     )
+    add_anisotropy_option(parser)
     parser.add_argument(
         "--init", metavar="ENC", help="pretrained encoder (from 'pretrain')"
     )
@@ -153,12 +160,17 @@ def run(args: argparse.Namespace) -> int:
         ),
         **overrides,
     )
-    slices = parse_slice_list(args.slices, "--slices")
+    slices = parse_slice_refs(args.slices, "--slices", args.axis)
     validation = (
-        (volume.data, labels, parse_slice_list(args.val_slices, "--val-slices"))
+        (
+            volume.data,
+            labels,
+            parse_slice_refs(args.val_slices, "--val-slices", args.axis),
+        )
         if args.val_slices
         else None
     )
+    check_anisotropy(args, volume, axes_of(slices))
     provenance = make_provenance(
         volume.data,
         volume.path,

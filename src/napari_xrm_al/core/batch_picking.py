@@ -2,7 +2,9 @@
 
 A neighbour of a labelled slice teaches the model almost nothing new, so
 every picker keeps a minimum distance along the slice axis between picks and
-from the slices already labelled.
+from the slices already labelled. Slices are slice codes
+(:func:`~napari_xrm_al.core.slice_refs.slice_codes`): slices of different
+axes are far apart, so the distance applies within each axis.
 """
 
 from __future__ import annotations
@@ -13,24 +15,37 @@ from typing import Any
 
 import numpy as np
 
+from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code
+
 #: Default minimum distance, in slices, between picks and from labelled slices.
 DEFAULT_MIN_DISTANCE = 3
 
 
 @dataclass(frozen=True)
 class Pick:
-    """One picked slice and why (``reason``: what part of a split batch took
-    it, e.g. ``'cover'`` or ``'rare'``; empty for a single-score batch)."""
+    """One picked slice (its code) and why (``reason``: what part of a split
+    batch took it, e.g. ``'cover'`` or ``'rare'``; empty for a single-score batch)."""
 
     slice: int
     score: float
     rank: int
     reason: str = ""
 
+    @property
+    def ref(self) -> SliceRef:
+        """The slice picked, by axis and index."""
+        return ref_of_code(self.slice)
+
 
 def pick_record(pick: Pick) -> dict[str, Any]:
     """``pick`` as stored in a cycle record (``reason`` only when it has one)."""
-    record = {"slice": pick.slice, "score": pick.score, "rank": pick.rank}
+    ref = pick.ref
+    record = {
+        "axis": ref.axis_name,
+        "slice": ref.index,
+        "score": pick.score,
+        "rank": pick.rank,
+    }
     return {**record, "reason": pick.reason} if pick.reason else record
 
 

@@ -137,7 +137,8 @@ def train_session(
     picks: Sequence[Pick] = (),
     validation_slices: Sequence[int] = (),
 ) -> Generator[Progress, None, CycleRecord]:
-    """Train on the slices marked done, from the pretrained encoder; add a cycle.
+    """Train on the slices marked done (along every axis), from the pretrained
+    encoder; add a cycle.
 
     The model is written to ``models/cycle-NNN.pt`` only when training ends,
     so a cancelled run keeps the previous model as the latest.
@@ -172,7 +173,7 @@ def train_session(
     record = CycleRecord(
         cycle=number,
         strategy=strategy,
-        labelled=labelled,
+        labelled=[ref.pair() for ref in labelled],
         picks=[pick_record(p) for p in picks],
         model=session.relative(path),
         metrics=_last_metrics(ckpt),

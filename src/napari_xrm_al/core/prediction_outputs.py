@@ -8,7 +8,9 @@ The class map is a mask (:class:`~napari_xrm_al.io.masks.MaskWriter`:
 annotation ids ``1..C``, class table in its metadata). Uncertainty and
 probabilities are zarr v3 arrays of ``uint8`` scaled to ``0..255``
 (value / 255): uncertainty is the pixel entropy divided by ``ln C`` (0 = sure,
-1 = uniform); probabilities have a leading class axis ``(C, z, y, x)``.
+1 = uniform); probabilities have a leading class axis ``(C, z, y, x)``. A
+float array given for the probabilities is filled with the exact float values
+(fusing the predictions of several axes).
 """
 
 from __future__ import annotations
@@ -210,6 +212,12 @@ class PredictionOutputs:
         )
         self._check_shapes(shape)
 
+    @property
+    def _prob_dtype(self) -> np.dtype:
+        """float32 into a float array given by the caller (exact), else uint8."""
+        kind = np.dtype(getattr(self.probabilities, "dtype", np.uint8)).kind
+        return np.dtype(np.float32 if kind == "f" else np.uint8)
+
     def _own(self, kind: str, writer: Any) -> Any:
         self._owned.append(writer)
         self.paths[kind] = writer.path
@@ -247,7 +255,7 @@ class PredictionOutputs:
             "uncertainty": np.empty((n, h, w), np.uint8)
             if self.uncertainty is not None
             else None,
-            "probabilities": np.empty((n, self.n_classes, h, w), np.uint8)
+            "probabilities": np.empty((n, self.n_classes, h, w), self._prob_dtype)
             if self.probabilities is not None
             else None,
         }
@@ -262,7 +270,11 @@ class PredictionOutputs:
         if wanted.get("uncertainty") is not None:
             out["uncertainty"] = _to_uint8(stats.entropy / np.log(self.n_classes))
         if wanted.get("probabilities") is not None:
-            out["probabilities"] = _to_uint8(stats.probs)
+            out["probabilities"] = (
+                _to_uint8(stats.probs)
+                if self._prob_dtype == np.uint8
+                else stats.probs.float().cpu().numpy()
+            )
         return out
 
     def _dests(self) -> dict[str, Any]:

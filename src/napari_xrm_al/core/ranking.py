@@ -1,10 +1,15 @@
 """Ranking every slice of a scan for labelling, from a model or the encoder.
 
 What "Suggest slices" and ``napari-xrm-al rank`` run: one prediction pass
-gives per-slice summaries (cached in the session against the model file), an
-acquisition strategy scores them, and the batch picker takes the next slices.
-Before any model is trained, the pretrained encoder's embeddings pick the
-first slices (core-set).
+per slice axis gives per-slice summaries (cached in the session against the
+model file), an acquisition strategy scores them, and the batch picker takes
+the next slices. Before any model is trained, the pretrained encoder's
+embeddings pick the first slices (core-set).
+
+Candidates may lie along z, y and x at once. Every summary is a mean over a
+slice's pixels (entropy, margin, class fractions), so slices of different
+sizes compare on the same scale; slices are identified by their codes
+(:mod:`~napari_xrm_al.core.slice_refs`) from the summaries on.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +38,8 @@ from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY, predict_volume
 from napari_xrm_al.core.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef, as_refs, ref_of_code, slice_codes
+from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.core.summaries import SliceSummary, read_arrays
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_path
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 class Ranking:
     """Scores of every slice and the picked batch.
 
+    ``index`` holds slice codes (:attr:`refs`: the slices by axis and index).
     ``class_fraction`` and ``mean_entropy`` are None for first picks made from
     the pretrained encoder alone (:func:`first_ranking`); ``plan`` says how a
     discovery strategy split the batch (None for the others).
@@ -62,6 +70,21 @@ class Ranking:
     model: str
     plan: DiscoveryPlan | None = None
 
+    @property
+    def refs(self) -> list[SliceRef]:
+        """The scored slices, aligned with :attr:`scores`."""
+        return [ref_of_code(c) for c in self.index]
+
+    @property
+    def axes(self) -> list[str]:
+        """Names of the axes scored, in z, y, x order."""
+        return [axis_name(a) for a in sorted({r.axis for r in self.refs})]
+
+
+def _coded(index: np.ndarray, axis: int) -> np.ndarray:
+    """Slice codes of ``index`` along ``axis``."""
+    return slice_codes(SliceRef(axis, int(i)) for i in index)
+
 
 def _file_key(path: Path, *parts: Any) -> str:
     digest = hashlib.sha256(path.read_bytes())
@@ -70,41 +93,78 @@ def _file_key(path: Path, *parts: Any) -> str:
 
 
 def summarise(
-    model_path: Path,
+    model_path: Path | None,
     image_data: Any,
     *,
+    axes: Sequence[str | int] | None = None,
     mc_samples: int = 1,
     cache_dir: Path | None = None,
     device: str | torch.device | None = None,
     checkpoint: Checkpoint | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Generator[Progress, None, SliceSummary]:
-    """Per-slice prediction summaries of every slice, cached per model file.
+    """Per-slice prediction summaries of every slice along ``axes`` (default:
+    the model's axis), indexed by slice code; cached per model file and axis.
 
     ``checkpoint``: the model already read from ``model_path``, if the caller
-    has it; ``max_memory``: see :func:`~napari_xrm_al.core.predict.predict_volume`.
+    has it (then ``model_path`` may be None without ``cache_dir``);
+    ``max_memory``: see :func:`~napari_xrm_al.core.predict.predict_volume`.
     """
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / f"summary-{_file_key(model_path, mc_samples)}.npz"
-        saved = _read_cache(cache, SliceSummary.load)
-        if saved is not None:
-            return saved
-    model, ckpt = load_segmenter(model_path, device=device, checkpoint=checkpoint)
-    result = yield from predict_volume(
-        model,
-        ckpt,
-        image_data,
-        axis=ckpt.axis,
-        mc_samples=mc_samples,
-        device=device,
-        max_memory=max_memory,
+    loaded: list[Any] = []  # the model, read once if some axis is not cached
+
+    def predict(ax: int | None) -> Generator[Progress, None, SliceSummary]:
+        if not loaded:
+            loaded.extend(
+                load_segmenter(model_path, device=device, checkpoint=checkpoint)
+            )
+        model, ckpt = loaded
+        along = axis_index(ckpt.axis) if ax is None else ax
+        result = yield from predict_volume(
+            model,
+            ckpt,
+            image_data,
+            axis=along,
+            mc_samples=mc_samples,
+            device=device,
+            max_memory=max_memory,
+        )
+        return replace(result.summary, index=_coded(result.summary.index, along))
+
+    parts = yield from _per_axis(
+        axes,
+        lambda ax: (
+            cache_dir / f"summary-{_file_key(model_path, mc_samples, ax)}.npz"
+            if cache_dir is not None
+            else None
+        ),
+        SliceSummary.load,
+        lambda summary, path: summary.save(path),
+        predict,
     )
-    summary = result.summary
-    if cache is not None:
-        cache.parent.mkdir(exist_ok=True)
-        summary.save(cache)
-    return summary
+    return SliceSummary.concat(parts)
+
+
+def _per_axis(
+    axes: Sequence[str | int] | None,
+    cache_for: Callable[[int | None], Path | None],
+    load: Callable[[Path], T],
+    save: Callable[[T, Path], Any],
+    compute: Callable[[int | None], Generator[Progress, None, T]],
+) -> Generator[Progress, None, list[T]]:
+    """``compute(axis)`` for each of ``axes`` (in z, y, x order; None: once,
+    for the model's own axis), read from and written to ``cache_for(axis)``
+    (a file that holds slice codes, so it never depends on the default axis)."""
+    parts = []
+    for ax in sorted({axis_index(a) for a in axes}) if axes else [None]:
+        cache = cache_for(ax)
+        part = _read_cache(cache, load) if cache is not None else None
+        if part is None:
+            part = yield from compute(ax)
+            if cache is not None:
+                cache.parent.mkdir(exist_ok=True)
+                save(part, cache)
+        parts.append(part)
+    return parts
 
 
 def rank_summary(
@@ -118,7 +178,10 @@ def rank_summary(
     seed: int = 0,
     model: str = "",
 ) -> Ranking:
-    """Score every slice of ``summary`` with ``strategy`` and pick ``k``."""
+    """Score every slice of ``summary`` with ``strategy`` and pick ``k``.
+
+    ``labelled``: slice codes, like ``summary.index``.
+    """
     ctx = AcquisitionContext.from_summary(
         summary, labelled_counts, labelled=list(labelled), seed=seed
     )
@@ -136,10 +199,11 @@ def rank_summary(
 
 
 def first_ranking(
-    encoder_path: Path,
+    encoder_path: Path | None,
     image_data: Any,
     k: int,
     *,
+    axes: Sequence[str | int] | None = None,
     labelled: Sequence[int] = (),
     min_distance: int = DEFAULT_MIN_DISTANCE,
     cache_dir: Path | None = None,
@@ -147,32 +211,47 @@ def first_ranking(
     model: str = "",
     checkpoint: Checkpoint | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    seed: int = 0,
 ) -> Generator[Progress, None, Ranking]:
     """Slices to label first, from a pretrained encoder: core-set on its embeddings.
 
-    Each slice's score is its embedding distance to the nearest labelled or
-    picked slice. Embeddings are cached per encoder file in ``cache_dir``.
+    Candidates are the slices along ``axes`` (default: the encoder's axis);
+    ``labelled`` are slice codes. Each slice's score is its embedding distance
+    to the nearest labelled or picked slice. Embeddings are cached per encoder
+    file and axis in ``cache_dir``.
     ``checkpoint``: the encoder already read from ``encoder_path``, if the
-    caller has it; ``max_memory``: see
-    :func:`~napari_xrm_al.core.embedding.embed_slices`.
+    caller has it (then ``encoder_path`` may be None without ``cache_dir``);
+    ``max_memory``: see :func:`~napari_xrm_al.core.embedding.embed_slices`;
+    ``seed`` draws the first pick when nothing is labelled.
     """
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / f"embedding-{_file_key(encoder_path)}.npz"
-    saved = _read_cache(cache, _load_embedding) if cache is not None else None
-    if saved is not None:
-        index, embedding = saved["index"], saved["embedding"]
-    else:
+
+    def embed(ax: int | None) -> Generator[Progress, None, dict[str, np.ndarray]]:
         ckpt = checkpoint or load_checkpoint(encoder_path)
+        along = axis_index(ckpt.axis) if ax is None else ax
         index, embedding = yield from embed_slices(
-            ckpt, image_data, device=device, max_memory=max_memory
+            ckpt, image_data, axis=along, device=device, max_memory=max_memory
         )
-        if cache is not None:
-            cache.parent.mkdir(exist_ok=True)
-            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, index=index, embedding=embedding)
+        return {"index": _coded(index, along), "embedding": embedding}
+
+    def save(part: dict[str, np.ndarray], path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **part)
+
+    parts = yield from _per_axis(
+        axes,
+        lambda ax: (
+            cache_dir / f"embedding-{_file_key(encoder_path, ax)}.npz"
+            if cache_dir is not None
+            else None
+        ),
+        _load_embedding,
+        save,
+        embed,
+    )
+    index = np.concatenate([p["index"] for p in parts])
+    embedding = np.concatenate([p["embedding"] for p in parts])
     scores, picks = first_picks(
-        index, embedding, k, labelled=labelled, min_distance=min_distance
+        index, embedding, k, labelled=labelled, min_distance=min_distance, seed=seed
     )
     return Ranking("coreset", index, scores, picks, None, None, model)
 
@@ -202,16 +281,20 @@ def rank_session(
     k: int = 5,
     min_distance: int = DEFAULT_MIN_DISTANCE,
     device: str | torch.device | None = None,
-    exclude: Sequence[int] = (),
+    exclude: Sequence[SliceRef | int] = (),
+    axes: Sequence[str | int] | None = None,
 ) -> Generator[Progress, None, Ranking]:
     """Rank every slice of the scan with the latest model; nothing is saved but a cache.
 
+    Candidates are the slices along ``axes`` (default: the session's axis).
     Before any model is trained, the pretrained encoder picks the first slices
     (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
     ``exclude``: slices never to suggest besides those done (validation
-    slices); picks keep ``min_distance`` from them too.
+    slices; plain indices along the session axis); picks keep
+    ``min_distance`` from them too.
     """
-    taken = sorted(set(session.done) | {int(s) for s in exclude})
+    axes = axes or [session.axis]
+    taken = slice_codes(as_refs([*session.done, *exclude], session.axis)).tolist()
     model_path = session.latest_model
     if model_path is None:
         encoder = session.path_of(session.pretrained)
@@ -225,6 +308,7 @@ def rank_session(
                 encoder,
                 image_data,
                 k,
+                axes=axes,
                 labelled=taken,
                 min_distance=min_distance,
                 cache_dir=session.folder / "cache",
@@ -236,6 +320,7 @@ def rank_session(
     summary = yield from summarise(
         model_path,
         image_data,
+        axes=axes,
         mc_samples=mc,
         cache_dir=session.folder / "cache",
         device=device,

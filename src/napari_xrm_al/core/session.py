@@ -3,7 +3,8 @@
 A session lives in a project folder beside the data (``<scan>.xrmal/``)::
 
     session.json        image reference, class table, axis, done slices, cycles
-    annotations.zarr    uint8/uint16 annotation ids (0 = not annotated), one chunk per slice
+    annotations.zarr    uint8/uint16 annotation ids (0 = not annotated), one chunk per
+                        slice along the session axis
     models/             pretrained encoder and one trained model per cycle
     cache/              per-slice prediction summaries, keyed by model
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from napari_xrm_al.core import session_schema as schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import SessionLock
 from napari_xrm_al.core.session_annotations import (
+    PENDING,
     SessionAnnotations,
     create_annotation_volume,
     recover_annotation_volume,
@@ -53,6 +55,7 @@ from napari_xrm_al.core.session_paths import (
     own_folders,
 )
 from napari_xrm_al.core.session_schema import CycleRecord, ImageRef, NewerSessionError
+from napari_xrm_al.core.slice_refs import SliceRef, as_ref, as_refs, check_in_volume
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text, json_default, remove_stale_temps
@@ -83,7 +86,7 @@ class Session(SessionAnnotations, SessionPaths):
         classes: ClassTable,
         axis: str,
         *,
-        done: Sequence[int] = (),
+        done: Iterable[SliceRef | int | Sequence[Any]] = (),
         pretrained: str | None = None,
         cycles: Sequence[CycleRecord] = (),
         created: str | None = None,
@@ -93,7 +96,8 @@ class Session(SessionAnnotations, SessionPaths):
         self.image = image
         self.classes = classes
         self.axis = axis
-        self.done: list[int] = sorted({int(i) for i in done})
+        #: The slices marked done, along any axis, sorted.
+        self.done: list[SliceRef] = as_refs(done, axis)
         self.pretrained = pretrained
         self.cycles: list[CycleRecord] = list(cycles)
         self.created = created or schema.now()
@@ -179,7 +183,7 @@ class Session(SessionAnnotations, SessionPaths):
         """``build()`` the session while holding the folder's lock, which it keeps."""
         lock = SessionLock(folder)
         try:
-            for part in (folder, folder / MODELS, folder / CACHE):
+            for part in (folder, folder / MODELS, folder / CACHE, folder / PENDING):
                 remove_stale_temps(part)  # left by a process that was killed
             session = build()
         except BaseException:
@@ -209,6 +213,7 @@ class Session(SessionAnnotations, SessionPaths):
             log.warning(warnings[-1])
             session.save()
         recover_annotation_volume(folder)
+        session.replay_pending()
         warnings += session._drop_paths_outside()
         session.warnings[:0] = warnings
         session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
@@ -248,7 +253,7 @@ class Session(SessionAnnotations, SessionPaths):
             "image": {**asdict(self.image), "shape": list(self.image.shape)},
             "classes": self.classes.to_dict(),
             "axis": self.axis,
-            "done": self.done,
+            "done": [ref.pair() for ref in self.done],
             "pretrained": self.pretrained,
             "cycles": [asdict(c) for c in self.cycles],
         }
@@ -265,15 +270,26 @@ class Session(SessionAnnotations, SessionPaths):
         self._saved_text = text
 
     # -- bookkeeping ---------------------------------------------------------
-    def mark_done(self, index: int, done: bool = True) -> None:
-        """Mark a slice as labelled (or not) and save."""
-        n = self.image.shape[axis_index(self.axis)]
-        if not 0 <= index < n:
-            raise XrmError(
-                f"Slice {index} is outside the volume's {n} slices along {self.axis}."
-            )
+    def ref(self, item: SliceRef | int) -> SliceRef:
+        """``item`` as a :class:`SliceRef`: a plain index is along the session axis."""
+        return as_ref(item, self.axis)
+
+    def is_done(self, item: SliceRef | int) -> bool:
+        """Whether the slice (a plain index: along the session axis) is done."""
+        return self.ref(item) in self.done
+
+    def done_along(self, axis: str | int | None = None) -> list[int]:
+        """Indices of the done slices along ``axis`` (default: the session axis)."""
+        ax = axis_index(self.axis if axis is None else axis)
+        return [ref.index for ref in self.done if ref.axis == ax]
+
+    def mark_done(self, item: SliceRef | int, done: bool = True) -> None:
+        """Mark a slice (a plain index: along the session axis) as labelled
+        (or not) and save."""
+        ref = self.ref(item)
+        check_in_volume([ref], self.image.shape)
         items = set(self.done)
-        (items.add if done else items.discard)(int(index))
+        (items.add if done else items.discard)(ref)
         self.done = sorted(items)
         self.save()
 

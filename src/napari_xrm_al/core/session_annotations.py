@@ -1,10 +1,16 @@
 """The annotation volume of an active-learning session.
 
-``annotations.zarr`` holds annotation ids (0 = not annotated), one chunk file
-per slice along the session axis, so writing one painted slice rewrites one
-file, which zarr writes to a temporary file and renames into place. A chunk
-damaged all the same (disk, copy) is set aside on reading with
-:meth:`SessionAnnotations.load_slice`, losing only that slice.
+``annotations.zarr`` holds annotation ids (0 = not annotated) of the whole
+volume, one chunk file per slice along the session axis, so writing one painted
+slice along that axis rewrites one file, which zarr writes to a temporary file
+and renames into place. A chunk damaged all the same (disk, copy) is set aside
+on reading with :meth:`SessionAnnotations.load_slice`, losing only that slice.
+
+A slice along another axis crosses every chunk. It is first written whole to
+``annotations-pending/`` (atomically), then into the chunks, then the pending
+file is removed; a crash in between is finished on reopening
+(:meth:`SessionAnnotations.replay_pending`), so such a slice is also saved
+entirely or not at all.
 
 :func:`create_annotation_volume` lays it out, :func:`recover_annotation_volume`
 checks it on reopening, and :class:`SessionAnnotations` is the part of
@@ -24,10 +30,14 @@ import zarr
 from napari_xrm_al.core import session_schema as schema
 from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.session_schema import ImageRef
+from napari_xrm_al.core.slice_refs import SliceRef, as_ref
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.atomic import atomic_path
 
 ANNOTATIONS = "annotations.zarr"
+#: Slices across the chunks being written (see the module).
+PENDING = "annotations-pending"
 #: Where damaged annotation chunks are moved on reopening.
 DAMAGED = "damaged"
 
@@ -76,10 +86,10 @@ class SessionAnnotations:
     image: ImageRef
     classes: ClassTable
     axis: str
-    done: list[int]
+    done: list[SliceRef]
     warnings: list[str]
     _annotations: zarr.Array | None
-    mark_done: Callable[[int, bool], None]
+    mark_done: Callable[[SliceRef | int, bool], None]
 
     @property
     def annotations(self) -> zarr.Array:
@@ -101,11 +111,17 @@ class SessionAnnotations:
             self._annotations = array
         return self._annotations
 
-    def slice_key(self, index: int) -> tuple[slice | int, ...]:
-        """Numpy key selecting slice ``index`` along the session axis."""
+    def slice_key(self, item: SliceRef | int) -> tuple[slice | int, ...]:
+        """Numpy key selecting a slice (a plain index: along the session axis)."""
+        ref = as_ref(item, self.axis)
         key: list[slice | int] = [slice(None)] * 3
-        key[axis_index(self.axis)] = int(index)
+        key[ref.axis] = ref.index
         return tuple(key)
+
+    def _on_chunk_axis(self, item: SliceRef | int) -> SliceRef | None:
+        """``item`` when it lies along the chunked (session) axis, else None."""
+        ref = as_ref(item, self.axis)
+        return ref if ref.axis == axis_index(self.axis) else None
 
     def chunk_path(self, index: int) -> Path:
         """The file holding slice ``index`` of the annotations (one chunk per slice)."""
@@ -114,29 +130,38 @@ class SessionAnnotations:
         key = self.annotations.metadata.encode_chunk_key(tuple(coords))
         return self.folder / ANNOTATIONS / key
 
-    def read_slice(self, index: int) -> np.ndarray:
-        """Annotation ids of one slice; :class:`InputError` if its file is damaged."""
+    def read_slice(self, item: SliceRef | int) -> np.ndarray:
+        """Annotation ids of one slice (a plain index: along the session axis);
+        :class:`InputError` if a file it reads is damaged."""
         try:
-            return np.asarray(self.annotations[self.slice_key(index)])
+            return np.asarray(self.annotations[self.slice_key(item)])
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            ref = self._on_chunk_axis(item)
+            where = self.chunk_path(ref.index) if ref else self.folder / ANNOTATIONS
             raise InputError(
-                self.chunk_path(index),
-                f"holds slice {index} of the annotations but is damaged ({exc})",
+                where,
+                f"holds slice {as_ref(item, self.axis)} of the annotations but is "
+                f"damaged ({exc})",
             ) from None
 
-    def load_slice(self, index: int) -> np.ndarray:
-        """:meth:`read_slice`, but a damaged slice is set aside and reads as empty.
+    def load_slice(self, item: SliceRef | int) -> np.ndarray:
+        """:meth:`read_slice`, but a damaged chunk is set aside and reads as empty.
 
-        The damaged chunk is moved to ``damaged/``, the slice is no longer
-        done, and a message goes to :attr:`warnings`; no other slice is lost.
+        The damaged chunk (one slice along the session axis) is moved to
+        ``damaged/``, that slice is no longer done, and a message goes to
+        :attr:`warnings`; no other slice is lost.
         """
         try:
-            return self.read_slice(index)
+            return self.read_slice(item)
         except InputError as exc:
-            if not self.chunk_path(index).is_file():
+            ref = self._on_chunk_axis(item)
+            if ref is None:  # crosses every chunk: set the damaged ones aside
+                self.read_all()
+            elif self.chunk_path(ref.index).is_file():
+                self._set_aside(ref.index, exc)
+            else:
                 raise
-            self._set_aside(index, exc)
-            return self.read_slice(index)
+            return self.read_slice(item)
 
     def read_all(self) -> np.ndarray:
         """The whole annotation volume, damaged slices set aside (:meth:`load_slice`)."""
@@ -156,7 +181,7 @@ class SessionAnnotations:
         )
         target.parent.mkdir(exist_ok=True)
         os.replace(source, target)
-        was_done = index in self.done
+        was_done = as_ref(index, self.axis) in self.done
         message = (
             f"{exc} It was moved to {target}; slice {index} is now empty"
             + (" and no longer marked done" if was_done else "")
@@ -167,18 +192,52 @@ class SessionAnnotations:
         if was_done:
             self.mark_done(index, False)
 
-    def write_slice(self, index: int, values: np.ndarray) -> None:
-        """Store the annotation of one slice (values outside 0..C rejected)."""
+    def write_slice(self, item: SliceRef | int, values: np.ndarray) -> None:
+        """Store the annotation of one slice (a plain index: along the session
+        axis); values outside 0..C rejected. A slice across the chunks goes
+        through ``annotations-pending/`` (see the module)."""
         values = np.asarray(values)
         if values.size and (values.min() < 0 or values.max() > len(self.classes)):
             raise XrmError(
                 f"Annotation values must be 0 (not annotated) or 1..{len(self.classes)}; "
                 f"got {int(values.min())}..{int(values.max())}."
             )
-        self.annotations[self.slice_key(index)] = values.astype(self.annotations.dtype)
+        values = values.astype(self.annotations.dtype)
+        if self._on_chunk_axis(item) is not None:
+            self.annotations[self.slice_key(item)] = values
+            return
+        ref = as_ref(item, self.axis)
+        pending = self.folder / PENDING / f"{ref.axis_name}-{ref.index}.npy"
+        pending.parent.mkdir(exist_ok=True)
+        with atomic_path(pending) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, values)
+        self._write_pending(pending)
+
+    def _write_pending(self, pending: Path) -> None:
+        """Write the slice saved in ``pending`` into the volume, then remove it."""
+        axis, index = pending.stem.split("-")
+        values = np.load(pending, allow_pickle=False)
+        self.annotations[self.slice_key(SliceRef.of(axis, int(index)))] = values
+        pending.unlink()
+
+    def replay_pending(self) -> None:
+        """Finish the slice writes a crash cut short (see the module); a pending
+        file that cannot be read is dropped with a warning."""
+        folder = self.folder / PENDING
+        for pending in sorted(folder.glob("*-*.npy")) if folder.is_dir() else []:
+            try:
+                self._write_pending(pending)
+            except (OSError, ValueError, EOFError, XrmError) as exc:
+                message = (
+                    f"{pending} held a painted slice whose saving was cut short and "
+                    f"cannot be read ({exc}); paint that slice again."
+                )
+                pending.unlink(missing_ok=True)
+                self.warnings.append(message)
+                log.warning(message)
 
     def annotated_slices(self) -> list[int]:
-        """Slices holding any annotated pixel (done or not)."""
+        """Slices along the session axis holding any annotated pixel (done or not)."""
         ax = axis_index(self.axis)
         counts = np.zeros(self.image.shape[ax], dtype=np.int64)
         for i in range(len(counts)):
@@ -188,7 +247,7 @@ class SessionAnnotations:
     def labelled_counts(self) -> np.ndarray:
         """``(C,)`` annotated pixels per class over the slices marked done."""
         counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
-        for i in self.done:
-            values = self.read_slice(i)
+        for ref in self.done:
+            values = self.read_slice(ref)
             counts += np.bincount(values.ravel(), minlength=len(counts))[: len(counts)]
         return counts[1:]

@@ -18,7 +18,7 @@ from typing import Any
 from napari_xrm_al import __version__
 from napari_xrm_al.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The slice axes a session may use, in array order.
 AXES = ("z", "y", "x")
 
@@ -40,11 +40,15 @@ class ImageRef:
 
 @dataclass
 class CycleRecord:
-    """One active-learning cycle: what was picked, trained and measured."""
+    """One active-learning cycle: what was picked, trained and measured.
+
+    ``labelled`` holds ``[axis, index]`` pairs (``['z', 40]``), each pick its
+    ``axis`` and ``slice``.
+    """
 
     cycle: int
     strategy: str
-    labelled: list[int]
+    labelled: list[Any]
     picks: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +60,37 @@ class CycleRecord:
 #: schema ``n + 1`` one. A change of the session format bumps
 #: :data:`SCHEMA_VERSION` and adds the step from the previous version here, so
 #: every older folder still opens (and is saved in the new schema).
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+def _slices_with_axis(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 → 2: slices along the session's one axis become ``[axis, index]``
+    pairs (done, each cycle's labelled slices) and each pick names its axis.
+
+    Values of the wrong type are left as they are, for :func:`check_slices` to
+    name them.
+    """
+    axis = data.get("axis")
+
+    def pairs(items: Any) -> Any:
+        return [[axis, i] for i in items] if isinstance(items, list) else items
+
+    data["done"] = pairs(data.get("done", []))
+    cycles = data.get("cycles")
+    if isinstance(cycles, list):
+        data["cycles"] = [_cycle_with_axis(c, axis, pairs) for c in cycles]
+    return data
+
+
+def _cycle_with_axis(cycle: Any, axis: Any, pairs: Callable[[Any], Any]) -> Any:
+    if not isinstance(cycle, dict):
+        return cycle
+    picks = cycle.get("picks")
+    if isinstance(picks, list):
+        picks = [{"axis": axis, **p} if isinstance(p, dict) else p for p in picks]
+    return {**cycle, "labelled": pairs(cycle.get("labelled")), "picks": picks}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _slices_with_axis,
+}
 
 
 def migrate(data: Any, path: Path) -> dict[str, Any]:
@@ -123,17 +157,24 @@ def check_slices(data: dict[str, Any], path: Path) -> None:
     axis = data.get("axis")
     if axis not in AXES:
         raise InputError(path, f"has the slice axis {axis!r}, not one of z, y, x")
-    count = shape[AXES.index(axis)]
     done = data.get("done", [])
     if not isinstance(done, list):
         raise InputError(path, f"has done slices {done!r}, not a list")
-    wrong = [i for i in done if not (_is_int(i) and 0 <= i < count)]
+    wrong = [p for p in done if not _is_slice_pair(p, shape)]
     if wrong:
         raise InputError(
             path,
-            f"has done slices {wrong[:5]!r} outside the volume's slices "
-            f"0..{count - 1} along {axis}",
+            f"has done slices {wrong[:5]!r} that are not [axis, index] pairs of "
+            f"slices inside the volume's shape {shape}",
         )
+
+
+def _is_slice_pair(item: Any, shape: list[int]) -> bool:
+    """Whether ``item`` is ``[axis, index]`` with ``index`` inside ``shape`` along ``axis``."""
+    if not (isinstance(item, list) and len(item) == 2 and item[0] in AXES):
+        return False
+    index = item[1]
+    return _is_int(index) and 0 <= index < shape[AXES.index(item[0])]
 
 
 class NewerSessionError(InputError):

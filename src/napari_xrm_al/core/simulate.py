@@ -23,73 +23,43 @@ as step counts rather than time budgets end the training).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from napari_xrm_al.core.acquisition import first_picks, get_strategy
+from napari_xrm_al.core.acquisition import get_strategy
 from napari_xrm_al.core.batch_picking import pick_batch
 from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.model import pick_device
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.predict import predict_volume
 from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.ranking import BALD_SAMPLES, Ranking, rank_summary
-from napari_xrm_al.core.simulation_config import SimulationConfig, settings_of
+from napari_xrm_al.core.ranking import (
+    BALD_SAMPLES,
+    Ranking,
+    first_ranking,
+    rank_summary,
+    summarise,
+)
+from napari_xrm_al.core.simulation_config import (
+    SimulationConfig,
+    finished_runs,
+    settings_of,
+)
+from napari_xrm_al.core.slice_refs import SliceRef, by_axis, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
 
 HOLDOUT_FRACTION = 0.25
-
-
-def read_result(path: str | Path) -> dict[str, Any]:
-    """A ``result.json`` written by :func:`simulate`, to resume or extend.
-
-    Raises :class:`XrmError` naming the file when it is unreadable or not a
-    simulation result.
-    """
-    try:
-        result = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise XrmError(f"Cannot read {path} as a result JSON ({exc}).") from None
-    if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
-        raise XrmError(f"{path} is not a simulation result.")
-    return result
-
-
-def _finished_runs(
-    earlier: dict[str, Any] | None, expected: dict[str, Any], cycles: int
-) -> dict[tuple[int, str, bool], dict[str, Any]]:
-    """The runs of ``earlier`` that hold every cycle, by (seed, strategy, pretrain).
-
-    Raises :class:`XrmError` naming the first difference when ``earlier`` was
-    run on other data or with other settings.
-    """
-    if earlier is None:
-        return {}
-    for key, value in expected.items():
-        if earlier.get(key) != value:
-            raise XrmError(
-                f"The earlier result was run with another {key} "
-                f"({earlier.get(key)!r}, now {value!r}); it cannot be resumed."
-            )
-    return {
-        (r["seed"], r["strategy"], r["pretrain"]): r
-        for r in earlier.get("runs", [])
-        if len(r.get("cycles", ())) == cycles + 1
-    }
 
 
 def rare_class_of(labels: np.ndarray, classes: ClassTable) -> str:
@@ -154,28 +124,31 @@ def rank_pool(
     strategies: Sequence[str],
     k: int,
     *,
-    axis: str,
+    axes: Sequence[str],
     min_distance: int,
     seed: int,
     device: torch.device,
 ) -> Generator[Progress, None, dict[str, Ranking]]:
-    """The next ``k`` picks of each strategy, from one prediction pass over the pool.
+    """The next ``k`` picks of each strategy, from one prediction pass over the
+    pool per axis of ``axes``; ``labelled`` and the picks are slice codes.
 
     The oracle's ``labels`` of the ``labelled`` slices give the class counts
     behind the rareness weights; the pass draws MC-dropout samples when a
     strategy needs them.
     """
     bald = any("bald" in get_strategy(name).needs for name in strategies)
-    result = yield from predict_volume(
-        build_segmenter(ckpt), ckpt, image, axis=axis,
-        mc_samples=BALD_SAMPLES if bald else 1, device=device,
+    summary = yield from summarise(
+        None, image, axes=axes, mc_samples=BALD_SAMPLES if bald else 1,
+        device=device, checkpoint=ckpt,
     )  # fmt: skip
-    counts = np.bincount(
-        _slices(labels, labelled, axis).ravel(), minlength=len(classes)
-    )
+    revealed = [
+        np.take(labels, indices, axis=ax).ravel()
+        for ax, indices in by_axis(map(ref_of_code, labelled)).items()
+    ]
+    counts = np.bincount(np.concatenate(revealed), minlength=len(classes))
     return {
         name: rank_summary(
-            result.summary,
+            summary,
             name,
             k,
             labelled=labelled,
@@ -185,6 +158,12 @@ def rank_pool(
         )
         for name in strategies
     }
+
+
+def _labelled_record(codes: Sequence[int], axes: Sequence[str]) -> list[Any]:
+    """Labelled slices for ``result.json``: indices along one axis, else ``'y:40'``."""
+    refs = sorted(ref_of_code(c) for c in codes)
+    return [r.index if len(axes) == 1 else str(r) for r in refs]
 
 
 def simulate(
@@ -222,6 +201,7 @@ def simulate(
             f"Ground truth holds ids beyond the {len(classes)} classes given."
         )
     n = n_slices(image.shape, config.axis)
+    pool_axes = config.axes or (config.axis,)
     if len(config.start_with) > config.initial or not all(
         0 <= s < n for s in config.start_with
     ):
@@ -243,7 +223,7 @@ def simulate(
         "runs": [],
     }
     identity = ("classes", "rare_class", "pool_shape", "test_shape", "settings")
-    finished = _finished_runs(earlier, {k: result[k] for k in identity}, config.cycles)
+    finished = finished_runs(earlier, {k: result[k] for k in identity}, config.cycles)
     # The earlier result's finished runs come first, in their order (its
     # first strategy stays the reference of paired comparisons).
     result["runs"] = list(finished.values())
@@ -264,9 +244,8 @@ def simulate(
         axis=config.axis, device=dev,
     )  # fmt: skip
 
-    def fit(
-        slices: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig
-    ):
+    def fit(codes: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig):
+        slices = [ref_of_code(c) for c in codes]
         return train(
             image, labels, slices, classes, axis=config.axis, dense_labels=True,
             init=init, config=cfg, seed=seed, device=dev, normalisation=norm,
@@ -312,7 +291,7 @@ def simulate(
                 entry = {
                     "cycle": cycle,
                     "n_labelled": len(labelled),
-                    "labelled": sorted(int(s) for s in labelled),
+                    "labelled": _labelled_record(labelled, pool_axes),
                     **metrics,
                     "train_seconds": round(seconds, 2),
                     "rank_seconds": 0.0,
@@ -333,7 +312,7 @@ def simulate(
                 t2 = time.perf_counter()
                 rankings = yield from rank_pool(
                     ckpt, image, labels, labelled, classes, [run.strategy],
-                    config.per_cycle, axis=config.axis,
+                    config.per_cycle, axes=pool_axes,
                     min_distance=config.min_distance, seed=seed * 1000 + cycle,
                     device=dev,
                 )  # fmt: skip
@@ -345,7 +324,8 @@ def simulate(
     if need_full:
         seed = config.seeds[-1]  # the encoder left by the last seed
         cfg = replace(config.train, steps=None, max_steps=config.train.max_steps * 4)
-        ckpt = yield from fit(list(range(n)), encoder, seed, cfg)
+        every = slice_codes(SliceRef.of(config.axis, i) for i in range(n))
+        ckpt = yield from fit(every, encoder, seed, cfg)
         result["full_supervision"] = yield from evaluate_cycle(ckpt)
     result["complete"] = True
     return result
@@ -358,38 +338,34 @@ def initial_slices(
     seed: int,
     device: torch.device,
 ) -> Generator[Progress, None, list[int]]:
-    """The slices every strategy of ``seed`` starts from.
+    """The slices (codes) every strategy of ``seed`` starts from.
 
     ``config.start_with`` first; then, with a pretrained encoder, k-centre
     greedy on its slice embeddings (method.md: picked with the pretrained model
     where possible) from those slices or from a slice drawn with ``seed``;
-    without one, random slices drawn with ``seed``.
+    without one, random slices drawn with ``seed``; candidates along every
+    axis of ``config.axes``.
     """
-    n = n_slices(image.shape, config.axis)
-    given = [int(s) for s in config.start_with]
+    axes = config.axes or (config.axis,)
+    given = slice_codes(SliceRef.of(config.axis, s) for s in config.start_with)
+    given = given.tolist()
     k = config.initial - len(given)
     if encoder is None:
+        index = slice_codes(
+            SliceRef.of(a, i) for a in axes for i in range(n_slices(image.shape, a))
+        )
         picks = pick_batch(
-            np.arange(n),
-            np.random.default_rng(seed).random(n),
+            index,
+            np.random.default_rng(seed).random(len(index)),
             k,
             labelled=given,
             min_distance=config.min_distance,
         )
     else:
-        index, embedding = yield from embed_slices(
-            encoder, image, axis=config.axis, device=device
-        )
-        _, picks = first_picks(
-            index,
-            embedding,
-            k,
-            labelled=given,
-            min_distance=config.min_distance,
-            seed=seed,
-        )
+        ranking = yield from first_ranking(
+            None, image, k, axes=axes, labelled=given,
+            min_distance=config.min_distance, device=device,
+            checkpoint=encoder, seed=seed,
+        )  # fmt: skip
+        picks = ranking.picks
     return given + [p.slice for p in picks]
-
-
-def _slices(volume: np.ndarray, indices: Sequence[int], axis: str) -> np.ndarray:
-    return np.take(volume, list(indices), axis=axis_index(axis))

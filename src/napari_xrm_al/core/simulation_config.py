@@ -1,13 +1,15 @@
 """What a simulation runs: the strategies compared and the protocol's settings.
 
 :func:`settings_of` is what makes two results comparable: a result is resumed
-or extended only with the same settings (:mod:`~napari_xrm_al.core.simulate`).
+or extended only with the same settings (:mod:`~napari_xrm_al.core.simulate`);
+:func:`read_result` reads one back and :func:`finished_runs` takes what it holds.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, get_strategy
@@ -64,7 +66,11 @@ class SimulationConfig:
     cycles
         Acquisition cycles after the initial training.
     axis
-        Slice axis.
+        Slice axis: of the held-out test block, the test prediction, the
+        full-supervision reference and ``start_with``.
+    axes
+        Axes of the candidate slices (picked, revealed and trained on
+        together); empty = ``axis`` alone.
     seeds
         Seeds; each has its own pretraining and initial slices.
     min_distance
@@ -83,6 +89,7 @@ class SimulationConfig:
     per_cycle: int = 2
     cycles: int = 3
     axis: str = "z"
+    axes: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     min_distance: int = DEFAULT_MIN_DISTANCE
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -98,8 +105,47 @@ def settings_of(config: SimulationConfig) -> dict[str, Any]:
         "per_cycle": config.per_cycle,
         "cycles": config.cycles,
         "axis": config.axis,
+        **({"axes": list(config.axes)} if config.axes else {}),
         "min_distance": config.min_distance,
         "train": asdict(config.train),
         "pretrain": asdict(config.pretrain),
     }
     return json.loads(json.dumps(settings))  # tuples as lists, as read back
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """A ``result.json`` written by :func:`simulate`, to resume or extend.
+
+    Raises :class:`XrmError` naming the file when it is unreadable or not a
+    simulation result.
+    """
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise XrmError(f"Cannot read {path} as a result JSON ({exc}).") from None
+    if not isinstance(result, dict) or not isinstance(result.get("runs"), list):
+        raise XrmError(f"{path} is not a simulation result.")
+    return result
+
+
+def finished_runs(
+    earlier: dict[str, Any] | None, expected: dict[str, Any], cycles: int
+) -> dict[tuple[int, str, bool], dict[str, Any]]:
+    """The runs of ``earlier`` that hold every cycle, by (seed, strategy, pretrain).
+
+    Raises :class:`XrmError` naming the first difference when ``earlier`` was
+    run on other data or with other settings.
+    """
+    if earlier is None:
+        return {}
+    for key, value in expected.items():
+        if earlier.get(key) != value:
+            raise XrmError(
+                f"The earlier result was run with another {key} "
+                f"({earlier.get(key)!r}, now {value!r}); it cannot be resumed."
+            )
+    return {
+        (r["seed"], r["strategy"], r["pretrain"]): r
+        for r in earlier.get("runs", [])
+        if len(r.get("cycles", ())) == cycles + 1
+    }

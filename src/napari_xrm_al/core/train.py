@@ -37,9 +37,10 @@ from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_devic
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, adamw, snapshot
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.trainset import (
     TRAIN_MAX_MEMORY,
-    LabelledSlices,
+    LabelledSet,
     load_labelled,
 )
 from napari_xrm_al.errors import XrmError
@@ -185,20 +186,25 @@ def segment_slices(
 
 def validate(
     model: SliceSegmenter,
-    val: LabelledSlices,
+    val: LabelledSet,
     norm: Normalisation,
     classes: ClassTable,
     device: torch.device,
 ) -> dict[str, float]:
-    """Scores of ``model`` on whole validation slices."""
-    pred = segment_slices(model, norm.apply(val.images), device)
-    return scores(confusion_matrix(pred, val.labels, len(classes)), classes)
+    """Scores of ``model`` on whole validation slices (of every axis together)."""
+    cm = sum(
+        confusion_matrix(
+            segment_slices(model, norm.apply(g.images), device), g.labels, len(classes)
+        )
+        for g in val.groups
+    )
+    return scores(cm, classes)
 
 
 def train(
     image_data,
     labels_data,
-    slices: Sequence[int],
+    slices: Sequence[SliceRef | int],
     classes: ClassTable,
     *,
     axis: str = "z",
@@ -221,7 +227,12 @@ def train(
         The (z, y, x) volume and its annotation volume (annotation ids ``1..C``,
         0 = not annotated; or dense ids ``0..C-1`` with ``dense_labels``).
     slices
-        Labelled slice indices along ``axis``.
+        Labelled slices: :class:`~napari_xrm_al.core.slice_refs.SliceRef` along
+        any axis (each read with its context along its own axis), or plain
+        indices along ``axis``.
+    axis
+        The axis of plain indices; recorded in the checkpoint as the axis the
+        model predicts along by default.
     classes
         The class table (``C`` classes).
     init
@@ -288,17 +299,21 @@ def train(
         else None
     )
     stamps = (
-        cut_stamps(data.images, data.labels, classes.rare_ids)
+        [
+            stamp
+            for g in data.groups
+            for stamp in cut_stamps(g.images, g.labels, classes.rare_ids)
+        ]
         if config.rare_paste > 0
         else []
     )
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
     opt = adamw(model.parameters(), config.lr, config.weight_decay)
-    clock = StepClock(config.n_steps(len(data.indices)), config.time_budget_s)
+    clock = StepClock(config.n_steps(len(data.refs)), config.time_budget_s)
     check_every = config.validate_every or max(1, clock.total // 10)
     history: dict[str, Any] = {
-        "slices": [int(i) for i in data.indices],
+        "slices": [ref.pair() for ref in data.refs],
         "axis": axis,
         "labelled_counts": data.counts.tolist(),
         "class_weights": weights.tolist(),
@@ -308,7 +323,7 @@ def train(
         "precision": precision,
         "loss": [],
         "validation": [],
-        "validation_slices": sorted(int(i) for i in val.indices) if val else [],
+        "validation_slices": [ref.pair() for ref in val.refs] if val else [],
     }
     averaged = weight_average(model, config.ema_decay)
     kept = averaged.module if averaged is not None else model

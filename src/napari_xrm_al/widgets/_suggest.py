@@ -181,14 +181,14 @@ class SuggestSection(QWidget):
         for r, pick in enumerate(ranking.picks):
             share = None if fraction is None else fraction[row_of[pick.slice]]
             why = REASONS.get(pick.reason, pick.reason)
-            values = (pick.rank, pick.slice, round(pick.score, 4), share, why)
+            values = (pick.rank, pick.ref.index, round(pick.score, 4), share, why)
             for c, value in enumerate(values):
                 item = QTableWidgetItem()
                 shown = "–" if value is None else value
                 if isinstance(value, float | np.floating) and c == 3:
                     shown = f"{value:.2%}"
                 item.setData(Qt.ItemDataRole.DisplayRole, shown)
-                item.setData(Qt.ItemDataRole.UserRole, pick.slice)
+                item.setData(Qt.ItemDataRole.UserRole, pick.ref.index)
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
         self.plan_label.setText(
@@ -198,10 +198,10 @@ class SuggestSection(QWidget):
         )
         self.plan_label.setVisible(bool(self.plan_label.text()))
         self.profile.show_scores(
-            np.asarray(ranking.index),
+            np.asarray([ref.index for ref in ranking.refs]),
             np.asarray(ranking.scores),
-            [p.slice for p in ranking.picks],
-            session.done if session else [],
+            [p.ref.index for p in ranking.picks],
+            session.done_along() if session else [],
             session.axis if session else "",
         )
         self._show_frames(ranking.picks)
@@ -213,7 +213,9 @@ class SuggestSection(QWidget):
         if image is None or session is None:
             return
         shape = session.image.shape
-        frames = slice_frames(shape, axis_index(session.axis), [p.slice for p in picks])
+        frames = slice_frames(
+            shape, axis_index(session.axis), [p.ref.index for p in picks]
+        )
         replace_or_add(
             self.dock.viewer,
             "shapes",
@@ -226,7 +228,7 @@ class SuggestSection(QWidget):
             features=pd.DataFrame(
                 {
                     "rank": [p.rank for p in picks],
-                    "slice": [p.slice for p in picks],
+                    "slice": [p.ref.index for p in picks],
                     "score": [p.score for p in picks],
                 }
             ),
@@ -244,7 +246,7 @@ class SuggestSection(QWidget):
 
     def picks(self) -> list[int]:
         """Suggested slices, best first."""
-        return [p.slice for p in self.ranking.picks] if self.ranking else []
+        return [p.ref.index for p in self.ranking.picks] if self.ranking else []
 
     def select_pick(self, rank: int) -> None:
         """Select table row ``rank`` (1 = best): the viewer goes to that slice."""

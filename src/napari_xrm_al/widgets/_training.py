@@ -203,7 +203,7 @@ class TrainSection(QWidget):
             session, data = self.dock.require_session()
             config = self.config()
             validation = self.validation_slices()
-            overlap = sorted(set(validation) & set(session.done))
+            overlap = sorted(set(validation) & set(session.done_along()))
             if overlap:
                 raise XrmError(
                     f"Slices {overlap} are marked done (training slices) and cannot "

@@ -142,7 +142,7 @@ class ActiveLearningWidget(QWidget):
         self.annotations = AnnotationBinding(self.viewer, session, image)
         self.suggest.ranking = None
         self.go_to_slice(
-            session.done[0] if session.done else self._middle_slice(), paint=False
+            (session.done_along() or [self._middle_slice()])[0], paint=False
         )
         self.activate_annotations()
         self.steps.setCurrentIndex(1)
@@ -170,7 +170,7 @@ class ActiveLearningWidget(QWidget):
         """Slices with painted pixels that are not marked done."""
         if self.annotations is None or self.session is None:
             return []
-        return sorted(self.annotations.painted - set(self.session.done))
+        return sorted(self.annotations.painted - set(self.session.done_along()))
 
     # -- navigation ----------------------------------------------------------------
     @property
@@ -230,7 +230,7 @@ class ActiveLearningWidget(QWidget):
         if self.session is None:
             return self.mark_done()
         index = self.current_slice()
-        return self.mark_done(index, index not in self.session.done)
+        return self.mark_done(index, not self.session.is_done(index))
 
     def fill_unpainted(self, index: int, labels: np.ndarray) -> None:
         """Give the unpainted pixels of slice ``index`` the values ``labels`` (undoable)."""
@@ -262,7 +262,7 @@ class ActiveLearningWidget(QWidget):
             self.done_button.setEnabled(False)
             return
         index = self.current_slice()
-        done = index in self.session.done
+        done = self.session.is_done(index)
         n = self.session.image.shape[self.axis]
         self.slice_label.setText(
             f"Slice {index} of {n} ({self.session.axis})"
