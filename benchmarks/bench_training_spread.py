@@ -155,7 +155,14 @@ def main() -> None:
                     tta=tta,
                 )
             )
-            scores.append({"train_seed": seed, "score": variant, **score})
+            scores.append(
+                {
+                    "train_seed": seed,
+                    "score": variant,
+                    "train_seconds": ckpt.history["seconds"],
+                    **score,
+                }
+            )
             print(json.dumps(scores[-1]), flush=True)
         if i == 0 and args.rank:
             rankings = run_to_end(

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter, pick_device
+from napari_xrm_al.core.ensemble import build_network
+from napari_xrm_al.core.model import ModelConfig, pick_device
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name
 from napari_xrm_al.errors import InputError, XrmError, os_problem
@@ -286,13 +288,13 @@ def load_checkpoint(
 
 def build_segmenter(
     ckpt: Checkpoint, device: torch.device | str | None = None
-) -> SliceSegmenter:
+) -> nn.Module:
     """The network of a segmenter checkpoint with its weights, in eval mode."""
     if ckpt.kind != "segmenter":
         raise XrmError(
             f"Expected a segmenter checkpoint, got an {ckpt.kind} checkpoint."
         )
-    model = SliceSegmenter(ckpt.model_config)
+    model = build_network(ckpt.model_config)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError:
@@ -306,7 +308,7 @@ def load_segmenter(
     path: str | os.PathLike[str],
     device: torch.device | str | None = None,
     checkpoint: Checkpoint | None = None,
-) -> tuple[SliceSegmenter, Checkpoint]:
+) -> tuple[nn.Module, Checkpoint]:
     """Load a segmenter checkpoint and its network (eval mode, on ``device``).
 
     ``checkpoint``, when the caller has already read ``path``, is used instead

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
 from napari_xrm_al.core.events import Progress
@@ -26,7 +27,7 @@ from napari_xrm_al.core.tiling import footprint, pixel_bytes, too_large
 from napari_xrm_al.errors import XrmError
 
 
-def encoder_network(ckpt: Checkpoint) -> SliceSegmenter:
+def encoder_network(ckpt: Checkpoint) -> nn.Module:
     """The network of a checkpoint, in eval mode (an encoder's decoder untrained)."""
     if ckpt.kind != "encoder":
         return build_segmenter(ckpt)

@@ -69,6 +69,9 @@ class ModelConfig:
         Encoder of ``flexunet`` (e.g. ``'efficientnet-b0'``, ``'resnet10'``).
     res_units
         Residual units per level of ``unet``.
+    members
+        Networks of this architecture whose probabilities are averaged
+        (:mod:`~napari_xrm_al.core.ensemble`; 1 = a single network).
     """
 
     n_classes: int
@@ -79,6 +82,7 @@ class ModelConfig:
     norm: str = "batch"
     backbone: str = "efficientnet-b0"
     res_units: int = 2
+    members: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -92,6 +96,8 @@ class ModelConfig:
             raise XrmError(f"Unknown architecture {self.arch!r}; choose from {ARCHS}.")
         if self.norm not in ("batch", "instance"):
             raise XrmError(f"Unknown norm {self.norm!r}; choose 'batch' or 'instance'.")
+        if self.members < 1:
+            raise XrmError(f"An ensemble needs at least 1 member, got {self.members}.")
         if not 0.0 <= self.dropout < 1.0:
             raise XrmError(f"Dropout must be in [0, 1), got {self.dropout}.")
         need = {"basicunet": 6, "flexunet": 5}.get(self.arch)

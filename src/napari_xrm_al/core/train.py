@@ -25,15 +25,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from napari_xrm_al.core.augment import AugmentConfig, augment_pair
 from napari_xrm_al.core.checkpoint import Checkpoint, checkpoint_bytes, save_or_keep
 from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.core.ensemble import build_network, split_loss
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import training_precision
 from napari_xrm_al.core.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.metrics import confusion_matrix, scores
-from napari_xrm_al.core.model import NetworkSettings, SliceSegmenter, pick_device
+from napari_xrm_al.core.model import NetworkSettings, pick_device
 from napari_xrm_al.core.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.schedule import StepClock, adamw, snapshot
@@ -105,6 +107,10 @@ class TrainConfig(NetworkSettings):
         step and return it instead of the last weights (0 = off). Averaging
         makes a retrain on the same slices give nearly the same model whatever
         the seed (docs/benchmarks.md, "Stable retraining").
+    ensemble
+        Networks trained side by side, each on its share of every batch, whose
+        probabilities are averaged (1 = one network). Training costs about the
+        same; prediction and ranking cost one pass per member.
     """
 
     steps: int | None = None
@@ -126,6 +132,7 @@ class TrainConfig(NetworkSettings):
     validate_every: int | None = None
     loss_smoothing: float = 0.95
     ema_decay: float = 0.0
+    ensemble: int = 1
 
     def n_steps(self, n_slices: int) -> int:
         """Planned number of steps for ``n_slices`` labelled slices."""
@@ -137,24 +144,29 @@ class TrainConfig(NetworkSettings):
 
 def initial_model(
     init: Checkpoint | None, classes: ClassTable, config: TrainConfig
-) -> SliceSegmenter:
-    """A fresh model, from the pretrained encoder (or segmenter) ``init`` if given."""
+) -> nn.Module:
+    """A fresh model (of ``config.ensemble`` members), from the pretrained
+    encoder ``init`` if given; or the segmenter ``init`` to train further."""
     n = len(classes)
     if init is None:
-        return SliceSegmenter(config.model_config(n))
+        return build_network(replace(config.model_config(n), members=config.ensemble))
     if init.kind == "encoder":
-        cfg = replace(init.model_config.with_classes(n), dropout=config.dropout)
-        model = SliceSegmenter(cfg)
+        cfg = replace(
+            init.model_config.with_classes(n),
+            dropout=config.dropout,
+            members=config.ensemble,
+        )
+        model = build_network(cfg)
         model.load_encoder_state_dict(init.state_dict)
         return model
     init.check_classes(classes, "the initial model")
-    model = SliceSegmenter(init.model_config)
+    model = build_network(init.model_config)
     model.load_state_dict(init.state_dict)
     return model
 
 
 def weight_average(
-    model: SliceSegmenter, decay: float
+    model: nn.Module, decay: float
 ) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of ``model``'s weights and batch-norm
     statistics (torch's ``AveragedModel``), or None when ``decay`` is 0."""
@@ -171,7 +183,7 @@ def weight_average(
 
 @torch.no_grad()
 def segment_slices(
-    model: SliceSegmenter, images: np.ndarray, device: torch.device, batch: int = 4
+    model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 4
 ) -> np.ndarray:
     """Dense class ids ``(N, H, W)`` of normalised slices ``(N, K, H, W)`` (eval mode)."""
     was = model.training
@@ -185,7 +197,7 @@ def segment_slices(
 
 
 def validate(
-    model: SliceSegmenter,
+    model: nn.Module,
     val: LabelledSet,
     norm: Normalisation,
     classes: ClassTable,
@@ -274,6 +286,7 @@ def train(
     if out is not None:  # before the work: room for the result
         check_writable(out, "the model", checkpoint_bytes(model.state_dict()))
     context = model.cfg.context
+    members = model.cfg.members
     norm = normalisation or fit_normalisation(image_data, seed=seed)
     data = load_labelled(
         image_data,
@@ -379,7 +392,7 @@ def train(
             x = x.to(dev).contiguous(memory_format=torch.channels_last)
             with autocast:
                 logits = model(x)
-            loss = loss_fn(logits.float(), y.to(dev).long())
+            loss = split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
