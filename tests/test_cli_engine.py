@@ -63,6 +63,10 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         "0.5",
         "--precision",
         "float32",
+        "--ensemble",
+        "2",
+        "--ema-decay",
+        "0.9",
         *FAST,
     ]
     assert main(args) == 0
@@ -77,6 +81,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert ckpt.provenance["labels_path"] == str(scan["labels"])
     assert ckpt.model_config.features == encoder.model_config.features
     assert ckpt.history["config"]["rare_paste"] == 0.5
+    assert ckpt.model_config.members == 2 and len(model.members) == 2
+    assert ckpt.history["config"]["ema_decay"] == 0.9
     assert ckpt.history["precision"] == "float32"
 
 
@@ -89,6 +95,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         (["--init", "missing.pt"], "missing.pt: does not exist"),
         (["--steps", "0"], "--steps must be at least 1"),
         (["--rare-paste", "2"], "--rare-paste must be between 0 and 1"),
+        (["--ensemble", "0"], "--ensemble must be at least 1"),
+        (["--ema-decay", "1"], "--ema-decay must be in [0, 1)"),
     ],
 )
 def test_train_errors_are_one_line(tmp_path, scan, capsys, extra, message):

@@ -98,3 +98,13 @@ def test_an_ensemble_trains_from_the_encoder_saves_and_predicts(
         probs = engine.probabilities(engine.prepare(raw))
     assert probs.shape[1] == len(sample0.classes)
     torch.testing.assert_close(probs.sum(1), torch.ones_like(probs[:, 0]))
+
+
+def test_an_ensemble_needs_a_crop_per_member(sample0, tiny_train_config):
+    config = dataclasses.replace(tiny_train_config, batch_size=2, ensemble=3)
+    gen = train(
+        sample0.image, sample0.labels, [3], sample0.classes, dense_labels=True,
+        config=config,
+    )  # fmt: skip
+    with pytest.raises(XrmError, match=r"fewer crops per step \(2\) than networks"):
+        run_to_end(gen)

@@ -106,6 +106,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pasted, 0..1: helps when very few are labelled (default: %(default)s = off)",
     )
     parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=TrainConfig().ensemble,
+        metavar="N",
+        help="networks trained side by side, each on its share of every batch, "
+        "whose probabilities are averaged: steadier results from one retrain to "
+        "the next; prediction takes N times as long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=TrainConfig().ema_decay,
+        metavar="D",
+        help="keep a moving average of the weights with this decay per step, "
+        "e.g. 0.995 (default: %(default)s = off)",
+    )
+    parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=TrainConfig().precision,
@@ -154,9 +171,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.update(model_overrides(args))
     if not 0.0 <= args.rare_paste <= 1.0:
         raise XrmError(f"--rare-paste must be between 0 and 1, got {args.rare_paste}.")
+    if args.ensemble < 1:
+        raise XrmError(f"--ensemble must be at least 1, got {args.ensemble}.")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise XrmError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     config = dataclasses.replace(
         TrainConfig(
-            loss=args.loss, rare_paste=args.rare_paste, precision=args.precision
+            loss=args.loss,
+            rare_paste=args.rare_paste,
+            precision=args.precision,
+            ensemble=args.ensemble,
+            ema_decay=args.ema_decay,
         ),
         **overrides,
     )

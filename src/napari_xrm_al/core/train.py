@@ -287,6 +287,11 @@ def train(
         check_writable(out, "the model", checkpoint_bytes(model.state_dict()))
     context = model.cfg.context
     members = model.cfg.members
+    if config.batch_size < members:
+        raise XrmError(
+            f"An ensemble of {members} networks needs at least one crop each; "
+            f"fewer crops per step ({config.batch_size}) than networks."
+        )
     norm = normalisation or fit_normalisation(image_data, seed=seed)
     data = load_labelled(
         image_data,
