@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bench_active_learning import configs, load, machine, merge
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.curves import paired_differences, runs_by_label
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.normalization import fit_normalisation

@@ -51,8 +51,8 @@ import numpy as np
 import tifffile
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.acquisition import STRATEGIES
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig

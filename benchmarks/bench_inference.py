@@ -48,8 +48,8 @@ import zarr
 from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.checkpoint import Checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import (
     SliceInference,

@@ -99,7 +99,7 @@ print(json.dumps({
 MODEL = """
 import sys
 from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.model import SliceSegmenter
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.train import TrainConfig

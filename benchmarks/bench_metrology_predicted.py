@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import measure_bumps
 from napari_xrm_al.core.predict import predict_volume

@@ -50,8 +50,8 @@ import torch
 from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
+from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.normalization import fit_normalisation

@@ -7,9 +7,9 @@ import pytest
 import torch
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.normalization import fit_normalisation
 from napari_xrm_al.core.sample import make_hbm_sample, write_sample

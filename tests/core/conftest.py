@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.augment import AugmentConfig
 from napari_xrm_al.core.checkpoint import Checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.pretrain import PretrainConfig

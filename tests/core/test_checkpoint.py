@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -18,7 +19,6 @@ from napari_xrm_al.core.checkpoint import (
     make_provenance,
     save_checkpoint,
 )
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.model import SliceSegmenter
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.errors import InputError, XrmError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable, dense_to_annotation
+from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.loop import (
     learning_curve,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, jaccard_score
 
-from napari_xrm_al.core.classes import ClassTable, annotation_to_dense
+from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.metrics import confusion_matrix, evaluate, iou_dice, scores
 
 

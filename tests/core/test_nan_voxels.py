@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import measure_bumps
 from napari_xrm_al.core.normalization import fit_normalisation

@@ -13,9 +13,9 @@ import pytest
 import torch
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core import inference
 from napari_xrm_al.core.checkpoint import load_segmenter, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import SliceInference
 from napari_xrm_al.core.predict import predict_slices, predict_volume

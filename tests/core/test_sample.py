@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.sample import (
     SampleParams,
     class_fractions,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.session import (
     CycleRecord,
     ImageRef,

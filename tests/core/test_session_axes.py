@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.session import ImageRef, Session
 from napari_xrm_al.core.session_annotations import PENDING
 from napari_xrm_al.core.session_paths import SESSION_FILE

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable, dense_to_annotation
+from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.loop import session_for, train_session
 from napari_xrm_al.core.ranking import rank_session

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core import session_schema
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import LOCK_FILE, SessionLock, SessionLockedError
 from napari_xrm_al.core.session import (
     BACKUP_FILE,

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.curves import (
     learning_curves,
     paired_differences,

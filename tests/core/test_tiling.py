@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.embedding import embed_slices
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.predict import memory_plan, predict_volume

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core import inference
 from napari_xrm_al.core.checkpoint import build_segmenter, load_checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import bf16_supported, training_precision
 from napari_xrm_al.core.losses import MaskedSegLoss, class_weights

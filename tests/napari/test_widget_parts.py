@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.paint_volume import PaintVolume
 from napari_xrm_al.core.pretrain import PretrainConfig

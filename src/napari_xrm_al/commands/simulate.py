@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
     add_anisotropy_option,
     add_compute_options,
@@ -19,7 +20,6 @@ from napari_xrm_al.commands._engine import (
     setup_torch,
 )
 from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.curves import plot_curves, summary_table
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.pretrain import PretrainConfig

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
     add_anisotropy_option,
     add_memory_option,
@@ -27,7 +28,6 @@ from napari_xrm_al.commands._labels import (
     open_labels,
 )
 from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference import PRECISIONS
 from napari_xrm_al.core.losses import LOSSES

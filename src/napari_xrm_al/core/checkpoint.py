@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.model import ModelConfig, SliceSegmenter, pick_device
 from napari_xrm_al.core.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.batch_picking import Pick, pick_record
 from napari_xrm_al.core.checkpoint import (
     Checkpoint,
@@ -26,7 +27,6 @@ from napari_xrm_al.core.checkpoint import (
     load_segmenter,
     save_or_keep,
 )
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.predict import predict_slices, predict_volume
 from napari_xrm_al.core.pretrain import PretrainConfig, pretrain

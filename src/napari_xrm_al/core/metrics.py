@@ -2,7 +2,7 @@
 
 Everything works on *dense* class ids ``0..C-1``; target pixels outside that
 range (``-1`` for "not annotated", as
-:func:`~napari_xrm_al.core.classes.annotation_to_dense` gives) are ignored.
+:func:`~napari_xrm_al.classes.annotation_to_dense` gives) are ignored.
 Volumes are processed in blocks along their first axis, so lazily loaded
 arrays are never read whole.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 
 
 def confusion_matrix(pred, target, n_classes: int, block: int = 16) -> np.ndarray:

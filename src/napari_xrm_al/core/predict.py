@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.checkpoint import Checkpoint
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import SliceInference, default_batch_size
 from napari_xrm_al.core.normalization import check_finite_sample

@@ -25,7 +25,7 @@ import torch
 import zarr
 from zarr.codecs import BloscCodec
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.summaries import PixelStats
 from napari_xrm_al.errors import InputError, mib
 from napari_xrm_al.io.atomic import AtomicTarget

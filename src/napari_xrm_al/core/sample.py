@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_xrm_al.core.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
+from napari_xrm_al.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
 from napari_xrm_al.core.sample_geometry import CLASS_OF_MATERIAL, build_materials
 from napari_xrm_al.core.sample_imaging import draw_imaging, render
 from napari_xrm_al.errors import InputError, XrmError

@@ -38,8 +38,8 @@ from typing import Any
 import zarr
 
 from napari_xrm_al import __version__
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core import session_schema as schema
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.lock import SessionLock
 from napari_xrm_al.core.session_annotations import (
     PENDING,

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core import session_schema as schema
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.session_schema import ImageRef
 from napari_xrm_al.core.slice_refs import SliceRef, as_ref
 from napari_xrm_al.core.slices import axis_index

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.acquisition import get_strategy
 from napari_xrm_al.core.batch_picking import pick_batch
 from napari_xrm_al.core.checkpoint import Checkpoint, build_segmenter
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.metrics import evaluate
 from napari_xrm_al.core.model import pick_device

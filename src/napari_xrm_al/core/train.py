@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.augment import AugmentConfig, augment_pair
 from napari_xrm_al.core.checkpoint import Checkpoint, checkpoint_bytes, save_or_keep
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import training_precision
 from napari_xrm_al.core.losses import MaskedSegLoss, class_weights

@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_xrm_al.core.classes import (
-    ClassTable,
-    annotation_to_dense,
-    check_class_ids,
-)
+from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.slice_refs import SliceRef, as_refs, by_axis
 from napari_xrm_al.core.slices import (
     read_label_slices,
@@ -27,6 +23,7 @@ from napari_xrm_al.core.slices import (
     slice_shape,
 )
 from napari_xrm_al.errors import XrmError, mib
+from napari_xrm_al.io.label_ids import check_class_ids
 
 #: At most this many candidate crop centres are kept per class.
 MAX_CENTRES = 200_000

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al._napari.writer import layer_voxel_size
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference import TTA_MODES
 from napari_xrm_al.core.loop import learning_curve, predict_session, project_inputs
