@@ -49,18 +49,18 @@ from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.checkpoint import Checkpoint
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference import (
+from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
     default_batch_size,
     native_bf16_cpu,
 )
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
-from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.model.checkpoint import Checkpoint
+from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.model.normalization import Normalisation
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -13,7 +13,7 @@ import argparse
 import tempfile
 import time
 
-from napari_xrm_al.core.sample import (
+from napari_xrm_al.core.synthetic.sample import (
     SampleParams,
     class_fractions,
     make_hbm_sample,

@@ -16,8 +16,8 @@ import tifffile
 
 from napari_xrm_al.classes import CLASSES_FILE, LABEL_IDS_KEY, dense_to_annotation
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.checkpoint import load_checkpoint
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.label_ids import ambiguous_ids
 
 SLICES = [3, 8]  # 8 holds voids

@@ -21,7 +21,7 @@ from napari_xrm_al._napari.writer import CLASSES_KEY, write_ome_labels
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.masks import ATTRS_KEY, write_mask
 from napari_xrm_al.widgets._predict import export_mask
