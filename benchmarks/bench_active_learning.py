@@ -63,8 +63,8 @@ from napari_xrm_al.core.al.simulation_config import (
 )
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
-    SampleParams,
     make_hbm_sample,
     thick_die_params,
 )

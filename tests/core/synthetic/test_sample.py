@@ -9,8 +9,8 @@ import pytest
 import tifffile
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
-    SampleParams,
     class_fractions,
     make_hbm_sample,
     slice_fractions,

@@ -11,15 +11,12 @@ box, so a 128 × 256 × 256 volume takes a fraction of a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
+from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.errors import XrmError
-
-if TYPE_CHECKING:
-    from napari_xrm_al.core.synthetic.sample import SampleParams
 
 # Material ids of the geometry volume; several materials share one class.
 MOLD, UNDERFILL, SILICON, COPPER, SOLDER, VOID = range(6)

@@ -9,15 +9,12 @@ seeds look like two scans from different tools or settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from napari_xrm_al.core.synthetic.geometry import MATERIAL_NAMES, SOLDER, VOID
-
-if TYPE_CHECKING:
-    from napari_xrm_al.core.synthetic.sample import SampleParams
+from napari_xrm_al.core.synthetic.params import SampleParams
 
 #: Linear attenuation of each material relative to copper, before the seed's
 #: variation. Solder (Sn-Ag) attenuates more than copper; silicon, underfill
