@@ -7,9 +7,9 @@ Reports, in one run (so the figures share the machine's state):
   units, instance norm, PReLU) run as one usually writes it: float32, NCHW,
   ``torch.no_grad``, one slice at a time;
 * the same net and our default segmenter with our settings
-  (:class:`~napari_xrm_al.core.inference.SliceInference`: eval, inference mode,
+  (:class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`: eval, inference mode,
   channels-last, batch from the heuristic, float32 and bf16 autocast);
-* end to end :func:`~napari_xrm_al.core.predict.predict_volume` (reading,
+* end to end :func:`~napari_xrm_al.core.inference.predict.predict_volume` (reading,
   normalising, forward, per-slice summaries, class map) on an in-memory volume;
 * bf16 vs float32 class-map agreement of briefly trained models (synthetic
   sample, and the real X-ray CT block in ``../shared/data`` when present);

@@ -1,9 +1,9 @@
 """Acquisition: which slices should the analyst label next.
 
 Every strategy scores **every** candidate slice from per-slice summaries of one
-prediction pass (:class:`~napari_xrm_al.core.predict.SliceSummary`), so ranking
+prediction pass (:class:`~napari_xrm_al.core.inference.predict.SliceSummary`), so ranking
 never needs a probability volume. The batch picker
-(:mod:`~napari_xrm_al.core.batch_picking`) then takes ``k`` slices, keeping a
+(:mod:`~napari_xrm_al.core.al.batch_picking`) then takes ``k`` slices, keeping a
 minimum distance along the slice axis from each other and from the slices
 already labelled.
 
@@ -126,7 +126,7 @@ class Strategy:
         distance to the nearest labelled or already picked slice).
     discovery
         Whether part of each batch goes to novelty first
-        (:mod:`~napari_xrm_al.core.discovery`); ``score`` picks the rest.
+        (:mod:`~napari_xrm_al.core.al.discovery`); ``score`` picks the rest.
     """
 
     name: str

@@ -107,7 +107,7 @@ def discovery_batch(
 ) -> tuple[np.ndarray, list[Pick], DiscoveryPlan]:
     """Pick ``k`` slices: some for novelty, the rest by ``exploit_score``.
 
-    ``ctx`` is an :class:`~napari_xrm_al.core.acquisition.AcquisitionContext`.
+    ``ctx`` is an :class:`~napari_xrm_al.core.al.acquisition.AcquisitionContext`.
     Novelty picks are greedy on composition distance times embedding distance
     to the nearest labelled or picked slice (k-centre greedy over the novel
     slices); exploiting picks then keep their distance from those.

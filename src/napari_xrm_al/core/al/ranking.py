@@ -112,7 +112,7 @@ def summarise(
 
     ``checkpoint``: the model already read from ``model_path``, if the caller
     has it (then ``model_path`` may be None without ``cache_dir``);
-    ``max_memory``: see :func:`~napari_xrm_al.core.predict.predict_volume`.
+    ``max_memory``: see :func:`~napari_xrm_al.core.inference.predict.predict_volume`.
     """
     loaded: list[Any] = []  # the model, read once if some axis is not cached
 
@@ -225,7 +225,7 @@ def first_ranking(
     file and axis in ``cache_dir``.
     ``checkpoint``: the encoder already read from ``encoder_path``, if the
     caller has it (then ``encoder_path`` may be None without ``cache_dir``);
-    ``max_memory``: see :func:`~napari_xrm_al.core.embedding.embed_slices`;
+    ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`;
     ``seed`` draws the first pick when nothing is labelled.
     """
 

@@ -1,7 +1,7 @@
 """What a simulation runs: the strategies compared and the protocol's settings.
 
 :func:`settings_of` is what makes two results comparable: a result is resumed
-or extended only with the same settings (:mod:`~napari_xrm_al.core.simulate`);
+or extended only with the same settings (:mod:`~napari_xrm_al.core.al.simulate`);
 :func:`read_result` reads one back and :func:`finished_runs` takes what it holds.
 """
 
@@ -56,7 +56,7 @@ class SimulationConfig:
         Strategies to compare (see :func:`parse_run`).
     initial
         Slices labelled before the first cycle, the same for every strategy of a
-        seed (see :func:`~napari_xrm_al.core.simulate.initial_slices`).
+        seed (see :func:`~napari_xrm_al.core.al.simulate.initial_slices`).
     start_with
         Slices among the ``initial`` ones chosen by hand, e.g. one that shows
         the rare class, as an analyst who has seen a void would paint first;

@@ -4,7 +4,7 @@
 output chunks and runs one task per part on ``dask.distributed`` workers: a
 local cluster started for the run, or an existing one (``tcp://host:8786``)
 for scans that outgrow one machine. Each task runs
-:func:`~napari_xrm_al.core.predict.predict_volume` on its slices, so the
+:func:`~napari_xrm_al.core.inference.predict.predict_volume` on its slices, so the
 result is the same as a single-process run, slice for slice.
 
 Nothing large travels through the scheduler: each worker opens the image and
@@ -191,7 +191,7 @@ def part_size(
     Parts start at multiples of the output chunk depth (no two tasks write one
     chunk) and of ``batch`` (batches hold the same slices as in one process).
     The default covers the image's chunk depth, and at least
-    :data:`~napari_xrm_al.core.slab_prediction.MIN_SLAB` slices.
+    :data:`~napari_xrm_al.core.inference.slab_prediction.MIN_SLAB` slices.
     """
     unit = batch
     for kind, array in targets.items():
@@ -249,7 +249,7 @@ def predict_volume_dask(
         A trained segmenter and the scan, opened by every worker from these
         paths (which must be the same for the workers as here).
     out, uncertainty_out, probabilities_out
-        Output paths as in :func:`~napari_xrm_al.core.predict.predict_volume`;
+        Output paths as in :func:`~napari_xrm_al.core.inference.predict.predict_volume`;
         they appear only when every part has been written.
     client
         A ``distributed.Client`` of an existing cluster; None starts a
@@ -262,7 +262,7 @@ def predict_volume_dask(
         (:func:`part_size`).
     axis, batch_size, mc_samples, summaries, embeddings, device, precision, \
 tta, max_memory, seed, provenance
-        As in :func:`~napari_xrm_al.core.predict.predict_volume` (but
+        As in :func:`~napari_xrm_al.core.inference.predict.predict_volume` (but
         summaries are off by default); ``'auto'`` precision is resolved once,
         on a worker, and used by every task.
 

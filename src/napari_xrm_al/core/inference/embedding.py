@@ -2,7 +2,7 @@
 
 Core-set needs only the encoder: pooled bottleneck features of every slice. They
 let the very first slices to label be picked for coverage (k-centre greedy, see
-:func:`~napari_xrm_al.core.acquisition.first_picks`) instead of at random, which
+:func:`~napari_xrm_al.core.al.acquisition.first_picks`) instead of at random, which
 on a thick-die scan often misses the one thin solder layer entirely.
 """
 

@@ -53,7 +53,7 @@ def predict_fused(
     """Predict ``data`` along each of ``axes`` and write the class map of the
     mean probabilities to ``out`` (a mask path or an array to fill).
 
-    ``options`` go to :func:`~napari_xrm_al.core.predict.predict_volume`
+    ``options`` go to :func:`~napari_xrm_al.core.inference.predict.predict_volume`
     (device, precision, tta, batch_size, max_memory).
 
     Returns

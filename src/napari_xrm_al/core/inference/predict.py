@@ -1,11 +1,11 @@
 """Whole-volume prediction, streamed over a lazy volume within a memory limit.
 
 A volume larger than memory is never loaded whole. Slices that fit are read
-in slabs and predicted in batches (:mod:`~napari_xrm_al.core.slab_prediction`);
+in slabs and predicted in batches (:mod:`~napari_xrm_al.core.inference.slab_prediction`);
 a slice whose forward pass alone exceeds the limit is predicted in overlapping
-tiles with the same result (:mod:`~napari_xrm_al.core.tiled_prediction`). Each
-batch or tile is summarised per slice (:mod:`~napari_xrm_al.core.summaries`)
-and written to the outputs (:mod:`~napari_xrm_al.core.prediction_outputs`),
+tiles with the same result (:mod:`~napari_xrm_al.core.inference.tiled_prediction`). Each
+batch or tile is summarised per slice (:mod:`~napari_xrm_al.core.inference.summaries`)
+and written to the outputs (:mod:`~napari_xrm_al.core.inference.prediction_outputs`),
 which only appear under their final names when the whole run succeeded.
 """
 
@@ -142,7 +142,7 @@ def memory_plan(
     within ``max_memory``; ``tiles`` is None unless one slice does not fit.
 
     :class:`XrmError` with the figures when neither fits (see
-    :func:`~napari_xrm_al.core.tiling.plan_tiles`).
+    :func:`~napari_xrm_al.core.inference.tiling.plan_tiles`).
     """
     check_chunks_fit(data, max_memory)
     hw = slice_shape(data.shape, axis)
@@ -254,7 +254,7 @@ def predict_volume(
     indices
         Slices to predict (default all); e.g. acquisition scoring a subset.
     device, precision, tta
-        See :class:`~napari_xrm_al.core.inference.SliceInference`; ``tta``
+        See :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`; ``tta``
         (test-time augmentation) multiplies the cost by 4 or 8.
     max_memory
         Bytes one slab may hold (the volume is never read whole).

@@ -6,7 +6,7 @@ written slab by slab to the outputs. Slab size: a multiple of the batch size
 covering at least one stored chunk along the slice axis (so each chunk is
 decompressed once), capped by the memory left beside one batch's forward pass.
 Slices too large for that are predicted tile by tile instead
-(:mod:`~napari_xrm_al.core.tiled_prediction`).
+(:mod:`~napari_xrm_al.core.inference.tiled_prediction`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Prediction of slices larger than the memory limit, tile by tile.
 
-Each slice is predicted in the tiles of a :class:`~napari_xrm_al.core.tiling.TilePlan`:
+Each slice is predicted in the tiles of a :class:`~napari_xrm_al.core.inference.tiling.TilePlan`:
 only a tile's box (with context planes) is read from the lazy volume, only
 its core is written to the outputs, and the per-slice summaries (means over
 the slice's pixels, BALD, pooled embeddings) are accumulated tile by tile, so
-they equal those of untiled prediction. See :mod:`napari_xrm_al.core.tiling`
+they equal those of untiled prediction. See :mod:`napari_xrm_al.core.inference.tiling`
 for why the stitched result is the same.
 """
 

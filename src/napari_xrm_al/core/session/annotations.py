@@ -14,7 +14,7 @@ entirely or not at all.
 
 :func:`create_annotation_volume` lays it out, :func:`recover_annotation_volume`
 checks it on reopening, and :class:`SessionAnnotations` is the part of
-:class:`~napari_xrm_al.core.session.Session` that reads and writes it.
+:class:`~napari_xrm_al.core.session.session.Session` that reads and writes it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def recover_annotation_volume(folder: Path) -> None:
 class SessionAnnotations:
     """Reading and writing a session's annotation volume, slice by slice.
 
-    Mixed into :class:`~napari_xrm_al.core.session.Session`, which provides
+    Mixed into :class:`~napari_xrm_al.core.session.session.Session`, which provides
     the attributes below and :meth:`mark_done`.
     """
 

@@ -1,7 +1,7 @@
 """The active-learning loop on a session: pretrain, train, predict.
 
 These generators are what the dock widgets run on a worker thread and what
-the command line drives: each works on a :class:`~napari_xrm_al.core.session.Session`
+the command line drives: each works on a :class:`~napari_xrm_al.core.session.session.Session`
 and an image array, yields :class:`~napari_xrm_al.core.events.Progress`, saves
 its results into the session folder, and returns them. Closing a generator
 early leaves the session as it was before the job started.
@@ -227,7 +227,7 @@ def predict_session(
 
     ``prediction.zarr`` (and ``uncertainty.zarr``) replace the previous ones
     only when the run completes. ``tta``: test-time augmentation
-    (:data:`~napari_xrm_al.core.inference.TTA_MODES`).
+    (:data:`~napari_xrm_al.core.inference.slice_inference.TTA_MODES`).
     """
     model_path = session.latest_model
     if model_path is None:

@@ -7,7 +7,7 @@ command uses a file that is not the project's. The project's own folders
 (``models/``, ``cache/``) may themselves be links to folders elsewhere (a
 bigger disk): they are resolved once, when the session is opened.
 
-:class:`SessionPaths` is the part of :class:`~napari_xrm_al.core.session.Session`
+:class:`SessionPaths` is the part of :class:`~napari_xrm_al.core.session.session.Session`
 that maps between recorded paths and files.
 """
 
@@ -35,7 +35,7 @@ def own_folders(folder: Path) -> list[tuple[Path, str]]:
 class SessionPaths:
     """Recorded paths of a session, checked to stay inside its project.
 
-    Mixed into :class:`~napari_xrm_al.core.session.Session`, which provides
+    Mixed into :class:`~napari_xrm_al.core.session.session.Session`, which provides
     the attributes below.
     """
 

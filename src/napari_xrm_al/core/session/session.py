@@ -8,7 +8,7 @@ A session lives in a project folder beside the data (``<scan>.xrmal/``)::
     models/             pretrained encoder and one trained model per cycle
     cache/              per-slice prediction summaries, keyed by model
 
-``session.json`` is versioned (:mod:`~napari_xrm_al.core.session_schema`) and written atomically,
+``session.json`` is versioned (:mod:`~napari_xrm_al.core.session.schema`) and written atomically,
 so the folder always reopens exactly where the user stopped. The widgets and
 the command line both use this class.
 
@@ -22,7 +22,7 @@ Crash safety (see ``docs/reliability.md``):
 * A damaged model checkpoint makes :attr:`Session.latest_model` fall back to
   the previous cycle's model, with a warning.
 * ``session.lock`` keeps a second process off the folder
-  (:mod:`napari_xrm_al.core.lock`).
+  (:mod:`napari_xrm_al.core.session.lock`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class PretrainConfig(NetworkSettings):
     Parameters
     ----------
     (network fields)
-        See :class:`~napari_xrm_al.core.model.NetworkSettings`; training
+        See :class:`~napari_xrm_al.core.model.network.NetworkSettings`; training
         started from this encoder uses the same architecture.
     steps
         Number of optimiser steps.
@@ -231,11 +231,11 @@ def pretrain(
     normalisation
         Intensity normalisation; None = fitted on ``image_data``.
     provenance
-        Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
     out
         If given, the checkpoint is saved there (atomically) when pretraining
         ends or the caller closes the generator. Checked and, should the save
-        fail, kept elsewhere as in :func:`~napari_xrm_al.core.train.train`.
+        fail, kept elsewhere as in :func:`~napari_xrm_al.core.training.train.train`.
     max_memory
         Bytes the pool of regions may hold (with ``config.pool_voxels`` the
         smaller bound); refused before anything is read if one region does
