@@ -32,19 +32,23 @@ import numpy as np
 import torch
 
 from bench_active_learning import configs, load, machine, merge
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.curves import paired_differences, runs_by_label
-from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
-from napari_xrm_al.core.simulate import initial_slices, simulate
-from napari_xrm_al.core.simulation_config import (
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.curves import paired_differences, runs_by_label
+from napari_xrm_al.core.al.simulate import initial_slices, simulate
+from napari_xrm_al.core.al.simulation_config import (
     SimulationConfig,
     parse_run,
     read_result,
 )
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.synthetic.params import SampleParams
+from napari_xrm_al.core.synthetic.sample import (
+    make_hbm_sample,
+    thick_die_params,
+)
+from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.io.atomic import atomic_write_json
 
 #: Pool and test scan of each generated pool (128 × 256 × 256 unless said).

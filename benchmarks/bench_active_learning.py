@@ -51,21 +51,25 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_xrm_al.core.acquisition import STRATEGIES
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.curves import plot_curves, summary_table
-from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.sample import SampleParams, make_hbm_sample, thick_die_params
-from napari_xrm_al.core.simulate import simulate
-from napari_xrm_al.core.simulation_config import (
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.acquisition import STRATEGIES
+from napari_xrm_al.core.al.curves import plot_curves, summary_table
+from napari_xrm_al.core.al.simulate import simulate
+from napari_xrm_al.core.al.simulation_config import (
     RunSpec,
     SimulationConfig,
     parse_run,
     read_result,
 )
+from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.core.synthetic.params import SampleParams
+from napari_xrm_al.core.synthetic.sample import (
+    make_hbm_sample,
+    thick_die_params,
+)
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.io.atomic import atomic_write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

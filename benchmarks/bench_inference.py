@@ -7,9 +7,9 @@ Reports, in one run (so the figures share the machine's state):
   units, instance norm, PReLU) run as one usually writes it: float32, NCHW,
   ``torch.no_grad``, one slice at a time;
 * the same net and our default segmenter with our settings
-  (:class:`~napari_xrm_al.core.inference.SliceInference`: eval, inference mode,
+  (:class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`: eval, inference mode,
   channels-last, batch from the heuristic, float32 and bf16 autocast);
-* end to end :func:`~napari_xrm_al.core.predict.predict_volume` (reading,
+* end to end :func:`~napari_xrm_al.core.inference.predict.predict_volume` (reading,
   normalising, forward, per-slice summaries, class map) on an in-memory volume;
 * bf16 vs float32 class-map agreement of briefly trained models (synthetic
   sample, and the real X-ray CT block in ``../shared/data`` when present);
@@ -48,19 +48,19 @@ import zarr
 from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_xrm_al.core.checkpoint import Checkpoint
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference import (
+from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
     default_batch_size,
     native_bf16_cpu,
 )
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
-from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.model.checkpoint import Checkpoint
+from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.model.normalization import Normalisation
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -98,11 +98,11 @@ print(json.dumps({
 
 MODEL = """
 import sys
-from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.model import SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.core.model.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.model.network import SliceSegmenter
+from napari_xrm_al.core.model.normalization import Normalisation
+from napari_xrm_al.core.training.train import TrainConfig
 import torch
 torch.manual_seed(0)
 cfg = TrainConfig().model_config(n_classes=4)

@@ -19,14 +19,14 @@ import time
 import numpy as np
 import torch
 
-from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.predict import predict_volume
 from napari_xrm_al.core.metrology import measure_bumps
-from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.model.checkpoint import build_segmenter
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 SOLDER, VOID = 3, 4  # annotation ids of the HBM table
 

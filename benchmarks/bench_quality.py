@@ -50,16 +50,16 @@ import torch
 from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
-from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable, annotation_to_dense
+from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.metrics import evaluate
-from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.model.checkpoint import build_segmenter
+from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import axis_index, n_slices, read_slices
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.metrics import evaluate
+from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIGMAS = (0.7, 1.0, 1.6, 3.5, 5.0)

@@ -32,19 +32,19 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import torch
 
-from napari_xrm_al.core.acquisition import STRATEGIES
-from napari_xrm_al.core.checkpoint import save_checkpoint
-from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.ranking import (
+from napari_xrm_al.core.al.acquisition import STRATEGIES
+from napari_xrm_al.core.al.ranking import (
     BALD_SAMPLES,
     first_ranking,
     rank_summary,
     summarise,
 )
-from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.core.slice_refs import parse_axes
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 
 def main(argv=None) -> int:

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
 
 
 def timed(gen) -> tuple[object, float]:

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from bench_active_learning import configs, load, machine
+from napari_xrm_al.core.al.simulate import rank_pool, score_model
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference import TTA_MODES
-from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.simulate import rank_pool, score_model
+from napari_xrm_al.core.inference.slice_inference import TTA_MODES
+from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.train import TrainConfig, train
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
 from napari_xrm_al.io.atomic import atomic_write_json
 
 

@@ -77,8 +77,8 @@ def main() -> None:
 
     import napari
     from napari_xrm_al._napari.sample_data import sample_layer_data
-    from napari_xrm_al.core.classes import dense_to_annotation
-    from napari_xrm_al.core.sample import make_hbm_sample
+    from napari_xrm_al.classes import dense_to_annotation
+    from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 
     args.out.mkdir(parents=True, exist_ok=True)
     sample = make_hbm_sample(seed=0)  # what `napari-xrm-al demo` opens

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from napari_xrm_al.core.sample import make_hbm_sample  # noqa: E402
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

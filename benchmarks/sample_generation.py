@@ -13,8 +13,8 @@ import argparse
 import tempfile
 import time
 
-from napari_xrm_al.core.sample import (
-    SampleParams,
+from napari_xrm_al.core.synthetic.params import SampleParams
+from napari_xrm_al.core.synthetic.sample import (
     class_fractions,
     make_hbm_sample,
     slice_fractions,

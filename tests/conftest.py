@@ -13,10 +13,10 @@ import pytest
 import torch
 import zarr
 
-from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.model.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.io.atomic import host_tag
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.checkpoint import load_checkpoint, load_segmenter
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.model.checkpoint import load_checkpoint, load_segmenter
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.training.pretrain import PretrainConfig
 
 
 @pytest.fixture(scope="module")

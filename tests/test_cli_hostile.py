@@ -13,7 +13,7 @@ import torch
 from tests.ole_writer import write_xradia
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (8, 32, 32)

@@ -12,8 +12,8 @@ import pytest
 import tifffile
 from tests.ole_writer import write_xradia
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.io.masks import write_mask
 from napari_xrm_al.io.volumes import open_volume, volume_fingerprint
 from napari_xrm_al.io.xradia import OLE_MAGIC

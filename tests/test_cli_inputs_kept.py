@@ -13,7 +13,7 @@ import torch
 import zarr
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 
 SHAPE = (8, 32, 32)
 QUICK = ["--threads", "1", "--quiet"]

@@ -9,8 +9,8 @@ import pytest
 import tifffile
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.metrology import CSV_COLUMNS
 from napari_xrm_al.io.masks import write_mask
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 import zarr
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.checkpoint import Checkpoint, save_checkpoint
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.model.checkpoint import Checkpoint, save_checkpoint
+from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (12, 48, 40)
@@ -71,9 +71,9 @@ def test_predict_tif_along_y_with_mc_dropout(tmp_path, files, capsys):
 
 
 def test_predict_with_test_time_augmentation_matches_the_core(tmp_path, files):
-    from napari_xrm_al.core.checkpoint import load_segmenter
     from napari_xrm_al.core.events import run_to_end
-    from napari_xrm_al.core.predict import predict_volume
+    from napari_xrm_al.core.inference.predict import predict_volume
+    from napari_xrm_al.core.model.checkpoint import load_segmenter
     from napari_xrm_al.io.volumes import open_volume
 
     out = tmp_path / "pred.zarr"

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.sample import THICK_DIE, make_hbm_sample
+from napari_xrm_al.core.synthetic.sample import THICK_DIE, make_hbm_sample
 
 SHAPE = ["16", "40", "48"]
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core import checkpoint
-from napari_xrm_al.core.checkpoint import load_checkpoint
-from napari_xrm_al.core.prediction_outputs import PredictionOutputs
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.inference.prediction_outputs import PredictionOutputs
+from napari_xrm_al.core.model import checkpoint
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 
 SHAPE = (8, 32, 32)
 QUICK = ["--threads", "1", "--quiet", "--steps", "1"]

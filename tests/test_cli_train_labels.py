@@ -14,15 +14,11 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_xrm_al.classes import CLASSES_FILE, LABEL_IDS_KEY, dense_to_annotation
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.checkpoint import load_checkpoint
-from napari_xrm_al.core.classes import (
-    CLASSES_FILE,
-    LABEL_IDS_KEY,
-    ambiguous_ids,
-    dense_to_annotation,
-)
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
+from napari_xrm_al.io.label_ids import ambiguous_ids
 
 SLICES = [3, 8]  # 8 holds voids
 
@@ -114,7 +110,7 @@ def test_a_broken_classes_file_is_one_line(sample, tmp_path, capsys):
 
 
 def test_ambiguous_ids_reads_slab_by_slab(monkeypatch):
-    monkeypatch.setattr("napari_xrm_al.core.classes._SLAB_VOXELS", 16)  # a plane
+    monkeypatch.setattr("napari_xrm_al.io.label_ids._SLAB_VOXELS", 16)  # a plane
     dense = np.zeros((6, 4, 4), np.uint8)
     dense[1, 0, :3] = [1, 2, 3]
     assert ambiguous_ids(dense, 4)  # mostly 0, ids 0..3 over several slabs

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 
 DOC = Path(__file__).parents[1] / "docs" / "index.md"

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from napari_xrm_al import __version__
 from napari_xrm_al.core.process_memory import import_monai_lean, limit_malloc_arenas
-from napari_xrm_al.errors import XrmError, resource_error
-from napari_xrm_al.io.output_paths import check_apart
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.output_paths import check_apart, resource_error
 
 PROG = "napari-xrm-al"
 

@@ -4,8 +4,9 @@ Every problem a user can cause (a bad file, a wrong option, a checkpoint that
 does not fit) is raised as an :class:`XrmError` whose message is one clear
 sentence naming the file and the problem. The CLI prints that sentence and
 exits non-zero; the widgets show it as a napari notification. Running out of
-disk, memory or permission is the user's to fix too: :func:`resource_error`
-describes it in one sentence. Anything else is a bug and is reported as such.
+disk, memory or permission is the user's to fix too:
+:func:`napari_xrm_al.io.output_paths.resource_error` describes it in one
+sentence. Anything else is a bug and is reported as such.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from __future__ import annotations
 import errno
 from os import PathLike
 
-from napari_xrm_al.io.atomic import final_path
-
 #: What went wrong, by errno, for the failures a user can fix.
-_OS_PROBLEMS = {
+OS_PROBLEMS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "the disk quota is exceeded",
     errno.EROFS: "the file system is read-only",
@@ -58,7 +57,7 @@ def mib(n_bytes: float) -> str:
 
 def os_problem(exc: OSError) -> str:
     """What an :class:`OSError` says, in words (e.g. ``"no space left on the device"``)."""
-    return _OS_PROBLEMS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return OS_PROBLEMS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -69,18 +68,3 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and (
         "out of memory" in text or "can't allocate memory" in text
     )
-
-
-def resource_error(exc: BaseException) -> XrmError | None:
-    """``exc`` as a user error if it is a full disk, a read-only or forbidden path
-    or a lack of memory; None for anything else."""
-    if out_of_memory(exc):
-        return XrmError(
-            "Out of memory: use smaller batches or crops, a lower --max-memory, "
-            "or close other programs."
-        )
-    if not isinstance(exc, OSError) or exc.errno not in _OS_PROBLEMS:
-        return None
-    if exc.filename is None:
-        return XrmError(f"A file cannot be written: {os_problem(exc)}.")
-    return InputError(final_path(exc.filename), os_problem(exc))

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_xrm_al.core.augment import AugmentConfig
-from napari_xrm_al.core.checkpoint import Checkpoint
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.model import ModelConfig, SliceSegmenter
-from napari_xrm_al.core.normalization import Normalisation
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.sample import HbmSample, make_hbm_sample
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.model.checkpoint import Checkpoint
+from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
+from napari_xrm_al.core.model.normalization import Normalisation
+from napari_xrm_al.core.synthetic.sample import HbmSample, make_hbm_sample
+from napari_xrm_al.core.training.augment import AugmentConfig
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
 
 #: Feature widths of the tiny test network (UNet, one per level).
 TINY_FEATURES = (4, 8, 16)

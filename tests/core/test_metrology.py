@@ -22,7 +22,7 @@ from napari_xrm_al.core.metrology import (
     with_threshold,
     write_bumps_csv,
 )
-from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.errors import XrmError
 
 # Dense HBM ids: background, copper, solder, void.

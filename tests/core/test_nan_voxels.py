@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.checkpoint import build_segmenter
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.predict import predict_volume
 from napari_xrm_al.core.metrology import measure_bumps
-from napari_xrm_al.core.normalization import fit_normalisation
-from napari_xrm_al.core.predict import predict_volume
-from napari_xrm_al.core.pretrain import pretrain
-from napari_xrm_al.core.train import train
+from napari_xrm_al.core.model.checkpoint import build_segmenter
+from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 
 

@@ -17,7 +17,7 @@ from napari_xrm_al.core.process_memory import (
     limit_malloc_arenas,
     trim_heap,
 )
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 
 HEAVY = ("pandas", "sklearn", "matplotlib", "skimage")
 

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.mask_reader import is_mask_store, read_mask
 from napari_xrm_al.io.masks import (

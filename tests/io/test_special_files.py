@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_xrm_al.core.checkpoint import load_checkpoint
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.volumes import is_mask, open_volume

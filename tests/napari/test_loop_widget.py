@@ -14,9 +14,9 @@ from napari.utils.notifications import notification_manager
 from napari.utils.theme import get_theme
 
 from napari_xrm_al._napari.sample_data import sample_layer_data
-from napari_xrm_al.core.classes import dense_to_annotation
-from napari_xrm_al.core.sample import make_hbm_sample
+from napari_xrm_al.classes import dense_to_annotation
 from napari_xrm_al.core.slice_refs import SliceRef
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.widgets._suggest import CANDIDATES_NAME, REASONS
 from napari_xrm_al.widgets.loop import ActiveLearningWidget

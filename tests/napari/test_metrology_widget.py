@@ -12,7 +12,7 @@ from napari.utils.theme import get_theme
 from qtpy.QtCore import Qt
 
 from napari_xrm_al._napari.layer_keys import PROVENANCE_KEY
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets.metrology import (
     CLASSES_KEY,

@@ -18,10 +18,10 @@ from ome_zarr_models.v05.image_label import ImageLabel
 
 from napari_xrm_al._napari.reader import read_volume
 from napari_xrm_al._napari.writer import CLASSES_KEY, write_ome_labels
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.sample import make_hbm_sample, write_sample
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.masks import ATTRS_KEY, write_mask
 from napari_xrm_al.widgets._predict import export_mask

@@ -21,7 +21,7 @@ from napari_xrm_al._napari.reader import (
     read_volume,
 )
 from napari_xrm_al._napari.writer import CLASSES_KEY
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.io.masks import write_mask
 
 VOXEL = (2.0, 0.5, 0.25)

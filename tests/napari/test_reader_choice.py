@@ -23,7 +23,7 @@ from napari_xrm_al._napari.reader import (
     prefer_this_reader,
     read_with_ome_zarr_plugin,
 )
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.io.masks import write_mask
 
 #: What each dropped format becomes, and whether napari-ome-zarr read it.

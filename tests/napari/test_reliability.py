@@ -17,12 +17,12 @@ import tifffile
 from napari.utils.notifications import notification_manager
 
 from napari_xrm_al._napari.sample_data import sample_layer_data
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.loop import session_for
-from napari_xrm_al.core.sample import make_hbm_sample
-from napari_xrm_al.core.session import CycleRecord, Session
+from napari_xrm_al.core.session.jobs import session_for
+from napari_xrm_al.core.session.session import CycleRecord, Session
 from napari_xrm_al.core.slice_refs import SliceRef
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.widgets import _jobs
 from napari_xrm_al.widgets.loop import ActiveLearningWidget
 

@@ -16,8 +16,8 @@ from napari_xrm_al._napari.sample_data import (
     IMAGE_NAME,
     make_hbm_sample,
 )
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands.demo import open_demo
-from napari_xrm_al.core.classes import ClassTable
 
 SMALL = (24, 64, 64)
 

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.paint_volume import PaintVolume
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.session import ImageRef, Session
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.core.session.paint_volume import PaintVolume
+from napari_xrm_al.core.session.session import ImageRef, Session
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _jobs, annotations
 from napari_xrm_al.widgets._config_form import ConfigForm, Field, field_docs

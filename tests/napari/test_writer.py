@@ -13,7 +13,7 @@ from napari_xrm_al._napari.writer import (
     write_ome_labels,
     write_zarr_labels,
 )
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.io.mask_reader import read_mask
 
 

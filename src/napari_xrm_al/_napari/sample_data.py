@@ -13,8 +13,8 @@ import numpy as np
 from npe2.types import FullLayerData
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY
-from napari_xrm_al.core import sample as hbm
-from napari_xrm_al.core.classes import dense_to_annotation
+from napari_xrm_al.classes import dense_to_annotation
+from napari_xrm_al.core.synthetic import sample as hbm
 
 IMAGE_NAME = "HBM sample"
 GROUND_TRUTH_NAME = "HBM ground truth"

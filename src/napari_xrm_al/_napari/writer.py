@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.io.masks import MaskFormat, write_mask
 
 

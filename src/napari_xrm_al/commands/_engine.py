@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.model import ARCHS, DEFAULT_FEATURES, PRESETS
+from napari_xrm_al.core.model.network import ARCHS, DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.core.slice_refs import MAX_ANISOTROPY, anisotropy_note
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.output_paths import check_writable

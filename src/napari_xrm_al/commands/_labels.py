@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_xrm_al.core.classes import ClassTable, ambiguous_ids, check_class_ids
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import InputError
+from napari_xrm_al.io.label_ids import ambiguous_ids, check_class_ids
 from napari_xrm_al.io.mask_reader import classes_beside, read_mask
 from napari_xrm_al.io.volumes import check_chunks_fit, is_mask, open_volume
 

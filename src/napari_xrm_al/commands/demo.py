@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from napari_xrm_al._napari.reader import PLUGIN_NAME as PLUGIN
 from napari_xrm_al._napari.reader import prefer_this_reader
 from napari_xrm_al.commands.sample import add_sample_options, params_from_args
-from napari_xrm_al.core.sample import SampleParams, make_hbm_sample
+from napari_xrm_al.core.synthetic.params import SampleParams
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 
 if TYPE_CHECKING:
     import napari

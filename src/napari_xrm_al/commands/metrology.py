@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_xrm_al.classes import HBM_CLASSES
 from napari_xrm_al.commands._engine import check_out
 from napari_xrm_al.commands._labels import (
     add_label_id_options,
@@ -11,7 +12,6 @@ from napari_xrm_al.commands._labels import (
     dense_ids,
     open_labels,
 )
-from napari_xrm_al.core.classes import HBM_CLASSES
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,

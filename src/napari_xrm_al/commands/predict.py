@@ -15,17 +15,17 @@ from napari_xrm_al.commands._engine import (
     progress_printer,
     setup_torch,
 )
-from napari_xrm_al.core.checkpoint import load_segmenter
-from napari_xrm_al.core.distributed import predict_volume_dask
 from napari_xrm_al.core.events import Progress, run_to_end
-from napari_xrm_al.core.fused_prediction import predict_fused
-from napari_xrm_al.core.inference import PRECISIONS, TTA_MODES
-from napari_xrm_al.core.predict import (
+from napari_xrm_al.core.inference.distributed import predict_volume_dask
+from napari_xrm_al.core.inference.fused_prediction import predict_fused
+from napari_xrm_al.core.inference.predict import (
     DEFAULT_MAX_MEMORY,
     PredictionResult,
     predict_volume,
 )
-from napari_xrm_al.core.prediction_outputs import check_out_path
+from napari_xrm_al.core.inference.prediction_outputs import check_out_path
+from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
+from napari_xrm_al.core.model.checkpoint import load_segmenter
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import mask_format_for

@@ -16,10 +16,10 @@ from napari_xrm_al.commands._engine import (
     run_overrides,
     setup_torch,
 )
-from napari_xrm_al.core.checkpoint import make_provenance
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
+from napari_xrm_al.core.model.checkpoint import make_provenance
+from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,17 +17,17 @@ from napari_xrm_al.commands._engine import (
     progress_printer,
     setup_torch,
 )
-from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
-from napari_xrm_al.core.checkpoint import Checkpoint, load_checkpoint
-from napari_xrm_al.core.discovery import rare_label
-from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.predict import DEFAULT_MAX_MEMORY
-from napari_xrm_al.core.ranking import (
+from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
+from napari_xrm_al.core.al.discovery import rare_label
+from napari_xrm_al.core.al.ranking import (
     BALD_SAMPLES,
     first_ranking,
     rank_summary,
     summarise,
 )
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY
+from napari_xrm_al.core.model.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.slice_refs import (
     SliceRef,
     as_refs,

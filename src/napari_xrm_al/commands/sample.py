@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_xrm_al.core.sample import (
+from napari_xrm_al.core.synthetic.sample import (
     SampleParams,
     class_fractions,
     make_hbm_sample,

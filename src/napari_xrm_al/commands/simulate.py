@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
     add_anisotropy_option,
     add_compute_options,
@@ -18,21 +19,20 @@ from napari_xrm_al.commands._engine import (
     progress_printer,
     setup_torch,
 )
-from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
-from napari_xrm_al.core.classes import ClassTable
-from napari_xrm_al.core.curves import plot_curves, summary_table
-from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.simulate import HOLDOUT_FRACTION, simulate
-from napari_xrm_al.core.simulation_config import (
+from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
+from napari_xrm_al.core.al.curves import plot_curves, summary_table
+from napari_xrm_al.core.al.simulate import HOLDOUT_FRACTION, simulate
+from napari_xrm_al.core.al.simulation_config import (
     NO_PRETRAIN,
     SimulationConfig,
     parse_run,
     read_result,
 )
+from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.slices import axis_index, axis_name, parse_slice_list
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import atomic_write_json
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
     add_anisotropy_option,
     add_memory_option,
@@ -26,14 +27,13 @@ from napari_xrm_al.commands._labels import (
     dense_ids,
     open_labels,
 )
-from napari_xrm_al.core.checkpoint import load_checkpoint, make_provenance
-from napari_xrm_al.core.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference import PRECISIONS
-from napari_xrm_al.core.losses import LOSSES
+from napari_xrm_al.core.inference.slice_inference import PRECISIONS
+from napari_xrm_al.core.model.checkpoint import load_checkpoint, make_provenance
 from napari_xrm_al.core.slice_refs import axes_of, parse_slice_refs
-from napari_xrm_al.core.train import TrainConfig, train
-from napari_xrm_al.core.trainset import TRAIN_MAX_MEMORY
+from napari_xrm_al.core.training.losses import LOSSES
+from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.volumes import volume_fingerprint
 

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from napari_xrm_al.core.classes import check_class_ids
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.atomic import atomic_write_text
+from napari_xrm_al.io.label_ids import check_class_ids
 
 #: Default pass/fail threshold on the void ratio.
 DEFAULT_MAX_VOID_RATIO = 0.25

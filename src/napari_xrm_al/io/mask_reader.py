@@ -17,7 +17,7 @@ from typing import Any
 import tifffile
 import zarr
 
-from napari_xrm_al.core.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
+from napari_xrm_al.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.input_paths import check_input
 from napari_xrm_al.io.masks import ATTRS_KEY, MaskFormat

@@ -1,7 +1,7 @@
 """Writing label masks (annotations and predictions).
 
 Masks hold annotation ids: ``0`` = not labelled, ``1..C`` = the classes of a
-:class:`~napari_xrm_al.core.classes.ClassTable`. Three formats are written,
+:class:`~napari_xrm_al.classes.ClassTable`. Three formats are written,
 chosen from the file name by :func:`mask_format_for`:
 
 * ``*.ome.zarr``: an OME-Zarr (NGFF 0.5, zarr v3) ``image-label`` multiscale
@@ -36,7 +36,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from napari_xrm_al import __version__
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import AtomicTarget, json_default
 

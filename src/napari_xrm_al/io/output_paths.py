@@ -4,7 +4,9 @@ Every command and dock step that writes a file the user named checks it here
 before any work: :func:`check_apart` refuses an output that is (after resolving
 symlinks, ``..`` and hard links) an input, lies inside one or contains one, or
 is another output; :func:`check_writable` refuses a folder that is missing,
-read-only or too full.
+read-only or too full. :func:`resource_error` turns a write that failed anyway
+(or a lack of memory) into one sentence naming the result, not its temporary
+sibling.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from napari_xrm_al.errors import InputError, XrmError, os_problem
+from napari_xrm_al.errors import (
+    OS_PROBLEMS,
+    InputError,
+    XrmError,
+    os_problem,
+    out_of_memory,
+)
+from napari_xrm_al.io.atomic import final_path
 
 PathLike = str | os.PathLike[str]
 
@@ -113,3 +122,18 @@ def check_writable(path: PathLike, what: str, needed_bytes: int = 0) -> Path:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
+
+
+def resource_error(exc: BaseException) -> XrmError | None:
+    """``exc`` as a user error if it is a full disk, a read-only or forbidden path
+    or a lack of memory; None for anything else."""
+    if out_of_memory(exc):
+        return XrmError(
+            "Out of memory: use smaller batches or crops, a lower --max-memory, "
+            "or close other programs."
+        )
+    if not isinstance(exc, OSError) or exc.errno not in OS_PROBLEMS:
+        return None
+    if exc.filename is None:
+        return XrmError(f"A file cannot be written: {os_problem(exc)}.")
+    return InputError(final_path(exc.filename), os_problem(exc))

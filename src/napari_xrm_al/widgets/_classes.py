@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.classes import PALETTE, ClassTable
+from napari_xrm_al.classes import PALETTE, ClassTable
 
 NAME, COLOUR, RARE = range(3)
 

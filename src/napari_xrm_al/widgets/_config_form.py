@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.model import PRESETS
+from napari_xrm_al.core.model.network import PRESETS
 from napari_xrm_al.errors import XrmError
 
 _HEADER = re.compile(r"^-{3,}\s*$")

@@ -19,8 +19,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.loop import session_for
-from napari_xrm_al.core.session import SUFFIX, Session, default_session_dir
+from napari_xrm_al.core.session.jobs import session_for
+from napari_xrm_al.core.session.session import SUFFIX, Session, default_session_dir
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._classes import ClassTableEditor
 

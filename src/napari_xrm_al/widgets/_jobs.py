@@ -39,7 +39,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.errors import XrmError, out_of_memory, resource_error
+from napari_xrm_al.errors import XrmError, out_of_memory
+from napari_xrm_al.io.output_paths import resource_error
 
 log = logging.getLogger(__name__)
 

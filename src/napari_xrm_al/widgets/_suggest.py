@@ -20,10 +20,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
-from napari_xrm_al.core.discovery import rare_label
-from napari_xrm_al.core.loop import predict_slice_session
-from napari_xrm_al.core.ranking import Ranking, rank_session
+from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
+from napari_xrm_al.core.al.discovery import rare_label
+from napari_xrm_al.core.al.ranking import Ranking, rank_session
+from napari_xrm_al.core.session.jobs import predict_slice_session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls

@@ -15,12 +15,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.inference import PRECISIONS
-from napari_xrm_al.core.loop import pretrain_session, train_session
-from napari_xrm_al.core.pretrain import PretrainConfig
-from napari_xrm_al.core.session import CycleRecord
+from napari_xrm_al.core.inference.slice_inference import PRECISIONS
+from napari_xrm_al.core.session.jobs import pretrain_session, train_session
+from napari_xrm_al.core.session.session import CycleRecord
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.train import TrainConfig
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._config_form import ConfigForm, Field
 from napari_xrm_al.widgets._jobs import JobControls
@@ -28,7 +28,7 @@ from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 
 if TYPE_CHECKING:
-    from napari_xrm_al.core.checkpoint import Checkpoint
+    from napari_xrm_al.core.model.checkpoint import Checkpoint
     from napari_xrm_al.widgets.loop import ActiveLearningWidget
 
 PRETRAIN_FIELDS = (

@@ -38,8 +38,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QObject, QTimer
 
-from napari_xrm_al.core.paint_volume import PaintVolume
-from napari_xrm_al.core.session import Session
+from napari_xrm_al.core.session.paint_volume import PaintVolume
+from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._layers import CLASSES_KEY, replace_or_add

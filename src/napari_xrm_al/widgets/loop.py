@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.session import Session
+from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _layers

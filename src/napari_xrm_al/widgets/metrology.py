@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
-from napari_xrm_al.core.classes import ClassTable
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.metrology import (
     DEFAULT_MAX_VOID_RATIO,
     Bump,

@@ -1,0 +1,1 @@
+"""Active learning: acquisition strategies, picking a batch of slices, ranking a session's slices, simulation with an oracle and its learning curves."""

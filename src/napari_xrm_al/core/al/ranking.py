@@ -1,0 +1,341 @@
+"""Ranking every slice of a scan for labelling, from a model or the encoder.
+
+What "Suggest slices" and ``napari-xrm-al rank`` run: one prediction pass
+per slice axis gives per-slice summaries (cached in the session against the
+model file), an acquisition strategy scores them, and the batch picker takes
+the next slices. Before any model is trained, the pretrained encoder's
+embeddings pick the first slices (core-set).
+
+Candidates may lie along z, y and x at once. Every summary is a mean over a
+slice's pixels (entropy, margin, class fractions), so slices of different
+sizes compare on the same scale; slices are identified by their codes
+(:mod:`~napari_xrm_al.core.slice_refs`) from the summaries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from napari_xrm_al.core.al.acquisition import (
+    DEFAULT_MIN_DISTANCE,
+    AcquisitionContext,
+    Pick,
+    first_picks,
+    get_strategy,
+    select,
+)
+from napari_xrm_al.core.al.discovery import DiscoveryPlan
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.embedding import embed_slices
+from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, predict_volume
+from napari_xrm_al.core.inference.summaries import SliceSummary, read_arrays
+from napari_xrm_al.core.model.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_segmenter,
+)
+from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef, as_refs, ref_of_code, slice_codes
+from napari_xrm_al.core.slices import axis_index, axis_name
+from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.atomic import atomic_path
+
+#: MC-dropout passes used when a strategy needs BALD.
+BALD_SAMPLES = 8
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ranking:
+    """Scores of every slice and the picked batch.
+
+    ``index`` holds slice codes (:attr:`refs`: the slices by axis and index).
+    ``class_fraction`` and ``mean_entropy`` are None for first picks made from
+    the pretrained encoder alone (:func:`first_ranking`); ``plan`` says how a
+    discovery strategy split the batch (None for the others).
+    """
+
+    strategy: str
+    index: np.ndarray
+    scores: np.ndarray
+    picks: list[Pick]
+    class_fraction: np.ndarray | None
+    mean_entropy: np.ndarray | None
+    model: str
+    plan: DiscoveryPlan | None = None
+
+    @property
+    def refs(self) -> list[SliceRef]:
+        """The scored slices, aligned with :attr:`scores`."""
+        return [ref_of_code(c) for c in self.index]
+
+    @property
+    def axes(self) -> list[str]:
+        """Names of the axes scored, in z, y, x order."""
+        return [axis_name(a) for a in sorted({r.axis for r in self.refs})]
+
+
+def _coded(index: np.ndarray, axis: int) -> np.ndarray:
+    """Slice codes of ``index`` along ``axis``."""
+    return slice_codes(SliceRef(axis, int(i)) for i in index)
+
+
+def _file_key(path: Path, *parts: Any) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(repr(parts).encode())
+    return digest.hexdigest()[:16]
+
+
+def summarise(
+    model_path: Path | None,
+    image_data: Any,
+    *,
+    axes: Sequence[str | int] | None = None,
+    mc_samples: int = 1,
+    cache_dir: Path | None = None,
+    device: str | torch.device | None = None,
+    checkpoint: Checkpoint | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> Generator[Progress, None, SliceSummary]:
+    """Per-slice prediction summaries of every slice along ``axes`` (default:
+    the model's axis), indexed by slice code; cached per model file and axis.
+
+    ``checkpoint``: the model already read from ``model_path``, if the caller
+    has it (then ``model_path`` may be None without ``cache_dir``);
+    ``max_memory``: see :func:`~napari_xrm_al.core.inference.predict.predict_volume`.
+    """
+    loaded: list[Any] = []  # the model, read once if some axis is not cached
+
+    def predict(ax: int | None) -> Generator[Progress, None, SliceSummary]:
+        if not loaded:
+            loaded.extend(
+                load_segmenter(model_path, device=device, checkpoint=checkpoint)
+            )
+        model, ckpt = loaded
+        along = axis_index(ckpt.axis) if ax is None else ax
+        result = yield from predict_volume(
+            model,
+            ckpt,
+            image_data,
+            axis=along,
+            mc_samples=mc_samples,
+            device=device,
+            max_memory=max_memory,
+        )
+        return replace(result.summary, index=_coded(result.summary.index, along))
+
+    parts = yield from _per_axis(
+        axes,
+        lambda ax: (
+            cache_dir / f"summary-{_file_key(model_path, mc_samples, ax)}.npz"
+            if cache_dir is not None
+            else None
+        ),
+        SliceSummary.load,
+        lambda summary, path: summary.save(path),
+        predict,
+    )
+    return SliceSummary.concat(parts)
+
+
+def _per_axis(
+    axes: Sequence[str | int] | None,
+    cache_for: Callable[[int | None], Path | None],
+    load: Callable[[Path], T],
+    save: Callable[[T, Path], Any],
+    compute: Callable[[int | None], Generator[Progress, None, T]],
+) -> Generator[Progress, None, list[T]]:
+    """``compute(axis)`` for each of ``axes`` (in z, y, x order; None: once,
+    for the model's own axis), read from and written to ``cache_for(axis)``
+    (a file that holds slice codes, so it never depends on the default axis)."""
+    parts = []
+    for ax in sorted({axis_index(a) for a in axes}) if axes else [None]:
+        cache = cache_for(ax)
+        part = _read_cache(cache, load) if cache is not None else None
+        if part is None:
+            part = yield from compute(ax)
+            if cache is not None:
+                cache.parent.mkdir(exist_ok=True)
+                save(part, cache)
+        parts.append(part)
+    return parts
+
+
+def rank_summary(
+    summary: SliceSummary,
+    strategy: str,
+    k: int,
+    *,
+    labelled: Sequence[int],
+    labelled_counts: np.ndarray,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    seed: int = 0,
+    model: str = "",
+) -> Ranking:
+    """Score every slice of ``summary`` with ``strategy`` and pick ``k``.
+
+    ``labelled``: slice codes, like ``summary.index``.
+    """
+    ctx = AcquisitionContext.from_summary(
+        summary, labelled_counts, labelled=list(labelled), seed=seed
+    )
+    scores, picks, plan = select(strategy, ctx, k, min_distance=min_distance)
+    return Ranking(
+        strategy=strategy,
+        index=ctx.index,
+        scores=scores,
+        picks=picks,
+        class_fraction=ctx.class_fraction,
+        mean_entropy=ctx.mean_entropy,
+        model=model,
+        plan=plan,
+    )
+
+
+def first_ranking(
+    encoder_path: Path | None,
+    image_data: Any,
+    k: int,
+    *,
+    axes: Sequence[str | int] | None = None,
+    labelled: Sequence[int] = (),
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    cache_dir: Path | None = None,
+    device: str | torch.device | None = None,
+    model: str = "",
+    checkpoint: Checkpoint | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    seed: int = 0,
+) -> Generator[Progress, None, Ranking]:
+    """Slices to label first, from a pretrained encoder: core-set on its embeddings.
+
+    Candidates are the slices along ``axes`` (default: the encoder's axis);
+    ``labelled`` are slice codes. Each slice's score is its embedding distance
+    to the nearest labelled or picked slice. Embeddings are cached per encoder
+    file and axis in ``cache_dir``.
+    ``checkpoint``: the encoder already read from ``encoder_path``, if the
+    caller has it (then ``encoder_path`` may be None without ``cache_dir``);
+    ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`;
+    ``seed`` draws the first pick when nothing is labelled.
+    """
+
+    def embed(ax: int | None) -> Generator[Progress, None, dict[str, np.ndarray]]:
+        ckpt = checkpoint or load_checkpoint(encoder_path)
+        along = axis_index(ckpt.axis) if ax is None else ax
+        index, embedding = yield from embed_slices(
+            ckpt, image_data, axis=along, device=device, max_memory=max_memory
+        )
+        return {"index": _coded(index, along), "embedding": embedding}
+
+    def save(part: dict[str, np.ndarray], path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **part)
+
+    parts = yield from _per_axis(
+        axes,
+        lambda ax: (
+            cache_dir / f"embedding-{_file_key(encoder_path, ax)}.npz"
+            if cache_dir is not None
+            else None
+        ),
+        _load_embedding,
+        save,
+        embed,
+    )
+    index = np.concatenate([p["index"] for p in parts])
+    embedding = np.concatenate([p["embedding"] for p in parts])
+    scores, picks = first_picks(
+        index, embedding, k, labelled=labelled, min_distance=min_distance, seed=seed
+    )
+    return Ranking("coreset", index, scores, picks, None, None, model)
+
+
+def _load_embedding(path: Path) -> dict[str, np.ndarray]:
+    """The cached ``index`` and ``embedding`` of :func:`first_ranking`."""
+    return read_arrays(path, ("index", "embedding"), "an embedding cache")
+
+
+def _read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
+    """What ``read`` gets from the cache file ``path``; None when the file is
+    absent or unreadable (truncated, damaged: one warning), so the caller
+    recomputes it and overwrites the file."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except InputError as exc:
+        log.warning("%s; it is recomputed and overwritten", exc)
+        return None
+
+
+def rank_session(
+    session: Session,
+    image_data: Any,
+    strategy: str = "rareness",
+    k: int = 5,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    device: str | torch.device | None = None,
+    exclude: Sequence[SliceRef | int] = (),
+    axes: Sequence[str | int] | None = None,
+) -> Generator[Progress, None, Ranking]:
+    """Rank every slice of the scan with the latest model; nothing is saved but a cache.
+
+    Candidates are the slices along ``axes`` (default: the session's axis).
+    Before any model is trained, the pretrained encoder picks the first slices
+    (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
+    ``exclude``: slices never to suggest besides those done (validation
+    slices; plain indices along the session axis); picks keep
+    ``min_distance`` from them too.
+    """
+    axes = axes or [session.axis]
+    taken = slice_codes(as_refs([*session.done, *exclude], session.axis)).tolist()
+    model_path = session.latest_model
+    if model_path is None:
+        encoder = session.path_of(session.pretrained)
+        if encoder is None:
+            raise XrmError(
+                "Pretrain (for a first, diverse set of slices) or train a model "
+                "before asking for suggestions."
+            )
+        return (
+            yield from first_ranking(
+                encoder,
+                image_data,
+                k,
+                axes=axes,
+                labelled=taken,
+                min_distance=min_distance,
+                cache_dir=session.folder / "cache",
+                device=device,
+                model=session.relative(encoder),
+            )
+        )
+    mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
+    summary = yield from summarise(
+        model_path,
+        image_data,
+        axes=axes,
+        mc_samples=mc,
+        cache_dir=session.folder / "cache",
+        device=device,
+    )
+    return rank_summary(
+        summary,
+        strategy,
+        k,
+        labelled=taken,
+        labelled_counts=session.labelled_counts(),
+        min_distance=min_distance,
+        seed=len(session.cycles),
+        model=session.relative(model_path),
+    )

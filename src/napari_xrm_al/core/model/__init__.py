@@ -1,0 +1,1 @@
+"""The network: the MONAI slice model, its checkpoints and intensity normalisation."""

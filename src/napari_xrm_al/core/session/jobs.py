@@ -1,0 +1,298 @@
+"""The active-learning loop on a session: pretrain, train, predict.
+
+These generators are what the dock widgets run on a worker thread and what
+the command line drives: each works on a :class:`~napari_xrm_al.core.session.session.Session`
+and an image array, yields :class:`~napari_xrm_al.core.events.Progress`, saves
+its results into the session folder, and returns them. Closing a generator
+early leaves the session as it was before the job started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.batch_picking import Pick, pick_record
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.predict import predict_slices, predict_volume
+from napari_xrm_al.core.model.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_segmenter,
+    save_or_keep,
+)
+from napari_xrm_al.core.session.annotations import ANNOTATIONS
+from napari_xrm_al.core.session.session import (
+    SESSION_FILE,
+    CycleRecord,
+    ImageRef,
+    Session,
+    default_session_dir,
+)
+from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.volumes import volume_fingerprint
+
+ENCODER_FILE = "encoder.pt"
+PREDICTION = "prediction.zarr"
+UNCERTAINTY = "uncertainty.zarr"
+
+
+def session_for(
+    image_path: str | Path | None,
+    image_data: Any,
+    classes: ClassTable,
+    axis: str = "z",
+    folder: str | Path | None = None,
+) -> tuple[Session, list[str]]:
+    """Reopen the session of an image, or create it.
+
+    Parameters
+    ----------
+    image_path
+        The scan on disk (None for an in-memory layer; then ``folder`` is needed).
+    folder
+        Session folder; defaults to ``<scan>.xrmal`` beside the scan.
+
+    Returns
+    -------
+    session, warnings
+        Warnings name what the user should know (e.g. the scan changed on disk).
+    """
+    if folder is None:
+        if image_path is None:
+            raise XrmError(
+                "An image that is not a file needs a session folder to be chosen."
+            )
+        folder = default_session_dir(image_path)
+    folder = Path(folder)
+    fingerprint = volume_fingerprint(image_data)
+    if Session.exists(folder):
+        session = Session.open(folder)
+        warnings = session.check_image(image_data.shape, fingerprint)
+        return session, [*session.warnings, *warnings]
+    image = ImageRef(
+        path=str(Path(image_path).resolve()) if image_path else "",
+        shape=tuple(int(s) for s in image_data.shape),
+        dtype=str(np.dtype(image_data.dtype)),
+        fingerprint=fingerprint,
+    )
+    return Session.create(folder, image, classes, axis), []
+
+
+def _provenance(session: Session) -> dict[str, Any]:
+    return {
+        "image_path": session.image.path,
+        "image_shape": list(session.image.shape),
+        "image_fingerprint": session.image.fingerprint,
+        "session": str(session.folder),
+    }
+
+
+def pretrained_encoder(session: Session) -> Checkpoint | None:
+    """The session's pretrained encoder, if pretraining has run."""
+    path = session.path_of(session.pretrained)
+    return load_checkpoint(path, "encoder") if path is not None else None
+
+
+def pretrain_session(
+    session: Session,
+    image_data: Any,
+    config: PretrainConfig | None = None,
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, Checkpoint]:
+    """Pretrain the encoder on the session's scan and record it.
+
+    The encoder is saved only when pretraining completes: a cancelled run
+    leaves the session's previous encoder (if any) in place.
+    """
+    ckpt = yield from pretrain(
+        image_data,
+        axis=session.axis,
+        config=config,
+        device=device,
+        provenance=_provenance(session),
+    )
+    out = save_or_keep(session.model_path(ENCODER_FILE), ckpt)
+    session.set_pretrained(out)
+    return ckpt
+
+
+def train_session(
+    session: Session,
+    image_data: Any,
+    config: TrainConfig | None = None,
+    device: str | torch.device | None = None,
+    *,
+    strategy: str = "manual",
+    picks: Sequence[Pick] = (),
+    validation_slices: Sequence[int] = (),
+) -> Generator[Progress, None, CycleRecord]:
+    """Train on the slices marked done (along every axis), from the pretrained
+    encoder; add a cycle.
+
+    The model is written to ``models/cycle-NNN.pt`` only when training ends,
+    so a cancelled run keeps the previous model as the latest.
+    """
+    labelled = list(session.done)
+    if not labelled:
+        raise XrmError("Mark at least one painted slice as done before training.")
+    init = pretrained_encoder(session)
+    number = len(session.cycles) + 1
+    validation = (
+        (image_data, session.annotations, list(validation_slices))
+        if validation_slices
+        else None
+    )
+    start = time.perf_counter()
+    ckpt = yield from train(
+        image_data,
+        session.annotations,
+        labelled,
+        session.classes,
+        axis=session.axis,
+        init=init,
+        config=config,
+        validation=validation,
+        device=device,
+        normalisation=init.normalisation if init else None,
+        provenance=_provenance(session),
+    )
+    seconds = time.perf_counter() - start
+    path = session.model_path(f"cycle-{number:03d}.pt")
+    save_or_keep(path, ckpt)
+    record = CycleRecord(
+        cycle=number,
+        strategy=strategy,
+        labelled=[ref.pair() for ref in labelled],
+        picks=[pick_record(p) for p in picks],
+        model=session.relative(path),
+        metrics=_last_metrics(ckpt),
+        seconds={"train": round(seconds, 2)},
+    )
+    session.add_cycle(record)
+    return record
+
+
+def _last_metrics(ckpt: Checkpoint) -> dict[str, Any]:
+    history = ckpt.history
+    metrics: dict[str, Any] = {}
+    if history.get("loss"):
+        metrics["final_loss"] = float(history["loss"][-1])
+    if history.get("validation"):
+        metrics.update(history["validation"][-1])
+    return metrics
+
+
+@dataclass
+class Prediction:
+    """A whole-volume prediction saved in the session folder.
+
+    Attributes
+    ----------
+    labels
+        Lazy ``(z, y, x)`` class map in annotation ids ``1..C``.
+    uncertainty
+        Lazy ``uint8`` entropy / ln C × 255, when asked for.
+    class_fraction
+        ``(C,)`` share of the volume given to each class.
+    model
+        The model file that predicted it, relative to the session folder.
+    """
+
+    labels: zarr.Array
+    uncertainty: zarr.Array | None
+    class_fraction: np.ndarray
+    model: str
+
+
+def predict_session(
+    session: Session,
+    image_data: Any,
+    *,
+    uncertainty: bool = False,
+    tta: str = "none",
+    device: str | torch.device | None = None,
+) -> Generator[Progress, None, Prediction]:
+    """Predict the whole scan with the latest model into the session folder.
+
+    ``prediction.zarr`` (and ``uncertainty.zarr``) replace the previous ones
+    only when the run completes. ``tta``: test-time augmentation
+    (:data:`~napari_xrm_al.core.inference.slice_inference.TTA_MODES`).
+    """
+    model_path = session.latest_model
+    if model_path is None:
+        raise XrmError("Train a model before predicting the volume.")
+    model, ckpt = load_segmenter(model_path, device=device)
+    labels_path = session.folder / PREDICTION
+    uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
+    result = yield from predict_volume(
+        model,
+        ckpt,
+        image_data,
+        out=labels_path,
+        uncertainty_out=uncertainty_path,
+        summaries=False,
+        device=device,
+        tta=tta,
+        provenance={
+            **_provenance(session),
+            "model": session.relative(model_path),
+            "tta": tta,
+        },
+    )
+    return Prediction(
+        labels=zarr.open_array(labels_path, mode="r"),
+        uncertainty=(
+            zarr.open_array(uncertainty_path, mode="r") if uncertainty_path else None
+        ),
+        class_fraction=result.class_fraction,
+        model=session.relative(model_path),
+    )
+
+
+def predict_slice_session(
+    session: Session, image_data: Any, index: int
+) -> Generator[Progress, None, np.ndarray]:
+    """The latest model's annotation ids ``1..C`` for one slice."""
+    model_path = session.latest_model
+    if model_path is None:
+        raise XrmError("Train a model before pre-filling a slice from it.")
+    yield Progress("predict", 0, 1, message=f"slice {index}")
+    model, ckpt = load_segmenter(model_path)
+    probs = predict_slices(model, ckpt, image_data, [index], session.axis)
+    return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
+
+
+def project_inputs(session: Session) -> dict[str, Path | None]:
+    """The files a session reads, by name: an export must overwrite none of them."""
+    return {
+        "the image": Path(session.image.path) if session.image.path else None,
+        "the project's session file": session.folder / SESSION_FILE,
+        "the project's annotations": session.folder / ANNOTATIONS,
+        "the project's models": session.folder / "models",
+        "the project's prediction": session.folder / PREDICTION,
+        "the project's uncertainty": session.folder / UNCERTAINTY,
+    }
+
+
+def learning_curve(session: Session) -> list[dict[str, Any]]:
+    """One row per cycle: cycle, strategy, labelled slices and the cycle's metrics."""
+    return [
+        {
+            "cycle": c.cycle,
+            "strategy": c.strategy,
+            "n_labelled": len(c.labelled),
+            **c.metrics,
+        }
+        for c in session.cycles
+    ]

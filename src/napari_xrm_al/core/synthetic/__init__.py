@@ -1,0 +1,1 @@
+"""The synthetic HBM micro-bump sample: parameters, geometry, imaging."""

@@ -1,0 +1,327 @@
+"""Contrastive (SimCLR) pretraining of the segmenter's encoder on the scan itself.
+
+Before any labels exist, the encoder learns from the unlabelled volume: two
+randomly augmented views of the same 2D region are pulled together and away
+from the other regions of the batch (NT-Xent loss, MONAI ``ContrastiveLoss``)
+through a small projection head that is discarded afterwards (method.md).
+Regions come from a pool read once (a few hundred MB at most, within the
+memory limit): whole slices, or boxes of slices too large for it, so a huge
+slice is never read whole. Regions favour structure: half of the candidate regions, the flattest,
+are dropped, because crops of featureless silicon are indistinguishable
+negatives. Views use XRM-suited augmentation: random crop and rescale, flips,
+90° rotations, a mild monotone contrast curve, grey-level scale/shift/gamma,
+Gaussian noise and slight blur.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import ContrastiveLoss
+from torch import nn
+
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.model.checkpoint import (
+    Checkpoint,
+    checkpoint_bytes,
+    save_or_keep,
+)
+from napari_xrm_al.core.model.network import (
+    NetworkSettings,
+    SliceSegmenter,
+    pick_device,
+)
+from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.slices import (
+    axis_index,
+    axis_name,
+    n_slices,
+    read_slices,
+    slice_shape,
+)
+from napari_xrm_al.core.training.augment import AugmentConfig, contrastive_view
+from napari_xrm_al.core.training.schedule import StepClock, adamw
+from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
+from napari_xrm_al.errors import XrmError, mib
+from napari_xrm_al.io.output_paths import check_writable
+from napari_xrm_al.io.volumes import chunk_shape
+
+#: Augmentation of contrastive views: the supervised training's (the views are
+#: already rescaled crops, so no zoom). Stronger grey-level changes, noise and
+#: blur (±20 % scale, gamma 0.6–1.6, σ ≤ 0.08 noise, blur up to 1.5 px, an
+#: earlier default) taught the encoder to ignore what tells copper from solder
+#: (grey level) and voids from their surroundings (small dark spots): training
+#: from it was worse than from scratch and now and then lost the voids
+#: (docs/engine.md, "How strong should the views be?").
+VIEW_AUGMENT = AugmentConfig(zoom=(1.0, 1.0))
+#: Side of the boxes the region pool reads from slices larger than it.
+POOL_BOX = 1024
+
+
+@dataclass(frozen=True)
+class PretrainConfig(NetworkSettings):
+    """Settings of contrastive pretraining (each line doubles as a tooltip).
+
+    Parameters
+    ----------
+    (network fields)
+        See :class:`~napari_xrm_al.core.model.network.NetworkSettings`; training
+        started from this encoder uses the same architecture.
+    steps
+        Number of optimiser steps.
+    time_budget_s
+        Stop after this many seconds (the schedule adapts); None = no limit.
+    batch_size
+        Regions per step (each gives two views).
+    region_size
+        Side of the square regions cut from slices, in pixels.
+    view_size
+        Side of each augmented view fed to the encoder, in pixels.
+    crop_area
+        Range of the area fraction of a region each view covers.
+    temperature
+        NT-Xent temperature.
+    projection_dim
+        Output size of the projection head.
+    lr
+        Peak learning rate of AdamW.
+    weight_decay
+        AdamW weight decay.
+    warmup_fraction
+        Share of the run spent warming the learning rate up.
+    pool_voxels
+        Most voxels held in memory to cut regions from (whole slices, or
+        boxes of large ones).
+    augment
+        Grey-level and geometric augmentation of the views.
+    """
+
+    steps: int = 600
+    time_budget_s: float | None = 240.0
+    batch_size: int = 32
+    region_size: int = 96
+    view_size: int = 64
+    crop_area: tuple[float, float] = (0.3, 1.0)
+    temperature: float = 0.2
+    projection_dim: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    pool_voxels: int = 32_000_000
+    augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
+
+
+class ProjectionHead(nn.Sequential):
+    """SimCLR's MLP head on the pooled encoder output (discarded afterwards)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        hidden = max(out_dim, in_dim)
+        super().__init__(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+
+
+def region_pool(
+    data,
+    axis: str,
+    context: int,
+    region: int,
+    max_voxels: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Raw boxes ``(N, K, h, w)`` spread evenly along ``axis``, padded to ``region``.
+
+    Slices that fit a box of :data:`POOL_BOX` a side (and the pool) are read
+    whole, each once. From larger slices, only boxes of that side (smaller
+    if ``max_voxels`` holds less, never below ``region``) are read, at random
+    places aligned to the stored chunks, so the pool holds about
+    ``max_voxels`` whatever the slice size.
+    """
+    size = n_slices(data.shape, axis)
+    h, w = slice_shape(data.shape, axis)
+    k = 2 * context + 1
+    side = max(region, min(POOL_BOX, math.isqrt(max_voxels // k)))
+    bh, bw = min(h, side), min(w, side)
+    places = size * math.ceil(h / bh) * math.ceil(w / bw)
+    n = int(np.clip(max_voxels // (k * bh * bw), 1, places))
+    step = size / n
+    idx = np.minimum((np.arange(n) * step + rng.uniform(0, step)).astype(int), size - 1)
+    if (bh, bw) == (h, w):
+        boxes = [(int(i), None) for i in np.unique(idx)]
+    else:
+        plane = [c for a, c in enumerate(chunk_shape(data)) if a != axis_index(axis)]
+        starts = [
+            [s - s % c if c < b else s for s in rng.integers(0, n_px - b + 1, n)]
+            for n_px, b, c in zip((h, w), (bh, bw), plane, strict=True)
+        ]
+        boxes = [
+            (int(i), (slice(r, r + bh), slice(c, c + bw)))
+            for i, r, c in zip(idx, *starts, strict=True)
+        ]
+    pool = np.empty((len(boxes), k, bh, bw), dtype=data.dtype)
+    for j, (i, box) in enumerate(boxes):
+        pool[j] = read_slices(data, [i], axis, context, box)[0]
+    return pad_slices(pool, region)
+
+
+def pool_voxels(config: PretrainConfig, dtype: np.dtype, max_memory: int) -> int:
+    """Voxels the region pool may hold within ``max_memory`` bytes.
+
+    :class:`XrmError` with the figures if not even one region fits.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    one = config.region_size**2 * (2 * config.context + 1) * itemsize
+    if one > max_memory:
+        raise XrmError(
+            f"One {config.region_size} × {config.region_size} region (with "
+            f"{config.context} context slices each side) needs {mib(one)}, more "
+            f"than the memory limit of {mib(max_memory)}; raise the limit "
+            "(--max-memory)."
+        )
+    return min(config.pool_voxels, max_memory // itemsize)
+
+
+def sample_regions(
+    pool: np.ndarray, n: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` regions of side ``size``: the more structured half of ``2n`` candidates."""
+    count, k, h, w = pool.shape
+    s = rng.integers(count, size=2 * n)
+    r = rng.integers(h - size + 1, size=2 * n)
+    c = rng.integers(w - size + 1, size=2 * n)
+    regions = np.stack(
+        [
+            pool[a, :, b : b + size, d : d + size]
+            for a, b, d in zip(s, r, c, strict=True)
+        ]
+    )
+    spread = regions[:, k // 2].reshape(2 * n, -1).astype(np.float32).std(axis=1)
+    return regions[np.argsort(spread)[n:]]
+
+
+def pretrain(
+    image_data,
+    *,
+    axis: str = "z",
+    config: PretrainConfig | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    normalisation: Normalisation | None = None,
+    provenance: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    max_memory: int = TRAIN_MAX_MEMORY,
+) -> Generator[Progress, None, Checkpoint]:
+    """Pretrain an encoder on unlabelled ``image_data``; yields :class:`Progress`.
+
+    Parameters
+    ----------
+    image_data
+        The (z, y, x) volume.
+    axis
+        Slice axis (the one training and prediction will use).
+    normalisation
+        Intensity normalisation; None = fitted on ``image_data``.
+    provenance
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
+    out
+        If given, the checkpoint is saved there (atomically) when pretraining
+        ends or the caller closes the generator. Checked and, should the save
+        fail, kept elsewhere as in :func:`~napari_xrm_al.core.training.train.train`.
+    max_memory
+        Bytes the pool of regions may hold (with ``config.pool_voxels`` the
+        smaller bound); refused before anything is read if one region does
+        not fit.
+
+    Returns
+    -------
+    Checkpoint
+        An ``'encoder'`` checkpoint.
+    """
+    config = config or PretrainConfig()
+    axis = axis_name(axis)
+    budget = pool_voxels(config, image_data.dtype, max_memory)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dev = pick_device(device)
+    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    model = SliceSegmenter(config.model_config()).to(dev)
+    if out is not None:  # before the work: room for the result
+        check_writable(out, "the encoder", checkpoint_bytes(model.encoder_state_dict()))
+    head = ProjectionHead(model.embedding_dim, config.projection_dim).to(dev)
+    encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
+    opt = adamw([*encoder_params, *head.parameters()], config.lr, config.weight_decay)
+    loss_fn = ContrastiveLoss(temperature=config.temperature)
+    pool = region_pool(
+        image_data,
+        axis,
+        config.context,
+        config.region_size,
+        budget,
+        rng,
+    )
+    clock = StepClock(config.steps, config.time_budget_s)
+    history: dict[str, Any] = {
+        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "pool_boxes": len(pool),
+        "loss": [],
+    }
+
+    def result() -> Checkpoint:
+        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
+        return Checkpoint(
+            kind="encoder",
+            model_config=model.cfg,
+            state_dict=model.encoder_state_dict(),
+            normalisation=norm,
+            axis=axis,
+            provenance=dict(provenance or {}),
+            history=history,
+        )
+
+    model.train()
+    head.train()
+    smooth: float | None = None
+    try:
+        while not clock.done:
+            clock.set_lr(opt, config.lr, config.warmup_fraction)
+            regions = sample_regions(pool, config.batch_size, config.region_size, rng)
+            x = torch.from_numpy(norm.apply(regions))
+            views = [
+                contrastive_view(
+                    x, config.view_size, config.crop_area, config.augment, gen
+                ).to(dev)
+                for _ in range(2)
+            ]
+            z = head(model.encode(torch.cat(views)))
+            loss = loss_fn(z[: len(x)], z[len(x) :])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            clock.tick()
+            value = float(loss.detach())
+            smooth = value if smooth is None else 0.95 * smooth + 0.05 * value
+            history["loss"].append(round(value, 5))
+            yield Progress(
+                "pretrain", clock.step, clock.expected_total, smooth, clock.eta
+            )
+    except GeneratorExit:
+        history["stopped"] = "cancelled"
+        if out is not None:
+            save_or_keep(out, result())
+        raise
+    if clock.out_of_time:
+        history["stopped"] = "time budget"
+    ckpt = result()
+    if out is not None:
+        save_or_keep(out, ckpt)
+    return ckpt

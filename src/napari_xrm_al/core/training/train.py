@@ -1,0 +1,433 @@
+"""Training a slice segmenter on sparsely annotated slices.
+
+The user annotates a few 2D slices (annotation ids ``1..C``, 0 = not
+annotated). Training draws random crops from those slices only, centring a
+share of them on pixels of the rarest labelled classes, augments them on the
+batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
+loss over annotated pixels only, with AdamW and a warm-up + cosine learning
+rate. Optionally (``rare_paste``, off by default), labelled rare-class objects
+are pasted into crops (:mod:`~napari_xrm_al.core.rare_paste`). The number of
+steps grows with the number of labelled slices; an optional time budget ends
+training early (the schedule follows whichever ends first).
+Every run starts from the pretrained encoder when one is given (method.md).
+The best weights seen (validation mIoU when validation slices are given, else
+the lowest smoothed loss) are what is returned, and what is saved when the
+caller stops the generator early.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.slice_inference import training_precision
+from napari_xrm_al.core.model.checkpoint import (
+    Checkpoint,
+    checkpoint_bytes,
+    save_or_keep,
+)
+from napari_xrm_al.core.model.ensemble import build_network, split_loss
+from napari_xrm_al.core.model.network import NetworkSettings, pick_device
+from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
+from napari_xrm_al.core.slice_refs import SliceRef
+from napari_xrm_al.core.training.augment import AugmentConfig, augment_pair
+from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
+from napari_xrm_al.core.training.metrics import confusion_matrix, scores
+from napari_xrm_al.core.training.rare_paste import cut_stamps, paste_stamps
+from napari_xrm_al.core.training.schedule import StepClock, adamw, snapshot
+from napari_xrm_al.core.training.trainset import (
+    TRAIN_MAX_MEMORY,
+    LabelledSet,
+    load_labelled,
+)
+from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.output_paths import check_writable
+
+Validation = tuple[Any, Any, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class TrainConfig(NetworkSettings):
+    """Settings of one training run (each line doubles as a tooltip).
+
+    Parameters
+    ----------
+    (network fields)
+        See :class:`~napari_xrm_al.core.model.NetworkSettings`; the architecture
+        fields are used only without an init checkpoint, ``dropout`` always.
+    steps
+        Number of optimiser steps; None = ``steps_per_slice`` × labelled slices,
+        clipped to [``min_steps``, ``max_steps``].
+    steps_per_slice
+        Steps per labelled slice when ``steps`` is None.
+    min_steps
+        Fewest steps when ``steps`` is None.
+    max_steps
+        Most steps when ``steps`` is None.
+    time_budget_s
+        Stop after this many seconds (the schedule adapts); None = no limit.
+    batch_size
+        Crops per step.
+    crop_size
+        Side of the square training crops in pixels.
+    lr
+        Peak learning rate of AdamW.
+    weight_decay
+        AdamW weight decay.
+    warmup_fraction
+        Share of the run spent warming the learning rate up.
+    loss
+        'dice_ce' (Dice + cross-entropy) or 'dice_focal' (Dice + focal).
+    class_weight_power
+        Cross-entropy class weights ∝ labelled frequency^-power (0 = unweighted).
+    rare_crop_fraction
+        Share of crops centred on pixels of rarer classes (class picked ∝ frequency^-½).
+    rare_paste
+        Share of crops into which labelled objects of the rare classes are pasted
+        onto their surrounding class (copy-paste, see
+        :mod:`~napari_xrm_al.core.rare_paste`; 0 = off, the default). It
+        helped with a handful of labelled voids (8 y slices: void IoU 0.60 →
+        0.66) but hurt the active-learning benchmark (docs/engine.md).
+    augment
+        Data augmentation strengths.
+    precision
+        'auto' (bfloat16 autocast where the device computes it natively, else
+        float32), 'float32' or 'bfloat16'. Weights, optimiser and loss stay float32.
+    validate_every
+        Steps between validations when validation slices are given (None = 10 per run).
+    loss_smoothing
+        Exponential smoothing of the reported loss (0 = none).
+    ema_decay
+        Keep an exponential moving average of the weights with this decay per
+        step and return it instead of the last weights (0 = off). Averaging
+        makes a retrain on the same slices give nearly the same model whatever
+        the seed (docs/benchmarks.md, "Stable retraining").
+    ensemble
+        Networks trained side by side, each on its share of every batch, whose
+        probabilities are averaged (1 = one network). Training costs about the
+        same; prediction and ranking cost one pass per member.
+    """
+
+    steps: int | None = None
+    steps_per_slice: int = 100
+    min_steps: int = 400
+    max_steps: int = 800
+    time_budget_s: float | None = None
+    batch_size: int = 16
+    crop_size: int = 96
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    loss: str = "dice_ce"
+    class_weight_power: float = 0.5
+    rare_crop_fraction: float = 0.5
+    rare_paste: float = 0.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    precision: str = "auto"
+    validate_every: int | None = None
+    loss_smoothing: float = 0.95
+    ema_decay: float = 0.0
+    ensemble: int = 1
+
+    def n_steps(self, n_slices: int) -> int:
+        """Planned number of steps for ``n_slices`` labelled slices."""
+        if self.steps is not None:
+            return max(1, int(self.steps))
+        auto = self.steps_per_slice * n_slices
+        return int(min(max(auto, self.min_steps), self.max_steps))
+
+
+def initial_model(
+    init: Checkpoint | None, classes: ClassTable, config: TrainConfig
+) -> nn.Module:
+    """A fresh model (of ``config.ensemble`` members), from the pretrained
+    encoder ``init`` if given; or the segmenter ``init`` to train further."""
+    n = len(classes)
+    if init is None:
+        return build_network(replace(config.model_config(n), members=config.ensemble))
+    if init.kind == "encoder":
+        cfg = replace(
+            init.model_config.with_classes(n),
+            dropout=config.dropout,
+            members=config.ensemble,
+        )
+        model = build_network(cfg)
+        model.load_encoder_state_dict(init.state_dict)
+        return model
+    init.check_classes(classes, "the initial model")
+    model = build_network(init.model_config)
+    model.load_state_dict(init.state_dict)
+    return model
+
+
+def weight_average(
+    model: nn.Module, decay: float
+) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and batch-norm
+    statistics (torch's ``AveragedModel``), or None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    if decay >= 1:
+        raise XrmError(f"ema_decay must be in [0, 1), got {decay}.")
+    return torch.optim.swa_utils.AveragedModel(
+        model,
+        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+        use_buffers=True,
+    )
+
+
+@torch.no_grad()
+def segment_slices(
+    model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 4
+) -> np.ndarray:
+    """Dense class ids ``(N, H, W)`` of normalised slices ``(N, K, H, W)`` (eval mode)."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(device)
+        out.append(model(x).argmax(dim=1).cpu().numpy().astype(np.int16))
+    model.train(was)
+    return np.concatenate(out) if out else np.zeros((0, *images.shape[2:]), np.int16)
+
+
+def validate(
+    model: nn.Module,
+    val: LabelledSet,
+    norm: Normalisation,
+    classes: ClassTable,
+    device: torch.device,
+) -> dict[str, float]:
+    """Scores of ``model`` on whole validation slices (of every axis together)."""
+    cm = sum(
+        confusion_matrix(
+            segment_slices(model, norm.apply(g.images), device), g.labels, len(classes)
+        )
+        for g in val.groups
+    )
+    return scores(cm, classes)
+
+
+def train(
+    image_data,
+    labels_data,
+    slices: Sequence[SliceRef | int],
+    classes: ClassTable,
+    *,
+    axis: str = "z",
+    dense_labels: bool = False,
+    init: Checkpoint | None = None,
+    config: TrainConfig | None = None,
+    validation: Validation | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    normalisation: Normalisation | None = None,
+    provenance: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    max_memory: int = TRAIN_MAX_MEMORY,
+) -> Generator[Progress, None, Checkpoint]:
+    """Train a segmenter on the annotated ``slices``; yields :class:`Progress`.
+
+    Parameters
+    ----------
+    image_data, labels_data
+        The (z, y, x) volume and its annotation volume (annotation ids ``1..C``,
+        0 = not annotated; or dense ids ``0..C-1`` with ``dense_labels``).
+    slices
+        Labelled slices: :class:`~napari_xrm_al.core.slice_refs.SliceRef` along
+        any axis (each read with its context along its own axis), or plain
+        indices along ``axis``.
+    axis
+        The axis of plain indices; recorded in the checkpoint as the axis the
+        model predicts along by default.
+    classes
+        The class table (``C`` classes).
+    init
+        Pretrained encoder (or earlier segmenter) to start from; None = scratch.
+    validation
+        Optional ``(image, labels, slices)`` (same label convention) scored during
+        training; the best-scoring weights are kept.
+    normalisation
+        Intensity normalisation; None = fitted on ``image_data``.
+    provenance
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
+    out
+        If given, the checkpoint is saved there (atomically) when training ends
+        *or* when the caller closes the generator early. Its folder is checked
+        for writability and room before training; should the save still fail,
+        the model is kept elsewhere (:func:`~napari_xrm_al.core.checkpoint.save_or_keep`).
+    max_memory
+        Bytes the labelled (and validation) slices may hold; more is refused
+        before they are read (:func:`~napari_xrm_al.core.trainset.load_labelled`).
+
+    Returns
+    -------
+    Checkpoint
+        A ``'segmenter'`` checkpoint with the best weights.
+    """
+    config = config or TrainConfig()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    dev = pick_device(device)
+    precision = training_precision(config.precision, dev)
+    autocast = torch.autocast(
+        dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
+    )
+    # Channels-last is the fast layout of oneDNN/cuDNN convolutions (~10 % per step).
+    model = initial_model(init, classes, config).to(
+        dev, memory_format=torch.channels_last
+    )
+    if out is not None:  # before the work: room for the result
+        check_writable(out, "the model", checkpoint_bytes(model.state_dict()))
+    context = model.cfg.context
+    members = model.cfg.members
+    if config.batch_size < members:
+        raise XrmError(
+            f"An ensemble of {members} networks needs at least one crop each; "
+            f"fewer crops per step ({config.batch_size}) than networks."
+        )
+    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    data = load_labelled(
+        image_data,
+        labels_data,
+        slices,
+        classes,
+        axis=axis,
+        context=context,
+        dense_labels=dense_labels,
+        pad_to=config.crop_size,
+        max_memory=max_memory,
+    )
+    val = (
+        load_labelled(
+            *validation,
+            classes,
+            axis=axis,
+            context=context,
+            dense_labels=dense_labels,
+            max_memory=max_memory,
+        )
+        if validation is not None
+        else None
+    )
+    stamps = (
+        [
+            stamp
+            for g in data.groups
+            for stamp in cut_stamps(g.images, g.labels, classes.rare_ids)
+        ]
+        if config.rare_paste > 0
+        else []
+    )
+    weights = class_weights(data.counts, config.class_weight_power)
+    loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
+    opt = adamw(model.parameters(), config.lr, config.weight_decay)
+    clock = StepClock(config.n_steps(len(data.refs)), config.time_budget_s)
+    check_every = config.validate_every or max(1, clock.total // 10)
+    history: dict[str, Any] = {
+        "slices": [ref.pair() for ref in data.refs],
+        "axis": axis,
+        "labelled_counts": data.counts.tolist(),
+        "class_weights": weights.tolist(),
+        "init": (init.provenance.get("image_fingerprint") if init else None),
+        "init_kind": init.kind if init else None,
+        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "precision": precision,
+        "loss": [],
+        "validation": [],
+        "validation_slices": [ref.pair() for ref in val.refs] if val else [],
+    }
+    averaged = weight_average(model, config.ema_decay)
+    kept = averaged.module if averaged is not None else model
+    best_state: dict[str, torch.Tensor] | None = None
+    best_score = -math.inf
+    smooth: float | None = None
+
+    def check() -> dict[str, float] | None:
+        """Validate (or look at the smoothed loss) and keep the best weights;
+        without validation, averaged weights are simply the latest."""
+        nonlocal best_score, best_state
+        metrics = None
+        if val is not None:
+            metrics = validate(kept, val, norm, classes, dev)
+            history["validation"].append({"step": clock.step, **metrics})
+            score = metrics["miou"]
+        elif averaged is not None:
+            score = clock.step
+        else:
+            score = -smooth if smooth is not None else -math.inf
+        if score > best_score or best_state is None:
+            best_score, best_state = score, snapshot(kept)
+        clock.restart_step_timer()
+        return metrics
+
+    def result() -> Checkpoint:
+        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
+        return Checkpoint(
+            kind="segmenter",
+            model_config=model.cfg,
+            state_dict=best_state if best_state is not None else snapshot(kept),
+            normalisation=norm,
+            axis=axis,
+            classes=classes,
+            provenance=dict(provenance or {}),
+            history=history,
+        )
+
+    model.train()
+    try:
+        while not clock.done:
+            clock.set_lr(opt, config.lr, config.warmup_fraction)
+            x, y = data.batch(
+                config.batch_size, config.crop_size, config.rare_crop_fraction, rng
+            )
+            paste_stamps(x, y, stamps, config.rare_paste, rng)
+            x, y = augment_pair(
+                torch.from_numpy(norm.apply(x)),
+                torch.from_numpy(y),
+                config.augment,
+                gen,
+            )
+            x = x.to(dev).contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = model(x)
+            loss = split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+            clock.tick()
+            value = float(loss.detach())
+            a = config.loss_smoothing if smooth is not None else 0.0
+            smooth = a * (smooth or 0.0) + (1 - a) * value
+            history["loss"].append(round(value, 5))
+            metrics = None
+            if clock.step % check_every == 0 or clock.step == clock.total:
+                metrics = check()
+            yield Progress(
+                "train", clock.step, clock.expected_total, smooth, clock.eta, metrics
+            )
+    except GeneratorExit:
+        history["stopped"] = "cancelled"
+        if out is not None:
+            save_or_keep(out, result())
+        raise
+    if clock.out_of_time:
+        history["stopped"] = "time budget"
+    if not history["validation"] or history["validation"][-1]["step"] != clock.step:
+        check()
+    ckpt = result()
+    if out is not None:
+        save_or_keep(out, ckpt)
+    return ckpt

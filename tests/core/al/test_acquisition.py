@@ -1,0 +1,251 @@
+"""Acquisition strategies and the batch picker on inputs with known answers."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from napari_xrm_al.core.al.acquisition import (
+    STRATEGIES,
+    AcquisitionContext,
+    first_picks,
+    rareness_weights,
+    score_slices,
+    select,
+)
+from napari_xrm_al.core.al.batch_picking import pick_batch
+from napari_xrm_al.errors import XrmError
+
+BG, CU, SOLDER, VOID = range(4)
+
+
+def make_context(n: int = 20, n_classes: int = 4, **kwargs) -> AcquisitionContext:
+    """Every slice mostly confident background with equal entropy."""
+    fraction = np.zeros((n, n_classes))
+    fraction[:, BG] = 1.0
+    entropy_by_class = np.zeros((n, n_classes))
+    entropy_by_class[:, BG] = 0.2
+    defaults = dict(
+        index=np.arange(n),
+        mean_entropy=np.full(n, 0.2),
+        mean_margin=np.full(n, 0.3),
+        class_fraction=fraction,
+        entropy_by_class=entropy_by_class,
+        labelled_counts=np.zeros(n_classes),
+    )
+    defaults.update(kwargs)
+    return AcquisitionContext(**defaults)
+
+
+def put_class(ctx: AcquisitionContext, s: int, cls: int, share: float) -> None:
+    """Move ``share`` of slice ``s``'s pixels (and their entropy) to ``cls``."""
+    ctx.class_fraction[s, BG] -= share
+    ctx.class_fraction[s, cls] += share
+    moved = ctx.entropy_by_class[s, BG] * share
+    ctx.entropy_by_class[s, BG] -= moved
+    ctx.entropy_by_class[s, cls] += moved
+
+
+def test_predicted_rare_class_outranks_equally_uncertain_slice() -> None:
+    ctx = make_context(labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]))
+    put_class(ctx, 5, VOID, 0.02)
+    put_class(ctx, 9, CU, 0.02)
+    scores = score_slices("rareness", ctx)
+    # Every slice has the same mean entropy, so entropy cannot tell them apart...
+    assert np.ptp(score_slices("entropy", ctx)) == 0
+    # ...while the rareness-aware score puts the void slice first.
+    assert int(np.argmax(scores)) == 5
+    assert scores[5] > scores[9] > scores[0]
+
+
+def test_labelled_frequencies_keep_common_classes_wanted() -> None:
+    # Plenty of voids labelled but copper never seen: copper is now the rare one.
+    ctx = make_context(labelled_counts=np.array([9000.0, 0.0, 500.0, 500.0]))
+    put_class(ctx, 3, VOID, 0.05)
+    put_class(ctx, 12, CU, 0.05)
+    w = rareness_weights(ctx)
+    assert w[CU] == pytest.approx(1.0)
+    assert w[CU] > w[VOID]
+    assert int(np.argmax(score_slices("rareness", ctx))) == 12
+
+
+def test_unlabelled_classes_make_any_uncertainty_count() -> None:
+    # Solder and void never labelled: the model cannot predict them, so they
+    # can only show up as uncertainty, also where background is predicted.
+    ctx = make_context(labelled_counts=np.array([9000.0, 900.0, 0.0, 0.0]))
+    ctx.mean_entropy[4] = ctx.entropy_by_class[4, BG] = 0.9  # unsure background
+    put_class(ctx, 9, CU, 0.5)  # half copper, as unsure as the other slices
+    assert int(np.argmax(score_slices("rareness", ctx))) == 4
+    # Once every class has labelled pixels, copper (rarer than background) wins.
+    ctx.labelled_counts = np.array([9000.0, 900.0, 90.0, 10.0])
+    assert int(np.argmax(score_slices("rareness", ctx))) == 9
+
+
+def test_weights_before_labels_come_from_predictions() -> None:
+    ctx = make_context()
+    put_class(ctx, 2, SOLDER, 0.5)
+    put_class(ctx, 7, VOID, 0.01)
+    w = rareness_weights(ctx)
+    # Predicted void is rarer than predicted solder, which is rarer than background.
+    assert w[VOID] > w[SOLDER] > w[BG]
+    assert w.max() == pytest.approx(1.0)
+
+
+def test_confident_rare_pixels_still_count_through_lambda() -> None:
+    ctx = make_context(labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]))
+    ctx.class_fraction[4] = [0.95, 0.0, 0.0, 0.05]
+    ctx.entropy_by_class[4] = [0.19, 0.0, 0.0, 0.0]  # voids predicted with certainty
+    scores = score_slices("rareness", ctx)
+    assert scores[4] > scores[0]
+
+
+def test_baselines_rank_by_their_quantity() -> None:
+    ctx = make_context()
+    ctx.mean_entropy[6] = 0.9
+    ctx.mean_margin[8] = 0.9
+    ctx.bald = np.zeros(20)
+    ctx.bald[11] = 0.5
+    assert int(np.argmax(score_slices("entropy", ctx))) == 6
+    assert int(np.argmax(score_slices("margin", ctx))) == 8
+    assert int(np.argmax(score_slices("bald", ctx))) == 11
+    random_a = score_slices("random", ctx)
+    ctx.seed = 1
+    assert not np.array_equal(random_a, score_slices("random", ctx))
+
+
+def test_strategy_without_its_inputs_says_what_is_missing() -> None:
+    with pytest.raises(XrmError, match="bald"):
+        score_slices("bald", make_context())
+    with pytest.raises(XrmError, match="Unknown acquisition strategy 'nope'"):
+        score_slices("nope", make_context())
+
+
+def test_every_registered_strategy_scores_every_slice() -> None:
+    ctx = make_context(n=31, bald=np.linspace(0, 1, 31), embedding=np.eye(31))
+    for name in STRATEGIES:
+        assert score_slices(name, ctx).shape == (31,)
+
+
+def test_picks_skip_labelled_slices_and_keep_their_distance() -> None:
+    index = np.arange(50)
+    scores = np.linspace(0.0, 1.0, 50)  # the best slices sit together at the end
+    picks = pick_batch(index, scores, 4, labelled=[49], min_distance=3)
+    chosen = [p.slice for p in picks]
+    assert chosen == [46, 43, 40, 37]
+    for a in chosen:
+        assert all(abs(a - b) >= 3 for b in chosen if b != a)
+        assert abs(a - 49) >= 3
+    assert [p.rank for p in picks] == [1, 2, 3, 4]
+
+
+def test_picker_returns_fewer_when_the_axis_is_full() -> None:
+    picks = pick_batch(np.arange(10), np.ones(10), 8, min_distance=4)
+    assert len(picks) == 3
+    assert [p.slice for p in picks] == [0, 4, 8]
+
+
+def test_coreset_spreads_over_embedding_clusters() -> None:
+    # Three clusters of slices in embedding space; labelled slice is in cluster A.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    cluster = np.repeat([0, 1, 2], [20, 5, 5])
+    embedding = centres[cluster] + rng.normal(0, 0.1, (30, 2))
+    order = rng.permutation(30)
+    ctx = make_context(
+        n=30,
+        embedding=embedding[order],
+        labelled=[int(np.flatnonzero(cluster[order] == 0)[0])],
+    )
+    _, picks, _ = select("coreset", ctx, 2, min_distance=1)
+    picked_clusters = {int(cluster[order][p.slice]) for p in picks}
+    assert picked_clusters == {1, 2}
+
+
+def test_rareness_diverse_does_not_pick_two_near_duplicates() -> None:
+    ctx = make_context(n=40, labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]))
+    embedding = np.zeros((40, 2))
+    embedding[:, 0] = np.arange(40)
+    for s in (10, 20):  # two look-alike void slices far apart on the axis
+        put_class(ctx, s, VOID, 0.03)
+        embedding[s] = [100.0, 0.0]
+    put_class(ctx, 30, VOID, 0.02)
+    embedding[30] = [0.0, 100.0]
+    ctx.embedding = embedding
+    _, plain, _ = select("rareness", ctx, 2, min_distance=2)
+    _, diverse, _ = select("rareness-diverse", ctx, 2, min_distance=2)
+    assert {p.slice for p in plain} == {10, 20}
+    assert {p.slice for p in diverse} == {10, 30}
+
+
+def clustered_embedding() -> np.ndarray:
+    """30 slices in three blocks of ten, each block around its own point."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    return np.repeat(centres, 10, axis=0) + rng.normal(0, 0.1, (30, 2))
+
+
+def test_first_picks_cover_every_cluster() -> None:
+    emb = clustered_embedding()
+    for seed in range(5):
+        scores, picks = first_picks(np.arange(30), emb, 3, min_distance=2, seed=seed)
+        slices = [p.slice for p in picks]
+        assert sorted(s // 10 for s in slices) == [0, 1, 2]
+        assert [p.rank for p in picks] == [1, 2, 3]
+        # The first pick has nothing to be far from; later ones are far away.
+        assert picks[0].score == 0.0 and min(p.score for p in picks[1:]) > 5
+        assert np.allclose(scores[slices], 0.0)
+        assert scores.max() < 1.0  # every slice is now near a pick
+
+
+def test_first_picks_start_from_labelled_slices() -> None:
+    emb = clustered_embedding()
+    scores, picks = first_picks(
+        np.arange(30), emb, 2, labelled=[3, 14], min_distance=3, seed=0
+    )
+    assert len(picks) == 2
+    assert picks[0].slice // 10 == 2  # the only cluster without a labelled slice
+    assert all(abs(p.slice - s) >= 3 for p in picks for s in (3, 14))
+    assert scores[3] == 0.0 and scores[14] == 0.0
+
+
+def test_batch_fills_a_thin_rare_layer_that_greedy_picks_would_waste() -> None:
+    # A rare layer in slices 63..69, best at 67. Taking 67 first, then 64 (greedy)
+    # leaves no room for a third layer slice; 63, 66, 69 fit three.
+    index = np.arange(100)
+    scores = np.zeros(100)
+    scores[63:70] = [0.5, 0.8, 0.9, 0.95, 1.0, 0.7, 0.5]
+    picks = pick_batch(index, scores, 3, min_distance=3)
+    assert sorted(p.slice for p in picks) == [63, 66, 69]
+    assert [p.slice for p in picks][0] == 66  # best score first
+    assert [p.rank for p in picks] == [1, 2, 3]
+
+
+def test_batch_is_the_best_spaced_subset_by_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(4, 13))
+        index = np.sort(rng.choice(40, n, replace=False))
+        scores = rng.random(n).round(1)
+        labelled = [int(s) for s in rng.choice(40, int(rng.integers(0, 3)))]
+        k, gap = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        picked = [
+            p.slice
+            for p in pick_batch(index, scores, k, labelled=labelled, min_distance=gap)
+        ]
+        free = [i for i in range(n) if all(abs(index[i] - s) >= gap for s in labelled)]
+        feasible = [
+            c
+            for m in range(k + 1)
+            for c in itertools.combinations(free, m)
+            if all(index[b] - index[a] >= gap for a, b in itertools.pairwise(c))
+        ]
+        most = max(len(c) for c in feasible)
+        best = max(sum(scores[list(c)]) for c in feasible if len(c) == most)
+        assert len(picked) == most, trial
+        assert len(set(picked)) == len(picked)
+        rows = [int(np.flatnonzero(index == s)[0]) for s in picked]
+        assert np.isclose(scores[rows].sum(), best), trial
+        assert all(abs(a - b) >= gap for a, b in itertools.combinations(picked, 2))
+        assert all(abs(a - s) >= gap for a in picked for s in labelled)

@@ -1,0 +1,236 @@
+"""The oracle simulation, end to end with a tiny model."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.curves import (
+    learning_curves,
+    paired_differences,
+    plot_curves,
+    summary_table,
+)
+from napari_xrm_al.core.al.simulate import rare_class_of, simulate, split_holdout
+from napari_xrm_al.core.al.simulation_config import RunSpec, SimulationConfig, parse_run
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.errors import XrmError
+
+CLASSES = ClassTable.parse("background,copper,solder,void")
+
+
+def tiny_config(*runs: RunSpec, **overrides) -> SimulationConfig:
+    """A simulation of a few optimiser steps, for 40-pixel volumes."""
+    settings = dict(
+        initial=2,
+        per_cycle=2,
+        cycles=1,
+        seeds=(0,),
+        min_distance=2,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2),
+        pretrain=PretrainConfig(steps=2, batch_size=4, time_budget_s=None),
+    )
+    return SimulationConfig(runs=runs, **{**settings, **overrides})
+
+
+def test_run_specs() -> None:
+    assert parse_run("rareness", True) == RunSpec("rareness", True)
+    assert parse_run("rareness:no-pretrain", True) == RunSpec("rareness", False)
+    assert parse_run("entropy:pretrain", False) == RunSpec("entropy", True)
+    with pytest.raises(XrmError, match="suffix"):
+        parse_run("entropy:maybe", True)
+    with pytest.raises(XrmError, match="Unknown acquisition strategy"):
+        parse_run("oracle", True)
+
+
+def test_rare_class_defaults_to_the_least_frequent() -> None:
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 5 + [3] * 15)
+    assert rare_class_of(labels, CLASSES) == "solder"
+    assert rare_class_of(labels, CLASSES.with_rare(["copper"])) == "copper"
+
+
+def test_holdout_is_the_last_quarter_along_the_axis() -> None:
+    image = np.arange(8 * 2 * 3).reshape(8, 2, 3)
+    pool, pool_labels, test, _ = split_holdout(image, image, "z")
+    assert pool.shape == (6, 2, 3) and test.shape == (2, 2, 3)
+    np.testing.assert_array_equal(test, image[6:])
+    pool, *_ = split_holdout(image, image, "x")
+    assert pool.shape == (8, 2, 2)
+
+
+def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
+    pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    config = tiny_config(
+        RunSpec("rareness", True), RunSpec("random", True), RunSpec("entropy", False)
+    )
+    result = run_to_end(
+        simulate(
+            pool.image, pool.labels, CLASSES, config,
+            test_image=test.image, test_labels=test.labels,
+        )
+    )  # fmt: skip
+    assert result["classes"] == list(CLASSES.names)
+    assert result["rare_class"] == "void"
+    assert [r["strategy"] for r in result["runs"]] == ["rareness", "random", "entropy"]
+    assert [r["pretrain"] for r in result["runs"]] == [True, True, False]
+    starts = {tuple(r["cycles"][0]["labelled"]) for r in result["runs"]}
+    assert len(starts) == 1
+    for run in result["runs"]:
+        first, second = run["cycles"]
+        assert (first["n_labelled"], second["n_labelled"]) == (2, 4)
+        added = set(second["labelled"]) - set(first["labelled"])
+        assert len(added) == 2
+        labelled = second["labelled"]
+        assert all(abs(a - b) >= 2 for a in labelled for b in labelled if a != b)
+        for cycle in run["cycles"]:
+            assert 0.0 <= cycle["miou"] <= 1.0
+            assert set(cycle["iou"]) == set(CLASSES.names)
+            assert cycle["train_seconds"] > 0
+    curves = learning_curves(result)
+    assert [c.label for c in curves] == ["rareness", "random", "entropy (no pretrain)"]
+    assert "rareness" in summary_table(result)
+    png = plot_curves(result, tmp_path / "curve.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curves_say_how_many_seeds_each_strategy_has(tmp_path) -> None:
+    def run(strategy: str, seed: int) -> dict:
+        cycles = [
+            {"n_labelled": n, "miou": 0.1 * n + seed, "iou": {"void": 0.05 * n}}
+            for n in (2, 4)
+        ]
+        return {"strategy": strategy, "pretrain": True, "seed": seed, "cycles": cycles}
+
+    result = {
+        "rare_class": "void",
+        "runs": [run("rareness", 0), run("rareness", 1), run("random", 0)],
+    }
+    curves = learning_curves(result)
+    assert [c.n_seeds for c in curves] == [2, 1]
+    assert curves[0].miou_mean.tolist() == pytest.approx([0.7, 0.9])
+    table = summary_table(result)
+    assert "| rareness (2 seeds) |" in table and "| random (1 seed) |" in table
+    assert plot_curves(result, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    result["runs"].append(run("random", 1))
+    assert "| random |" in summary_table(result)
+
+
+def test_paired_differences_compare_each_seed_with_itself() -> None:
+    def run(strategy: str, seed: int, void: list[float]) -> dict:
+        cycles = [
+            {"n_labelled": n, "miou": 0.5, "iou": {"void": v}}
+            for n, v in zip((4, 8), void, strict=True)
+        ]
+        return {"strategy": strategy, "pretrain": True, "seed": seed, "cycles": cycles}
+
+    # Seed 1 is far better for both strategies: unpaired, the curves overlap;
+    # paired, rareness is ahead by 0.1 on every seed at 8 slices.
+    result = {
+        "rare_class": "void",
+        "runs": [
+            run("rareness", 0, [0.2, 0.3]),
+            run("rareness", 1, [0.5, 0.8]),
+            run("rareness", 2, [0.3, 0.5]),
+            run("entropy", 0, [0.2, 0.2]),
+            run("entropy", 1, [0.4, 0.7]),
+            run("entropy", 2, [0.3, 0.4]),
+            run("entropy", 3, [0.9, 0.9]),  # no rareness run to pair with
+        ],
+    }
+    (diff,) = paired_differences(result)
+    assert diff.label == "entropy" and diff.n_seeds == 3
+    assert diff.mean.tolist() == pytest.approx([0.1 / 3, 0.1])
+    assert diff.ci95[1] == pytest.approx(0.0, abs=1e-12)
+    assert diff.ci95[0] > 0.1  # one seed ahead, two level: not a sure gain
+    assert (diff.ahead.tolist(), diff.level.tolist(), diff.behind.tolist()) == (
+        [1, 3],
+        [2, 0],
+        [0, 0],
+    )
+    table = summary_table(result)
+    assert "| entropy | 3 | +0.033" in table and "+0.100±0.000 (3/0/0)" in table
+    assert paired_differences({"rare_class": "void", "runs": result["runs"][:3]}) == []
+
+
+def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
+    pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    config = tiny_config(RunSpec("rareness", True), RunSpec("entropy", True))
+
+    def run(earlier=None, cfg=config):
+        snapshots: list[dict] = []
+        result = run_to_end(
+            simulate(
+                pool.image, pool.labels, CLASSES, cfg,
+                test_image=test.image, test_labels=test.labels,
+                earlier=earlier, on_cycle=lambda r: snapshots.append(copy.deepcopy(r)),
+            )
+        )  # fmt: skip
+        return result, snapshots
+
+    full, snapshots = run()
+    assert full["complete"] and len(snapshots) == 4  # 2 runs x 2 cycles
+    assert not any(s["complete"] for s in snapshots)
+    # Stopped during entropy's last cycle: rareness is whole, entropy is not.
+    stopped = snapshots[2]
+    assert [len(r["cycles"]) for r in stopped["runs"]] == [2, 1]
+    resumed, again = run(stopped)
+    assert len(again) == 2  # only entropy ran again
+    assert resumed["runs"][0] is stopped["runs"][0]
+
+    def scores(result):
+        return [
+            [(c["labelled"], c["miou"], c["iou"]) for c in r["cycles"]]
+            for r in result["runs"]
+        ]
+
+    assert scores(resumed) == scores(full)
+    # A finished result with one more strategy runs only that one and keeps
+    # runs not asked for.
+    more = dataclasses.replace(config, runs=(RunSpec("random", True),))
+    extended, extra = run(full, more)
+    assert len(extra) == 2
+    order = [r["strategy"] for r in extended["runs"]]
+    assert order == ["rareness", "entropy", "random"]
+    other = dataclasses.replace(config, per_cycle=1)
+    with pytest.raises(XrmError, match="another settings"):
+        run(full, other)
+
+
+def test_start_with_puts_chosen_slices_among_the_initial_ones() -> None:
+    pool = make_hbm_sample(shape=(24, 32, 32), seed=0)
+    config = tiny_config(
+        RunSpec("random", True),
+        initial=3,
+        start_with=(11,),
+        cycles=0,
+        train=TrainConfig(steps=2, crop_size=32, batch_size=2),
+    )
+    result = run_to_end(simulate(pool.image, pool.labels, CLASSES, config))
+    labelled = result["runs"][0]["cycles"][0]["labelled"]
+    assert 11 in labelled and len(labelled) == 3
+    assert all(abs(a - b) >= 2 for a in labelled for b in labelled if a != b)
+    assert result["settings"]["start_with"] == [11]
+    with pytest.raises(XrmError, match="start with"):
+        bad = dataclasses.replace(config, start_with=(40,))
+        run_to_end(simulate(pool.image, pool.labels, CLASSES, bad))
+
+
+def test_mismatched_ground_truth_is_refused() -> None:
+    config = SimulationConfig(runs=(RunSpec("random", False),))
+    with pytest.raises(XrmError, match="differ in shape"):
+        run_to_end(
+            simulate(np.zeros((8, 8, 8)), np.zeros((8, 8, 4), int), CLASSES, config)
+        )
+    with pytest.raises(XrmError, match="beyond the 4 classes"):
+        run_to_end(
+            simulate(np.zeros((8, 8, 8)), np.full((8, 8, 8), 7), CLASSES, config)
+        )

@@ -1,0 +1,140 @@
+"""The session-level loop: pretrain, train, rank, on a tiny sample and model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_xrm_al.classes import ClassTable, dense_to_annotation
+from napari_xrm_al.core.al.ranking import rank_session
+from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.session.jobs import (
+    learning_curve,
+    predict_session,
+    pretrain_session,
+    session_for,
+    train_session,
+)
+from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.errors import XrmError
+
+TINY_PRETRAIN = PretrainConfig(steps=3, batch_size=4, time_budget_s=None)
+TINY_TRAIN = TrainConfig(steps=6, crop_size=32, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_hbm_sample(shape=(24, 48, 48), seed=0)
+
+
+def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
+    sample, tmp_path
+) -> None:
+    session, warnings = session_for(
+        None, sample.image, ClassTable.hbm(), "z", folder=tmp_path / "s.xrmal"
+    )
+    assert warnings == []
+    with pytest.raises(XrmError, match="Mark at least one"):
+        run_to_end(train_session(session, sample.image, TINY_TRAIN))
+    with pytest.raises(XrmError, match="Pretrain .* or train a model"):
+        run_to_end(rank_session(session, sample.image))
+
+    run_to_end(pretrain_session(session, sample.image, TINY_PRETRAIN))
+    assert session.pretrained == "models/encoder.pt"
+    # Before any model: the first slices come from the encoder (core-set).
+    first = run_to_end(rank_session(session, sample.image, "rareness", k=3))
+    assert first.strategy == "coreset" and first.class_fraction is None
+    assert len(first.picks) == 3 and len(first.scores) == 24
+    assert all(first.scores[p.slice] == 0 for p in first.picks)
+    assert len(list((session.folder / "cache").glob("embedding-*.npz"))) == 1
+    again = run_to_end(rank_session(session, sample.image, "rareness", k=3))
+    assert [p.slice for p in again.picks] == [p.slice for p in first.picks]
+    truth = dense_to_annotation(sample.labels)
+    for z in (4, 15):
+        session.write_slice(z, truth[z])
+        session.mark_done(z)
+    record = run_to_end(
+        train_session(session, sample.image, TINY_TRAIN, strategy="rareness")
+    )
+    assert record.cycle == 1 and record.labelled == [["z", 4], ["z", 15]]
+    assert session.latest_model.is_file()
+    assert np.isfinite(record.metrics["final_loss"])
+
+    ranking = run_to_end(
+        rank_session(session, sample.image, "rareness", k=3, min_distance=2)
+    )
+    assert len(ranking.scores) == 24
+    picked = [p.slice for p in ranking.picks]
+    assert len(picked) == 3
+    assert all(abs(p - d) >= 2 for p in picked for d in (4, 15))
+    # Cached against the model: a second ranking reads the summary back.
+    assert len(list((session.folder / "cache").glob("summary-*.npz"))) == 1
+    again = run_to_end(
+        rank_session(session, sample.image, "rareness", k=3, min_distance=2)
+    )
+    np.testing.assert_allclose(again.scores, ranking.scores)
+
+    prediction = run_to_end(predict_session(session, sample.image, uncertainty=True))
+    labels = np.asarray(prediction.labels)
+    assert labels.shape == sample.image.shape
+    assert labels.min() >= 1 and labels.max() <= 4
+    assert prediction.uncertainty.shape == sample.image.shape
+    assert prediction.class_fraction.sum() == pytest.approx(1.0)
+    assert learning_curve(session)[0]["n_labelled"] == 2
+
+    reopened, warnings = session_for(
+        None, sample.image, ClassTable.hbm(), folder=session.folder
+    )
+    assert warnings == [] and reopened.cycles[0].model == "models/cycle-001.pt"
+    changed = sample.image // 2
+    _, warnings = session_for(None, changed, ClassTable.hbm(), folder=session.folder)
+    assert "changed on disk" in warnings[0]
+
+
+def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
+    session = Session.open(
+        session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path / "c")[
+            0
+        ].folder
+    )
+    truth = dense_to_annotation(sample.labels)
+    session.write_slice(3, truth[3])
+    session.mark_done(3)
+    run_to_end(train_session(session, sample.image, TINY_TRAIN))
+    first = session.latest_model
+    job = train_session(
+        session, sample.image, TrainConfig(steps=500, crop_size=32, batch_size=2)
+    )
+    for _ in range(3):
+        next(job)
+    job.close()
+    assert Session.open(session.folder).latest_model == first
+    assert sorted(p.name for p in (session.folder / "models").iterdir()) == [
+        "cycle-001.pt"
+    ]
+
+
+def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:
+    session, _ = session_for(
+        None, sample.image, ClassTable.hbm(), folder=tmp_path / "p"
+    )
+    job = pretrain_session(session, sample.image, TINY_PRETRAIN)
+    next(job)
+    job.close()
+    assert session.pretrained is None
+    assert not (session.folder / "models" / "encoder.pt").exists()
+    run_to_end(pretrain_session(session, sample.image, TINY_PRETRAIN))
+    first = (session.folder / "models" / "encoder.pt").read_bytes()
+    job = pretrain_session(
+        session,
+        sample.image,
+        PretrainConfig(steps=50, batch_size=4, time_budget_s=None),
+    )
+    for _ in range(3):
+        next(job)
+    job.close()
+    assert (session.folder / "models" / "encoder.pt").read_bytes() == first
+    assert Session.open(session.folder).pretrained == "models/encoder.pt"
