@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_xrm_al.core.slice_refs import (
@@ -12,6 +13,7 @@ from napari_xrm_al.core.slice_refs import (
     parse_slice_refs,
     ref_of_code,
     slice_codes,
+    uncovered,
 )
 from napari_xrm_al.errors import XrmError
 
@@ -42,3 +44,19 @@ def test_plain_ints_pairs_and_codes() -> None:
     assert parse_axes("x, z", "--axes") == [0, 2]
     with pytest.raises(XrmError, match="--axes must name axes"):
         parse_axes("z,w", "--axes")
+
+
+def test_uncovered_drops_the_lines_other_slices_cross() -> None:
+    plane = np.zeros((4, 5), np.uint8)  # a z slice: (y, x)
+    plane[1, :] = 2  # all on the done y:1 slice
+    plane[3, 4] = 1  # on x:4
+    plane[2, 2] = 3  # on neither
+    others = [SliceRef(1, 1), SliceRef(2, 4), SliceRef(0, 2)]  # z:2 is parallel
+    mask = uncovered(plane, SliceRef(0, 7), others)
+    assert np.argwhere(mask).tolist() == [[2, 2]]
+    plane[2, 2] = 0
+    assert not uncovered(plane, SliceRef(0, 7), others).any()
+    # A y slice is (z, x): x:4 crosses it in its last column, z:2 in row 2.
+    plane = np.zeros((3, 5), np.uint8)
+    plane[0, 4] = plane[2, 1] = 1
+    assert not uncovered(plane, SliceRef(1, 0), others).any()

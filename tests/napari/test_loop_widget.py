@@ -147,7 +147,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     dock.suggest.k_spin.setValue(3)
     wait(qtbot, dock, dock.suggest.start())
     assert not dock.suggest.plan_label.isVisibleTo(dock.suggest)
-    picks = dock.suggest.picks()
+    picks = [ref.index for ref in dock.suggest.picks()]  # along z (the default)
     assert len(picks) == 3 and dock.suggest.table.rowCount() == 3
     assert not {4, 16} & set(picks)
     frames = viewer.layers[CANDIDATES_NAME]
@@ -185,7 +185,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     # The validation slice is painted but never suggested.
     wait(qtbot, dock, dock.suggest.start())
     gap = dock.suggest.distance_spin.value()
-    assert all(abs(p - val) >= gap for p in dock.suggest.picks())
+    assert all(abs(p.index - val) >= gap for p in dock.suggest.picks())
 
     # 5 Predict and export.
     wait(qtbot, dock, dock.predict.start())
@@ -297,7 +297,7 @@ def test_errors_become_notifications_and_leave_a_consistent_state(
 
     dock.data.open_project()
     assert not dock.mark_done(3)  # nothing painted there
-    assert "Slice 3 has no painted pixels" in messages(since)[-1]
+    assert "Slice z:3 has no painted pixels" in messages(since)[-1]
 
     worker = dock.train.start()  # nothing marked done: the core refuses
     wait(qtbot, dock, worker)

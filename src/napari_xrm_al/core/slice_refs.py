@@ -138,6 +138,21 @@ def format_slice_refs(refs: Iterable[SliceRef]) -> str:
     return ",".join(str(r) for r in sorted(set(refs)))
 
 
+def uncovered(
+    plane: np.ndarray, ref: SliceRef, others: Iterable[SliceRef]
+) -> np.ndarray:
+    """Mask of the nonzero pixels of slice ``ref`` (``plane``) lying on none of
+    ``others``: what is painted there beyond the lines other slices cross it in."""
+    mask = np.asarray(plane) != 0
+    in_plane = [a for a in range(3) if a != ref.axis]
+    for other in others:
+        if other.axis != ref.axis:
+            key: list[slice | int] = [slice(None)] * 2
+            key[in_plane.index(other.axis)] = other.index
+            mask[tuple(key)] = False
+    return mask
+
+
 def check_in_volume(refs: Iterable[SliceRef], shape: Sequence[int]) -> None:
     """:class:`XrmError` naming the first slice outside a volume of ``shape``."""
     for ref in refs:
@@ -155,14 +170,19 @@ WARN_ANISOTROPY, MAX_ANISOTROPY = 2.0, 4.0
 
 
 def anisotropy_note(
-    voxel_size: Sequence[float] | None, axes: Iterable[int], *, force: bool = False
+    voxel_size: Sequence[float] | None,
+    axes: Iterable[int],
+    *,
+    force: bool = False,
+    force_option: str = "--force-anisotropic",
 ) -> str | None:
     """A warning when slices along ``axes`` have strongly non-square pixels.
 
     The pixels of a slice along one axis span the other two, so the sizes that
     matter are those of every axis in the plane of some slice used. Above
     :data:`WARN_ANISOTROPY` the note says so; above :data:`MAX_ANISOTROPY`
-    :class:`XrmError` refuses, unless ``force``. Unknown voxel size: None.
+    :class:`XrmError` refuses, unless ``force``; its message names
+    ``force_option``, the control that forces it. Unknown voxel size: None.
     """
     if voxel_size is None:
         return None
@@ -182,6 +202,6 @@ def anisotropy_note(
         raise XrmError(
             f"Slices along {names} are refused: {text}; resample the scan to "
             f"near-isotropic voxels, use slices along z only, or force it "
-            "(--force-anisotropic)."
+            f"({force_option})."
         )
     return f"{text}; the network may learn less from them."

@@ -116,7 +116,7 @@ class ConfigForm(QWidget):
     Parameters
     ----------
     config_cls
-        The dataclass (e.g. :class:`~napari_xrm_al.core.train.TrainConfig`).
+        The dataclass (e.g. :class:`~napari_xrm_al.core.training.train.TrainConfig`).
     fields
         Which fields to show, in order.
     """

@@ -21,6 +21,7 @@ __all__ = [
     "fit_columns",
     "go_to_slice",
     "replace_or_add",
+    "view_axis",
 ]
 
 #: Attributes set before and after ``data`` when a result replaces an existing
@@ -77,17 +78,29 @@ def current_slice(viewer: napari.Viewer, layer: Layer, axis: int) -> int:
     return int(np.clip(np.round(position[axis]), 0, n - 1))
 
 
+def view_axis(viewer: napari.Viewer, layer: Layer, default: int) -> int:
+    """The axis of ``layer`` the viewer slices along (its slider) in a 2D
+    view; ``default`` in a 3D view or when the slider is not one of its axes."""
+    dims = viewer.dims
+    if dims.ndisplay != 2:
+        return default
+    axis = dims.not_displayed[-1] - (dims.ndim - layer.ndim)
+    return axis if 0 <= axis < layer.ndim else default
+
+
 def go_to_slice(viewer: napari.Viewer, layer: Layer, axis: int, index: int) -> None:
     """Show slice ``index`` along ``axis`` of ``layer`` (the slider moves there).
 
-    If that axis is on screen in a 2D view, the axes are reordered so it
-    becomes the slider.
+    In a 2D view whose slider is another axis, the axes are reordered so
+    ``axis`` becomes the slider and the other two are shown in their order
+    (for z: napari's default order).
     """
     dims = viewer.dims
     world_axis = _world_axis(viewer, layer, axis)
-    if dims.ndisplay == 2 and world_axis in dims.displayed:
+    if dims.ndisplay == 2 and dims.not_displayed[-1] != world_axis:
         others = [a for a in dims.order if a != world_axis]
-        dims.order = (*others[: dims.ndim - 3], world_axis, *others[dims.ndim - 3 :])
+        cut = dims.ndim - 3
+        dims.order = (*others[:cut], world_axis, *sorted(others[cut:]))
     position = np.asarray(layer.world_to_data(np.asarray(dims.point)[-layer.ndim :]))
     position[axis] = index
     world = layer.data_to_world(position)

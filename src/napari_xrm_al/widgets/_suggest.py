@@ -1,4 +1,9 @@
-"""Step 4 of the dock: suggest slices to paint next, and go to them."""
+"""Step 4 of the dock: suggest slices to paint next, and go to them.
+
+Candidates lie along the project's axis, or along z, y and x at once; the
+latter is refused for strongly anisotropic voxels as on the command line
+(:func:`~napari_xrm_al.core.slice_refs.anisotropy_note`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QLabel,
@@ -20,11 +26,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
 from napari_xrm_al.core.al.discovery import rare_label
 from napari_xrm_al.core.al.ranking import Ranking, rank_session
 from napari_xrm_al.core.session.jobs import predict_slice_session
-from napari_xrm_al.core.slices import axis_index
+from napari_xrm_al.core.slice_refs import (
+    SliceRef,
+    anisotropy_note,
+    parse_axes,
+    ref_of_code,
+)
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets._layers import fit_columns, replace_or_add
@@ -36,26 +48,27 @@ if TYPE_CHECKING:
 CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"
 COLUMNS = ("#", "Slice", "Score", "Rare fraction", "Why")
+#: The axes choice: the project's own axis, or all three.
+ALL_AXES = "z, y, x"
+#: The control that forces slices along several axes of anisotropic voxels.
+FORCE_TEXT = "Allow anisotropic voxels"
 #: What the "Why" column says for each part of a split batch.
 REASONS = {"cover": "not labelled yet", "rare": "rare class"}
 
 
-def slice_frames(
-    shape: Sequence[int], axis: int, slices: Sequence[int]
-) -> list[np.ndarray]:
+def slice_frames(shape: Sequence[int], refs: Sequence[SliceRef]) -> list[np.ndarray]:
     """A rectangle around the whole of each slice, as 3D vertices (data coordinates)."""
-    a, b = (i for i in range(3) if i != axis)
-    corners = [
-        (0, 0),
-        (0, shape[b] - 1),
-        (shape[a] - 1, shape[b] - 1),
-        (shape[a] - 1, 0),
-    ]
     frames = []
-    for s in slices:
+    for ref in refs:
+        a, b = (i for i in range(3) if i != ref.axis)
         frame = np.zeros((4, 3))
-        frame[:, axis] = s
-        frame[:, [a, b]] = corners
+        frame[:, ref.axis] = ref.index
+        frame[:, [a, b]] = [
+            (0, 0),
+            (0, shape[b] - 1),
+            (shape[a] - 1, shape[b] - 1),
+            (shape[a] - 1, 0),
+        ]
         frames.append(frame)
     return frames
 
@@ -94,7 +107,26 @@ class SuggestSection(QWidget):
             "Suggested slices keep at least this many slices from each other and "
             "from slices already done."
         )
+        self.axes_combo = QComboBox()
+        self.axes_combo.addItems(["z", ALL_AXES])
+        self.axes_combo.setToolTip(
+            "Slices to rank: along the project's axis only, or along z, y and x "
+            "together (for near-isotropic voxels: a slice along y or x then shows "
+            "structures as they are, not stretched). Refused when the voxels are "
+            "strongly anisotropic."
+        )
+        self.force_box = QCheckBox(FORCE_TEXT)
+        self.force_box.setToolTip(
+            "Rank slices along y and x even though the voxels are far from "
+            "cubic: the network sees the structures stretched there."
+        )
+        self.axes_note = QLabel("")
+        self.axes_note.setWordWrap(True)
+        self.axes_note.setVisible(False)
         form = QFormLayout()
+        form.addRow("Axes", self.axes_combo)
+        form.addRow("", self.force_box)
+        form.addRow(self.axes_note)
         form.addRow("Strategy", self.strategy_combo)
         form.addRow("Slices", self.k_spin)
         form.addRow("Min. distance", self.distance_spin)
@@ -111,7 +143,9 @@ class SuggestSection(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.setToolTip("Click a row to go to that slice and paint it.")
+        self.table.setToolTip(
+            "Click a row to go to that slice (the view turns to its axis) and paint it."
+        )
         fit_columns(self.table)
         self.table.setMaximumHeight(150)
         self.profile = ProfilePlot()
@@ -138,13 +172,53 @@ class SuggestSection(QWidget):
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.profile.slice_clicked.connect(self.dock.go_to_slice)
         self.prefill_button.clicked.connect(self.prefill)
+        self.axes_combo.currentIndexChanged.connect(self.check_axes)
+        self.force_box.toggled.connect(self.check_axes)
         dock.runner.busy_changed.connect(self._on_busy)
+
+    # -- axes ----------------------------------------------------------------------
+    def axes(self) -> list[int]:
+        """The axes to rank along; :class:`XrmError` when the voxels are too
+        anisotropic for several axes (unless forced)."""
+        return self._axes_and_note()[0]
+
+    def _axes_and_note(self) -> tuple[list[int], str | None]:
+        session = self.dock.session
+        if self.axes_combo.currentText() != ALL_AXES:
+            return parse_axes(session.axis if session else "z", "Axes"), None
+        axes = parse_axes(ALL_AXES, "Axes")
+        layer = self.dock.image_layer or self.dock.data.image_layer()
+        voxel_size = (
+            layer_voxel_size({"scale": layer.scale, "units": layer.units})
+            if layer is not None
+            else None
+        )
+        note = anisotropy_note(
+            voxel_size,
+            axes,
+            force=self.force_box.isChecked(),
+            force_option=f"'{FORCE_TEXT}'",
+        )
+        return axes, note
+
+    def check_axes(self) -> None:
+        """Show the anisotropy note, or refusal, of the axes chosen."""
+        try:
+            note, refused = self._axes_and_note()[1], False
+        except XrmError as exc:
+            note, refused = str(exc), True
+        self.axes_note.setText(note if refused or not note else f"Note: {note}")
+        self.axes_note.setStyleSheet("color: #e0533c;" if refused else "")
+        self.axes_note.setVisible(bool(note))
+        several = self.axes_combo.currentText() == ALL_AXES
+        self.force_box.setVisible(several and (refused or self.force_box.isChecked()))
 
     # -- ranking -------------------------------------------------------------------
     def start(self) -> Any:
         """Rank every slice; returns the worker (None if it cannot start)."""
         try:
             session, data = self.dock.require_session()
+            axes = self.axes()
             strategy = self.strategy_combo.currentText()
             validation = self.dock.train.validation_slices()
         except XrmError as exc:
@@ -159,6 +233,7 @@ class SuggestSection(QWidget):
                 k=self.k_spin.value(),
                 min_distance=self.distance_spin.value(),
                 exclude=validation,
+                axes=axes,
             ),
             on_done=self.show_ranking,
         )
@@ -181,14 +256,14 @@ class SuggestSection(QWidget):
         for r, pick in enumerate(ranking.picks):
             share = None if fraction is None else fraction[row_of[pick.slice]]
             why = REASONS.get(pick.reason, pick.reason)
-            values = (pick.rank, pick.ref.index, round(pick.score, 4), share, why)
+            values = (pick.rank, str(pick.ref), round(pick.score, 4), share, why)
             for c, value in enumerate(values):
                 item = QTableWidgetItem()
                 shown = "–" if value is None else value
                 if isinstance(value, float | np.floating) and c == 3:
                     shown = f"{value:.2%}"
                 item.setData(Qt.ItemDataRole.DisplayRole, shown)
-                item.setData(Qt.ItemDataRole.UserRole, pick.ref.index)
+                item.setData(Qt.ItemDataRole.UserRole, pick.slice)
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
         self.plan_label.setText(
@@ -197,10 +272,12 @@ class SuggestSection(QWidget):
             else ""
         )
         self.plan_label.setVisible(bool(self.plan_label.text()))
+        own = self.dock.axis
+        along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
         self.profile.show_scores(
-            np.asarray([ref.index for ref in ranking.refs]),
-            np.asarray(ranking.scores),
-            [p.ref.index for p in ranking.picks],
+            np.asarray([ranking.refs[i].index for i in along], dtype=np.int64),
+            np.asarray(ranking.scores)[along],
+            [p.ref.index for p in ranking.picks if p.ref.axis == own],
             session.done_along() if session else [],
             session.axis if session else "",
         )
@@ -213,9 +290,7 @@ class SuggestSection(QWidget):
         if image is None or session is None:
             return
         shape = session.image.shape
-        frames = slice_frames(
-            shape, axis_index(session.axis), [p.ref.index for p in picks]
-        )
+        frames = slice_frames(shape, [p.ref for p in picks])
         replace_or_add(
             self.dock.viewer,
             "shapes",
@@ -228,7 +303,7 @@ class SuggestSection(QWidget):
             features=pd.DataFrame(
                 {
                     "rank": [p.rank for p in picks],
-                    "slice": [p.ref.index for p in picks],
+                    "slice": [str(p.ref) for p in picks],
                     "score": [p.score for p in picks],
                 }
             ),
@@ -244,9 +319,9 @@ class SuggestSection(QWidget):
         )
         self.dock.activate_annotations()
 
-    def picks(self) -> list[int]:
+    def picks(self) -> list[SliceRef]:
         """Suggested slices, best first."""
-        return [p.ref.index for p in self.ranking.picks] if self.ranking else []
+        return [p.ref for p in self.ranking.picks] if self.ranking else []
 
     def select_pick(self, rank: int) -> None:
         """Select table row ``rank`` (1 = best): the viewer goes to that slice."""
@@ -255,7 +330,7 @@ class SuggestSection(QWidget):
     def _on_row_selected(self) -> None:
         items = self.table.selectedItems()
         if items:
-            self.dock.go_to_slice(int(items[0].data(Qt.ItemDataRole.UserRole)))
+            self.dock.go_to_slice(ref_of_code(items[0].data(Qt.ItemDataRole.UserRole)))
 
     # -- pre-filling -----------------------------------------------------------------
     def prefill(self) -> Any:
@@ -267,16 +342,16 @@ class SuggestSection(QWidget):
         except XrmError as exc:
             self.dock.notify_error(exc)
             return None
-        index = self.dock.current_slice()
-        self._prefill_index = index
+        ref = self.dock.current_ref()
+        self._prefill_ref = ref
         return self.controls.run(
             "Pre-filling",
-            predict_slice_session(session, data, index),
+            predict_slice_session(session, data, ref),
             on_done=self._on_prefilled,
         )
 
     def _on_prefilled(self, labels: np.ndarray) -> None:
-        self.dock.fill_unpainted(self._prefill_index, labels)
+        self.dock.fill_unpainted(self._prefill_ref, labels)
 
     def _on_busy(self, busy: bool) -> None:
         self.prefill_button.setEnabled(not busy)
@@ -284,6 +359,8 @@ class SuggestSection(QWidget):
     def refresh(self) -> None:
         """Say what this step needs."""
         session = self.dock.session
+        self.axes_combo.setItemText(0, session.axis if session else "z")
+        self.check_axes()
         if session is None:
             text = "Needs an open project (step 1)."
         elif session.latest_model is None and session.pretrained is None:

@@ -1,6 +1,6 @@
 """The annotation Labels layer, bound to the session's annotation store.
 
-The layer's data is a :class:`~napari_xrm_al.core.paint_volume.PaintVolume`
+The layer's data is a :class:`~napari_xrm_al.core.session.paint_volume.PaintVolume`
 over ``session.annotations``, not the zarr array itself nor a copy of it:
 
 * napari paints with fancy indexing (``data[(zs, ys, xs)] = v``), which zarr
@@ -40,6 +40,7 @@ from qtpy.QtCore import QObject, QTimer
 
 from napari_xrm_al.core.session.paint_volume import PaintVolume
 from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef, uncovered
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._layers import CLASSES_KEY, replace_or_add
@@ -159,15 +160,39 @@ class AnnotationBinding(QObject):
                 self.painted.discard(index)
         return written
 
-    def slice_data(self, index: int) -> np.ndarray:
-        """The layer's annotation of slice ``index`` (do not keep it)."""
-        return self.layer.data.plane(index)
+    def slice_data(self, item: SliceRef | int) -> np.ndarray:
+        """The layer's annotation of a slice (a plain index: along the session
+        axis; do not keep it)."""
+        ref = self.session.ref(item)
+        if ref.axis == self.axis:
+            return self.layer.data.plane(ref.index)
+        return np.asarray(self.layer.data[self.session.slice_key(ref)])
 
-    def fill_unpainted(self, index: int, labels: np.ndarray) -> None:
-        """Set the unpainted pixels of slice ``index`` from ``labels`` (undoable)."""
-        mask = self.slice_data(index) == 0
+    def is_painted(self, item: SliceRef | int) -> bool:
+        """Whether a slice holds painted pixels (saved or not)."""
+        return bool(self.slice_data(item).any())
+
+    def painted_beyond(self, done: Iterable[SliceRef]) -> list[int]:
+        """Saved painted slices along the session axis that are not in ``done``
+        and hold pixels off every done slice along the other axes (painting a
+        y slice touches many z slices without making them part-painted)."""
+        done = list(done)
+        crossing = [r for r in done if r.axis != self.axis]
+        out = []
+        for index in sorted(
+            self.painted - {r.index for r in done if r.axis == self.axis}
+        ):
+            ref = SliceRef(self.axis, index)
+            if uncovered(self.slice_data(ref), ref, crossing).any():
+                out.append(index)
+        return out
+
+    def fill_unpainted(self, item: SliceRef | int, labels: np.ndarray) -> None:
+        """Set the unpainted pixels of a slice from ``labels`` (undoable)."""
+        ref = self.session.ref(item)
+        mask = self.slice_data(ref) == 0
         coords = list(np.nonzero(mask))
-        coords.insert(self.axis, np.full(len(coords[0]), index))
+        coords.insert(ref.axis, np.full(len(coords[0]), ref.index))
         values = np.asarray(labels)[mask].astype(self.layer.data.dtype)
         self.layer.data_setitem(tuple(coords), values)
 

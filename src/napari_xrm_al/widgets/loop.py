@@ -2,8 +2,10 @@
 
 Data → Pretrain → Train → Suggest & paint → Predict & export, as numbered
 sections of a tool box whose titles tick off what is done, above an always
-visible annotation bar (current slice, "Mark slice done", slices done). Every
-long job is a core generator (:mod:`napari_xrm_al.core.loop`, ``core.ranking``) run by one
+visible annotation bar (slice in view, "Mark slice done", slices done). Slices
+are painted and marked done along whichever axis the viewer slices (its
+slider), recorded as :class:`~napari_xrm_al.core.slice_refs.SliceRef`. Every
+long job is a core generator (:mod:`napari_xrm_al.core.session.jobs`, ``core.al.ranking``) run by one
 :class:`~napari_xrm_al.widgets._jobs.JobRunner`, so a second job is refused
 while one runs. The widget holds no learning logic.
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -27,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _layers
@@ -99,6 +102,15 @@ class ActiveLearningWidget(QWidget):
             self.steps.addItem(scroll, title)
 
         self.slice_label = QLabel("")
+        self.done_label = QLabel("")
+        self.done_label.setWordWrap(True)
+        self.done_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        self.done_label.setToolTip(
+            "The slices marked done, as axis:index (what the command line's "
+            "slice options read)."
+        )
         self.done_button = QPushButton("Mark slice done")
         self.done_button.setToolTip(
             "Add the slice you see to the training set (paint every class in it "
@@ -110,11 +122,14 @@ class ActiveLearningWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.steps, 1)
         layout.addLayout(bar)
+        layout.addWidget(self.done_label)
 
         self.done_button.clicked.connect(self.toggle_done)
         self.session_changed.connect(self.refresh)
         self.runner.busy_changed.connect(self._on_busy)
         viewer.dims.events.current_step.connect(self._on_dims)
+        viewer.dims.events.order.connect(self._on_dims)
+        viewer.dims.events.ndisplay.connect(self._on_dims)
         follow_theme(
             viewer,
             self.pretrain.plot,
@@ -141,9 +156,7 @@ class ActiveLearningWidget(QWidget):
         self.session, self.image_layer = session, image
         self.annotations = AnnotationBinding(self.viewer, session, image)
         self.suggest.ranking = None
-        self.go_to_slice(
-            (session.done_along() or [self._middle_slice()])[0], paint=False
-        )
+        self.go_to_slice((session.done or [self._middle_slice()])[0], paint=False)
         self.activate_annotations()
         self.steps.setCurrentIndex(1)
         self.session_changed.emit()
@@ -167,10 +180,10 @@ class ActiveLearningWidget(QWidget):
         show_error(str(exc))
 
     def painted_not_done(self) -> list[int]:
-        """Slices with painted pixels that are not marked done."""
+        """Slices along the session axis with painted pixels not in a done slice."""
         if self.annotations is None or self.session is None:
             return []
-        return sorted(self.annotations.painted - set(self.session.done_along()))
+        return self.annotations.painted_beyond(self.session.done)
 
     # -- navigation ----------------------------------------------------------------
     @property
@@ -181,17 +194,31 @@ class ActiveLearningWidget(QWidget):
     def _middle_slice(self) -> int:
         return self.session.image.shape[self.axis] // 2 if self.session else 0
 
-    def current_slice(self) -> int:
-        """The slice shown by the viewer along the project's axis."""
+    def view_axis(self) -> int:
+        """The axis the viewer slices along (the slider; the project's axis in 3D)."""
+        if self.annotations is None:
+            return self.axis
+        return _layers.view_axis(self.viewer, self.annotations.layer, self.axis)
+
+    def current_ref(self) -> SliceRef:
+        """The slice shown by the viewer, along the axis in view."""
         if self.annotations is None:
             raise XrmError("Open a project first (step 1, Data).")
-        return _layers.current_slice(self.viewer, self.annotations.layer, self.axis)
+        axis = self.view_axis()
+        index = _layers.current_slice(self.viewer, self.annotations.layer, axis)
+        return SliceRef(axis, index)
 
-    def go_to_slice(self, index: int, paint: bool = True) -> None:
-        """Show slice ``index``; with ``paint``, select the annotation layer to paint."""
-        if self.annotations is None:
+    def current_slice(self) -> int:
+        """Index of the slice shown by the viewer, along the axis in view."""
+        return self.current_ref().index
+
+    def go_to_slice(self, item: SliceRef | int, paint: bool = True) -> None:
+        """Show a slice (a plain index: along the project's axis), turning the
+        view to its axis; with ``paint``, select the annotation layer to paint."""
+        if self.annotations is None or self.session is None:
             return
-        _layers.go_to_slice(self.viewer, self.annotations.layer, self.axis, int(index))
+        ref = self.session.ref(item)
+        _layers.go_to_slice(self.viewer, self.annotations.layer, ref.axis, ref.index)
         if paint:
             self.activate_annotations()
             self.annotations.layer.mode = "paint"
@@ -205,20 +232,21 @@ class ActiveLearningWidget(QWidget):
             self.viewer.layers.selection.active = self.annotations.layer
 
     # -- annotating -----------------------------------------------------------------
-    def mark_done(self, index: int | None = None, done: bool = True) -> bool:
-        """Mark slice ``index`` (default: the current one) done or not; saved at once."""
+    def mark_done(self, item: SliceRef | int | None = None, done: bool = True) -> bool:
+        """Mark a slice (default: the one in view; a plain index: along the
+        project's axis) done or not; saved at once."""
         if self.session is None or self.annotations is None:
             self.notify_error(XrmError("Open a project first (step 1, Data)."))
             return False
-        index = self.current_slice() if index is None else int(index)
+        ref = self.current_ref() if item is None else self.session.ref(item)
         self.annotations.flush()
-        if done and index not in self.annotations.painted:
+        if done and not self.annotations.is_painted(ref):
             show_warning(
-                f"Slice {index} has no painted pixels; paint it before marking it done."
+                f"Slice {ref} has no painted pixels; paint it before marking it done."
             )
             return False
         try:
-            self.session.mark_done(index, done)
+            self.session.mark_done(ref, done)
         except XrmError as exc:
             self.notify_error(exc)
             return False
@@ -226,18 +254,18 @@ class ActiveLearningWidget(QWidget):
         return True
 
     def toggle_done(self) -> bool:
-        """Mark the current slice done, or not done if it already is."""
+        """Mark the slice in view done, or not done if it already is."""
         if self.session is None:
             return self.mark_done()
-        index = self.current_slice()
-        return self.mark_done(index, not self.session.is_done(index))
+        ref = self.current_ref()
+        return self.mark_done(ref, not self.session.is_done(ref))
 
-    def fill_unpainted(self, index: int, labels: np.ndarray) -> None:
-        """Give the unpainted pixels of slice ``index`` the values ``labels`` (undoable)."""
+    def fill_unpainted(self, item: SliceRef | int, labels: np.ndarray) -> None:
+        """Give the unpainted pixels of a slice the values ``labels`` (undoable)."""
         if self.annotations is None:
             return
-        self.annotations.fill_unpainted(index, labels)
-        self.go_to_slice(index)
+        self.annotations.fill_unpainted(item, labels)
+        self.go_to_slice(item)
 
     # -- display -------------------------------------------------------------------
     def refresh(self) -> None:
@@ -259,18 +287,23 @@ class ActiveLearningWidget(QWidget):
     def _on_dims(self, event: Any = None) -> None:
         if self.session is None or self.annotations is None:
             self.slice_label.setText("No project open.")
+            self.done_label.setText("")
             self.done_button.setEnabled(False)
             return
-        index = self.current_slice()
-        done = self.session.is_done(index)
-        n = self.session.image.shape[self.axis]
+        ref = self.current_ref()
+        done = self.session.is_done(ref)
+        n = self.session.image.shape[ref.axis]
         self.slice_label.setText(
-            f"Slice {index} of {n} ({self.session.axis})"
+            f"Slice {ref.index} of {n} ({ref.axis_name})"
             f"{' ✓ done' if done else ''} · {len(self.session.done)} done"
+        )
+        self.done_label.setText(
+            f"Done: {format_slice_refs(self.session.done)}" if self.session.done else ""
         )
         self.done_button.setText("Unmark slice" if done else "Mark slice done")
         self.done_button.setEnabled(not self.runner.busy)
-        self.suggest.profile.set_current(index)
+        if ref.axis == self.axis:
+            self.suggest.profile.set_current(ref.index)
 
     def _on_busy(self, busy: bool) -> None:
         self.data.open_button.setEnabled(not busy)

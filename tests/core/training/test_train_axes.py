@@ -67,3 +67,5 @@ def test_strong_anisotropy_is_refused_unless_forced() -> None:
     with pytest.raises(XrmError, match=r"along z, x are refused: .* 5.0:1"):
         anisotropy_note((5.0, 1.0, 1.0), {0, 2})
     assert "5.0:1" in anisotropy_note((5.0, 1.0, 1.0), {0, 2}, force=True)
+    with pytest.raises(XrmError, match=r"force it \('Allow'\)"):
+        anisotropy_note((5.0, 1.0, 1.0), {0, 2}, force_option="'Allow'")

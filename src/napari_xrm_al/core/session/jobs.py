@@ -37,6 +37,7 @@ from napari_xrm_al.core.session.session import (
     Session,
     default_session_dir,
 )
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
 from napari_xrm_al.core.training.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
@@ -261,15 +262,17 @@ def predict_session(
 
 
 def predict_slice_session(
-    session: Session, image_data: Any, index: int
+    session: Session, image_data: Any, item: SliceRef | int
 ) -> Generator[Progress, None, np.ndarray]:
-    """The latest model's annotation ids ``1..C`` for one slice."""
+    """The latest model's annotation ids ``1..C`` for one slice (a plain index:
+    along the session axis)."""
     model_path = session.latest_model
     if model_path is None:
         raise XrmError("Train a model before pre-filling a slice from it.")
-    yield Progress("predict", 0, 1, message=f"slice {index}")
+    ref = session.ref(item)
+    yield Progress("predict", 0, 1, message=f"slice {ref}")
     model, ckpt = load_segmenter(model_path)
-    probs = predict_slices(model, ckpt, image_data, [index], session.axis)
+    probs = predict_slices(model, ckpt, image_data, [ref.index], ref.axis)
     return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
 
 

@@ -6,7 +6,7 @@ share of them on pixels of the rarest labelled classes, augments them on the
 batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
 loss over annotated pixels only, with AdamW and a warm-up + cosine learning
 rate. Optionally (``rare_paste``, off by default), labelled rare-class objects
-are pasted into crops (:mod:`~napari_xrm_al.core.rare_paste`). The number of
+are pasted into crops (:mod:`~napari_xrm_al.core.training.rare_paste`). The number of
 steps grows with the number of labelled slices; an optional time budget ends
 training early (the schedule follows whichever ends first).
 Every run starts from the pretrained encoder when one is given (method.md).
@@ -94,7 +94,7 @@ class TrainConfig(NetworkSettings):
     rare_paste
         Share of crops into which labelled objects of the rare classes are pasted
         onto their surrounding class (copy-paste, see
-        :mod:`~napari_xrm_al.core.rare_paste`; 0 = off, the default). It
+        :mod:`~napari_xrm_al.core.training.rare_paste`; 0 = off, the default). It
         helped with a handful of labelled voids (8 y slices: void IoU 0.60 →
         0.66) but hurt the active-learning benchmark (docs/engine.md).
     augment
@@ -259,15 +259,15 @@ def train(
     normalisation
         Intensity normalisation; None = fitted on ``image_data``.
     provenance
-        Stored in the checkpoint (see :func:`~napari_xrm_al.core.checkpoint.make_provenance`).
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
     out
         If given, the checkpoint is saved there (atomically) when training ends
         *or* when the caller closes the generator early. Its folder is checked
         for writability and room before training; should the save still fail,
-        the model is kept elsewhere (:func:`~napari_xrm_al.core.checkpoint.save_or_keep`).
+        the model is kept elsewhere (:func:`~napari_xrm_al.core.model.checkpoint.save_or_keep`).
     max_memory
         Bytes the labelled (and validation) slices may hold; more is refused
-        before they are read (:func:`~napari_xrm_al.core.trainset.load_labelled`).
+        before they are read (:func:`~napari_xrm_al.core.training.trainset.load_labelled`).
 
     Returns
     -------
