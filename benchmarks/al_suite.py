@@ -15,9 +15,11 @@ Usage::
         --threads 1 --out-dir benchmarks/out/suite     # resumable, JSON per pool/seed
     python benchmarks/al_suite.py --report --out-dir benchmarks/out/suite
     python benchmarks/al_suite.py --coverage --seeds 0-9 --out-dir benchmarks/out/suite
+    python benchmarks/al_suite.py --coverage-report --out-dir benchmarks/out/suite
 
 ``--coverage`` measures the first picks alone (pretrained encoder, k-centre
-greedy): the fraction of each pool's classes present in the first 4 slices.
+greedy): the fraction of each pool's classes present in the first 4 slices,
+against 4 slices drawn at random.
 """
 
 from __future__ import annotations
@@ -238,9 +240,19 @@ def report(out_dir: Path, budgets: tuple[int, ...] = (8, 12)) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def class_share(labels: np.ndarray, picks) -> float:
+    """Fraction of the classes of ``labels`` that the slices ``picks`` hold."""
+    picked = np.unique(labels[np.sort(np.asarray(picks))])
+    return len(picked) / len(np.unique(labels))
+
+
 def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> None:
-    """Fraction of each pool's classes in the first 4 picks, over ``seeds``."""
-    results = {}
+    """Fraction of each pool's classes in the first 4 picks, over ``seeds``.
+
+    The core-set first picks from each seed's pretrained encoder are set against
+    4 slices drawn at random with the same seed; one JSON per pool
+    (``coverage_<pool>.json``), so pools can run in separate processes.
+    """
     for name in pools:
         data = load_pool(name)
         image, labels = data["image"], data["labels"]
@@ -248,7 +260,8 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
         config = SimulationConfig(runs=(), initial=4, min_distance=data["min_distance"])
         norm = fit_normalisation(image)
         present = set(np.unique(labels).tolist())
-        shares = []
+
+        picked, drawn = [], []
         for seed in seeds:
             encoder = run_to_end(
                 pretrain(image, config=pre, seed=seed, device="cpu", normalisation=norm)
@@ -256,20 +269,37 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
             picks = run_to_end(
                 initial_slices(encoder, image, config, seed, torch.device("cpu"))
             )
-            found = set(np.unique(labels[picks]).tolist())
-            shares.append(len(found & present) / len(present))
-            print(name, seed, picks, f"{shares[-1]:.2f}", flush=True)
-        results[name] = {"seeds": seeds, "fraction": shares}
-        print(f"{name}: mean {np.mean(shares):.3f}, all classes in "
-              f"{sum(s == 1 for s in shares)}/{len(shares)} seeds", flush=True)  # fmt: skip
-    atomic_write_json(
-        Path(args.out_dir) / "coverage.json",
-        {
-            "pools": results,
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": machine(),
-        },
-    )
+            random_picks = np.random.default_rng(seed).choice(len(image), 4, False)
+            picked.append(class_share(labels, picks))
+            drawn.append(class_share(labels, random_picks))
+            print(name, seed, list(picks), f"{picked[-1]:.2f}",
+                  sorted(random_picks.tolist()), f"{drawn[-1]:.2f}", flush=True)  # fmt: skip
+        atomic_write_json(
+            Path(args.out_dir) / f"coverage_{name}.json",
+            {
+                "pool": name,
+                "classes": int(len(present)),
+                "seeds": seeds,
+                "first_picks": picked,
+                "random": drawn,
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": machine(),
+            },
+        )
+
+
+def coverage_report(out_dir: Path) -> None:
+    """A table of every ``coverage_<pool>.json`` in ``out_dir``."""
+    print("| pool | classes | seeds | first picks: mean share | all classes | "
+          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for path in sorted(out_dir.glob("coverage_*.json")):
+        r = json.loads(path.read_text())
+        cells = []
+        for key in ("first_picks", "random"):
+            shares = np.asarray(r[key])
+            cells += [f"{shares.mean():.3f}", f"{(shares == 1).sum()}/{len(shares)}"]
+        print(f"| {r['pool']} | {r['classes']} | {len(r['seeds'])} | "
+              + " | ".join(cells) + " |")  # fmt: skip
 
 
 def main() -> None:
@@ -286,6 +316,7 @@ def main() -> None:
     mode.add_argument("--describe", action="store_true")
     mode.add_argument("--report", action="store_true")
     mode.add_argument("--coverage", action="store_true")
+    mode.add_argument("--coverage-report", action="store_true")
     args = parser.parse_args()
     pools = args.pools.split(",")
     unknown = set(pools) - set(POOLS)
@@ -300,6 +331,8 @@ def main() -> None:
         report(Path(args.out_dir))
     elif args.coverage:
         coverage(pools, seeds, args)
+    elif args.coverage_report:
+        coverage_report(Path(args.out_dir))
     else:
         for name in pools:
             for seed in seeds:

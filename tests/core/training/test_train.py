@@ -18,8 +18,9 @@ from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.schedule import lr_factor
-from napari_xrm_al.core.training.train import segment_slices, train
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import load_labelled
+from napari_xrm_al.core.training.validation import segment_slices
 from napari_xrm_al.errors import XrmError
 
 Y_SLICES = [12, 36, 60, 84]

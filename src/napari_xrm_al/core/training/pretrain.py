@@ -30,7 +30,6 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model.checkpoint import (
     Checkpoint,
     checkpoint_bytes,
-    save_or_keep,
 )
 from napari_xrm_al.core.model.network import (
     NetworkSettings,
@@ -47,6 +46,7 @@ from napari_xrm_al.core.slices import (
 )
 from napari_xrm_al.core.training.augment import AugmentConfig, contrastive_view
 from napari_xrm_al.core.training.schedule import StepClock, adamw
+from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
 from napari_xrm_al.errors import XrmError, mib
 from napari_xrm_al.io.output_paths import check_writable
@@ -249,9 +249,7 @@ def pretrain(
     config = config or PretrainConfig()
     axis = axis_name(axis)
     budget = pool_voxels(config, image_data.dtype, max_memory)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    rng, gen = seeded_generators(seed)
     dev = pick_device(device)
     norm = normalisation or fit_normalisation(image_data, seed=seed)
     model = SliceSegmenter(config.model_config()).to(dev)
@@ -288,40 +286,29 @@ def pretrain(
             history=history,
         )
 
+    def step_loss() -> torch.Tensor:
+        regions = sample_regions(pool, config.batch_size, config.region_size, rng)
+        x = torch.from_numpy(norm.apply(regions))
+        views = [
+            contrastive_view(
+                x, config.view_size, config.crop_area, config.augment, gen
+            ).to(dev)
+            for _ in range(2)
+        ]
+        z = head(model.encode(torch.cat(views)))
+        return loss_fn(z[: len(x)], z[len(x) :])
+
     model.train()
     head.train()
-    smooth: float | None = None
-    try:
-        while not clock.done:
-            clock.set_lr(opt, config.lr, config.warmup_fraction)
-            regions = sample_regions(pool, config.batch_size, config.region_size, rng)
-            x = torch.from_numpy(norm.apply(regions))
-            views = [
-                contrastive_view(
-                    x, config.view_size, config.crop_area, config.augment, gen
-                ).to(dev)
-                for _ in range(2)
-            ]
-            z = head(model.encode(torch.cat(views)))
-            loss = loss_fn(z[: len(x)], z[len(x) :])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            clock.tick()
-            value = float(loss.detach())
-            smooth = value if smooth is None else 0.95 * smooth + 0.05 * value
-            history["loss"].append(round(value, 5))
-            yield Progress(
-                "pretrain", clock.step, clock.expected_total, smooth, clock.eta
-            )
-    except GeneratorExit:
-        history["stopped"] = "cancelled"
-        if out is not None:
-            save_or_keep(out, result())
-        raise
-    if clock.out_of_time:
-        history["stopped"] = "time budget"
-    ckpt = result()
-    if out is not None:
-        save_or_keep(out, ckpt)
-    return ckpt
+    return (
+        yield from run_steps(
+            "pretrain",
+            clock,
+            opt,
+            (config.lr, config.warmup_fraction),
+            step_loss,
+            result,
+            history,
+            out=out,
+        )
+    )

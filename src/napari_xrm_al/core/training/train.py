@@ -21,34 +21,30 @@ import math
 import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.slice_inference import training_precision
-from napari_xrm_al.core.model.checkpoint import (
-    Checkpoint,
-    checkpoint_bytes,
-    save_or_keep,
-)
+from napari_xrm_al.core.model.checkpoint import Checkpoint, checkpoint_bytes
 from napari_xrm_al.core.model.ensemble import build_network, split_loss
 from napari_xrm_al.core.model.network import NetworkSettings, pick_device
 from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.training.augment import AugmentConfig, augment_pair
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
-from napari_xrm_al.core.training.metrics import confusion_matrix, scores
 from napari_xrm_al.core.training.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.training.schedule import StepClock, adamw, snapshot
+from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
 from napari_xrm_al.core.training.trainset import (
     TRAIN_MAX_MEMORY,
-    LabelledSet,
     load_labelled,
 )
+from napari_xrm_al.core.training.validation import validate
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_writable
 
@@ -185,38 +181,6 @@ def weight_average(
     )
 
 
-@torch.no_grad()
-def segment_slices(
-    model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 4
-) -> np.ndarray:
-    """Dense class ids ``(N, H, W)`` of normalised slices ``(N, K, H, W)`` (eval mode)."""
-    was = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(device)
-        out.append(model(x).argmax(dim=1).cpu().numpy().astype(np.int16))
-    model.train(was)
-    return np.concatenate(out) if out else np.zeros((0, *images.shape[2:]), np.int16)
-
-
-def validate(
-    model: nn.Module,
-    val: LabelledSet,
-    norm: Normalisation,
-    classes: ClassTable,
-    device: torch.device,
-) -> dict[str, float]:
-    """Scores of ``model`` on whole validation slices (of every axis together)."""
-    cm = sum(
-        confusion_matrix(
-            segment_slices(model, norm.apply(g.images), device), g.labels, len(classes)
-        )
-        for g in val.groups
-    )
-    return scores(cm, classes)
-
-
 def train(
     image_data,
     labels_data,
@@ -275,9 +239,7 @@ def train(
         A ``'segmenter'`` checkpoint with the best weights.
     """
     config = config or TrainConfig()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
+    rng, gen = seeded_generators(seed)
     dev = pick_device(device)
     precision = training_precision(config.precision, dev)
     autocast = torch.autocast(
@@ -351,12 +313,14 @@ def train(
     kept = averaged.module if averaged is not None else model
     best_state: dict[str, torch.Tensor] | None = None
     best_score = -math.inf
-    smooth: float | None = None
 
-    def check() -> dict[str, float] | None:
-        """Validate (or look at the smoothed loss) and keep the best weights;
-        without validation, averaged weights are simply the latest."""
+    def after_step(smooth: float | None, last: bool) -> dict[str, float] | None:
+        """Every ``check_every`` steps and at the end: validate (or look at the
+        smoothed loss) and keep the best weights; without validation, averaged
+        weights are simply the latest."""
         nonlocal best_score, best_state
+        if clock.step % check_every and not last:
+            return None
         metrics = None
         if val is not None:
             metrics = validate(kept, val, norm, classes, dev)
@@ -370,6 +334,19 @@ def train(
             best_score, best_state = score, snapshot(kept)
         clock.restart_step_timer()
         return metrics
+
+    def step_loss() -> torch.Tensor:
+        x, y = data.batch(
+            config.batch_size, config.crop_size, config.rare_crop_fraction, rng
+        )
+        paste_stamps(x, y, stamps, config.rare_paste, rng)
+        x, y = augment_pair(
+            torch.from_numpy(norm.apply(x)), torch.from_numpy(y), config.augment, gen
+        )
+        x = x.to(dev).contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = model(x)
+        return split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
 
     def result() -> Checkpoint:
         history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
@@ -385,49 +362,22 @@ def train(
         )
 
     model.train()
-    try:
-        while not clock.done:
-            clock.set_lr(opt, config.lr, config.warmup_fraction)
-            x, y = data.batch(
-                config.batch_size, config.crop_size, config.rare_crop_fraction, rng
-            )
-            paste_stamps(x, y, stamps, config.rare_paste, rng)
-            x, y = augment_pair(
-                torch.from_numpy(norm.apply(x)),
-                torch.from_numpy(y),
-                config.augment,
-                gen,
-            )
-            x = x.to(dev).contiguous(memory_format=torch.channels_last)
-            with autocast:
-                logits = model(x)
-            loss = split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
-            clock.tick()
-            value = float(loss.detach())
-            a = config.loss_smoothing if smooth is not None else 0.0
-            smooth = a * (smooth or 0.0) + (1 - a) * value
-            history["loss"].append(round(value, 5))
-            metrics = None
-            if clock.step % check_every == 0 or clock.step == clock.total:
-                metrics = check()
-            yield Progress(
-                "train", clock.step, clock.expected_total, smooth, clock.eta, metrics
-            )
-    except GeneratorExit:
-        history["stopped"] = "cancelled"
-        if out is not None:
-            save_or_keep(out, result())
-        raise
-    if clock.out_of_time:
-        history["stopped"] = "time budget"
-    if not history["validation"] or history["validation"][-1]["step"] != clock.step:
-        check()
-    ckpt = result()
-    if out is not None:
-        save_or_keep(out, ckpt)
-    return ckpt
+    return (
+        yield from run_steps(
+            "train",
+            clock,
+            opt,
+            (config.lr, config.warmup_fraction),
+            step_loss,
+            result,
+            history,
+            smoothing=config.loss_smoothing,
+            after_update=(
+                partial(averaged.update_parameters, model)
+                if averaged is not None
+                else None
+            ),
+            after_step=after_step,
+            out=out,
+        )
+    )

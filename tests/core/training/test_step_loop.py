@@ -1,0 +1,85 @@
+"""The step loop shared by training and pretraining."""
+
+from __future__ import annotations
+
+import torch
+
+from napari_xrm_al.core.training.schedule import StepClock, adamw
+from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
+
+
+def toy_problem():
+    """A linear fit: the loss of ``step_loss`` falls as the weights learn."""
+    _, gen = seeded_generators(0)
+    x = torch.randn(64, 3, generator=gen)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    w = torch.nn.Parameter(torch.zeros(3))
+    return w, lambda: ((x @ w - y) ** 2).mean()
+
+
+def test_steps_lower_the_loss_and_report_each_step():
+    w, step_loss = toy_problem()
+    history: dict = {}
+    updates, ends = [], []
+    gen = run_steps(
+        "toy",
+        StepClock(40),
+        adamw([w], 0.1, 0.0),
+        (0.1, 0.1),
+        step_loss,
+        lambda: "result",
+        history,
+        after_update=lambda: updates.append(1),
+        after_step=lambda smooth, last: ends.append(last) or {"smooth": smooth},
+    )
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            assert stop.value == "result"
+            break
+    assert [e.step for e in events] == list(range(1, 41))
+    assert {e.stage for e in events} == {"toy"}
+    assert events[-1].metrics == {"smooth": events[-1].loss}
+    assert len(updates) == 40 and ends == [False] * 39 + [True]
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    assert "stopped" not in history
+
+
+def test_a_spent_time_budget_still_ends_with_a_last_check():
+    w, step_loss = toy_problem()
+    history: dict = {}
+    ends = []
+    gen = run_steps(
+        "toy",
+        StepClock(40, budget_s=0.0),
+        adamw([w], 0.1, 0.0),
+        (0.1, 0.1),
+        step_loss,
+        lambda: "result",
+        history,
+        after_step=lambda smooth, last: ends.append((smooth, last)),
+    )
+    assert list(gen) == []
+    assert ends == [(None, True)]
+    assert history == {"loss": [], "stopped": "time budget"}
+
+
+def test_closing_early_marks_the_run_cancelled():
+    w, step_loss = toy_problem()
+    history: dict = {}
+    results = []
+    gen = run_steps(
+        "toy",
+        StepClock(40),
+        adamw([w], 0.1, 0.0),
+        (0.1, 0.1),
+        step_loss,
+        lambda: results.append("built") or "result",
+        history,
+    )
+    next(gen), next(gen)
+    gen.close()
+    assert history["stopped"] == "cancelled" and len(history["loss"]) == 2
+    assert results == []  # nothing to save without ``out``
