@@ -37,6 +37,7 @@ COMMANDS = (
     "train",
     "predict",
     "rank",
+    "session",
     "simulate",
 )
 

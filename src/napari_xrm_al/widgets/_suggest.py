@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
 from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
 from napari_xrm_al.core.al.discovery import rare_label
-from napari_xrm_al.core.al.ranking import Ranking, rank_session
-from napari_xrm_al.core.session.jobs import predict_slice_session
+from napari_xrm_al.core.al.ranking import Ranking
+from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
 from napari_xrm_al.core.slice_refs import (
     SliceRef,
     anisotropy_note,

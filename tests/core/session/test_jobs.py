@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
-from napari_xrm_al.core.al.ranking import rank_session
+from napari_xrm_al.core.al.batch_picking import pick_record
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.session.jobs import (
     learning_curve,
     predict_session,
     pretrain_session,
+    rank_session,
     session_for,
     train_session,
 )
+from napari_xrm_al.core.session.paths import SESSION_FILE
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.pretrain import PretrainConfig
@@ -52,6 +56,10 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
     assert len(list((session.folder / "cache").glob("embedding-*.npz"))) == 1
     again = run_to_end(rank_session(session, sample.image, "rareness", k=3))
     assert [p.slice for p in again.picks] == [p.slice for p in first.picks]
+    # The picks are kept in the project, so they survive a restart ...
+    kept = json.loads((session.folder / SESSION_FILE).read_text())["suggestion"]
+    assert kept["strategy"] == "coreset" and kept["model"] == "models/encoder.pt"
+    assert kept["picks"] == [pick_record(p) for p in again.picks]
     truth = dense_to_annotation(sample.labels)
     for z in (4, 15):
         session.write_slice(z, truth[z])
@@ -60,6 +68,8 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
         train_session(session, sample.image, TINY_TRAIN, strategy="rareness")
     )
     assert record.cycle == 1 and record.labelled == [["z", 4], ["z", 15]]
+    # ... until a cycle trains on them and records them.
+    assert record.picks == kept["picks"] and session.suggestion is None
     assert session.latest_model.is_file()
     assert np.isfinite(record.metrics["final_loss"])
 

@@ -33,7 +33,7 @@ def test_done_slices_of_every_axis_round_trip(session) -> None:
     session.close()
 
     data = json.loads((session.folder / SESSION_FILE).read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
     assert data["done"] == [["z", 2], ["y", 5], ["x", 9]]
     again = Session.open(session.folder)
     assert [str(r) for r in again.done] == ["z:2", "y:5", "x:9"]
@@ -47,6 +47,7 @@ def test_an_old_project_opens_with_its_slices_along_its_axis(session) -> None:
     path = session.folder / SESSION_FILE
     session.close()
     old = json.loads(path.read_text())
+    del old["suggestion"]  # schema 3
     old.update(
         schema_version=1,
         axis="y",
@@ -69,7 +70,7 @@ def test_an_old_project_opens_with_its_slices_along_its_axis(session) -> None:
     assert again.cycles[0].picks == [{"axis": "y", "slice": 7, "score": 0.5, "rank": 1}]
     again.mark_done(SliceRef.of("z", 1))
     saved = json.loads(path.read_text())
-    assert saved["schema_version"] == 2
+    assert saved["schema_version"] == 3 and saved["suggestion"] is None
     assert saved["done"] == [["z", 1], ["y", 3], ["y", 7]]
     np.testing.assert_array_equal(again.read_slice(SliceRef.of("z", 3)), 2)
 

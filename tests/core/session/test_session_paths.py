@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
-from napari_xrm_al.core.al.ranking import rank_session
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.session.jobs import session_for, train_session
+from napari_xrm_al.core.session.jobs import rank_session, session_for, train_session
 from napari_xrm_al.core.session.session import (
     SESSION_FILE,
     CycleRecord,

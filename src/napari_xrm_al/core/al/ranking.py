@@ -1,6 +1,7 @@
 """Ranking every slice of a scan for labelling, from a model or the encoder.
 
-What "Suggest slices" and ``napari-xrm-al rank`` run: one prediction pass
+What "Suggest slices" (through :func:`~napari_xrm_al.core.session.jobs.rank_session`)
+and ``napari-xrm-al rank`` run: one prediction pass
 per slice axis gives per-slice summaries (cached in the session against the
 model file), an acquisition strategy scores them, and the batch picker takes
 the next slices. Before any model is trained, the pretrained encoder's
@@ -29,7 +30,6 @@ from napari_xrm_al.core.al.acquisition import (
     AcquisitionContext,
     Pick,
     first_picks,
-    get_strategy,
     select,
 )
 from napari_xrm_al.core.al.discovery import DiscoveryPlan
@@ -42,10 +42,9 @@ from napari_xrm_al.core.model.checkpoint import (
     load_checkpoint,
     load_segmenter,
 )
-from napari_xrm_al.core.session.session import Session
-from napari_xrm_al.core.slice_refs import SliceRef, as_refs, ref_of_code, slice_codes
+from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, axis_name
-from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.atomic import atomic_path
 
 #: MC-dropout passes used when a strategy needs BALD.
@@ -276,66 +275,3 @@ def _read_cache(path: Path, read: Callable[[Path], T]) -> T | None:
     except InputError as exc:
         log.warning("%s; it is recomputed and overwritten", exc)
         return None
-
-
-def rank_session(
-    session: Session,
-    image_data: Any,
-    strategy: str = "rareness",
-    k: int = 5,
-    min_distance: int = DEFAULT_MIN_DISTANCE,
-    device: str | torch.device | None = None,
-    exclude: Sequence[SliceRef | int] = (),
-    axes: Sequence[str | int] | None = None,
-) -> Generator[Progress, None, Ranking]:
-    """Rank every slice of the scan with the latest model; nothing is saved but a cache.
-
-    Candidates are the slices along ``axes`` (default: the session's axis).
-    Before any model is trained, the pretrained encoder picks the first slices
-    (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
-    ``exclude``: slices never to suggest besides those done (validation
-    slices; plain indices along the session axis); picks keep
-    ``min_distance`` from them too.
-    """
-    axes = axes or [session.axis]
-    taken = slice_codes(as_refs([*session.done, *exclude], session.axis)).tolist()
-    model_path = session.latest_model
-    if model_path is None:
-        encoder = session.path_of(session.pretrained)
-        if encoder is None:
-            raise XrmError(
-                "Pretrain (for a first, diverse set of slices) or train a model "
-                "before asking for suggestions."
-            )
-        return (
-            yield from first_ranking(
-                encoder,
-                image_data,
-                k,
-                axes=axes,
-                labelled=taken,
-                min_distance=min_distance,
-                cache_dir=session.folder / "cache",
-                device=device,
-                model=session.relative(encoder),
-            )
-        )
-    mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
-    summary = yield from summarise(
-        model_path,
-        image_data,
-        axes=axes,
-        mc_samples=mc,
-        cache_dir=session.folder / "cache",
-        device=device,
-    )
-    return rank_summary(
-        summary,
-        strategy,
-        k,
-        labelled=taken,
-        labelled_counts=session.labelled_counts(),
-        min_distance=min_distance,
-        seed=len(session.cycles),
-        model=session.relative(model_path),
-    )

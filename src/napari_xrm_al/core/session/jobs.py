@@ -1,4 +1,4 @@
-"""The active-learning loop on a session: pretrain, train, predict.
+"""The active-learning loop on a session: pretrain, rank, train, predict.
 
 These generators are what the dock widgets run on a worker thread and what
 the command line drives: each works on a :class:`~napari_xrm_al.core.session.session.Session`
@@ -20,7 +20,16 @@ import torch
 import zarr
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, get_strategy
 from napari_xrm_al.core.al.batch_picking import Pick, pick_record
+from napari_xrm_al.core.al.discovery import rare_label
+from napari_xrm_al.core.al.ranking import (
+    BALD_SAMPLES,
+    Ranking,
+    first_ranking,
+    rank_summary,
+    summarise,
+)
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.predict import predict_slices, predict_volume
 from napari_xrm_al.core.model.checkpoint import (
@@ -30,6 +39,7 @@ from napari_xrm_al.core.model.checkpoint import (
     save_or_keep,
 )
 from napari_xrm_al.core.session.annotations import ANNOTATIONS
+from napari_xrm_al.core.session.schema import SuggestionRecord
 from napari_xrm_al.core.session.session import (
     SESSION_FILE,
     CycleRecord,
@@ -37,7 +47,7 @@ from napari_xrm_al.core.session.session import (
     Session,
     default_session_dir,
 )
-from napari_xrm_al.core.slice_refs import SliceRef
+from napari_xrm_al.core.slice_refs import SliceRef, as_refs, slice_codes
 from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
 from napari_xrm_al.core.training.train import TrainConfig, train
 from napari_xrm_al.errors import XrmError
@@ -128,18 +138,104 @@ def pretrain_session(
     return ckpt
 
 
+def rank_session(
+    session: Session,
+    image_data: Any,
+    strategy: str = "rareness",
+    k: int = 5,
+    min_distance: int = DEFAULT_MIN_DISTANCE,
+    device: str | torch.device | None = None,
+    exclude: Sequence[SliceRef | int] = (),
+    axes: Sequence[str | int] | None = None,
+) -> Generator[Progress, None, Ranking]:
+    """Rank every slice of the scan with the latest model; the picks are kept in
+    the session as its suggestion (:attr:`Session.suggestion`), summaries in its cache.
+
+    Candidates are the slices along ``axes`` (default: the session's axis).
+    Before any model is trained, the pretrained encoder picks the first slices
+    (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
+    ``exclude``: slices never to suggest besides those done (validation
+    slices; plain indices along the session axis); picks keep
+    ``min_distance`` from them too.
+    """
+    axes = axes or [session.axis]
+    taken = slice_codes(as_refs([*session.done, *exclude], session.axis)).tolist()
+    model_path = session.latest_model
+    if model_path is None:
+        encoder = session.path_of(session.pretrained)
+        if encoder is None:
+            raise XrmError(
+                "Pretrain (for a first, diverse set of slices) or train a model "
+                "before asking for suggestions."
+            )
+        ranking = yield from first_ranking(
+            encoder,
+            image_data,
+            k,
+            axes=axes,
+            labelled=taken,
+            min_distance=min_distance,
+            cache_dir=session.folder / "cache",
+            device=device,
+            model=session.relative(encoder),
+        )
+        return _suggested(session, ranking)
+    mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
+    summary = yield from summarise(
+        model_path,
+        image_data,
+        axes=axes,
+        mc_samples=mc,
+        cache_dir=session.folder / "cache",
+        device=device,
+    )
+    ranking = rank_summary(
+        summary,
+        strategy,
+        k,
+        labelled=taken,
+        labelled_counts=session.labelled_counts(),
+        min_distance=min_distance,
+        seed=len(session.cycles),
+        model=session.relative(model_path),
+    )
+    return _suggested(session, ranking)
+
+
+def _suggested(session: Session, ranking: Ranking) -> Ranking:
+    """Keep ``ranking``'s picks as the session's suggestion; return it."""
+    plan = (
+        ranking.plan.describe(session.classes.names, rare_label(session.classes))
+        if ranking.plan is not None
+        else None
+    )
+    session.record_suggestion(
+        SuggestionRecord(
+            strategy=ranking.strategy,
+            picks=[pick_record(p) for p in ranking.picks],
+            model=ranking.model or None,
+            plan=plan,
+        )
+    )
+    return ranking
+
+
 def train_session(
     session: Session,
     image_data: Any,
     config: TrainConfig | None = None,
     device: str | torch.device | None = None,
     *,
-    strategy: str = "manual",
-    picks: Sequence[Pick] = (),
+    strategy: str | None = None,
+    picks: Sequence[Pick] | None = None,
     validation_slices: Sequence[int] = (),
 ) -> Generator[Progress, None, CycleRecord]:
     """Train on the slices marked done (along every axis), from the pretrained
     encoder; add a cycle.
+
+    The cycle records ``strategy`` and ``picks``; left out, those of the
+    session's suggestion (``"manual"`` and none without one), which the cycle
+    then uses up.
 
     The model is written to ``models/cycle-NNN.pt`` only when training ends,
     so a cancelled run keeps the previous model as the latest.
@@ -148,6 +244,7 @@ def train_session(
     if not labelled:
         raise XrmError("Mark at least one painted slice as done before training.")
     init = pretrained_encoder(session)
+    suggestion = session.suggestion
     number = len(session.cycles) + 1
     validation = (
         (image_data, session.annotations, list(validation_slices))
@@ -173,9 +270,13 @@ def train_session(
     save_or_keep(path, ckpt)
     record = CycleRecord(
         cycle=number,
-        strategy=strategy,
+        strategy=strategy or (suggestion.strategy if suggestion else "manual"),
         labelled=[ref.pair() for ref in labelled],
-        picks=[pick_record(p) for p in picks],
+        picks=(
+            [pick_record(p) for p in picks]
+            if picks is not None
+            else list(suggestion.picks if suggestion else [])
+        ),
         model=session.relative(path),
         metrics=_last_metrics(ckpt),
         seconds={"train": round(seconds, 2)},

@@ -18,7 +18,7 @@ from typing import Any
 from napari_xrm_al import __version__
 from napari_xrm_al.errors import InputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The slice axes a session may use, in array order.
 AXES = ("z", "y", "x")
 
@@ -56,6 +56,23 @@ class CycleRecord:
     created: str = field(default_factory=now)
 
 
+@dataclass
+class SuggestionRecord:
+    """The latest slices suggested for painting, kept until a cycle trains.
+
+    ``picks`` are stored as in :class:`CycleRecord` (``axis``, ``slice``,
+    ``score``, ``rank`` and ``reason`` where a split batch gave one); ``model``
+    is the checkpoint that ranked them (relative to the project), ``plan`` the
+    sentence that explains a split batch.
+    """
+
+    strategy: str
+    picks: list[dict[str, Any]]
+    model: str | None = None
+    plan: str | None = None
+    created: str = field(default_factory=now)
+
+
 #: Schema migrations: ``MIGRATIONS[n]`` turns a schema-``n`` document into a
 #: schema ``n + 1`` one. A change of the session format bumps
 #: :data:`SCHEMA_VERSION` and adds the step from the previous version here, so
@@ -88,8 +105,14 @@ def _cycle_with_axis(cycle: Any, axis: Any, pairs: Callable[[Any], Any]) -> Any:
     return {**cycle, "labelled": pairs(cycle.get("labelled")), "picks": picks}
 
 
+def _with_suggestion(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 → 3: the session may hold the latest suggestion (none yet)."""
+    return {**data, "suggestion": None}
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _slices_with_axis,
+    2: _with_suggestion,
 }
 
 

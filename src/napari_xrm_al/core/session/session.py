@@ -54,7 +54,12 @@ from napari_xrm_al.core.session.paths import (
     SessionPaths,
     own_folders,
 )
-from napari_xrm_al.core.session.schema import CycleRecord, ImageRef, NewerSessionError
+from napari_xrm_al.core.session.schema import (
+    CycleRecord,
+    ImageRef,
+    NewerSessionError,
+    SuggestionRecord,
+)
 from napari_xrm_al.core.slice_refs import SliceRef, as_ref, as_refs, check_in_volume
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
@@ -89,6 +94,7 @@ class Session(SessionAnnotations, SessionPaths):
         done: Iterable[SliceRef | int | Sequence[Any]] = (),
         pretrained: str | None = None,
         cycles: Sequence[CycleRecord] = (),
+        suggestion: SuggestionRecord | None = None,
         created: str | None = None,
     ) -> None:
         self.folder = Path(folder)
@@ -100,6 +106,8 @@ class Session(SessionAnnotations, SessionPaths):
         self.done: list[SliceRef] = as_refs(done, axis)
         self.pretrained = pretrained
         self.cycles: list[CycleRecord] = list(cycles)
+        #: The latest suggestion, until a cycle trains on it.
+        self.suggestion = suggestion
         self.created = created or schema.now()
         #: Things the user should be told (damaged files recovered from).
         self.warnings: list[str] = []
@@ -234,6 +242,11 @@ class Session(SessionAnnotations, SessionPaths):
                 done=data.get("done", []),
                 pretrained=data.get("pretrained"),
                 cycles=[CycleRecord(**c) for c in data.get("cycles", [])],
+                suggestion=(
+                    SuggestionRecord(**data["suggestion"])
+                    if data.get("suggestion") is not None
+                    else None
+                ),
                 created=data.get("created"),
             )
         except (KeyError, TypeError, ValueError, XrmError) as exc:
@@ -256,6 +269,7 @@ class Session(SessionAnnotations, SessionPaths):
             "done": [ref.pair() for ref in self.done],
             "pretrained": self.pretrained,
             "cycles": [asdict(c) for c in self.cycles],
+            "suggestion": asdict(self.suggestion) if self.suggestion else None,
         }
 
     def save(self) -> None:
@@ -299,8 +313,14 @@ class Session(SessionAnnotations, SessionPaths):
         self.save()
 
     def add_cycle(self, record: CycleRecord) -> None:
-        """Append a finished cycle and save."""
+        """Append a finished cycle (which used up the suggestion) and save."""
         self.cycles.append(record)
+        self.suggestion = None
+        self.save()
+
+    def record_suggestion(self, record: SuggestionRecord | None) -> None:
+        """Keep ``record`` as the latest suggestion (None: forget it) and save."""
+        self.suggestion = record
         self.save()
 
     @property
