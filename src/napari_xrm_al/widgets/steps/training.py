@@ -29,7 +29,7 @@ from napari_xrm_al.widgets.plots import LossPlot
 
 if TYPE_CHECKING:
     from napari_xrm_al.core.model.checkpoint import Checkpoint
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 PRETRAIN_FIELDS = (
     Field("steps", "Steps", 1, 100_000, 50),

@@ -33,13 +33,13 @@ from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _layers
-from napari_xrm_al.widgets._data import DataSection
 from napari_xrm_al.widgets._jobs import JobRunner, preload_torch
-from napari_xrm_al.widgets._predict import PredictSection
-from napari_xrm_al.widgets._suggest import SuggestSection
-from napari_xrm_al.widgets._training import PretrainSection, TrainSection
 from napari_xrm_al.widgets.annotations import AnnotationBinding, check_free
 from napari_xrm_al.widgets.plots import follow_theme
+from napari_xrm_al.widgets.steps.data import DataSection
+from napari_xrm_al.widgets.steps.predict import PredictSection
+from napari_xrm_al.widgets.steps.suggest import SuggestSection
+from napari_xrm_al.widgets.steps.training import PretrainSection, TrainSection
 
 if TYPE_CHECKING:
     import napari

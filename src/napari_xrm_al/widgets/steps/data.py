@@ -25,7 +25,7 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._classes import ClassTableEditor
 
 if TYPE_CHECKING:
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 #: Where projects of images that are not files (samples, scripts) go by default.
 DEFAULT_PROJECTS = Path.home() / "napari-xrm-al"

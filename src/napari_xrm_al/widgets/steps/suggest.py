@@ -43,7 +43,7 @@ from napari_xrm_al.widgets._layers import fit_columns, replace_or_add
 from napari_xrm_al.widgets.plots import PICK_COLOUR, ProfilePlot
 
 if TYPE_CHECKING:
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"

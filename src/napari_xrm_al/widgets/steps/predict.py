@@ -44,7 +44,7 @@ from napari_xrm_al.widgets.plots import LearningCurvePlot
 if TYPE_CHECKING:
     from napari.layers import Labels
 
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 #: Export formats: combo text → file ending.
 FORMATS = {
