@@ -127,7 +127,7 @@ def main() -> None:
     from napari_xrm_al._napari.sample_data import sample_layer_data
     from napari_xrm_al.classes import dense_to_annotation
     from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
     if args.threads:
         torch.set_num_threads(args.threads)

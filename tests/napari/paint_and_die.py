@@ -16,7 +16,7 @@ import time
 from qtpy.QtWidgets import QApplication
 
 import napari
-from napari_xrm_al.widgets.loop import ActiveLearningWidget
+from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 #: Seconds between strokes (the Qt event loop runs meanwhile).
 STROKE_S = 0.05

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from tests.napari.test_loop_widget import (
+from tests.napari.test_active_learning_dock import (
     ANNOTATIONS,
     IMAGE,
     SHAPE,
@@ -20,7 +20,7 @@ from tests.napari.test_loop_widget import (
 from napari_xrm_al.core.session.schema import CycleRecord
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.widgets._suggest import ALL_AXES, FORCE_TEXT
+from napari_xrm_al.widgets.steps.suggest import ALL_AXES, FORCE_TEXT
 
 pytestmark = pytest.mark.gui
 

@@ -24,7 +24,7 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.io.masks import ATTRS_KEY, write_mask
-from napari_xrm_al.widgets._predict import export_mask
+from napari_xrm_al.widgets.steps.predict import export_mask
 
 VOXEL = (2.0, 0.5, 0.25)
 CLASSES = ClassTable.hbm()

@@ -24,7 +24,7 @@ from napari_xrm_al.core.session.session import CycleRecord, Session
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.widgets import _jobs
-from napari_xrm_al.widgets.loop import ActiveLearningWidget
+from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 pytestmark = pytest.mark.gui
 

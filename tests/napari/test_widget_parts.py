@@ -18,9 +18,9 @@ from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _jobs, annotations
 from napari_xrm_al.widgets._config_form import ConfigForm, Field, field_docs
-from napari_xrm_al.widgets._training import PRETRAIN_FIELDS, TRAIN_FIELDS
 from napari_xrm_al.widgets.annotations import AnnotationBinding
 from napari_xrm_al.widgets.plots import LearningCurvePlot, LossPlot, ProfilePlot
+from napari_xrm_al.widgets.steps.training import PRETRAIN_FIELDS, TRAIN_FIELDS
 
 SHAPE = (6, 10, 12)
 

@@ -28,8 +28,11 @@ from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_xrm_al.core.al.acquisition import Pick
     from napari_xrm_al.core.model.checkpoint import Checkpoint
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.dock_state import DockState
 
 PRETRAIN_FIELDS = (
     Field("steps", "Steps", 1, 100_000, 50),
@@ -111,12 +114,12 @@ def _hint(text: str) -> QLabel:
 class PretrainSection(QWidget):
     """Contrastive pretraining of the encoder on the unlabelled scan."""
 
-    def __init__(self, dock: ActiveLearningWidget) -> None:
+    def __init__(self, state: DockState) -> None:
         super().__init__()
-        self.dock = dock
+        self.state = state
         self.hint = _hint("")
         self.form = ConfigForm(PretrainConfig, PRETRAIN_FIELDS)
-        self.controls = JobControls(dock.runner, "Start pretraining")
+        self.controls = JobControls(state.runner, "Start pretraining")
         self.plot = LossPlot()
         layout = QVBoxLayout(self)
         for widget in (self.hint, self.form, self.controls, self.plot):
@@ -127,10 +130,10 @@ class PretrainSection(QWidget):
     def start(self) -> Any:
         """Start pretraining; returns the worker (None if it cannot start)."""
         try:
-            session, data = self.dock.require_session()
+            session, data = self.state.require_session()
             config = self.form.config()
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
         self.plot.reset()
         return self.controls.run(
@@ -142,11 +145,11 @@ class PretrainSection(QWidget):
 
     def show_result(self, ckpt: Checkpoint) -> None:
         """Pretraining ended: the project records the encoder."""
-        self.dock.session_changed.emit()
+        self.state.session_changed.emit()
 
     def refresh(self) -> None:
         """Say what this step needs and what it did."""
-        session = self.dock.session
+        session = self.state.session
         if session is None:
             text = "Needs an open project (step 1)."
         elif session.pretrained:
@@ -163,11 +166,23 @@ class PretrainSection(QWidget):
 
 
 class TrainSection(QWidget):
-    """Train the segmenter on the slices marked done."""
+    """Train the segmenter on the slices marked done.
 
-    def __init__(self, dock: ActiveLearningWidget) -> None:
+    ``pretrain_form`` is the Pretrain step's settings, whose architecture fields
+    training uses; ``suggestion`` gives the strategy and picks of the latest
+    suggestion, which the next cycle records (then ``state.cycle_trained``).
+    """
+
+    def __init__(
+        self,
+        state: DockState,
+        pretrain_form: ConfigForm,
+        suggestion: Callable[[], tuple[str, list[Pick]]],
+    ) -> None:
         super().__init__()
-        self.dock = dock
+        self.state = state
+        self.pretrain_form = pretrain_form
+        self.suggestion = suggestion
         self.last_record: CycleRecord | None = None
         self.hint = _hint("")
         self.form = ConfigForm(TrainConfig, TRAIN_FIELDS)
@@ -179,7 +194,7 @@ class TrainSection(QWidget):
         )
         extra = QFormLayout()
         extra.addRow("Validation slices", self.validation_edit)
-        self.controls = JobControls(dock.runner, "Start training")
+        self.controls = JobControls(state.runner, "Start training")
         self.plot = LossPlot()
         self.metrics = QTableWidget(0, 3)
         self.metrics.setHorizontalHeaderLabels(["Class", "IoU", "Dice"])
@@ -198,7 +213,7 @@ class TrainSection(QWidget):
 
     def config(self) -> TrainConfig:
         """The training settings (architecture from the Pretrain step)."""
-        pre = self.dock.pretrain.form
+        pre = self.pretrain_form
         return self.form.config(**{name: pre.value(name) for name in ARCHITECTURE})
 
     def validation_slices(self) -> list[int]:
@@ -210,7 +225,7 @@ class TrainSection(QWidget):
     def start(self) -> Any:
         """Start a training cycle; returns the worker (None if it cannot start)."""
         try:
-            session, data = self.dock.require_session()
+            session, data = self.state.require_session()
             config = self.config()
             validation = self.validation_slices()
             overlap = sorted(set(validation) & set(session.done_along()))
@@ -220,17 +235,18 @@ class TrainSection(QWidget):
                     "also validate."
                 )
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
         self.plot.reset()
+        strategy, picks = self.suggestion()
         return self.controls.run(
             "Training",
             train_session(
                 session,
                 data,
                 config,
-                strategy=self.dock.suggest.last_strategy,
-                picks=self.dock.suggest.last_picks,
+                strategy=strategy,
+                picks=picks,
                 validation_slices=validation,
             ),
             on_progress=self._on_progress,
@@ -245,9 +261,9 @@ class TrainSection(QWidget):
     def show_result(self, record: CycleRecord) -> None:
         """A training cycle ended: its metrics and the learning curve."""
         self.last_record = record
-        self.dock.suggest.last_strategy, self.dock.suggest.last_picks = "manual", []
+        self.state.cycle_trained.emit(record)
         self.show_metrics(record.metrics)
-        self.dock.session_changed.emit()
+        self.state.session_changed.emit()
 
     def show_metrics(self, metrics: dict[str, Any]) -> None:
         """Fill the per-class table from ``iou/<class>`` and ``dice/<class>``."""
@@ -262,11 +278,11 @@ class TrainSection(QWidget):
 
     def refresh(self) -> None:
         """Say what this step needs and what the last cycle gave."""
-        session = self.dock.session
+        session = self.state.session
         if session is None:
             self.hint.setText("Needs an open project (step 1).")
             return
-        painted = self.dock.painted_not_done()
+        painted = self.state.painted_not_done()
         text = f"Trains on the {len(session.done)} slices marked done" + (
             " from the pretrained encoder."
             if session.pretrained

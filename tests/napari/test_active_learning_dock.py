@@ -18,9 +18,9 @@ from napari_xrm_al.classes import dense_to_annotation
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.widgets._suggest import CANDIDATES_NAME, REASONS
-from napari_xrm_al.widgets.loop import ActiveLearningWidget
+from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 from napari_xrm_al.widgets.metrology import MetrologyWidget
+from napari_xrm_al.widgets.steps.suggest import CANDIDATES_NAME, REASONS
 
 pytestmark = pytest.mark.gui
 

@@ -25,7 +25,7 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._classes import ClassTableEditor
 
 if TYPE_CHECKING:
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.dock_state import DockState
 
 #: Where projects of images that are not files (samples, scripts) go by default.
 DEFAULT_PROJECTS = Path.home() / "napari-xrm-al"
@@ -49,9 +49,9 @@ def default_folder(layer: Image) -> Path:
 class DataSection(QWidget):
     """Choose the image and classes, then create or reopen the project."""
 
-    def __init__(self, dock: ActiveLearningWidget) -> None:
+    def __init__(self, state: DockState) -> None:
         super().__init__()
-        self.dock = dock
+        self.state = state
         self.image_combo = QComboBox()
         self.image_combo.setToolTip("The 3D greyscale scan to segment.")
         self.open_file_button = QPushButton("Open file…")
@@ -100,7 +100,7 @@ class DataSection(QWidget):
         self.open_file_button.clicked.connect(self._on_open_file)
         self.browse_button.clicked.connect(self._on_browse)
         self.open_button.clicked.connect(self.open_project)
-        layers = dock.viewer.layers.events
+        layers = state.viewer.layers.events
         for event in (layers.inserted, layers.removed, layers.reordered):
             event.connect(self.refresh_layers)
         self.refresh_layers()
@@ -111,7 +111,7 @@ class DataSection(QWidget):
         current = self.image_combo.currentText()
         names = [
             layer.name
-            for layer in self.dock.viewer.layers
+            for layer in self.state.viewer.layers
             if isinstance(layer, Image) and not layer.rgb and layer.ndim >= 3
         ]
         self.image_combo.blockSignals(True)
@@ -126,7 +126,7 @@ class DataSection(QWidget):
     def image_layer(self) -> Image | None:
         """The chosen image layer."""
         name = self.image_combo.currentText()
-        layer = next((x for x in self.dock.viewer.layers if x.name == name), None)
+        layer = next((x for x in self.state.viewer.layers if x.name == name), None)
         return layer if isinstance(layer, Image) else None
 
     def _on_image_chosen(self, name: str) -> None:
@@ -148,7 +148,7 @@ class DataSection(QWidget):
     def open_file(self, path: str) -> None:
         """Read a scan into the viewer and choose it."""
         try:
-            layers = self.dock.viewer.open(path, plugin="napari-xrm-al")
+            layers = self.state.viewer.open(path, plugin="napari-xrm-al")
         except (XrmError, ValueError, OSError, RuntimeError) as exc:
             show_error(f"Cannot open {path}: {exc}")
             return
@@ -168,9 +168,9 @@ class DataSection(QWidget):
         if layer is None:
             show_error("Choose a 3D image layer (or open a scan file) first.")
             return None
-        if self.dock.runner.busy:
+        if self.state.runner.busy:
             show_warning(
-                f"{self.dock.runner.name} is running; open the project after it."
+                f"{self.state.runner.name} is running; open the project after it."
             )
             return None
         data = layer.data[0] if layer.multiscale else layer.data
@@ -196,7 +196,7 @@ class DataSection(QWidget):
         self.classes.set_classes(session.classes)
         self.axis_combo.setCurrentText(session.axis)
         try:
-            self.dock.set_session(session, layer)
+            self.state.set_session(session, layer)
         except XrmError as exc:
             show_error(f"Cannot open the project: {exc}")
             return None
@@ -204,8 +204,8 @@ class DataSection(QWidget):
 
     def refresh(self) -> None:
         """Show the project state; an open project fixes classes and axis."""
-        session = self.dock.session
-        new = session is None or self.image_layer() is not self.dock.image_layer
+        session = self.state.session
+        new = session is None or self.image_layer() is not self.state.image_layer
         self.classes.set_editable(new)
         self.axis_combo.setEnabled(new)
         if session is None:

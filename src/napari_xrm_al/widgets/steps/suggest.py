@@ -43,7 +43,12 @@ from napari_xrm_al.widgets._layers import fit_columns, replace_or_add
 from napari_xrm_al.widgets.plots import PICK_COLOUR, ProfilePlot
 
 if TYPE_CHECKING:
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from collections.abc import Callable
+
+    from napari.layers import Image
+
+    from napari_xrm_al.core.session.session import CycleRecord
+    from napari_xrm_al.widgets.dock_state import DockState
 
 CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"
@@ -74,11 +79,22 @@ def slice_frames(shape: Sequence[int], refs: Sequence[SliceRef]) -> list[np.ndar
 
 
 class SuggestSection(QWidget):
-    """Rank slices with the latest model; the table and plot lead to them."""
+    """Rank slices with the latest model; the table and plot lead to them.
 
-    def __init__(self, dock: ActiveLearningWidget) -> None:
+    ``chosen_image`` gives the Data step's image layer (before a project is
+    open), ``validation_slices`` the Train step's slices, never suggested.
+    """
+
+    def __init__(
+        self,
+        state: DockState,
+        chosen_image: Callable[[], Image | None],
+        validation_slices: Callable[[], list[int]],
+    ) -> None:
         super().__init__()
-        self.dock = dock
+        self.state = state
+        self.chosen_image = chosen_image
+        self.validation_slices = validation_slices
         self.ranking: Ranking | None = None
         #: Strategy and picks recorded with the next training cycle.
         self.last_strategy = "manual"
@@ -130,7 +146,7 @@ class SuggestSection(QWidget):
         form.addRow("Strategy", self.strategy_combo)
         form.addRow("Slices", self.k_spin)
         form.addRow("Min. distance", self.distance_spin)
-        self.controls = JobControls(dock.runner, "Suggest slices")
+        self.controls = JobControls(state.runner, "Suggest slices")
         self.plan_label = QLabel("")
         self.plan_label.setWordWrap(True)
         self.plan_label.setVisible(False)
@@ -170,11 +186,13 @@ class SuggestSection(QWidget):
         layout.addStretch()
         self.controls.start_button.clicked.connect(self.start)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
-        self.profile.slice_clicked.connect(self.dock.go_to_slice)
+        self.profile.slice_clicked.connect(self.state.go_to_slice)
         self.prefill_button.clicked.connect(self.prefill)
         self.axes_combo.currentIndexChanged.connect(self.check_axes)
         self.force_box.toggled.connect(self.check_axes)
-        dock.runner.busy_changed.connect(self._on_busy)
+        state.runner.busy_changed.connect(self._on_busy)
+        state.session_opened.connect(self._forget_ranking)
+        state.cycle_trained.connect(self._forget_picks)
 
     # -- axes ----------------------------------------------------------------------
     def axes(self) -> list[int]:
@@ -183,11 +201,11 @@ class SuggestSection(QWidget):
         return self._axes_and_note()[0]
 
     def _axes_and_note(self) -> tuple[list[int], str | None]:
-        session = self.dock.session
+        session = self.state.session
         if self.axes_combo.currentText() != ALL_AXES:
             return parse_axes(session.axis if session else "z", "Axes"), None
         axes = parse_axes(ALL_AXES, "Axes")
-        layer = self.dock.image_layer or self.dock.data.image_layer()
+        layer = self.state.image_layer or self.chosen_image()
         voxel_size = (
             layer_voxel_size({"scale": layer.scale, "units": layer.units})
             if layer is not None
@@ -217,12 +235,12 @@ class SuggestSection(QWidget):
     def start(self) -> Any:
         """Rank every slice; returns the worker (None if it cannot start)."""
         try:
-            session, data = self.dock.require_session()
+            session, data = self.state.require_session()
             axes = self.axes()
             strategy = self.strategy_combo.currentText()
-            validation = self.dock.train.validation_slices()
+            validation = self.validation_slices()
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
         return self.controls.run(
             "Suggesting slices",
@@ -242,7 +260,7 @@ class SuggestSection(QWidget):
         """Fill the table, the profile plot and the candidate frames."""
         self.ranking = ranking
         self.last_strategy, self.last_picks = ranking.strategy, list(ranking.picks)
-        session = self.dock.session
+        session = self.state.session
         rare = list(session.classes.rare_ids) if session else []
         fraction = (
             ranking.class_fraction[:, rare].sum(axis=1)
@@ -272,7 +290,7 @@ class SuggestSection(QWidget):
             else ""
         )
         self.plan_label.setVisible(bool(self.plan_label.text()))
-        own = self.dock.axis
+        own = self.state.axis
         along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
         self.profile.show_scores(
             np.asarray([ranking.refs[i].index for i in along], dtype=np.int64),
@@ -285,14 +303,14 @@ class SuggestSection(QWidget):
         self.refresh()
 
     def _show_frames(self, picks: Sequence[Pick]) -> None:
-        image = self.dock.image_layer
-        session = self.dock.session
+        image = self.state.image_layer
+        session = self.state.session
         if image is None or session is None:
             return
         shape = session.image.shape
         frames = slice_frames(shape, [p.ref for p in picks])
         replace_or_add(
-            self.dock.viewer,
+            self.state.viewer,
             "shapes",
             frames,
             name=CANDIDATES_NAME,
@@ -317,7 +335,13 @@ class SuggestSection(QWidget):
             translate=image.translate,
             units=image.units,
         )
-        self.dock.activate_annotations()
+        self.state.activate_annotations()
+
+    def _forget_ranking(self) -> None:
+        self.ranking = None
+
+    def _forget_picks(self, record: CycleRecord) -> None:
+        self.last_strategy, self.last_picks = "manual", []
 
     def picks(self) -> list[SliceRef]:
         """Suggested slices, best first."""
@@ -330,19 +354,19 @@ class SuggestSection(QWidget):
     def _on_row_selected(self) -> None:
         items = self.table.selectedItems()
         if items:
-            self.dock.go_to_slice(ref_of_code(items[0].data(Qt.ItemDataRole.UserRole)))
+            self.state.go_to_slice(ref_of_code(items[0].data(Qt.ItemDataRole.UserRole)))
 
     # -- pre-filling -----------------------------------------------------------------
     def prefill(self) -> Any:
         """Fill the current slice's unpainted pixels with the latest model's guess."""
         try:
-            session, data = self.dock.require_session()
+            session, data = self.state.require_session()
             if session.latest_model is None:
                 raise XrmError("Train a model before pre-filling a slice from it.")
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
-        ref = self.dock.current_ref()
+        ref = self.state.current_ref()
         self._prefill_ref = ref
         return self.controls.run(
             "Pre-filling",
@@ -351,14 +375,14 @@ class SuggestSection(QWidget):
         )
 
     def _on_prefilled(self, labels: np.ndarray) -> None:
-        self.dock.fill_unpainted(self._prefill_ref, labels)
+        self.state.fill_unpainted(self._prefill_ref, labels)
 
     def _on_busy(self, busy: bool) -> None:
         self.prefill_button.setEnabled(not busy)
 
     def refresh(self) -> None:
         """Say what this step needs."""
-        session = self.dock.session
+        session = self.state.session
         self.axes_combo.setItemText(0, session.axis if session else "z")
         self.check_axes()
         if session is None:

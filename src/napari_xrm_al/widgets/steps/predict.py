@@ -44,7 +44,7 @@ from napari_xrm_al.widgets.plots import LearningCurvePlot
 if TYPE_CHECKING:
     from napari.layers import Labels
 
-    from napari_xrm_al.widgets.loop import ActiveLearningWidget
+    from napari_xrm_al.widgets.dock_state import DockState
 
 #: Export formats: combo text → file ending.
 FORMATS = {
@@ -84,9 +84,9 @@ def with_format(path: str, ending: str) -> str:
 class PredictSection(QWidget):
     """Whole-volume prediction as layers, export, and the learning curve."""
 
-    def __init__(self, dock: ActiveLearningWidget) -> None:
+    def __init__(self, state: DockState) -> None:
         super().__init__()
-        self.dock = dock
+        self.state = state
         self.last_export: Path | None = None
         self._default_path = ""
         self.hint = QLabel("")
@@ -105,7 +105,7 @@ class PredictSection(QWidget):
             "(dihedral, about 8x). A little more accurate: about +0.015 mIoU and "
             "+0.02 void IoU on the sample."
         )
-        self.controls = JobControls(dock.runner, "Predict volume")
+        self.controls = JobControls(state.runner, "Predict volume")
         self.format_combo = QComboBox()
         self.format_combo.addItems(list(FORMATS))
         self.format_combo.setToolTip(
@@ -115,7 +115,7 @@ class PredictSection(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setToolTip("Where the mask is written.")
         self.browse_button = QPushButton("…")
-        self.export_controls = JobControls(dock.runner, "Export mask")
+        self.export_controls = JobControls(state.runner, "Export mask")
         self.export_controls.cancel_button.setVisible(False)
         self.curve = LearningCurvePlot()
         self.curve.setToolTip(
@@ -146,7 +146,7 @@ class PredictSection(QWidget):
         self.browse_button.clicked.connect(self._on_browse)
 
     def _image_name(self) -> str:
-        image = self.dock.image_layer
+        image = self.state.image_layer
         return image.name if image is not None else "image"
 
     @property
@@ -163,9 +163,9 @@ class PredictSection(QWidget):
     def start(self) -> Any:
         """Predict the whole volume; returns the worker (None if it cannot start)."""
         try:
-            session, data = self.dock.require_session()
+            session, data = self.state.require_session()
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
         return self.controls.run(
             "Predicting",
@@ -180,7 +180,7 @@ class PredictSection(QWidget):
 
     def show_prediction(self, prediction: Any) -> None:
         """Add (or update) the prediction and uncertainty layers."""
-        session, image = self.dock.session, self.dock.image_layer
+        session, image = self.state.session, self.state.image_layer
         if session is None or image is None:
             return
         geometry = {
@@ -189,7 +189,7 @@ class PredictSection(QWidget):
             "units": image.units,
         }
         labels = replace_or_add(
-            self.dock.viewer,
+            self.state.viewer,
             "labels",
             prediction.labels,
             name=self.prediction_name,
@@ -209,7 +209,7 @@ class PredictSection(QWidget):
         labels.editable = False
         if prediction.uncertainty is not None:
             replace_or_add(
-                self.dock.viewer,
+                self.state.viewer,
                 "image",
                 prediction.uncertainty,
                 name=self.uncertainty_name,
@@ -219,27 +219,27 @@ class PredictSection(QWidget):
                 opacity=0.6,
                 **geometry,
             )
-        self.dock.activate_annotations()
+        self.state.activate_annotations()
         self.refresh()
 
     # -- export ----------------------------------------------------------------------
     def prediction_layer(self) -> Labels | None:
         """The prediction layer, if predicted."""
-        return find_layer(self.dock.viewer, self.prediction_name, "labels")
+        return find_layer(self.state.viewer, self.prediction_name, "labels")
 
     def export(self, path: str | None = None) -> Any:
         """Write the prediction to ``path`` (default: the path box); the worker."""
         layer = self.prediction_layer()
-        session = self.dock.session
+        session = self.state.session
         if layer is None or session is None:
-            self.dock.notify_error(XrmError("Predict the volume before exporting it."))
+            self.state.notify_error(XrmError("Predict the volume before exporting it."))
             return None
         target = Path(path or self.path_edit.text()).expanduser()
         try:
             check_apart({"the export file": target}, project_inputs(session))
             check_writable(target, "the mask")
         except XrmError as exc:
-            self.dock.notify_error(exc)
+            self.state.notify_error(exc)
             return None
         _, meta, _ = layer.as_layer_data_tuple()
         provenance = dict(layer.metadata.get(PROVENANCE_KEY, {}))
@@ -276,7 +276,7 @@ class PredictSection(QWidget):
 
     def refresh(self) -> None:
         """Say what this step needs; default export path; learning curve."""
-        session = self.dock.session
+        session = self.state.session
         if session is None:
             self.hint.setText("Needs an open project (step 1).")
             self.curve.show_curve([])
