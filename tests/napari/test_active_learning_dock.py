@@ -15,12 +15,14 @@ from napari.utils.theme import get_theme
 
 from napari_xrm_al._napari.sample_data import sample_layer_data
 from napari_xrm_al.classes import dense_to_annotation
+from napari_xrm_al.core.session.schema import SuggestionRecord
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.io.mask_reader import read_mask
+from napari_xrm_al.widgets._layers import CANDIDATES_NAME
 from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 from napari_xrm_al.widgets.metrology import MetrologyWidget
-from napari_xrm_al.widgets.steps.suggest import CANDIDATES_NAME, REASONS
+from napari_xrm_al.widgets.steps.suggest import REASONS
 
 pytestmark = pytest.mark.gui
 
@@ -108,7 +110,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     dock.suggest.k_spin.setValue(2)
     wait(qtbot, dock, dock.suggest.start())
     assert len(dock.suggest.picks()) == 2 and dock.suggest.table.rowCount() == 2
-    assert dock.suggest.last_strategy == "coreset"
+    assert session.suggestion.strategy == "coreset"  # kept in the project
     assert dock.suggest.table.item(0, 3).text() == "–"
 
     # Paint two slices through the Labels layer and mark them done.
@@ -127,6 +129,9 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
         ["z", 4],
         ["z", 16],
     ]
+    # The cycle records the suggestion it followed, and uses it up.
+    assert session.cycles[0].strategy == "coreset" and len(session.cycles[0].picks) == 2
+    assert session.suggestion is None
     assert (session.folder / "models" / "cycle-001.pt").is_file()
     assert dock.train.plot.steps == [1, 2, 3, 4]
     assert "Cycle 1" in dock.train.result.text()
@@ -266,6 +271,12 @@ def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_pat
     assert dock.mark_done(7)
     dock.annotations.layer.data[12, :4, :4] = 2  # painted, saved, not done
     viewer.layers.remove(ANNOTATIONS)
+    picks = [
+        {"axis": "z", "slice": 20, "score": 0.5, "rank": 1, "reason": "rare"},
+        {"axis": "y", "slice": 9, "score": 0.25, "rank": 2},
+    ]
+    plan = "1 slice to cover what is not labelled yet, 1 for voids"
+    dock.session.record_suggestion(SuggestionRecord("rareness", picks, plan=plan))
 
     # A new viewer and dock (the plugin restarted); the scan changed slightly.
     viewer2 = make_napari_viewer_proxy()
@@ -284,6 +295,13 @@ def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_pat
     assert "Painted but not marked done: [12]" in dock2.train.hint.text()
     assert dock2.current_slice() == 7
     assert any("changed on disk" in m for m in messages(since))
+    # The suggestion made before the restart is back in the table and the view.
+    assert dock2.suggest.picks() == [SliceRef(0, 20), SliceRef(1, 9)]
+    assert [dock2.suggest.table.item(r, 1).text() for r in (0, 1)] == ["z:20", "y:9"]
+    assert dock2.suggest.table.item(0, 4).text() == REASONS["rare"]
+    assert dock2.suggest.plan_label.text() == plan
+    assert len(viewer2.layers[CANDIDATES_NAME].data) == 2
+    assert "✓" in dock2.steps.itemText(3)
 
 
 def test_errors_become_notifications_and_leave_a_consistent_state(

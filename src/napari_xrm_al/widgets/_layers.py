@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from napari.layers import Layer
 from qtpy.QtWidgets import QHeaderView, QTableWidget
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
+from napari_xrm_al.core.al.batch_picking import Pick
+from napari_xrm_al.core.slice_refs import SliceRef
+from napari_xrm_al.widgets.plots import PICK_COLOUR
 
 if TYPE_CHECKING:
     import napari
@@ -21,8 +26,13 @@ __all__ = [
     "fit_columns",
     "go_to_slice",
     "replace_or_add",
+    "show_candidates",
+    "slice_frames",
     "view_axis",
 ]
+
+#: The shapes layer framing the suggested slices.
+CANDIDATES_NAME = "suggested slices"
 
 #: Attributes set before and after ``data`` when a result replaces an existing
 #: layer; display settings the user may have changed (opacity, contrast...) stay.
@@ -105,3 +115,52 @@ def go_to_slice(viewer: napari.Viewer, layer: Layer, axis: int, index: int) -> N
     position[axis] = index
     world = layer.data_to_world(position)
     dims.set_point(world_axis, float(world[axis]))
+
+
+def slice_frames(shape: Sequence[int], refs: Sequence[SliceRef]) -> list[np.ndarray]:
+    """A rectangle around the whole of each slice, as 3D vertices (data coordinates)."""
+    frames = []
+    for ref in refs:
+        a, b = (i for i in range(3) if i != ref.axis)
+        frame = np.zeros((4, 3))
+        frame[:, ref.axis] = ref.index
+        frame[:, [a, b]] = [
+            (0, 0),
+            (0, shape[b] - 1),
+            (shape[a] - 1, shape[b] - 1),
+            (shape[a] - 1, 0),
+        ]
+        frames.append(frame)
+    return frames
+
+
+def show_candidates(
+    viewer: napari.Viewer, image: Layer, shape: Sequence[int], picks: Sequence[Pick]
+) -> None:
+    """A frame around each picked slice, labelled with its rank, over ``image``."""
+    replace_or_add(
+        viewer,
+        "shapes",
+        slice_frames(shape, [p.ref for p in picks]),
+        name=CANDIDATES_NAME,
+        shape_type="rectangle",
+        edge_color=PICK_COLOUR,
+        face_color="transparent",
+        edge_width=max(1.0, 0.01 * max(shape)),
+        features=pd.DataFrame(
+            {
+                "rank": [p.rank for p in picks],
+                "slice": [str(p.ref) for p in picks],
+                "score": [p.score for p in picks],
+            }
+        ),
+        text={
+            "string": "suggested #{rank}",
+            "color": PICK_COLOUR,
+            "size": 10,
+            "anchor": "upper_left",
+        },
+        scale=image.scale,
+        translate=image.translate,
+        units=image.units,
+    )

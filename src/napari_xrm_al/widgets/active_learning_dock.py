@@ -72,11 +72,7 @@ class ActiveLearningWidget(QWidget):
         self.state = DockState(viewer, self.runner)
         self.data = DataSection(self.state)
         self.pretrain = PretrainSection(self.state)
-        self.train = TrainSection(
-            self.state,
-            self.pretrain.form,
-            lambda: (self.suggest.last_strategy, self.suggest.last_picks),
-        )
+        self.train = TrainSection(self.state, self.pretrain.form)
         self.suggest = SuggestSection(
             self.state, self.data.image_layer, self.train.validation_slices
         )
@@ -205,7 +201,7 @@ class ActiveLearningWidget(QWidget):
             session is not None,
             bool(session and session.pretrained),
             bool(session and session.cycles),
-            self.suggest.ranking is not None,
+            bool(self.suggest.shown),
             self.predict.prediction_layer() is not None,
         )
         for i, (title, tick) in enumerate(zip(STEP_TITLES, ticks, strict=True)):

@@ -233,11 +233,17 @@ class ProfilePlot(_Plot):
     def __init__(self) -> None:
         super().__init__()
         self._background: Any = None
-        self._reset_axes("slice", "score")
-        self._note("suggest slices to see their scores")
-        self.cursor = self.ax.axvline(0, color=CURSOR_COLOUR, lw=1, animated=True)
+        self.clear("suggest slices to see their scores")
         self.mpl_connect("button_press_event", self._on_click)
         self.mpl_connect("draw_event", self._on_draw)
+
+    def clear(self, note: str) -> None:
+        """No scores: empty axes with ``note``."""
+        self._reset_axes("slice", "score")
+        self._note(note)
+        self.cursor = self.ax.axvline(0, color=CURSOR_COLOUR, lw=1, animated=True)
+        self._background = None
+        self.request_draw()
 
     def show_scores(
         self,

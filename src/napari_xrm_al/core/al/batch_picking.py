@@ -49,6 +49,14 @@ def pick_record(pick: Pick) -> dict[str, Any]:
     return {**record, "reason": pick.reason} if pick.reason else record
 
 
+def pick_of_record(record: dict[str, Any]) -> Pick:
+    """The :class:`Pick` that :func:`pick_record` stored."""
+    ref = SliceRef.of(record["axis"], int(record["slice"]))
+    return Pick(
+        ref.code, float(record["score"]), int(record["rank"]), record.get("reason", "")
+    )
+
+
 def pick_batch(
     index: np.ndarray,
     scores: np.ndarray,

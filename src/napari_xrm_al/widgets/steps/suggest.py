@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -28,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
+from napari_xrm_al.core.al.batch_picking import pick_of_record
 from napari_xrm_al.core.al.discovery import rare_label
 from napari_xrm_al.core.al.ranking import Ranking
 from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
@@ -39,18 +39,16 @@ from napari_xrm_al.core.slice_refs import (
 )
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._jobs import JobControls
-from napari_xrm_al.widgets._layers import fit_columns, replace_or_add
-from napari_xrm_al.widgets.plots import PICK_COLOUR, ProfilePlot
+from napari_xrm_al.widgets._layers import fit_columns, show_candidates
+from napari_xrm_al.widgets.plots import ProfilePlot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from napari.layers import Image
 
-    from napari_xrm_al.core.session.session import CycleRecord
     from napari_xrm_al.widgets.dock_state import DockState
 
-CANDIDATES_NAME = "suggested slices"
 DEFAULT_STRATEGY = "rareness"
 COLUMNS = ("#", "Slice", "Score", "Rare fraction", "Why")
 #: The axes choice: the project's own axis, or all three.
@@ -59,23 +57,6 @@ ALL_AXES = "z, y, x"
 FORCE_TEXT = "Allow anisotropic voxels"
 #: What the "Why" column says for each part of a split batch.
 REASONS = {"cover": "not labelled yet", "rare": "rare class"}
-
-
-def slice_frames(shape: Sequence[int], refs: Sequence[SliceRef]) -> list[np.ndarray]:
-    """A rectangle around the whole of each slice, as 3D vertices (data coordinates)."""
-    frames = []
-    for ref in refs:
-        a, b = (i for i in range(3) if i != ref.axis)
-        frame = np.zeros((4, 3))
-        frame[:, ref.axis] = ref.index
-        frame[:, [a, b]] = [
-            (0, 0),
-            (0, shape[b] - 1),
-            (shape[a] - 1, shape[b] - 1),
-            (shape[a] - 1, 0),
-        ]
-        frames.append(frame)
-    return frames
 
 
 class SuggestSection(QWidget):
@@ -96,9 +77,9 @@ class SuggestSection(QWidget):
         self.chosen_image = chosen_image
         self.validation_slices = validation_slices
         self.ranking: Ranking | None = None
-        #: Strategy and picks recorded with the next training cycle.
-        self.last_strategy = "manual"
-        self.last_picks: list[Pick] = []
+        #: The picks in the table: the latest ranking's, or the project's kept
+        #: suggestion when it was reopened.
+        self.shown: list[Pick] = []
         self.hint = QLabel("")
         self.hint.setWordWrap(True)
         self.strategy_combo = QComboBox()
@@ -191,8 +172,7 @@ class SuggestSection(QWidget):
         self.axes_combo.currentIndexChanged.connect(self.check_axes)
         self.force_box.toggled.connect(self.check_axes)
         state.runner.busy_changed.connect(self._on_busy)
-        state.session_opened.connect(self._forget_ranking)
-        state.cycle_trained.connect(self._forget_picks)
+        state.session_opened.connect(self.show_suggestion)
 
     # -- axes ----------------------------------------------------------------------
     def axes(self) -> list[int]:
@@ -259,7 +239,6 @@ class SuggestSection(QWidget):
     def show_ranking(self, ranking: Ranking) -> None:
         """Fill the table, the profile plot and the candidate frames."""
         self.ranking = ranking
-        self.last_strategy, self.last_picks = ranking.strategy, list(ranking.picks)
         session = self.state.session
         rare = list(session.classes.rare_ids) if session else []
         fraction = (
@@ -268,12 +247,56 @@ class SuggestSection(QWidget):
             else None
         )
         row_of = {int(s): i for i, s in enumerate(ranking.index)}
+        self._show_picks(
+            ranking.picks,
+            lambda pick: None if fraction is None else fraction[row_of[pick.slice]],
+            ranking.plan.describe(session.classes.names, rare_label(session.classes))
+            if ranking.plan is not None and session is not None
+            else "",
+        )
+        own = self.state.axis
+        along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
+        self.profile.show_scores(
+            np.asarray([ranking.refs[i].index for i in along], dtype=np.int64),
+            np.asarray(ranking.scores)[along],
+            [p.ref.index for p in ranking.picks if p.ref.axis == own],
+            session.done_along() if session else [],
+            session.axis if session else "",
+        )
+        self.refresh()
+
+    def show_suggestion(self) -> None:
+        """The suggestion kept in the project just opened (table and frames; the
+        score profile needs a new ranking)."""
+        self.ranking = None
+        session = self.state.session
+        record = session.suggestion if session is not None else None
+        picks = [pick_of_record(p) for p in record.picks] if record else []
+        self._show_picks(
+            picks, lambda pick: None, (record.plan or "") if record else ""
+        )
+        self.profile.clear(
+            f"suggested by {record.strategy} on {record.created[:16].replace('T', ' ')}"
+            "; suggest again to see the scores"
+            if record
+            else "suggest slices to see their scores"
+        )
+        self.refresh()
+
+    def _show_picks(
+        self,
+        picks: Sequence[Pick],
+        rare_share: Callable[[Pick], float | None],
+        plan: str,
+    ) -> None:
+        """The table (rank, slice, score, rare share, why), the plan and the frames."""
+        self.shown = list(picks)
         self.table.blockSignals(True)
         self.table.clearSelection()
-        self.table.setRowCount(len(ranking.picks))
-        for r, pick in enumerate(ranking.picks):
-            share = None if fraction is None else fraction[row_of[pick.slice]]
+        self.table.setRowCount(len(picks))
+        for r, pick in enumerate(picks):
             why = REASONS.get(pick.reason, pick.reason)
+            share = rare_share(pick)
             values = (pick.rank, str(pick.ref), round(pick.score, 4), share, why)
             for c, value in enumerate(values):
                 item = QTableWidgetItem()
@@ -284,68 +307,21 @@ class SuggestSection(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, pick.slice)
                 self.table.setItem(r, c, item)
         self.table.blockSignals(False)
-        self.plan_label.setText(
-            ranking.plan.describe(session.classes.names, rare_label(session.classes))
-            if ranking.plan is not None and session is not None
-            else ""
-        )
-        self.plan_label.setVisible(bool(self.plan_label.text()))
-        own = self.state.axis
-        along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
-        self.profile.show_scores(
-            np.asarray([ranking.refs[i].index for i in along], dtype=np.int64),
-            np.asarray(ranking.scores)[along],
-            [p.ref.index for p in ranking.picks if p.ref.axis == own],
-            session.done_along() if session else [],
-            session.axis if session else "",
-        )
-        self._show_frames(ranking.picks)
-        self.refresh()
+        self.plan_label.setText(plan)
+        self.plan_label.setVisible(bool(plan))
+        if picks:
+            self._show_frames(picks)
 
     def _show_frames(self, picks: Sequence[Pick]) -> None:
-        image = self.state.image_layer
-        session = self.state.session
+        image, session = self.state.image_layer, self.state.session
         if image is None or session is None:
             return
-        shape = session.image.shape
-        frames = slice_frames(shape, [p.ref for p in picks])
-        replace_or_add(
-            self.state.viewer,
-            "shapes",
-            frames,
-            name=CANDIDATES_NAME,
-            shape_type="rectangle",
-            edge_color=PICK_COLOUR,
-            face_color="transparent",
-            edge_width=max(1.0, 0.01 * max(shape)),
-            features=pd.DataFrame(
-                {
-                    "rank": [p.rank for p in picks],
-                    "slice": [str(p.ref) for p in picks],
-                    "score": [p.score for p in picks],
-                }
-            ),
-            text={
-                "string": "suggested #{rank}",
-                "color": PICK_COLOUR,
-                "size": 10,
-                "anchor": "upper_left",
-            },
-            scale=image.scale,
-            translate=image.translate,
-            units=image.units,
-        )
+        show_candidates(self.state.viewer, image, session.image.shape, picks)
         self.state.activate_annotations()
-
-    def _forget_ranking(self) -> None:
-        self.ranking = None
-
-    def _forget_picks(self, record: CycleRecord) -> None:
-        self.last_strategy, self.last_picks = "manual", []
 
     def picks(self) -> list[SliceRef]:
         """Suggested slices, best first."""
-        return [p.ref for p in self.ranking.picks] if self.ranking else []
+        return [p.ref for p in self.shown]
 
     def select_pick(self, rank: int) -> None:
         """Select table row ``rank`` (1 = best): the viewer goes to that slice."""

@@ -28,9 +28,6 @@ from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from napari_xrm_al.core.al.acquisition import Pick
     from napari_xrm_al.core.model.checkpoint import Checkpoint
     from napari_xrm_al.widgets.dock_state import DockState
 
@@ -169,20 +166,14 @@ class TrainSection(QWidget):
     """Train the segmenter on the slices marked done.
 
     ``pretrain_form`` is the Pretrain step's settings, whose architecture fields
-    training uses; ``suggestion`` gives the strategy and picks of the latest
-    suggestion, which the next cycle records (then ``state.cycle_trained``).
+    training uses. The cycle records the project's suggestion, if any (its
+    strategy and picks), and uses it up; then ``state.cycle_trained``.
     """
 
-    def __init__(
-        self,
-        state: DockState,
-        pretrain_form: ConfigForm,
-        suggestion: Callable[[], tuple[str, list[Pick]]],
-    ) -> None:
+    def __init__(self, state: DockState, pretrain_form: ConfigForm) -> None:
         super().__init__()
         self.state = state
         self.pretrain_form = pretrain_form
-        self.suggestion = suggestion
         self.last_record: CycleRecord | None = None
         self.hint = _hint("")
         self.form = ConfigForm(TrainConfig, TRAIN_FIELDS)
@@ -238,15 +229,12 @@ class TrainSection(QWidget):
             self.state.notify_error(exc)
             return None
         self.plot.reset()
-        strategy, picks = self.suggestion()
         return self.controls.run(
             "Training",
             train_session(
                 session,
                 data,
                 config,
-                strategy=strategy,
-                picks=picks,
                 validation_slices=validation,
             ),
             on_progress=self._on_progress,
