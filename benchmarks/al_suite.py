@@ -251,7 +251,8 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
 
     The core-set first picks from each seed's pretrained encoder are set against
     4 slices drawn at random with the same seed; one JSON per pool
-    (``coverage_<pool>.json``), so pools can run in separate processes.
+    and seed range (``coverage_<pool>_s<first>-<last>.json``), so pools and
+    seeds can run in separate processes.
     """
     for name in pools:
         data = load_pool(name)
@@ -275,7 +276,7 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
             print(name, seed, list(picks), f"{picked[-1]:.2f}",
                   sorted(random_picks.tolist()), f"{drawn[-1]:.2f}", flush=True)  # fmt: skip
         atomic_write_json(
-            Path(args.out_dir) / f"coverage_{name}.json",
+            Path(args.out_dir) / f"coverage_{name}_s{seeds[0]}-{seeds[-1]}.json",
             {
                 "pool": name,
                 "classes": int(len(present)),
@@ -289,17 +290,26 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
 
 
 def coverage_report(out_dir: Path) -> None:
-    """A table of every ``coverage_<pool>.json`` in ``out_dir``."""
-    print("| pool | classes | seeds | first picks: mean share | all classes | "
-          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    """A table of every ``coverage_<pool>_s<seeds>.json`` in ``out_dir`` (the
+    files of one pool pooled, each seed once)."""
+    pools: dict[str, dict] = {}
     for path in sorted(out_dir.glob("coverage_*.json")):
         r = json.loads(path.read_text())
+        pool = pools.setdefault(r["pool"], {"classes": r["classes"], "seeds": {}})
+        for i, seed in enumerate(r["seeds"]):
+            pool["seeds"][seed] = (r["first_picks"][i], r["random"][i])
+    print("| pool | classes | seeds | first picks: mean share | all classes | "
+          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for name, pool in pools.items():
+        shares = np.asarray(list(pool["seeds"].values()))
         cells = []
-        for key in ("first_picks", "random"):
-            shares = np.asarray(r[key])
-            cells += [f"{shares.mean():.3f}", f"{(shares == 1).sum()}/{len(shares)}"]
-        print(f"| {r['pool']} | {r['classes']} | {len(r['seeds'])} | "
-              + " | ".join(cells) + " |")  # fmt: skip
+        for column in shares.T:
+            cells += [f"{column.mean():.3f}", f"{(column == 1).sum()}/{len(column)}"]
+        print(
+            f"| {name} | {pool['classes']} | {len(shares)} | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from napari_xrm_al.commands._engine import (
     add_anisotropy_option,
@@ -23,7 +25,7 @@ from napari_xrm_al.commands._engine import (
     setup_torch,
 )
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
-from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.session.jobs import (
     PREDICTION,
@@ -37,6 +39,8 @@ from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.io.volumes import Volume, volume_fingerprint
+
+T = TypeVar("T")
 
 ACTIONS = {
     "status": "what the project holds: scan, classes, done slices, cycles, suggestion",
@@ -186,30 +190,37 @@ def _print_suggestion(session: Session) -> None:
         )
 
 
-def run_pretrain(args: argparse.Namespace) -> int:
-    """Pretrain the project's encoder."""
+def _run_job(
+    args: argparse.Namespace,
+    job: Callable[[Session, Volume], Generator[Progress, None, T]],
+) -> tuple[Session, T]:
+    """Run ``job`` on the open project and its scan, printing progress; the
+    project is closed (unlocked) afterwards."""
     setup_torch(args)
     session, volume = _open(args)
     with session:
-        config = _config(PretrainConfig, args)
-        gen = pretrain_session(session, volume.data, config, device=args.device)
-        ckpt = run_to_end(gen, progress_printer(args.quiet))
-        print(
-            f"pretrained {ckpt.history['steps']} steps; encoder "
-            f"{session.folder / session.pretrained}"
-        )
+        return session, run_to_end(job(session, volume), progress_printer(args.quiet))
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain the project's encoder."""
+    config = _config(PretrainConfig, args)
+    session, ckpt = _run_job(
+        args, lambda s, v: pretrain_session(s, v.data, config, device=args.device)
+    )
+    encoder = session.folder / session.pretrained
+    print(f"pretrained {ckpt.history['steps']} steps; encoder {encoder}")
     return 0
 
 
 def run_rank(args: argparse.Namespace) -> int:
     """Rank the slices with the latest model and keep the picks in the project."""
-    setup_torch(args)
-    session, volume = _open(args)
-    with session:
-        axes = parse_axes(args.axes, "--axes") if args.axes else None
+    axes = parse_axes(args.axes, "--axes") if args.axes else None
+
+    def job(session: Session, volume: Volume) -> Generator[Progress, None, Any]:
         if axes and len(axes) > 1:
             check_anisotropy(args, volume, axes)
-        gen = rank_session(
+        return rank_session(
             session,
             volume.data,
             strategy=args.strategy,
@@ -218,50 +229,44 @@ def run_rank(args: argparse.Namespace) -> int:
             device=args.device,
             axes=axes,
         )
-        run_to_end(gen, progress_printer(args.quiet))
-        _print_suggestion(session)
+
+    session, _ = _run_job(args, job)
+    _print_suggestion(session)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train on the done slices; record the cycle."""
-    setup_torch(args)
-    session, volume = _open(args)
-    with session:
-        config = _config(TrainConfig, args)
-        gen = train_session(session, volume.data, config, device=args.device)
-        record = run_to_end(gen, progress_printer(args.quiet))
-        loss = record.metrics.get("final_loss")
-        print(
-            f"cycle {record.cycle} ({record.strategy}): trained on "
-            f"{len(record.labelled)} slices in {record.seconds['train']:.0f} s"
-            + (f", final loss {loss:.3f}" if loss is not None else "")
-            + f"; model {session.folder / record.model}"
-        )
+    config = _config(TrainConfig, args)
+    session, record = _run_job(
+        args, lambda s, v: train_session(s, v.data, config, device=args.device)
+    )
+    loss = record.metrics.get("final_loss")
+    print(
+        f"cycle {record.cycle} ({record.strategy}): trained on "
+        f"{len(record.labelled)} slices in {record.seconds['train']:.0f} s"
+        + (f", final loss {loss:.3f}" if loss is not None else "")
+        + f"; model {session.folder / record.model}"
+    )
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Predict the whole scan into the project."""
-    setup_torch(args)
-    session, volume = _open(args)
-    with session:
-        gen = predict_session(
-            session,
-            volume.data,
-            uncertainty=args.uncertainty,
-            tta=args.tta,
-            device=args.device,
+    session, result = _run_job(
+        args,
+        lambda s, v: predict_session(
+            s, v.data, uncertainty=args.uncertainty, tta=args.tta, device=args.device
+        ),
+    )
+    shares = ", ".join(
+        f"{name} {100 * share:.2f} %"
+        for name, share in zip(
+            session.classes.names, result.class_fraction, strict=True
         )
-        result = run_to_end(gen, progress_printer(args.quiet))
-        shares = ", ".join(
-            f"{name} {100 * share:.2f} %"
-            for name, share in zip(
-                session.classes.names, result.class_fraction, strict=True
-            )
-        )
-        print(f"predicted with {result.model}: {shares}")
-        print(f"wrote {session.folder / PREDICTION}")
+    )
+    print(f"predicted with {result.model}: {shares}")
+    print(f"wrote {session.folder / PREDICTION}")
     return 0
 
 

@@ -8,26 +8,25 @@ from napari_xrm_al.core.training.schedule import StepClock, adamw
 from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
 
 
-def toy_problem():
-    """A linear fit: the loss of ``step_loss`` falls as the weights learn."""
+def toy_run(clock: StepClock, history: dict, **hooks):
+    """``run_steps`` on a linear fit, whose loss falls as the weights learn."""
     _, gen = seeded_generators(0)
     x = torch.randn(64, 3, generator=gen)
     y = x @ torch.tensor([1.0, -2.0, 0.5])
     w = torch.nn.Parameter(torch.zeros(3))
-    return w, lambda: ((x @ w - y) ** 2).mean()
+    optimiser = adamw([w], 0.1, 0.0)
+    loss = lambda: ((x @ w - y) ** 2).mean()  # noqa: E731
+    result = hooks.pop("result", lambda: "result")
+    return run_steps(
+        "toy", clock, optimiser, (0.1, 0.1), loss, result, history, **hooks
+    )
 
 
 def test_steps_lower_the_loss_and_report_each_step():
-    w, step_loss = toy_problem()
     history: dict = {}
     updates, ends = [], []
-    gen = run_steps(
-        "toy",
+    gen = toy_run(
         StepClock(40),
-        adamw([w], 0.1, 0.0),
-        (0.1, 0.1),
-        step_loss,
-        lambda: "result",
         history,
         after_update=lambda: updates.append(1),
         after_step=lambda smooth, last: ends.append(last) or {"smooth": smooth},
@@ -48,16 +47,10 @@ def test_steps_lower_the_loss_and_report_each_step():
 
 
 def test_a_spent_time_budget_still_ends_with_a_last_check():
-    w, step_loss = toy_problem()
     history: dict = {}
     ends = []
-    gen = run_steps(
-        "toy",
+    gen = toy_run(
         StepClock(40, budget_s=0.0),
-        adamw([w], 0.1, 0.0),
-        (0.1, 0.1),
-        step_loss,
-        lambda: "result",
         history,
         after_step=lambda smooth, last: ends.append((smooth, last)),
     )
@@ -67,17 +60,10 @@ def test_a_spent_time_budget_still_ends_with_a_last_check():
 
 
 def test_closing_early_marks_the_run_cancelled():
-    w, step_loss = toy_problem()
     history: dict = {}
     results = []
-    gen = run_steps(
-        "toy",
-        StepClock(40),
-        adamw([w], 0.1, 0.0),
-        (0.1, 0.1),
-        step_loss,
-        lambda: results.append("built") or "result",
-        history,
+    gen = toy_run(
+        StepClock(40), history, result=lambda: results.append("built") or "result"
     )
     next(gen), next(gen)
     gen.close()
