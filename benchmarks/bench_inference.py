@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
     default_batch_size,
@@ -149,21 +149,22 @@ def speed_rows(size: int) -> list[tuple[str, float, float]]:
             rows.append((label, tuned_rate(model, x, precision), per_slice))
         print(f"  measured {name}", flush=True)
     volume = np.random.default_rng(0).random((64, size, size), np.float32)
-    ckpt = Checkpoint(
-        "segmenter",
-        cfg,
-        ours.state_dict(),
-        Normalisation(0.0, 1.0),
-        "z",
-        ClassTable.hbm(),
+    segmenter = Segmenter(
+        ours,
+        Checkpoint(
+            "segmenter",
+            cfg,
+            ours.state_dict(),
+            Normalisation(0.0, 1.0),
+            "z",
+            ClassTable.hbm(),
+        ),
     )
     for precision in precisions:
 
         def run(precision: str = precision) -> None:
             run_to_end(
-                predict_volume(
-                    ours,
-                    ckpt,
+                segmenter.predict_volume(
                     volume,
                     precision=precision,
                     out=np.zeros(volume.shape, np.uint8),
@@ -200,11 +201,12 @@ def agreement(
     )
     model = SliceSegmenter(ckpt.model_config)
     model.load_state_dict(ckpt.state_dict)
+    segmenter = Segmenter(model, ckpt)
     maps = {}
     for precision in ("float32", "bfloat16"):
         maps[precision] = np.zeros(test.shape, np.uint8)
         result = run_to_end(
-            predict_volume(model, ckpt, test, precision=precision, out=maps[precision])
+            segmenter.predict_volume(test, precision=precision, out=maps[precision])
         )
         print(f"  {precision}: {result.slices_per_second:.1f} slices/s", flush=True)
     return float((maps["float32"] == maps["bfloat16"]).mean())
@@ -232,13 +234,16 @@ def streaming(depth: int, side: int, budget_mib: int) -> None:
     """Peak memory and time of predicting a zarr volume larger than the budget."""
     cfg = ModelConfig(n_classes=4)
     model = SliceSegmenter(cfg).eval()
-    ckpt = Checkpoint(
-        "segmenter",
-        cfg,
-        model.state_dict(),
-        Normalisation(10000.0, 30000.0),
-        "z",
-        ClassTable.hbm(),
+    segmenter = Segmenter(
+        model,
+        Checkpoint(
+            "segmenter",
+            cfg,
+            model.state_dict(),
+            Normalisation(10000.0, 30000.0),
+            "z",
+            ClassTable.hbm(),
+        ),
     )
     with tempfile.TemporaryDirectory() as tmp:
         small = synthetic_zarr(Path(tmp) / "small.zarr", (32, side, side))
@@ -250,13 +255,11 @@ def streaming(depth: int, side: int, budget_mib: int) -> None:
             f"slab budget {budget_mib} MiB"
         )
         kw = {"max_memory": budget_mib * 2**20, "embeddings": False}
-        run_to_end(predict_volume(model, ckpt, small, out=Path(tmp) / "s.zarr", **kw))
+        run_to_end(segmenter.predict_volume(small, out=Path(tmp) / "s.zarr", **kw))
         for axis in ("z", "y"):
             before = peak_rss()
             result = run_to_end(
-                predict_volume(
-                    model,
-                    ckpt,
+                segmenter.predict_volume(
                     zarr.open_array(Path(tmp) / "big.zarr", mode="r"),
                     axis=axis,
                     out=Path(tmp) / f"{axis}.zarr",

@@ -18,14 +18,10 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.distributed import predict_volume_dask
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
-from napari_xrm_al.core.inference.predict import (
-    DEFAULT_MAX_MEMORY,
-    PredictionResult,
-    predict_volume,
-)
+from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictionResult
 from napari_xrm_al.core.inference.prediction_outputs import check_out_path
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
-from napari_xrm_al.core.model.checkpoint import load_segmenter
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import mask_format_for
@@ -184,12 +180,11 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
         if given:
             raise XrmError(f"--fuse-axes does not go with {option}.")
     axes = parse_axes(args.fuse_axes, "--fuse-axes")
-    model, ckpt = load_segmenter(args.model, device=args.device)
+    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
     return run_to_end(
         predict_fused(
-            model,
-            ckpt,
+            segmenter,
             volume.data,
             axes,
             out=args.out,
@@ -202,18 +197,16 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
 
 
 def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
-    model, ckpt = load_segmenter(args.model, device=args.device)
+    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
-    if args.axis and args.axis != ckpt.axis:
+    if args.axis and args.axis != segmenter.axis:
         print(
-            f"note: the model was trained on slices along {ckpt.axis}; "
+            f"note: the model was trained on slices along {segmenter.axis}; "
             f"predicting along {args.axis}",
             file=sys.stderr,
         )
     return run_to_end(
-        predict_volume(
-            model,
-            ckpt,
+        segmenter.predict_volume(
             volume.data,
             embeddings=False,
             voxel_size=volume.voxel_size,

@@ -39,16 +39,11 @@ from napari_xrm_al.core.inference.predict import (
     batch_for,
     calibrate,
     open_outputs,
-    predict_volume,
 )
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import MIN_SLAB
-from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.core.inference.summaries import SliceSummary
-from napari_xrm_al.core.model.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    load_segmenter,
-)
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name, slice_shape
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.volumes import Volume, chunk_shape, open_volume
@@ -70,12 +65,11 @@ def _stamp(path: str) -> int:
 
 
 @lru_cache(maxsize=4)
-def _cached_model(
-    path: str, stamp: int, device: str | None, thread: int
-) -> tuple[torch.nn.Module, Checkpoint]:
-    model, ckpt = load_segmenter(path, device=device)
+def _cached_model(path: str, stamp: int, device: str | None, thread: int) -> Segmenter:
+    segmenter = Segmenter.from_checkpoint(path, device=device)
     # Kept channels-last so SliceInference has nothing to convert per task.
-    return model.to(memory_format=torch.channels_last), ckpt
+    segmenter.net.to(memory_format=torch.channels_last)
+    return segmenter
 
 
 @lru_cache(maxsize=4)
@@ -92,10 +86,12 @@ def _where() -> str:
         return "this process"
 
 
-def _open(model_path: str, image_path: str, device: str | None) -> tuple:
-    """The model, checkpoint and volume of a task, opened once per worker thread."""
+def _open(
+    model_path: str, image_path: str, device: str | None
+) -> tuple[Segmenter, Volume]:
+    """The segmenter and volume of a task, opened once per worker thread."""
     try:
-        model, ckpt = _cached_model(
+        segmenter = _cached_model(
             model_path, _stamp(model_path), device, threading.get_ident()
         )
         volume = _cached_volume(image_path, _stamp(image_path))
@@ -104,7 +100,7 @@ def _open(model_path: str, image_path: str, device: str | None) -> tuple:
             f"On {_where()}: {exc} Workers need the image, model and outputs at "
             "the same paths as this machine (e.g. on a shared file system)."
         ) from None
-    return model, ckpt, volume
+    return segmenter, volume
 
 
 def _set_threads(threads: int | None) -> None:
@@ -130,9 +126,9 @@ def _calibrate_task(
 ) -> str:
     """The precision ``'auto'`` resolves to, decided once for every task."""
     _set_threads(threads)
-    model, ckpt, volume = _open(model_path, image_path, device)
-    with SliceInference(model, ckpt.normalisation, device, "auto") as engine:
-        calibrate(engine, volume.data, axis, indices, batch, ckpt.model_config.context)
+    segmenter, volume = _open(model_path, image_path, device)
+    with segmenter.inference(device, "auto") as engine:
+        calibrate(engine, volume.data, axis, indices, batch, segmenter.context)
     return str(engine.precision)
 
 
@@ -153,7 +149,7 @@ def _predict_task(
     if event is not None and event.is_set():
         raise Cancelled
     _set_threads(threads)
-    model, ckpt, volume = _open(model_path, image_path, options.get("device"))
+    segmenter, volume = _open(model_path, image_path, options.get("device"))
     if volume.shape != shape:
         raise XrmError(
             f"On {_where()}, {image_path} has shape {volume.shape}, not {shape}: "
@@ -164,9 +160,7 @@ def _predict_task(
         if event is not None and event.is_set():
             raise Cancelled
 
-    run = predict_volume(
-        model,
-        ckpt,
+    run = segmenter.predict_volume(
         volume.data,
         out=targets.get("labels"),
         uncertainty_out=targets.get("uncertainty"),

@@ -16,11 +16,10 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
@@ -48,6 +47,9 @@ from napari_xrm_al.core.process_memory import map_large_allocations
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.volumes import check_chunks_fit
+
+if TYPE_CHECKING:
+    from napari_xrm_al.core.inference.segmenter import Segmenter
 
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20
@@ -95,14 +97,7 @@ class PredictionResult:
         return self.n_slices / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _check(model: nn.Module, ckpt: Checkpoint, data: Any, mc_samples: int) -> None:
-    if ckpt.kind != "segmenter" or ckpt.classes is None:
-        raise XrmError(
-            f"Prediction needs a trained segmenter, not an {ckpt.kind} checkpoint."
-        )
-    cfg = getattr(model, "cfg", None)
-    if cfg is not None and cfg != ckpt.model_config:
-        raise XrmError("The model does not match its checkpoint's configuration.")
+def _check(data: Any, mc_samples: int) -> None:
     if len(getattr(data, "shape", ())) != 3 or 0 in data.shape:
         raise XrmError(
             f"Prediction needs a non-empty 3D (z, y, x) volume, got shape "
@@ -131,8 +126,7 @@ def batch_for(batch_size: int | None, hw: tuple[int, int]) -> int:
 
 
 def memory_plan(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
     axis: int,
     batch: int,
@@ -146,9 +140,9 @@ def memory_plan(
     """
     check_chunks_fit(data, max_memory)
     hw = slice_shape(data.shape, axis)
-    n_classes = len(ckpt.classes)
-    fp = footprint(getattr(model, "cfg", ckpt.model_config))
-    per_pixel = pixel_bytes(fp, ckpt.model_config.context, data.dtype, n_classes)
+    n_classes = len(segmenter.classes)
+    fp = footprint(segmenter.model_config)
+    per_pixel = pixel_bytes(fp, segmenter.context, data.dtype, n_classes)
     per_slice = per_slice_bytes(hw, data.dtype, n_classes)
     forward = per_pixel * math.prod(hw)  # one slice's forward pass
     if forward + per_slice > max_memory:
@@ -207,8 +201,7 @@ def open_outputs(
 
 
 def predict_volume(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
     *,
     axis: str | int | None = None,
@@ -232,8 +225,8 @@ def predict_volume(
 
     Parameters
     ----------
-    model, ckpt
-        The segmenter and its checkpoint (normalisation, classes, context).
+    segmenter
+        The network with its checkpoint (normalisation, classes, context).
     data
         Lazy ``(z, y, x)`` array-like (numpy, memmap, zarr, dask, TIFF store).
     axis
@@ -269,22 +262,22 @@ def predict_volume(
         As ``StopIteration.value``. Outputs given as paths are committed only
         at the end; closing the generator early (or an error) removes them.
     """
-    _check(model, ckpt, data, mc_samples)
-    ax = axis_index(ckpt.axis if axis is None else axis)
+    _check(data, mc_samples)
+    ax = axis_index(segmenter.axis if axis is None else axis)
     name = axis_name(ax)
     shape = tuple(int(s) for s in data.shape)
     hw = slice_shape(shape, ax)
     idx = _indices(indices, shape[ax], name)
-    context = ckpt.model_config.context
-    n_classes = len(ckpt.classes)
+    context = segmenter.context
+    n_classes = len(segmenter.classes)
     batch, slab, tiles = memory_plan(
-        model, ckpt, data, ax, batch_for(batch_size, hw), int(max_memory)
+        segmenter, data, ax, batch_for(batch_size, hw), int(max_memory)
     )
     if np.dtype(data.dtype).kind == "f":
         check_finite_sample(data)
-    engine = SliceInference(model, ckpt.normalisation, device, precision, tta)
+    engine = segmenter.inference(device, precision, tta)
     outputs = open_outputs(
-        ckpt,
+        segmenter.checkpoint,
         shape,
         ax,
         out=out,
@@ -335,7 +328,7 @@ def predict_volume(
     return PredictionResult(
         summary=SliceSummary.concat(parts) if parts else None,
         class_fraction=counts / max(1.0, counts.sum()),
-        classes=ckpt.classes,
+        classes=segmenter.classes,
         axis=name,
         n_slices=int(idx.size),
         seconds=time.perf_counter() - t0,
@@ -347,8 +340,7 @@ def predict_volume(
 
 
 def predict_slices(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
     indices: Sequence[int],
     axis: str | int | None = None,
@@ -362,11 +354,11 @@ def predict_slices(
 
     For small uses (tests, simulation); volumes go through :func:`predict_volume`.
     """
-    _check(model, ckpt, data, 1)
-    ax = axis_index(ckpt.axis if axis is None else axis)
-    raw = read_slices(data, indices, ax, ckpt.model_config.context)
+    _check(data, 1)
+    ax = axis_index(segmenter.axis if axis is None else axis)
+    raw = read_slices(data, indices, ax, segmenter.context)
     batch = int(batch_size or default_batch_size(raw.shape[-2:]))
-    with SliceInference(model, ckpt.normalisation, device, precision, tta) as engine:
+    with segmenter.inference(device, precision, tta) as engine:
         if engine.precision is None and len(raw):
             middle = len(raw) // 2
             engine.calibrate(engine.prepare(raw[middle : middle + batch]))
@@ -375,5 +367,5 @@ def predict_slices(
             for i in range(0, len(raw), batch)
         ]
     if not parts:
-        return np.zeros((0, len(ckpt.classes), *raw.shape[-2:]), np.float32)
+        return np.zeros((0, len(segmenter.classes), *raw.shape[-2:]), np.float32)
     return np.concatenate(parts)
