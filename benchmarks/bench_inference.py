@@ -9,7 +9,7 @@ Reports, in one run (so the figures share the machine's state):
 * the same net and our default segmenter with our settings
   (:class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`: eval, inference mode,
   channels-last, batch from the heuristic, float32 and bf16 autocast);
-* end to end :func:`~napari_xrm_al.core.inference.predict.predict_volume` (reading,
+* end to end :meth:`~napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume` (reading,
   normalising, forward, per-slice summaries, class map) on an in-memory volume;
 * bf16 vs float32 class-map agreement of briefly trained models (synthetic
   sample, and the real X-ray CT block in ``../shared/data`` when present);
@@ -40,6 +40,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
@@ -166,9 +168,8 @@ def speed_rows(size: int) -> list[tuple[str, float, float]]:
             run_to_end(
                 segmenter.predict_volume(
                     volume,
-                    precision=precision,
+                    PredictConfig(precision=precision, embeddings=False),
                     out=np.zeros(volume.shape, np.uint8),
-                    embeddings=False,
                 )
             )
 
@@ -206,7 +207,9 @@ def agreement(
     for precision in ("float32", "bfloat16"):
         maps[precision] = np.zeros(test.shape, np.uint8)
         result = run_to_end(
-            segmenter.predict_volume(test, precision=precision, out=maps[precision])
+            segmenter.predict_volume(
+                test, PredictConfig(precision=precision), out=maps[precision]
+            )
         )
         print(f"  {precision}: {result.slices_per_second:.1f} slices/s", flush=True)
     return float((maps["float32"] == maps["bfloat16"]).mean())
@@ -254,16 +257,15 @@ def streaming(depth: int, side: int, budget_mib: int) -> None:
             f"({stored / 2**20:.0f} MiB compressed, chunks {big.chunks}); "
             f"slab budget {budget_mib} MiB"
         )
-        kw = {"max_memory": budget_mib * 2**20, "embeddings": False}
-        run_to_end(segmenter.predict_volume(small, out=Path(tmp) / "s.zarr", **kw))
+        config = PredictConfig(max_memory=budget_mib * 2**20, embeddings=False)
+        run_to_end(segmenter.predict_volume(small, config, out=Path(tmp) / "s.zarr"))
         for axis in ("z", "y"):
             before = peak_rss()
             result = run_to_end(
                 segmenter.predict_volume(
                     zarr.open_array(Path(tmp) / "big.zarr", mode="r"),
-                    axis=axis,
+                    replace(config, axis=axis),
                     out=Path(tmp) / f"{axis}.zarr",
-                    **kw,
                 )
             )
             growth = (peak_rss() - before) / 2**20

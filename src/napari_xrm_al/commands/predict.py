@@ -18,7 +18,11 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.distributed import predict_volume_dask
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
-from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictionResult
+from napari_xrm_al.core.inference.predict import (
+    DEFAULT_MAX_MEMORY,
+    PredictConfig,
+    PredictionResult,
+)
 from napari_xrm_al.core.inference.prediction_outputs import check_out_path
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
@@ -144,27 +148,28 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_out_path(path, what)
 
 
-def _engine_options(args: argparse.Namespace) -> dict:
-    """How the network runs, in every kind of run."""
-    return {
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "precision": args.precision,
-        "tta": args.tta,
-        "max_memory": args.max_memory,
-    }
+def _config(args: argparse.Namespace) -> PredictConfig:
+    """How the network runs, in every kind of run (fused passes set their
+    own axis and no summaries)."""
+    return PredictConfig(
+        axis=args.axis,
+        batch_size=args.batch_size,
+        mc_samples=args.mc_samples,
+        summaries=args.mc_samples > 1,  # only BALD is reported
+        embeddings=False,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        max_memory=args.max_memory,
+    )
 
 
-def _options(args: argparse.Namespace) -> dict:
-    """Options shared by the single-process and the dask runs."""
+def _outputs(args: argparse.Namespace) -> dict:
+    """Where the single-process and the dask runs write."""
     return {
-        **_engine_options(args),
-        "axis": args.axis,
         "out": args.out,
         "uncertainty_out": args.uncertainty,
         "probabilities_out": args.probabilities,
-        "mc_samples": args.mc_samples,
-        "summaries": args.mc_samples > 1,  # only BALD is reported
     }
 
 
@@ -187,10 +192,10 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
             segmenter,
             volume.data,
             axes,
+            _config(args),
             out=args.out,
             voxel_size=volume.voxel_size,
             provenance={**provenance, "fused_axes": args.fuse_axes},
-            **_engine_options(args),
         ),
         progress_printer(args.quiet),
     )
@@ -208,10 +213,10 @@ def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResul
     return run_to_end(
         segmenter.predict_volume(
             volume.data,
-            embeddings=False,
+            _config(args),
             voxel_size=volume.voxel_size,
             provenance=provenance,
-            **_options(args),
+            **_outputs(args),
         ),
         progress_printer(args.quiet),
     )
@@ -235,11 +240,12 @@ def _predict_dask(
             yield from predict_volume_dask(
                 args.model,
                 args.image,
+                _config(args),
                 client=client,
                 n_workers=args.dask_workers or 1,
                 torch_threads=args.threads,
                 provenance=provenance,
-                **_options(args),
+                **_outputs(args),
             )
         )
     finally:

@@ -11,6 +11,7 @@ import zarr
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.distributed import predict_volume_dask
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.core.model.network import ModelConfig
@@ -62,12 +63,7 @@ def outputs(folder):
     }
 
 
-OPTIONS = {
-    "batch_size": 4,
-    "precision": "float32",
-    "summaries": True,
-    "embeddings": True,
-}
+CONFIG = PredictConfig(batch_size=4, precision="float32")
 
 
 def test_cluster_output_identical_to_single_process(tmp_path, files, client):
@@ -79,9 +75,9 @@ def test_cluster_output_identical_to_single_process(tmp_path, files, client):
     single = run_to_end(
         segmenter.predict_volume(
             volume.data,
+            CONFIG,
             voxel_size=volume.voxel_size,
             **outputs(tmp_path / "one"),
-            **OPTIONS,
         )
     )
     events = []
@@ -89,11 +85,11 @@ def test_cluster_output_identical_to_single_process(tmp_path, files, client):
         predict_volume_dask(
             files["model"],
             files["image"],
+            CONFIG,
             client=client,
             slab=16,
             torch_threads=1,
             **outputs(tmp_path / "many"),
-            **OPTIONS,
         ),
         events.append,
     )
@@ -123,11 +119,11 @@ def test_cancelled_run_leaves_nothing(tmp_path, files, client):
     run = predict_volume_dask(
         files["model"],
         files["image"],
+        CONFIG,
         client=client,
         slab=8,
         torch_threads=1,
         **outputs(tmp_path),
-        **OPTIONS,
     )
     first = next(run)
     assert first.step < SHAPE[0]
@@ -147,7 +143,11 @@ def test_worker_that_cannot_see_the_image_is_reported(tmp_path, files, client):
     image = tmp_path / "scan.zarr"
     image.symlink_to(files["image"])
     run = predict_volume_dask(
-        files["model"], image, client=client, out=tmp_path / "l.zarr", batch_size=4
+        files["model"],
+        image,
+        PredictConfig(batch_size=4),
+        client=client,
+        out=tmp_path / "l.zarr",
     )
     assert "precision" in next(run).message  # opened here; 'auto' asks a worker
     image.unlink()

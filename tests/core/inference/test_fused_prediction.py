@@ -7,10 +7,12 @@ import pytest
 
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import fused_bytes, predict_fused
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (10, 24, 20)
+FLOAT32 = PredictConfig(precision="float32")
 
 
 @pytest.fixture
@@ -26,16 +28,16 @@ def volume(smooth_volume):
 def along(segmenter, volume, axis) -> np.ndarray:
     out = np.zeros(SHAPE, np.uint8)
     run_to_end(
-        segmenter.predict_volume(volume, axis=axis, out=out, precision="float32")
+        segmenter.predict_volume(
+            volume, PredictConfig(axis=axis, precision="float32"), out=out
+        )
     )
     return out
 
 
 def fused(segmenter, volume, axes, **kw) -> np.ndarray:
     out = np.zeros(SHAPE, np.uint8)
-    run_to_end(
-        predict_fused(segmenter, volume, axes, out=out, precision="float32", **kw)
-    )
+    run_to_end(predict_fused(segmenter, volume, axes, FLOAT32, out=out, **kw))
     return out
 
 
@@ -57,9 +59,7 @@ def test_three_axes_fused_keep_what_every_axis_agrees_on(
     assert not (result == single[0]).all()  # the other axes changed something
 
     path = tmp_path / "fused.ome.zarr"
-    done = run_to_end(
-        predict_fused(segmenter, volume, "zyx", out=str(path), precision="float32")
-    )
+    done = run_to_end(predict_fused(segmenter, volume, "zyx", FLOAT32, out=str(path)))
     assert done.axis == "z,y,x" and done.n_slices == sum(SHAPE)
     np.testing.assert_array_equal(np.asarray(read_mask(path).data), result)
 

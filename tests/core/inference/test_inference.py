@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.slice_inference import tta_transforms
 from napari_xrm_al.errors import XrmError
 
@@ -55,17 +56,14 @@ def test_predict_volume_and_slices_use_tta(segmenter, smooth_volume):
     run_to_end(
         segmenter.predict_volume(
             data,
+            PredictConfig(summaries=False, precision="float32", tta="dihedral"),
             out=out,
-            summaries=False,
-            precision="float32",
-            tta="dihedral",
         )
     )
     idx = list(range(data.shape[0]))
-    ax = segmenter.axis
     with_tta = segmenter.predict_slices(
-        data, idx, ax, precision="float32", tta="dihedral"
+        data, idx, PredictConfig(precision="float32", tta="dihedral")
     )
-    without = segmenter.predict_slices(data, idx, ax, precision="float32")
+    without = segmenter.predict_slices(data, idx, PredictConfig(precision="float32"))
     assert not np.array_equal(with_tta.argmax(1), without.argmax(1))
     np.testing.assert_array_equal(out, with_tta.argmax(1) + 1)

@@ -16,6 +16,7 @@ import zarr
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import slice_inference as inference
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import slab_size
 from napari_xrm_al.core.inference.slice_inference import SliceInference
@@ -30,6 +31,8 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (12, 40, 36)
+#: The tests compare exact results: no bfloat16.
+FLOAT32 = PredictConfig(precision="float32")
 
 
 @pytest.fixture
@@ -47,9 +50,12 @@ def volume(smooth_volume):
     return smooth_volume(SHAPE)
 
 
-def predict(segmenter, data, **kw):
-    kw.setdefault("precision", "float32")
-    return run_to_end(segmenter.predict_volume(data, **kw))
+def predict(segmenter, data, config=FLOAT32, **outputs):
+    return run_to_end(segmenter.predict_volume(data, config, **outputs))
+
+
+def float32(**settings) -> PredictConfig:
+    return dataclasses.replace(FLOAT32, **settings)
 
 
 class Recorder:
@@ -126,10 +132,10 @@ def test_chunked_zarr_streams_and_equals_in_memory(tmp_path, segmenter, volume, 
     )
     store[:] = volume
     lazy = Recorder(zarr.open_array(tmp_path / "v.zarr", mode="r"))
-    kw = {"axis": axis, "batch_size": 2, "max_memory": 400_000}  # a few slices
+    config = float32(axis=axis, batch_size=2, max_memory=400_000)  # a few slices
     labels = [np.zeros(SHAPE, np.uint8) for _ in range(2)]
-    mem = predict(segmenter, volume, out=labels[0], **kw)
-    streamed = predict(segmenter, lazy, out=labels[1], **kw)
+    mem = predict(segmenter, volume, config, out=labels[0])
+    streamed = predict(segmenter, lazy, config, out=labels[1])
     assert np.array_equal(labels[0], labels[1]) and labels[0].min() >= 1
     for f in ("mean_entropy", "class_fraction", "entropy_by_class"):
         np.testing.assert_allclose(
@@ -155,13 +161,13 @@ def test_slab_size_follows_chunks_and_memory():
 
 
 def test_subset_of_slices_matches_full_prediction(segmenter, volume):
-    full = predict(segmenter, volume, batch_size=1)
-    part = predict(segmenter, volume, batch_size=1, indices=[9, 2, 3, 2])
+    full = predict(segmenter, volume, float32(batch_size=1))
+    part = predict(segmenter, volume, float32(batch_size=1), indices=[9, 2, 3, 2])
     assert list(part.summary.index) == [2, 3, 9]
     np.testing.assert_allclose(
         part.summary.mean_entropy, full.summary.mean_entropy[[2, 3, 9]], rtol=1e-5
     )
-    probs = segmenter.predict_slices(volume, [9, 2], precision="float32")
+    probs = segmenter.predict_slices(volume, [9, 2], FLOAT32)
     assert probs.shape == (2, 4, *SHAPE[1:])
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     fractions = [(probs[i].argmax(0) == 0).mean() for i in range(2)]
@@ -173,11 +179,10 @@ def test_outputs_on_disk(tmp_path, segmenter, volume):
     result = run_to_end(
         segmenter.predict_volume(
             volume,
-            axis="x",
+            float32(axis="x"),
             out=tmp_path / "pred.ome.zarr",
             uncertainty_out=tmp_path / "u.zarr",
             probabilities_out=tmp_path / "p.zarr",
-            precision="float32",
             voxel_size=(1.0, 0.5, 0.5),
         ),
         events.append,
@@ -186,7 +191,7 @@ def test_outputs_on_disk(tmp_path, segmenter, volume):
     assert events[-1].step == events[-1].total == SHAPE[2]
     mask = read_mask(tmp_path / "pred.ome.zarr")
     assert mask.classes.names == ClassTable.hbm().names
-    probs = segmenter.predict_slices(volume, range(SHAPE[2]), "x", precision="float32")
+    probs = segmenter.predict_slices(volume, range(SHAPE[2]), float32(axis="x"))
     labels = np.moveaxis(probs.argmax(1) + 1, 0, 2)
     assert np.array_equal(np.asarray(mask.data), labels)
     p = zarr.open_array(tmp_path / "p.zarr", mode="r")
@@ -205,10 +210,9 @@ def test_cancel_and_errors_leave_nothing(tmp_path, segmenter, volume):
     out.mkdir()
     gen = segmenter.predict_volume(
         volume,
+        float32(batch_size=2),
         out=out / "p.zarr",
         uncertainty_out=out / "u.zarr",
-        batch_size=2,
-        precision="float32",
     )
     next(gen)
     next(gen)
@@ -226,30 +230,29 @@ def test_cancel_and_errors_leave_nothing(tmp_path, segmenter, volume):
         predict(
             segmenter,
             Failing(volume),
+            float32(batch_size=2, max_memory=400_000),
             out=out / "p.tif",
-            batch_size=2,
-            max_memory=400_000,
         )
     assert list(out.iterdir()) == []
 
 
 def test_mc_dropout_bald(make_model, tiny_model_config, volume):
-    kw = {"mc_samples": 4, "indices": [0, 5], "seed": 3}
+    config = float32(mc_samples=4, seed=3)
     segmenter = make_model(tiny_model_config, dropout=0.5)
-    a = predict(segmenter, volume, **kw).summary
-    b = predict(segmenter, volume, **kw).summary
+    a = predict(segmenter, volume, config, indices=[0, 5]).summary
+    b = predict(segmenter, volume, config, indices=[0, 5]).summary
     assert (a.bald > 0).all() and np.array_equal(a.bald, b.bald)
     assert predict(segmenter, volume, indices=[0]).summary.bald is None
     no_dropout = make_model(tiny_model_config, dropout=0.0)
     np.testing.assert_allclose(
-        predict(no_dropout, volume, **kw).summary.bald, 0, atol=1e-6
+        predict(no_dropout, volume, config, indices=[0, 5]).summary.bald, 0, atol=1e-6
     )
 
 
 def test_precision_auto_checks_agreement(segmenter, volume, monkeypatch):
     monkeypatch.setattr(inference, "bf16_supported", lambda device: True)
     monkeypatch.setattr(inference, "BF16_AGREEMENT", 1.01)  # unattainable
-    assert predict(segmenter, volume, precision="auto").precision == "float32"
+    assert predict(segmenter, volume, PredictConfig()).precision == "float32"
     monkeypatch.setattr(inference, "BF16_AGREEMENT", 0.0)
     engine = SliceInference(segmenter.net, segmenter.normalisation, precision="auto")
     with engine:
@@ -261,7 +264,6 @@ def test_bad_inputs(segmenter, volume, tmp_path):
     bad = [
         ({"data": volume[0]}, "3D"),
         ({"indices": [12]}, "outside"),
-        ({"mc_samples": 0}, "samples"),
         ({"out": tmp_path / "nowhere" / "p.zarr"}, "does not exist"),
         ({"uncertainty_out": tmp_path / "u.tif"}, ".zarr"),
         ({"out": np.zeros((2, 2, 2), np.uint8)}, "shape"),
@@ -270,6 +272,9 @@ def test_bad_inputs(segmenter, volume, tmp_path):
         args = {"data": volume, **change}
         with pytest.raises(XrmError, match=words):
             predict(segmenter, args.pop("data"), **args)
+    for samples in (0, 1.5):
+        with pytest.raises(XrmError, match="MC-dropout samples"):
+            PredictConfig(mc_samples=samples)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -277,15 +282,16 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch, zarr
     from napari_xrm_al.core.events import run_to_end
+    from napari_xrm_al.core.inference.predict import PredictConfig
     from napari_xrm_al.core.inference.segmenter import Segmenter
     torch.set_num_threads(1)
     segmenter = Segmenter.from_checkpoint(sys.argv[1])
+    config = PredictConfig(batch_size=2, max_memory=16 << 20, precision="float32",
+                           summaries=False)
     def run(name):
         data = zarr.open_array(sys.argv[2] + "/" + name, mode="r")
         out = sys.argv[3] + "/" + name
-        run_to_end(segmenter.predict_volume(data, out=out, batch_size=2,
-                                      max_memory=16 << 20, precision="float32",
-                                      summaries=False))
+        run_to_end(segmenter.predict_volume(data, config, out=out))
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return kib * (1 if sys.platform == "darwin" else 1024)
     before = run("small.zarr")
@@ -344,5 +350,5 @@ def test_large_batches_return_memory_after_each_batch(
     calls = []
     monkeypatch.setattr(slab_prediction, "trim_heap", lambda: calls.append(1))
     monkeypatch.setattr(slab_prediction, "TRIM_EACH_BATCH_PIXELS", threshold)
-    predict(segmenter, volume, batch_size=4, summaries=False)
+    predict(segmenter, volume, float32(batch_size=4, summaries=False))
     assert len(calls) == expected  # one slab of 12 slices, 3 batches

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import zarr
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.embedding import embed_slices
-from napari_xrm_al.core.inference.predict import memory_plan
+from napari_xrm_al.core.inference.predict import PredictConfig, memory_plan
 from napari_xrm_al.core.inference.tiling import footprint, pixel_bytes
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.errors import XrmError
@@ -41,13 +42,12 @@ def test_tiled_prediction_equals_untiled(
 ):
     segmenter = dropout_segmenter
     volume = smooth_volume(shape)
-    kw = {
-        "axis": axis,
-        "batch_size": 1,  # MC-dropout masks are drawn per batch
-        "mc_samples": 2,
-        "precision": "float32",
-        "indices": [0, 9],
-    }
+    config = PredictConfig(
+        axis=axis,
+        batch_size=1,  # MC-dropout masks are drawn per batch
+        mc_samples=2,
+        precision="float32",
+    )
     n = len(segmenter.classes)
     outs = [
         {
@@ -57,14 +57,18 @@ def test_tiled_prediction_equals_untiled(
         }
         for _ in range(2)
     ]
-    whole = run_to_end(segmenter.predict_volume(volume, **kw, **outs[0]))
+    whole = run_to_end(
+        segmenter.predict_volume(volume, config, indices=[0, 9], **outs[0])
+    )
     budget = tile_budget(segmenter, volume, 64)
     margin = footprint(segmenter.model_config).margin
     lazy = bounded_reads(volume, limit=3 * (64 + 2 * margin) ** 2)
     _, _, tiles = memory_plan(segmenter, lazy, "zyx".index(axis), 1, budget)
     assert tiles is not None and len(tiles) == 4 * 3
     tiled = run_to_end(
-        segmenter.predict_volume(lazy, max_memory=budget, **kw, **outs[1])
+        segmenter.predict_volume(
+            lazy, replace(config, max_memory=budget), indices=[0, 9], **outs[1]
+        )
     )
     assert np.array_equal(outs[0]["out"], outs[1]["out"])
     assert np.moveaxis(outs[0]["out"], "zyx".index(axis), 0)[[0, 9]].min() >= 1
@@ -95,7 +99,7 @@ def test_huge_sparse_slices_are_refused_with_the_figures_before_any_read(
     segmenter = untrained_segmenter(tiny_model_config)
     data = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     with pytest.raises(XrmError, match=r"20000 × 20000 slice needs about .* GiB"):
-        run_to_end(segmenter.predict_volume(data, max_memory=2**20))
+        run_to_end(segmenter.predict_volume(data, PredictConfig(max_memory=2**20)))
     assert data.reads == 0
 
 
@@ -117,7 +121,9 @@ def test_huge_sparse_slices_are_predicted_tile_by_tile(
         dtype=np.uint8,
         fill_value=0,
     )
-    gen = segmenter.predict_volume(lazy, out=out, max_memory=budget, indices=[1])
+    gen = segmenter.predict_volume(
+        lazy, PredictConfig(max_memory=budget), out=out, indices=[1]
+    )
     for _ in range(3):  # the first tiles; the whole volume would take minutes
         next(gen)
     gen.close()
@@ -129,7 +135,7 @@ def test_untileable_network_is_refused(untrained_segmenter, tiny_model_config):
     segmenter = untrained_segmenter(tiny_model_config, norm="instance")
     volume = np.zeros((2, 400, 400), np.float32)
     with pytest.raises(XrmError, match="cannot be split into tiles"):
-        run_to_end(segmenter.predict_volume(volume, max_memory=2**20))
+        run_to_end(segmenter.predict_volume(volume, PredictConfig(max_memory=2**20)))
 
 
 def test_embedding_huge_slices_is_refused_before_reading(

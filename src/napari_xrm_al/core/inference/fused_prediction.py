@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.inference.predict import PredictionResult
+from napari_xrm_al.core.inference.predict import PredictConfig, PredictionResult
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.tiling import mib
 from napari_xrm_al.core.slices import axis_index, axis_name
@@ -42,18 +43,18 @@ def predict_fused(
     segmenter: Segmenter,
     data: Any,
     axes: Sequence[str | int],
+    config: PredictConfig | None = None,
     *,
     out: Any,
     max_fused_memory: int = FUSE_MAX_MEMORY,
     voxel_size: tuple[float, ...] | None = None,
     provenance: dict[str, Any] | None = None,
-    **options: Any,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` along each of ``axes`` and write the class map of the
     mean probabilities to ``out`` (a mask path or an array to fill).
 
-    ``options`` go to :meth:`~napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume`
-    (device, precision, tta, batch_size, max_memory).
+    Every pass runs as ``config`` says (device, precision, tta, batch_size,
+    max_memory, ...), along its own axis and without per-slice summaries.
 
     Returns
     -------
@@ -70,15 +71,15 @@ def predict_fused(
             f"for the class probabilities, more than {mib(max_fused_memory)}; "
             "predict along one axis, or crop the volume."
         )
+    one_pass = replace(config or PredictConfig(), summaries=False, embeddings=False)
     total = np.zeros((n_classes, *shape), np.float32)
     probs = np.zeros_like(total)
     t0 = time.perf_counter()
     result = None
     for ax in order:
         result = yield from segmenter.predict_volume(
-            data, axis=ax, probabilities_out=probs,
-            summaries=False, embeddings=False, **options,
-        )  # fmt: skip
+            data, replace(one_pass, axis=ax), probabilities_out=probs
+        )
         total += probs
     del probs
     labels = _write_argmax(total, out, segmenter.classes, voxel_size, provenance)

@@ -7,6 +7,9 @@ tiles with the same result (:mod:`~napari_xrm_al.core.inference.tiled_prediction
 batch or tile is summarised per slice (:mod:`~napari_xrm_al.core.inference.summaries`)
 and written to the outputs (:mod:`~napari_xrm_al.core.inference.prediction_outputs`),
 which only appear under their final names when the whole run succeeded.
+How the network runs (axis, batch, precision, test-time augmentation, memory,
+MC dropout, summaries) is one :class:`PredictConfig`, the same for a run in
+this process and on dask workers (:mod:`~napari_xrm_al.core.inference.distributed`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,62 @@ if TYPE_CHECKING:
 DEFAULT_MAX_MEMORY = 256 * 2**20
 
 
+@dataclass(frozen=True)
+class PredictConfig:
+    """How a volume is predicted, in this process or on dask workers.
+
+    Attributes
+    ----------
+    axis
+        Slice axis (``'z'``, ``'y'``, ``'x'`` or 0..2); None: the one the
+        model was trained on.
+    batch_size
+        Slices per forward pass; None: about 4 slices of 256²
+        (:func:`~napari_xrm_al.core.inference.slice_inference.default_batch_size`).
+    mc_samples
+        T > 1 adds BALD from T MC-dropout passes (besides the deterministic
+        pass that gives everything else).
+    summaries
+        Compute per-slice summaries (:class:`~napari_xrm_al.core.inference.summaries.SliceSummary`).
+    embeddings
+        Include the pooled encoder embeddings in the summaries.
+    device
+        Where to run (``'cpu'``, ``'cuda'``, ...); None: where the network is.
+    precision
+        ``'auto'`` (bfloat16 where supported and accurate), ``'float32'`` or
+        ``'bfloat16'``; see :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`.
+    tta
+        Test-time augmentation, ``'none'``, ``'flips'`` or ``'dihedral'``
+        (4 or 8 times the cost).
+    max_memory
+        Bytes one slab may hold (the volume is never read whole).
+    seed
+        Seed of the MC-dropout masks.
+
+    Raises
+    ------
+    XrmError
+        When ``mc_samples`` is not an integer >= 1.
+    """
+
+    axis: str | int | None = None
+    batch_size: int | None = None
+    mc_samples: int = 1
+    summaries: bool = True
+    embeddings: bool = True
+    device: str | torch.device | None = None
+    precision: str = "auto"
+    tta: str = "none"
+    max_memory: int = DEFAULT_MAX_MEMORY
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.mc_samples) != self.mc_samples or self.mc_samples < 1:
+            raise XrmError(
+                f"MC-dropout samples must be an integer >= 1, got {self.mc_samples}."
+            )
+
+
 @dataclass
 class PredictionResult:
     """What :func:`predict_volume` returns.
@@ -97,14 +156,13 @@ class PredictionResult:
         return self.n_slices / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _check(data: Any, mc_samples: int) -> None:
+def check_volume(data: Any) -> None:
+    """:class:`XrmError` unless ``data`` is a non-empty 3D volume."""
     if len(getattr(data, "shape", ())) != 3 or 0 in data.shape:
         raise XrmError(
             f"Prediction needs a non-empty 3D (z, y, x) volume, got shape "
             f"{tuple(getattr(data, 'shape', ()))}."
         )
-    if int(mc_samples) != mc_samples or mc_samples < 1:
-        raise XrmError(f"MC-dropout samples must be an integer >= 1, got {mc_samples}.")
 
 
 def _indices(indices: Sequence[int] | None, size: int, axis: str) -> np.ndarray:
@@ -203,25 +261,19 @@ def open_outputs(
 def predict_volume(
     segmenter: Segmenter,
     data: Any,
+    config: PredictConfig | None = None,
     *,
-    axis: str | int | None = None,
-    batch_size: int | None = None,
     out: Any = None,
-    probabilities_out: Any = None,
     uncertainty_out: Any = None,
-    mc_samples: int = 1,
-    summaries: bool = True,
-    embeddings: bool = True,
+    probabilities_out: Any = None,
     indices: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    tta: str = "none",
-    max_memory: int = DEFAULT_MAX_MEMORY,
-    seed: int = 0,
     voxel_size: tuple[float, ...] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` slice by slice; yields :class:`Progress` per batch.
+
+    What :meth:`Segmenter.predict_volume
+    <napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume>` runs.
 
     Parameters
     ----------
@@ -229,30 +281,16 @@ def predict_volume(
         The network with its checkpoint (normalisation, classes, context).
     data
         Lazy ``(z, y, x)`` array-like (numpy, memmap, zarr, dask, TIFF store).
-    axis
-        Slice axis; default the checkpoint's.
-    batch_size
-        Slices per forward pass; default about 4 slices of 256².
+    config
+        How to predict; None: the defaults of :class:`PredictConfig`.
     out
         Class map (annotation ids ``1..C``): a ``.ome.zarr``/``.zarr``/``.tif``
         path, or an array-like to fill. Unscored slices are left as they are.
-    probabilities_out, uncertainty_out
+    uncertainty_out, probabilities_out
         ``.zarr`` paths (``uint8``, value × 255) or arrays to fill with
-        probabilities ``(C, z, y, x)`` and entropy / ln C ``(z, y, x)``.
-    mc_samples
-        T > 1 adds BALD from T MC-dropout passes (besides the deterministic
-        pass that gives everything else).
-    summaries, embeddings
-        Compute per-slice summaries, and encoder embeddings in them.
+        entropy / ln C ``(z, y, x)`` and probabilities ``(C, z, y, x)``.
     indices
         Slices to predict (default all); e.g. acquisition scoring a subset.
-    device, precision, tta
-        See :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`; ``tta``
-        (test-time augmentation) multiplies the cost by 4 or 8.
-    max_memory
-        Bytes one slab may hold (the volume is never read whole).
-    seed
-        Seed of the MC-dropout masks.
     voxel_size, provenance
         Metadata for outputs given as paths.
 
@@ -262,8 +300,9 @@ def predict_volume(
         As ``StopIteration.value``. Outputs given as paths are committed only
         at the end; closing the generator early (or an error) removes them.
     """
-    _check(data, mc_samples)
-    ax = axis_index(segmenter.axis if axis is None else axis)
+    config = config or PredictConfig()
+    check_volume(data)
+    ax = axis_index(segmenter.axis if config.axis is None else config.axis)
     name = axis_name(ax)
     shape = tuple(int(s) for s in data.shape)
     hw = slice_shape(shape, ax)
@@ -271,11 +310,11 @@ def predict_volume(
     context = segmenter.context
     n_classes = len(segmenter.classes)
     batch, slab, tiles = memory_plan(
-        segmenter, data, ax, batch_for(batch_size, hw), int(max_memory)
+        segmenter, data, ax, batch_for(config.batch_size, hw), int(config.max_memory)
     )
     if np.dtype(data.dtype).kind == "f":
         check_finite_sample(data)
-    engine = segmenter.inference(device, precision, tta)
+    engine = segmenter.inference(config.device, config.precision, config.tta)
     outputs = open_outputs(
         segmenter.checkpoint,
         shape,
@@ -283,17 +322,17 @@ def predict_volume(
         out=out,
         uncertainty_out=uncertainty_out,
         probabilities_out=probabilities_out,
-        mc_samples=mc_samples,
+        mc_samples=config.mc_samples,
         voxel_size=voxel_size,
         provenance=provenance,
-        max_memory=max_memory,
+        max_memory=config.max_memory,
     )
     counts = np.zeros(n_classes, dtype=np.float64)
     options = {
-        "summaries": summaries,
-        "embeddings": embeddings,
-        "mc_samples": mc_samples,
-        "seed": seed,
+        "summaries": config.summaries,
+        "embeddings": config.embeddings,
+        "mc_samples": config.mc_samples,
+        "seed": config.seed,
     }
     t0 = time.perf_counter()
     try:
@@ -337,35 +376,3 @@ def predict_volume(
         slab=slab,
         paths=outputs.paths,
     )
-
-
-def predict_slices(
-    segmenter: Segmenter,
-    data: Any,
-    indices: Sequence[int],
-    axis: str | int | None = None,
-    *,
-    batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    tta: str = "none",
-) -> np.ndarray:
-    """Class probabilities ``(N, C, H, W)`` (float32) of slices ``indices``, in order.
-
-    For small uses (tests, simulation); volumes go through :func:`predict_volume`.
-    """
-    _check(data, 1)
-    ax = axis_index(segmenter.axis if axis is None else axis)
-    raw = read_slices(data, indices, ax, segmenter.context)
-    batch = int(batch_size or default_batch_size(raw.shape[-2:]))
-    with segmenter.inference(device, precision, tta) as engine:
-        if engine.precision is None and len(raw):
-            middle = len(raw) // 2
-            engine.calibrate(engine.prepare(raw[middle : middle + batch]))
-        parts = [
-            engine.probabilities(engine.prepare(raw[i : i + batch])).cpu().numpy()
-            for i in range(0, len(raw), batch)
-        ]
-    if not parts:
-        return np.zeros((0, len(segmenter.classes), *raw.shape[-2:]), np.float32)
-    return np.concatenate(parts)

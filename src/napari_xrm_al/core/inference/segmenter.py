@@ -20,15 +20,20 @@ from torch import nn
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.predict import (
+    PredictConfig,
     PredictionResult,
-    predict_slices,
+    check_volume,
     predict_volume,
 )
-from napari_xrm_al.core.inference.slice_inference import SliceInference
+from napari_xrm_al.core.inference.slice_inference import (
+    SliceInference,
+    default_batch_size,
+)
 from napari_xrm_al.core.model.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.model.ensemble import build_network
 from napari_xrm_al.core.model.network import ModelConfig, pick_device
 from napari_xrm_al.core.model.normalization import Normalisation
+from napari_xrm_al.core.slices import axis_index, read_slices
 from napari_xrm_al.errors import InputError, XrmError
 
 
@@ -145,35 +150,59 @@ class Segmenter:
         return SliceInference(self.net, self.normalisation, device, precision, tta)
 
     def predict_volume(
-        self, data: Any, **options: Any
-    ) -> Generator[Progress, None, PredictionResult]:
-        """Predict a whole volume, streamed; see
-        :func:`~napari_xrm_al.core.inference.predict.predict_volume`."""
-        return predict_volume(self, data, **options)
-
-    def predict_slices(
         self,
         data: Any,
-        indices: Sequence[int],
-        axis: str | int | None = None,
+        config: PredictConfig | None = None,
         *,
-        batch_size: int | None = None,
-        device: str | torch.device | None = None,
-        precision: str = "auto",
-        tta: str = "none",
-    ) -> np.ndarray:
-        """Class probabilities ``(N, C, H, W)`` of slices ``indices``; see
-        :func:`~napari_xrm_al.core.inference.predict.predict_slices`."""
-        return predict_slices(
+        out: Any = None,
+        uncertainty_out: Any = None,
+        probabilities_out: Any = None,
+        indices: Sequence[int] | None = None,
+        voxel_size: tuple[float, ...] | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> Generator[Progress, None, PredictionResult]:
+        """Predict ``data`` (lazy ``(z, y, x)``) streamed, as ``config`` says,
+        into the outputs given; yields :class:`Progress`, returns a
+        :class:`PredictionResult`. See
+        :func:`~napari_xrm_al.core.inference.predict.predict_volume`."""
+        return predict_volume(
             self,
             data,
-            indices,
-            axis,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            tta=tta,
+            config,
+            out=out,
+            uncertainty_out=uncertainty_out,
+            probabilities_out=probabilities_out,
+            indices=indices,
+            voxel_size=voxel_size,
+            provenance=provenance,
         )
+
+    def predict_slices(
+        self, data: Any, indices: Sequence[int], config: PredictConfig | None = None
+    ) -> np.ndarray:
+        """Class probabilities ``(N, C, H, W)`` (float32) of slices ``indices``,
+        in order.
+
+        For small uses (pre-filling a slice, tests): the slices are read at
+        once. Of ``config`` it uses ``axis``, ``batch_size``, ``device``,
+        ``precision`` and ``tta``. Volumes go through :meth:`predict_volume`.
+        """
+        config = config or PredictConfig()
+        check_volume(data)
+        ax = axis_index(self.axis if config.axis is None else config.axis)
+        raw = read_slices(data, indices, ax, self.context)
+        batch = int(config.batch_size or default_batch_size(raw.shape[-2:]))
+        with self.inference(config.device, config.precision, config.tta) as engine:
+            if engine.precision is None and len(raw):
+                middle = len(raw) // 2
+                engine.calibrate(engine.prepare(raw[middle : middle + batch]))
+            parts = [
+                engine.probabilities(engine.prepare(raw[i : i + batch])).cpu().numpy()
+                for i in range(0, len(raw), batch)
+            ]
+        if not parts:
+            return np.zeros((0, len(self.classes), *raw.shape[-2:]), np.float32)
+        return np.concatenate(parts)
 
 
 def _check_kind(checkpoint: Checkpoint) -> None:

@@ -22,6 +22,7 @@ import zarr
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.al.batch_picking import Pick, pick_record
 from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import (
     Checkpoint,
@@ -237,11 +238,9 @@ def predict_session(
     uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
     result = yield from segmenter.predict_volume(
         image_data,
+        PredictConfig(summaries=False, device=device, tta=tta),
         out=labels_path,
         uncertainty_out=uncertainty_path,
-        summaries=False,
-        device=device,
-        tta=tta,
         provenance={
             **_provenance(session),
             "model": session.relative(model_path),
@@ -269,7 +268,9 @@ def predict_slice_session(
     ref = session.ref(item)
     yield Progress("predict", 0, 1, message=f"slice {ref}")
     segmenter = Segmenter.from_checkpoint(model_path)
-    probs = segmenter.predict_slices(image_data, [ref.index], ref.axis)
+    probs = segmenter.predict_slices(
+        image_data, [ref.index], PredictConfig(axis=ref.axis)
+    )
     return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
 
 
