@@ -9,7 +9,7 @@ Reports, in one run (so the figures share the machine's state):
 * the same net and our default segmenter with our settings
   (:class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`: eval, inference mode,
   channels-last, batch from the heuristic, float32 and bf16 autocast);
-* end to end :func:`~napari_xrm_al.core.inference.predict.predict_volume` (reading,
+* end to end :meth:`~napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume` (reading,
   normalising, forward, per-slice summaries, class map) on an in-memory volume;
 * bf16 vs float32 class-map agreement of briefly trained models (synthetic
   sample, and the real X-ray CT block in ``../shared/data`` when present);
@@ -40,6 +40,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
     default_batch_size,
@@ -149,25 +151,25 @@ def speed_rows(size: int) -> list[tuple[str, float, float]]:
             rows.append((label, tuned_rate(model, x, precision), per_slice))
         print(f"  measured {name}", flush=True)
     volume = np.random.default_rng(0).random((64, size, size), np.float32)
-    ckpt = Checkpoint(
-        "segmenter",
-        cfg,
-        ours.state_dict(),
-        Normalisation(0.0, 1.0),
-        "z",
-        ClassTable.hbm(),
+    segmenter = Segmenter(
+        ours,
+        Checkpoint(
+            "segmenter",
+            cfg,
+            ours.state_dict(),
+            Normalisation(0.0, 1.0),
+            "z",
+            ClassTable.hbm(),
+        ),
     )
     for precision in precisions:
 
         def run(precision: str = precision) -> None:
             run_to_end(
-                predict_volume(
-                    ours,
-                    ckpt,
+                segmenter.predict_volume(
                     volume,
-                    precision=precision,
+                    PredictConfig(precision=precision, embeddings=False),
                     out=np.zeros(volume.shape, np.uint8),
-                    embeddings=False,
                 )
             )
 
@@ -200,11 +202,14 @@ def agreement(
     )
     model = SliceSegmenter(ckpt.model_config)
     model.load_state_dict(ckpt.state_dict)
+    segmenter = Segmenter(model, ckpt)
     maps = {}
     for precision in ("float32", "bfloat16"):
         maps[precision] = np.zeros(test.shape, np.uint8)
         result = run_to_end(
-            predict_volume(model, ckpt, test, precision=precision, out=maps[precision])
+            segmenter.predict_volume(
+                test, PredictConfig(precision=precision), out=maps[precision]
+            )
         )
         print(f"  {precision}: {result.slices_per_second:.1f} slices/s", flush=True)
     return float((maps["float32"] == maps["bfloat16"]).mean())
@@ -232,13 +237,16 @@ def streaming(depth: int, side: int, budget_mib: int) -> None:
     """Peak memory and time of predicting a zarr volume larger than the budget."""
     cfg = ModelConfig(n_classes=4)
     model = SliceSegmenter(cfg).eval()
-    ckpt = Checkpoint(
-        "segmenter",
-        cfg,
-        model.state_dict(),
-        Normalisation(10000.0, 30000.0),
-        "z",
-        ClassTable.hbm(),
+    segmenter = Segmenter(
+        model,
+        Checkpoint(
+            "segmenter",
+            cfg,
+            model.state_dict(),
+            Normalisation(10000.0, 30000.0),
+            "z",
+            ClassTable.hbm(),
+        ),
     )
     with tempfile.TemporaryDirectory() as tmp:
         small = synthetic_zarr(Path(tmp) / "small.zarr", (32, side, side))
@@ -249,18 +257,15 @@ def streaming(depth: int, side: int, budget_mib: int) -> None:
             f"({stored / 2**20:.0f} MiB compressed, chunks {big.chunks}); "
             f"slab budget {budget_mib} MiB"
         )
-        kw = {"max_memory": budget_mib * 2**20, "embeddings": False}
-        run_to_end(predict_volume(model, ckpt, small, out=Path(tmp) / "s.zarr", **kw))
+        config = PredictConfig(max_memory=budget_mib * 2**20, embeddings=False)
+        run_to_end(segmenter.predict_volume(small, config, out=Path(tmp) / "s.zarr"))
         for axis in ("z", "y"):
             before = peak_rss()
             result = run_to_end(
-                predict_volume(
-                    model,
-                    ckpt,
+                segmenter.predict_volume(
                     zarr.open_array(Path(tmp) / "big.zarr", mode="r"),
-                    axis=axis,
+                    replace(config, axis=axis),
                     out=Path(tmp) / f"{axis}.zarr",
-                    **kw,
                 )
             )
             growth = (peak_rss() - before) / 2**20

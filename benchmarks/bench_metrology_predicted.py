@@ -21,9 +21,9 @@ import torch
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.metrology import measure_bumps
-from napari_xrm_al.core.model.checkpoint import build_segmenter
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.train import TrainConfig, train
@@ -61,8 +61,8 @@ def main() -> None:
     trained = time.perf_counter() - started
     predicted = np.zeros(test.image.shape, np.uint8)
     run_to_end(
-        predict_volume(
-            build_segmenter(ckpt), ckpt, test.image, out=predicted, summaries=False
+        Segmenter.build(ckpt).predict_volume(
+            test.image, PredictConfig(summaries=False), out=predicted
         )
     )
     truth = test.labels + 1

@@ -52,8 +52,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
-from napari_xrm_al.core.model.checkpoint import build_segmenter
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import axis_index, n_slices, read_slices
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
@@ -187,9 +187,10 @@ def random_forest(ds: Dataset, threads: int, seed: int = 0) -> tuple[np.ndarray,
 # -- our segmenter ------------------------------------------------------------
 def segment(ckpt, image: np.ndarray, tta: str = "none") -> np.ndarray:
     """Dense class ids of ``image`` predicted by a segmenter checkpoint."""
-    model = build_segmenter(ckpt)
+    segmenter = Segmenter.build(ckpt)
     out = np.zeros(image.shape, np.uint8)
-    run_to_end(predict_volume(model, ckpt, image, out=out, summaries=False, tta=tta))
+    config = PredictConfig(summaries=False, tta=tta)
+    run_to_end(segmenter.predict_volume(image, config, out=out))
     return annotation_to_dense(out)
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.model.checkpoint import load_checkpoint, load_segmenter
+from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 
@@ -71,7 +72,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     ]
     assert main(args) == 0
     assert "best validation mIoU" in capsys.readouterr().out
-    model, ckpt = load_segmenter(model_path)
+    segmenter = Segmenter.from_checkpoint(model_path)
+    ckpt = segmenter.checkpoint
     assert ckpt.classes.names == ("background", "copper", "solder", "void")
     assert ckpt.classes.rare == ("void",)
     assert (
@@ -81,7 +83,7 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert ckpt.provenance["labels_path"] == str(scan["labels"])
     assert ckpt.model_config.features == encoder.model_config.features
     assert ckpt.history["config"]["rare_paste"] == 0.5
-    assert ckpt.model_config.members == 2 and len(model.members) == 2
+    assert ckpt.model_config.members == 2 and len(segmenter.net.members) == 2
     assert ckpt.history["config"]["ema_decay"] == 0.9
     assert ckpt.history["precision"] == "float32"
 

@@ -72,22 +72,23 @@ def test_predict_tif_along_y_with_mc_dropout(tmp_path, files, capsys):
 
 def test_predict_with_test_time_augmentation_matches_the_core(tmp_path, files):
     from napari_xrm_al.core.events import run_to_end
-    from napari_xrm_al.core.inference.predict import predict_volume
-    from napari_xrm_al.core.model.checkpoint import load_segmenter
+    from napari_xrm_al.core.inference.predict import PredictConfig
+    from napari_xrm_al.core.inference.segmenter import Segmenter
     from napari_xrm_al.io.volumes import open_volume
 
     out = tmp_path / "pred.zarr"
     assert predict(files, out, "--tta", "dihedral", "--precision", "float32") == 0
-    model, ckpt = load_segmenter(files["model"])
+    segmenter = Segmenter.from_checkpoint(files["model"])
     expected = np.zeros(SHAPE, np.uint8)
     data = open_volume(files["image"]).data
     run_to_end(
-        predict_volume(
-            model, ckpt, data, out=expected, precision="float32", tta="dihedral"
+        segmenter.predict_volume(
+            data, PredictConfig(precision="float32", tta="dihedral"), out=expected
         )
     )
     plain = np.zeros(SHAPE, np.uint8)
-    run_to_end(predict_volume(model, ckpt, data, out=plain, precision="float32"))
+    config = PredictConfig(precision="float32")
+    run_to_end(segmenter.predict_volume(data, config, out=plain))
     written = np.asarray(read_mask(out).data)
     np.testing.assert_array_equal(written, expected)
     assert (written != plain).any()  # the averaging did change some pixels

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.model.normalization import Normalisation
@@ -48,6 +49,23 @@ def sample1() -> HbmSample:
 @pytest.fixture
 def tiny_model_config() -> ModelConfig:
     return ModelConfig(n_classes=4, context=1, features=TINY_FEATURES)
+
+
+@pytest.fixture
+def segmenter_ckpt(tiny_model_config) -> Checkpoint:
+    """A segmenter checkpoint of an untrained tiny net (slices along y)."""
+    torch.manual_seed(0)
+    model = SliceSegmenter(tiny_model_config)
+    return Checkpoint(
+        kind="segmenter",
+        model_config=tiny_model_config,
+        state_dict=model.state_dict(),
+        normalisation=Normalisation(10.0, 250.0),
+        axis="y",
+        classes=ClassTable.hbm(),
+        provenance={"image_shape": (4, 5, 6), "value": np.float32(1.5)},
+        history={"loss": [1.0, 0.5]},
+    )
 
 
 @pytest.fixture
@@ -141,12 +159,12 @@ def _untrained_segmenter(config: ModelConfig, seed: int = 0, **changes):
         "segmenter", cfg, model.state_dict(), Normalisation(0.0, 1.0), "z",
         ClassTable.hbm(),
     )  # fmt: skip
-    return model.eval(), ckpt
+    return Segmenter(model.eval(), ckpt)
 
 
 @pytest.fixture(scope="session")
 def untrained_segmenter():
-    """``untrained_segmenter(config, seed=0, **changes)``: ``(model, checkpoint)`` of
+    """``untrained_segmenter(config, seed=0, **changes)``: a :class:`Segmenter` of
     an untrained net with random BatchNorm statistics (varied classes)."""
     return _untrained_segmenter
 

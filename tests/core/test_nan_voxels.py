@@ -8,9 +8,8 @@ import pytest
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.metrology import measure_bumps
-from napari_xrm_al.core.model.checkpoint import build_segmenter
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.train import train
@@ -65,9 +64,9 @@ def test_pretrain_train_and_predict_stay_finite(
     assert np.isfinite(ckpt.history["loss"]).all()
     assert all(np.isfinite(v).all() for v in ckpt.state_dict.values())
 
-    model = build_segmenter(ckpt, "cpu")
+    segmenter = Segmenter.build(ckpt, "cpu")
     predicted = np.zeros(image.shape, np.uint8)
-    result = run_to_end(predict_volume(model, ckpt, image, out=predicted))
+    result = run_to_end(segmenter.predict_volume(image, out=predicted))
     assert predicted.shape == image.shape
     assert predicted.min() >= 1 and predicted.max() <= 4  # every voxel has a class
     assert np.isfinite(result.class_fraction).all()

@@ -20,12 +20,12 @@ from napari_xrm_al.core.inference.distributed import predict_volume_dask
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.predict import (
     DEFAULT_MAX_MEMORY,
+    PredictConfig,
     PredictionResult,
-    predict_volume,
 )
 from napari_xrm_al.core.inference.prediction_outputs import check_out_path
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
-from napari_xrm_al.core.model.checkpoint import load_segmenter
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import mask_format_for
@@ -148,27 +148,28 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_out_path(path, what)
 
 
-def _engine_options(args: argparse.Namespace) -> dict:
-    """How the network runs, in every kind of run."""
-    return {
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "precision": args.precision,
-        "tta": args.tta,
-        "max_memory": args.max_memory,
-    }
+def _config(args: argparse.Namespace) -> PredictConfig:
+    """How the network runs, in every kind of run (fused passes set their
+    own axis and no summaries)."""
+    return PredictConfig(
+        axis=args.axis,
+        batch_size=args.batch_size,
+        mc_samples=args.mc_samples,
+        summaries=args.mc_samples > 1,  # only BALD is reported
+        embeddings=False,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        max_memory=args.max_memory,
+    )
 
 
-def _options(args: argparse.Namespace) -> dict:
-    """Options shared by the single-process and the dask runs."""
+def _outputs(args: argparse.Namespace) -> dict:
+    """Where the single-process and the dask runs write."""
     return {
-        **_engine_options(args),
-        "axis": args.axis,
         "out": args.out,
         "uncertainty_out": args.uncertainty,
         "probabilities_out": args.probabilities,
-        "mc_samples": args.mc_samples,
-        "summaries": args.mc_samples > 1,  # only BALD is reported
     }
 
 
@@ -184,41 +185,38 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
         if given:
             raise XrmError(f"--fuse-axes does not go with {option}.")
     axes = parse_axes(args.fuse_axes, "--fuse-axes")
-    model, ckpt = load_segmenter(args.model, device=args.device)
+    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
     return run_to_end(
         predict_fused(
-            model,
-            ckpt,
+            segmenter,
             volume.data,
             axes,
+            _config(args),
             out=args.out,
             voxel_size=volume.voxel_size,
             provenance={**provenance, "fused_axes": args.fuse_axes},
-            **_engine_options(args),
         ),
         progress_printer(args.quiet),
     )
 
 
 def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
-    model, ckpt = load_segmenter(args.model, device=args.device)
+    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
-    if args.axis and args.axis != ckpt.axis:
+    if args.axis and args.axis != segmenter.axis:
         print(
-            f"note: the model was trained on slices along {ckpt.axis}; "
+            f"note: the model was trained on slices along {segmenter.axis}; "
             f"predicting along {args.axis}",
             file=sys.stderr,
         )
     return run_to_end(
-        predict_volume(
-            model,
-            ckpt,
+        segmenter.predict_volume(
             volume.data,
-            embeddings=False,
+            _config(args),
             voxel_size=volume.voxel_size,
             provenance=provenance,
-            **_options(args),
+            **_outputs(args),
         ),
         progress_printer(args.quiet),
     )
@@ -242,11 +240,12 @@ def _predict_dask(
             yield from predict_volume_dask(
                 args.model,
                 args.image,
+                _config(args),
                 client=client,
                 n_workers=args.dask_workers or 1,
                 torch_threads=args.threads,
                 provenance=provenance,
-                **_options(args),
+                **_outputs(args),
             )
         )
     finally:

@@ -17,8 +17,8 @@ from napari_xrm_al.core.al.discovery import (
 )
 from napari_xrm_al.core.al.ranking import rank_summary
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.predict import predict_volume
-from napari_xrm_al.core.model.checkpoint import build_segmenter
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.training.train import train
 
 
@@ -91,8 +91,8 @@ def test_novelty_finds_a_structure_absent_from_the_labelled_slices(
         )
     )
     result = run_to_end(
-        predict_volume(
-            build_segmenter(ckpt), ckpt, sample0.image, device=torch.device("cpu")
+        Segmenter.build(ckpt).predict_volume(
+            sample0.image, PredictConfig(device=torch.device("cpu"))
         )
     )
     counts = np.bincount(labels[labelled].ravel(), minlength=4)

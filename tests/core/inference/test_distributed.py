@@ -11,8 +11,9 @@ import zarr
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.distributed import predict_volume_dask
-from napari_xrm_al.core.inference.predict import predict_volume
-from napari_xrm_al.core.model.checkpoint import load_segmenter, save_checkpoint
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.core.model.network import ModelConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
@@ -28,7 +29,7 @@ SHAPE = (40, 32, 32)
 def files(tmp_path_factory, untrained_segmenter, smooth_volume):
     folder = tmp_path_factory.mktemp("dask")
     config = ModelConfig(n_classes=4, context=1, features=(4, 8))
-    _, ckpt = untrained_segmenter(config)
+    ckpt = untrained_segmenter(config).checkpoint
     volume = smooth_volume(SHAPE)
     image = zarr.create_array(
         folder / "scan.zarr", shape=SHAPE, chunks=(8, 16, 16), dtype=np.float32
@@ -62,28 +63,21 @@ def outputs(folder):
     }
 
 
-OPTIONS = {
-    "batch_size": 4,
-    "precision": "float32",
-    "summaries": True,
-    "embeddings": True,
-}
+CONFIG = PredictConfig(batch_size=4, precision="float32")
 
 
 def test_cluster_output_identical_to_single_process(tmp_path, files, client):
     (tmp_path / "one").mkdir()
     (tmp_path / "many").mkdir()
-    model, ckpt = load_segmenter(files["model"])
+    segmenter = Segmenter.from_checkpoint(files["model"])
     volume = open_volume(files["image"])
     torch.set_num_threads(1)
     single = run_to_end(
-        predict_volume(
-            model,
-            ckpt,
+        segmenter.predict_volume(
             volume.data,
+            CONFIG,
             voxel_size=volume.voxel_size,
             **outputs(tmp_path / "one"),
-            **OPTIONS,
         )
     )
     events = []
@@ -91,11 +85,11 @@ def test_cluster_output_identical_to_single_process(tmp_path, files, client):
         predict_volume_dask(
             files["model"],
             files["image"],
+            CONFIG,
             client=client,
             slab=16,
             torch_threads=1,
             **outputs(tmp_path / "many"),
-            **OPTIONS,
         ),
         events.append,
     )
@@ -125,11 +119,11 @@ def test_cancelled_run_leaves_nothing(tmp_path, files, client):
     run = predict_volume_dask(
         files["model"],
         files["image"],
+        CONFIG,
         client=client,
         slab=8,
         torch_threads=1,
         **outputs(tmp_path),
-        **OPTIONS,
     )
     first = next(run)
     assert first.step < SHAPE[0]
@@ -149,7 +143,11 @@ def test_worker_that_cannot_see_the_image_is_reported(tmp_path, files, client):
     image = tmp_path / "scan.zarr"
     image.symlink_to(files["image"])
     run = predict_volume_dask(
-        files["model"], image, client=client, out=tmp_path / "l.zarr", batch_size=4
+        files["model"],
+        image,
+        PredictConfig(batch_size=4),
+        client=client,
+        out=tmp_path / "l.zarr",
     )
     assert "precision" in next(run).message  # opened here; 'auto' asks a worker
     image.unlink()

@@ -16,7 +16,8 @@ import zarr
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import slice_inference as inference
-from napari_xrm_al.core.inference.predict import predict_slices, predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import slab_size
 from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.core.inference.summaries import (
@@ -25,11 +26,13 @@ from napari_xrm_al.core.inference.summaries import (
     pixel_stats,
     summarise,
 )
-from napari_xrm_al.core.model.checkpoint import load_segmenter, save_checkpoint
+from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
 
 SHAPE = (12, 40, 36)
+#: The tests compare exact results: no bfloat16.
+FLOAT32 = PredictConfig(precision="float32")
 
 
 @pytest.fixture
@@ -38,7 +41,7 @@ def make_model(untrained_segmenter):
 
 
 @pytest.fixture
-def model_ckpt(make_model, tiny_model_config):
+def segmenter(make_model, tiny_model_config):
     return make_model(tiny_model_config)
 
 
@@ -47,9 +50,12 @@ def volume(smooth_volume):
     return smooth_volume(SHAPE)
 
 
-def predict(model, ckpt, data, **kw):
-    kw.setdefault("precision", "float32")
-    return run_to_end(predict_volume(model, ckpt, data, **kw))
+def predict(segmenter, data, config=FLOAT32, **outputs):
+    return run_to_end(segmenter.predict_volume(data, config, **outputs))
+
+
+def float32(**settings) -> PredictConfig:
+    return dataclasses.replace(FLOAT32, **settings)
 
 
 class Recorder:
@@ -105,14 +111,13 @@ def test_summary_save_load_concat(tmp_path):
 
 
 # -- prediction -------------------------------------------------------------
-def test_checkpoint_round_trip_predicts_identically(tmp_path, model_ckpt, volume):
-    model, ckpt = model_ckpt
-    first = predict(model, ckpt, volume, out=np.zeros(SHAPE, np.uint8))
-    path = save_checkpoint(tmp_path / "m.pt", ckpt)
-    model2, ckpt2 = load_segmenter(path)
+def test_checkpoint_round_trip_predicts_identically(tmp_path, segmenter, volume):
+    first = predict(segmenter, volume, out=np.zeros(SHAPE, np.uint8))
+    path = save_checkpoint(tmp_path / "m.pt", segmenter.checkpoint)
+    loaded = Segmenter.from_checkpoint(path)
     labels = [np.zeros(SHAPE, np.uint8) for _ in range(2)]
-    r1 = predict(model, ckpt, volume, out=labels[0])
-    r2 = predict(model2, ckpt2, volume, out=labels[1])
+    r1 = predict(segmenter, volume, out=labels[0])
+    r2 = predict(loaded, volume, out=labels[1])
     assert np.array_equal(labels[0], labels[1])
     assert set(np.unique(labels[0])) - {1, 2, 3, 4} == set()
     for f in ("mean_entropy", "mean_margin", "class_fraction", "embedding"):
@@ -121,17 +126,16 @@ def test_checkpoint_round_trip_predicts_identically(tmp_path, model_ckpt, volume
 
 
 @pytest.mark.parametrize("axis", ["z", "y"])
-def test_chunked_zarr_streams_and_equals_in_memory(tmp_path, model_ckpt, volume, axis):
-    model, ckpt = model_ckpt
+def test_chunked_zarr_streams_and_equals_in_memory(tmp_path, segmenter, volume, axis):
     store = zarr.create_array(
         tmp_path / "v.zarr", shape=SHAPE, chunks=(4, 16, 16), dtype=np.float32
     )
     store[:] = volume
     lazy = Recorder(zarr.open_array(tmp_path / "v.zarr", mode="r"))
-    kw = {"axis": axis, "batch_size": 2, "max_memory": 400_000}  # a few slices
+    config = float32(axis=axis, batch_size=2, max_memory=400_000)  # a few slices
     labels = [np.zeros(SHAPE, np.uint8) for _ in range(2)]
-    mem = predict(model, ckpt, volume, out=labels[0], **kw)
-    streamed = predict(model, ckpt, lazy, out=labels[1], **kw)
+    mem = predict(segmenter, volume, config, out=labels[0])
+    streamed = predict(segmenter, lazy, config, out=labels[1])
     assert np.array_equal(labels[0], labels[1]) and labels[0].min() >= 1
     for f in ("mean_entropy", "class_fraction", "entropy_by_class"):
         np.testing.assert_allclose(
@@ -140,7 +144,7 @@ def test_chunked_zarr_streams_and_equals_in_memory(tmp_path, model_ckpt, volume,
     ax = "zyx".index(axis)
     extents = [k[ax].stop - k[ax].start for k in lazy.reads]
     assert len(lazy.reads) > 1
-    assert max(extents) <= streamed.slab + 2 * ckpt.model_config.context
+    assert max(extents) <= streamed.slab + 2 * segmenter.context
     assert max(extents) < SHAPE[ax]
 
 
@@ -156,34 +160,29 @@ def test_slab_size_follows_chunks_and_memory():
     assert slab_size(store, 1, 4, per_slice, 1) == 4  # at least one batch
 
 
-def test_subset_of_slices_matches_full_prediction(model_ckpt, volume):
-    model, ckpt = model_ckpt
-    full = predict(model, ckpt, volume, batch_size=1)
-    part = predict(model, ckpt, volume, batch_size=1, indices=[9, 2, 3, 2])
+def test_subset_of_slices_matches_full_prediction(segmenter, volume):
+    full = predict(segmenter, volume, float32(batch_size=1))
+    part = predict(segmenter, volume, float32(batch_size=1), indices=[9, 2, 3, 2])
     assert list(part.summary.index) == [2, 3, 9]
     np.testing.assert_allclose(
         part.summary.mean_entropy, full.summary.mean_entropy[[2, 3, 9]], rtol=1e-5
     )
-    probs = predict_slices(model, ckpt, volume, [9, 2], precision="float32")
+    probs = segmenter.predict_slices(volume, [9, 2], FLOAT32)
     assert probs.shape == (2, 4, *SHAPE[1:])
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     fractions = [(probs[i].argmax(0) == 0).mean() for i in range(2)]
     np.testing.assert_allclose(fractions, full.summary.class_fraction[[9, 2], 0])
 
 
-def test_outputs_on_disk(tmp_path, model_ckpt, volume):
-    model, ckpt = model_ckpt
+def test_outputs_on_disk(tmp_path, segmenter, volume):
     events = []
     result = run_to_end(
-        predict_volume(
-            model,
-            ckpt,
+        segmenter.predict_volume(
             volume,
-            axis="x",
+            float32(axis="x"),
             out=tmp_path / "pred.ome.zarr",
             uncertainty_out=tmp_path / "u.zarr",
             probabilities_out=tmp_path / "p.zarr",
-            precision="float32",
             voxel_size=(1.0, 0.5, 0.5),
         ),
         events.append,
@@ -192,9 +191,7 @@ def test_outputs_on_disk(tmp_path, model_ckpt, volume):
     assert events[-1].step == events[-1].total == SHAPE[2]
     mask = read_mask(tmp_path / "pred.ome.zarr")
     assert mask.classes.names == ClassTable.hbm().names
-    probs = predict_slices(
-        model, ckpt, volume, range(SHAPE[2]), "x", precision="float32"
-    )
+    probs = segmenter.predict_slices(volume, range(SHAPE[2]), float32(axis="x"))
     labels = np.moveaxis(probs.argmax(1) + 1, 0, 2)
     assert np.array_equal(np.asarray(mask.data), labels)
     p = zarr.open_array(tmp_path / "p.zarr", mode="r")
@@ -208,24 +205,20 @@ def test_outputs_on_disk(tmp_path, model_ckpt, volume):
     assert set(result.paths) == {"labels", "uncertainty", "probabilities"}
 
 
-def test_cancel_and_errors_leave_nothing(tmp_path, model_ckpt, volume):
-    model, ckpt = model_ckpt
+def test_cancel_and_errors_leave_nothing(tmp_path, segmenter, volume):
     out = tmp_path / "out"
     out.mkdir()
-    gen = predict_volume(
-        model,
-        ckpt,
+    gen = segmenter.predict_volume(
         volume,
+        float32(batch_size=2),
         out=out / "p.zarr",
         uncertainty_out=out / "u.zarr",
-        batch_size=2,
-        precision="float32",
     )
     next(gen)
     next(gen)
     gen.close()
     assert list(out.iterdir()) == []
-    assert model.training is False  # mode restored (it was eval)
+    assert segmenter.net.training is False  # mode restored (it was eval)
 
     class Failing(Recorder):
         def __getitem__(self, key):
@@ -235,74 +228,70 @@ def test_cancel_and_errors_leave_nothing(tmp_path, model_ckpt, volume):
 
     with pytest.raises(OSError):
         predict(
-            model,
-            ckpt,
+            segmenter,
             Failing(volume),
+            float32(batch_size=2, max_memory=400_000),
             out=out / "p.tif",
-            batch_size=2,
-            max_memory=400_000,
         )
     assert list(out.iterdir()) == []
 
 
 def test_mc_dropout_bald(make_model, tiny_model_config, volume):
-    kw = {"mc_samples": 4, "indices": [0, 5], "seed": 3}
-    model, ckpt = make_model(tiny_model_config, dropout=0.5)
-    a = predict(model, ckpt, volume, **kw).summary
-    b = predict(model, ckpt, volume, **kw).summary
+    config = float32(mc_samples=4, seed=3)
+    segmenter = make_model(tiny_model_config, dropout=0.5)
+    a = predict(segmenter, volume, config, indices=[0, 5]).summary
+    b = predict(segmenter, volume, config, indices=[0, 5]).summary
     assert (a.bald > 0).all() and np.array_equal(a.bald, b.bald)
-    assert predict(model, ckpt, volume, indices=[0]).summary.bald is None
-    model0, ckpt0 = make_model(tiny_model_config, dropout=0.0)
+    assert predict(segmenter, volume, indices=[0]).summary.bald is None
+    no_dropout = make_model(tiny_model_config, dropout=0.0)
     np.testing.assert_allclose(
-        predict(model0, ckpt0, volume, **kw).summary.bald, 0, atol=1e-6
+        predict(no_dropout, volume, config, indices=[0, 5]).summary.bald, 0, atol=1e-6
     )
 
 
-def test_precision_auto_checks_agreement(model_ckpt, volume, monkeypatch):
-    model, ckpt = model_ckpt
+def test_precision_auto_checks_agreement(segmenter, volume, monkeypatch):
     monkeypatch.setattr(inference, "bf16_supported", lambda device: True)
     monkeypatch.setattr(inference, "BF16_AGREEMENT", 1.01)  # unattainable
-    assert predict(model, ckpt, volume, precision="auto").precision == "float32"
+    assert predict(segmenter, volume, PredictConfig()).precision == "float32"
     monkeypatch.setattr(inference, "BF16_AGREEMENT", 0.0)
-    engine = SliceInference(model, ckpt.normalisation, precision="auto")
+    engine = SliceInference(segmenter.net, segmenter.normalisation, precision="auto")
     with engine:
         engine.probabilities(engine.prepare(volume[None, :3]))
     assert engine.precision == "bfloat16" and 0 <= engine.agreement <= 1
 
 
-def test_bad_inputs(model_ckpt, volume, tmp_path):
-    model, ckpt = model_ckpt
-    encoder = dataclasses.replace(ckpt, kind="encoder", classes=None)
+def test_bad_inputs(segmenter, volume, tmp_path):
     bad = [
-        ({"ckpt": encoder}, "segmenter"),
         ({"data": volume[0]}, "3D"),
         ({"indices": [12]}, "outside"),
-        ({"mc_samples": 0}, "samples"),
         ({"out": tmp_path / "nowhere" / "p.zarr"}, "does not exist"),
         ({"uncertainty_out": tmp_path / "u.tif"}, ".zarr"),
         ({"out": np.zeros((2, 2, 2), np.uint8)}, "shape"),
     ]
     for change, words in bad:
-        args = {"ckpt": ckpt, "data": volume, **change}
+        args = {"data": volume, **change}
         with pytest.raises(XrmError, match=words):
-            predict(model, args.pop("ckpt"), args.pop("data"), **args)
+            predict(segmenter, args.pop("data"), **args)
+    for samples in (0, 1.5):
+        with pytest.raises(XrmError, match="MC-dropout samples"):
+            PredictConfig(mc_samples=samples)
     assert list(tmp_path.iterdir()) == []
 
 
 MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch, zarr
-    from napari_xrm_al.core.model.checkpoint import load_segmenter
     from napari_xrm_al.core.events import run_to_end
-    from napari_xrm_al.core.inference.predict import predict_volume
+    from napari_xrm_al.core.inference.predict import PredictConfig
+    from napari_xrm_al.core.inference.segmenter import Segmenter
     torch.set_num_threads(1)
-    model, ckpt = load_segmenter(sys.argv[1])
+    segmenter = Segmenter.from_checkpoint(sys.argv[1])
+    config = PredictConfig(batch_size=2, max_memory=16 << 20, precision="float32",
+                           summaries=False)
     def run(name):
         data = zarr.open_array(sys.argv[2] + "/" + name, mode="r")
         out = sys.argv[3] + "/" + name
-        run_to_end(predict_volume(model, ckpt, data, out=out, batch_size=2,
-                                  max_memory=16 << 20, precision="float32",
-                                  summaries=False))
+        run_to_end(segmenter.predict_volume(data, config, out=out))
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return kib * (1 if sys.platform == "darwin" else 1024)
     before = run("small.zarr")
@@ -316,8 +305,8 @@ def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
     with a 16 MiB budget after a 4 MiB one raises the peak by far less than
     its size (whole-volume reading would add at least the volume)."""
     pytest.importorskip("resource")
-    model, ckpt = make_model(tiny_model_config, arch="unet", features=(4, 8))
-    save_checkpoint(tmp_path / "m.pt", ckpt)
+    segmenter = make_model(tiny_model_config, arch="unet", features=(4, 8))
+    save_checkpoint(tmp_path / "m.pt", segmenter.checkpoint)
     rng = np.random.default_rng(0)
     depths = {"small.zarr": 16, "big.zarr": 128}
     for name, depth in depths.items():
@@ -353,7 +342,7 @@ def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
 
 @pytest.mark.parametrize(("threshold", "expected"), [(10**9, 1), (1, 12 // 4 + 1)])
 def test_large_batches_return_memory_after_each_batch(
-    model_ckpt, volume, monkeypatch, threshold, expected
+    segmenter, volume, monkeypatch, threshold, expected
 ):
     """Small batches trim the heap once per slab; large ones after every batch."""
     from napari_xrm_al.core.inference import slab_prediction
@@ -361,6 +350,5 @@ def test_large_batches_return_memory_after_each_batch(
     calls = []
     monkeypatch.setattr(slab_prediction, "trim_heap", lambda: calls.append(1))
     monkeypatch.setattr(slab_prediction, "TRIM_EACH_BATCH_PIXELS", threshold)
-    model, ckpt = model_ckpt
-    predict(model, ckpt, volume, batch_size=4, summaries=False)
+    predict(segmenter, volume, float32(batch_size=4, summaries=False))
     assert len(calls) == expected  # one slab of 12 slices, 3 batches

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,21 +15,22 @@ import zarr
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.embedding import embed_slices
-from napari_xrm_al.core.inference.predict import memory_plan, predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig, memory_plan
 from napari_xrm_al.core.inference.tiling import footprint, pixel_bytes
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.errors import XrmError
 
 
-def tile_budget(model, ckpt, data, side: int) -> int:
+def tile_budget(segmenter, data, side: int) -> int:
     """A memory limit whose tiles read boxes of about ``side`` pixels."""
-    fp = footprint(model.cfg)
-    per_pixel = pixel_bytes(fp, model.cfg.context, data.dtype, len(ckpt.classes))
+    fp = footprint(segmenter.model_config)
+    n_classes = len(segmenter.classes)
+    per_pixel = pixel_bytes(fp, segmenter.context, data.dtype, n_classes)
     return int(per_pixel * (side + 2 * fp.margin) ** 2)
 
 
 @pytest.fixture
-def dropout_model(untrained_segmenter, tiny_model_config):
+def dropout_segmenter(untrained_segmenter, tiny_model_config):
     return untrained_segmenter(tiny_model_config, dropout=0.5)
 
 
@@ -36,18 +38,17 @@ def dropout_model(untrained_segmenter, tiny_model_config):
     ("axis", "shape"), [("z", (10, 200, 180)), ("y", (200, 10, 180))]
 )
 def test_tiled_prediction_equals_untiled(
-    dropout_model, smooth_volume, bounded_reads, axis, shape
+    dropout_segmenter, smooth_volume, bounded_reads, axis, shape
 ):
-    model, ckpt = dropout_model
+    segmenter = dropout_segmenter
     volume = smooth_volume(shape)
-    kw = {
-        "axis": axis,
-        "batch_size": 1,  # MC-dropout masks are drawn per batch
-        "mc_samples": 2,
-        "precision": "float32",
-        "indices": [0, 9],
-    }
-    n = len(ckpt.classes)
+    config = PredictConfig(
+        axis=axis,
+        batch_size=1,  # MC-dropout masks are drawn per batch
+        mc_samples=2,
+        precision="float32",
+    )
+    n = len(segmenter.classes)
     outs = [
         {
             "out": np.zeros(volume.shape, np.uint8),
@@ -56,13 +57,18 @@ def test_tiled_prediction_equals_untiled(
         }
         for _ in range(2)
     ]
-    whole = run_to_end(predict_volume(model, ckpt, volume, **kw, **outs[0]))
-    budget = tile_budget(model, ckpt, volume, 64)
-    lazy = bounded_reads(volume, limit=3 * (64 + 2 * footprint(model.cfg).margin) ** 2)
-    _, _, tiles = memory_plan(model, ckpt, lazy, "zyx".index(axis), 1, budget)
+    whole = run_to_end(
+        segmenter.predict_volume(volume, config, indices=[0, 9], **outs[0])
+    )
+    budget = tile_budget(segmenter, volume, 64)
+    margin = footprint(segmenter.model_config).margin
+    lazy = bounded_reads(volume, limit=3 * (64 + 2 * margin) ** 2)
+    _, _, tiles = memory_plan(segmenter, lazy, "zyx".index(axis), 1, budget)
     assert tiles is not None and len(tiles) == 4 * 3
     tiled = run_to_end(
-        predict_volume(model, ckpt, lazy, max_memory=budget, **kw, **outs[1])
+        segmenter.predict_volume(
+            lazy, replace(config, max_memory=budget), indices=[0, 9], **outs[1]
+        )
     )
     assert np.array_equal(outs[0]["out"], outs[1]["out"])
     assert np.moveaxis(outs[0]["out"], "zyx".index(axis), 0)[[0, 9]].min() >= 1
@@ -90,10 +96,10 @@ def test_tiled_prediction_equals_untiled(
 def test_huge_sparse_slices_are_refused_with_the_figures_before_any_read(
     tmp_path, untrained_segmenter, tiny_model_config, sparse_zarr, bounded_reads
 ):
-    model, ckpt = untrained_segmenter(tiny_model_config)
+    segmenter = untrained_segmenter(tiny_model_config)
     data = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     with pytest.raises(XrmError, match=r"20000 × 20000 slice needs about .* GiB"):
-        run_to_end(predict_volume(model, ckpt, data, max_memory=2**20))
+        run_to_end(segmenter.predict_volume(data, PredictConfig(max_memory=2**20)))
     assert data.reads == 0
 
 
@@ -103,10 +109,10 @@ def test_huge_sparse_slices_are_predicted_tile_by_tile(
     """A 2 × 20000 × 20000 zarr with one labelled corner: its slices would need
     ~60 GiB each; tiles of an 8 MiB limit read at most their box (no read of a
     whole slice) and write the class map chunk by chunk."""
-    model, ckpt = untrained_segmenter(tiny_model_config)
+    segmenter = untrained_segmenter(tiny_model_config)
     budget = 8 * 2**20
     data = sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000))
-    _, _, tiles = memory_plan(model, ckpt, data, 0, 1, budget)
+    _, _, tiles = memory_plan(segmenter, data, 0, 1, budget)
     lazy = bounded_reads(data, limit=3 * tiles.read_side**2)
     out = zarr.create_array(
         tmp_path / "out.zarr",
@@ -115,7 +121,9 @@ def test_huge_sparse_slices_are_predicted_tile_by_tile(
         dtype=np.uint8,
         fill_value=0,
     )
-    gen = predict_volume(model, ckpt, lazy, out=out, max_memory=budget, indices=[1])
+    gen = segmenter.predict_volume(
+        lazy, PredictConfig(max_memory=budget), out=out, indices=[1]
+    )
     for _ in range(3):  # the first tiles; the whole volume would take minutes
         next(gen)
     gen.close()
@@ -124,16 +132,16 @@ def test_huge_sparse_slices_are_predicted_tile_by_tile(
 
 
 def test_untileable_network_is_refused(untrained_segmenter, tiny_model_config):
-    model, ckpt = untrained_segmenter(tiny_model_config, norm="instance")
+    segmenter = untrained_segmenter(tiny_model_config, norm="instance")
     volume = np.zeros((2, 400, 400), np.float32)
     with pytest.raises(XrmError, match="cannot be split into tiles"):
-        run_to_end(predict_volume(model, ckpt, volume, max_memory=2**20))
+        run_to_end(segmenter.predict_volume(volume, PredictConfig(max_memory=2**20)))
 
 
 def test_embedding_huge_slices_is_refused_before_reading(
     tmp_path, untrained_segmenter, tiny_model_config, sparse_zarr, bounded_reads
 ):
-    _, ckpt = untrained_segmenter(tiny_model_config)
+    ckpt = untrained_segmenter(tiny_model_config).checkpoint
     data = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     with pytest.raises(XrmError, match=r"needs about .* GiB to embed"):
         run_to_end(embed_slices(ckpt, data, max_memory=2**28))
@@ -151,11 +159,11 @@ def test_training_on_huge_slices_is_refused_before_reading(
 
 
 def test_all_nan_volume_is_refused(untrained_segmenter, tiny_model_config):
-    model, ckpt = untrained_segmenter(tiny_model_config)
+    segmenter = untrained_segmenter(tiny_model_config)
     volume = np.full((3, 32, 32), np.nan, np.float32)
     volume[1, 3, 3] = np.inf
     with pytest.raises(XrmError, match="no finite values"):
-        run_to_end(predict_volume(model, ckpt, volume, out=np.zeros(volume.shape)))
+        run_to_end(segmenter.predict_volume(volume, out=np.zeros(volume.shape)))
 
 
 def test_measuring_a_footprint_imports_nothing_more():

@@ -13,44 +13,23 @@ from napari_xrm_al.core.model.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     Checkpoint,
-    build_segmenter,
     load_checkpoint,
-    load_segmenter,
     make_provenance,
     save_checkpoint,
 )
-from napari_xrm_al.core.model.network import SliceSegmenter
-from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.errors import InputError, XrmError
 
 
-@pytest.fixture
-def segmenter_ckpt(tiny_model_config) -> Checkpoint:
-    torch.manual_seed(0)
-    model = SliceSegmenter(tiny_model_config)
-    return Checkpoint(
-        kind="segmenter",
-        model_config=tiny_model_config,
-        state_dict=model.state_dict(),
-        normalisation=Normalisation(10.0, 250.0),
-        axis="y",
-        classes=ClassTable.hbm(),
-        provenance={"image_shape": (4, 5, 6), "value": np.float32(1.5)},
-        history={"loss": [1.0, 0.5]},
-    )
-
-
-def test_round_trip_predicts_identically(tmp_path, segmenter_ckpt):
+def test_round_trip_keeps_everything(tmp_path, segmenter_ckpt):
     path = save_checkpoint(tmp_path / "model.pt", segmenter_ckpt)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp left
-    model, ckpt = load_segmenter(path)
+    ckpt = load_checkpoint(path)
     assert ckpt.classes == segmenter_ckpt.classes
     assert ckpt.normalisation == segmenter_ckpt.normalisation
     assert ckpt.model_config == segmenter_ckpt.model_config
     assert ckpt.axis == "y" and ckpt.provenance["value"] == 1.5
-    x = torch.randn(2, 3, 40, 40)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), build_segmenter(segmenter_ckpt)(x))
+    for key, weights in segmenter_ckpt.state_dict.items():
+        torch.testing.assert_close(ckpt.state_dict[key], weights)
 
 
 def test_bad_files_give_one_clear_sentence(tmp_path, segmenter_ckpt):
@@ -151,15 +130,6 @@ def test_wrong_kind_and_mismatched_classes(tmp_path, segmenter_ckpt):
             segmenter_ckpt.normalisation,
             classes=ClassTable(("a", "b")),
         )
-
-
-def test_weights_that_do_not_fit_are_reported(tmp_path, segmenter_ckpt):
-    segmenter_ckpt.state_dict = {
-        k: v for i, (k, v) in enumerate(segmenter_ckpt.state_dict.items()) if i
-    }
-    path = save_checkpoint(tmp_path / "m.pt", segmenter_ckpt)
-    with pytest.raises(InputError, match="do not fit"):
-        load_segmenter(path)
 
 
 def test_provenance_describes_the_volume(tmp_path):

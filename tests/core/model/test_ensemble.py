@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.slice_inference import SliceInference
-from napari_xrm_al.core.model.checkpoint import load_segmenter, save_checkpoint
+from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.core.model.ensemble import (
     SegmenterEnsemble,
     build_network,
@@ -95,10 +95,11 @@ def test_an_ensemble_trains_from_the_encoder_saves_and_predicts(
     starts = [ckpt.state_dict[f"members.{i}.{enc_key}"] for i in range(3)]
     assert not torch.equal(starts[0], starts[1])
     path = save_checkpoint(tmp_path / "ensemble.pt", ckpt)
-    model, loaded = load_segmenter(path)
-    assert isinstance(model, SegmenterEnsemble) and loaded.model_config.members == 3
+    loaded = Segmenter.from_checkpoint(path)
+    assert isinstance(loaded.net, SegmenterEnsemble)
+    assert loaded.model_config.members == 3
     raw = sample0.image[10:13][None].astype(np.float32)
-    with SliceInference(model, loaded.normalisation, precision="float32") as engine:
+    with loaded.inference(precision="float32") as engine:
         probs = engine.probabilities(engine.prepare(raw))
     assert probs.shape[1] == len(sample0.classes)
     torch.testing.assert_close(probs.sum(1), torch.ones_like(probs[:, 0]))

@@ -9,11 +9,12 @@ import torch
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference import slice_inference as inference
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import (
     bf16_supported,
     training_precision,
 )
-from napari_xrm_al.core.model.checkpoint import build_segmenter, load_checkpoint
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
@@ -28,7 +29,7 @@ Y_SLICES = [12, 36, 60, 84]
 
 def segment(ckpt, image, axis="y"):
     """Dense prediction of a whole (small) volume along ``axis``."""
-    model = build_segmenter(ckpt)
+    model = Segmenter.build(ckpt).net
     ax = {"z": 0, "y": 1, "x": 2}[axis]
     x = ckpt.normalisation.apply(
         read_slices(image, range(image.shape[ax]), axis, model.cfg.context)

@@ -35,13 +35,10 @@ from napari_xrm_al.core.al.acquisition import (
 from napari_xrm_al.core.al.discovery import DiscoveryPlan
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.embedding import embed_slices
-from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, predict_volume
+from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.summaries import SliceSummary, read_arrays
-from napari_xrm_al.core.model.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    load_segmenter,
-)
+from napari_xrm_al.core.model.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.errors import InputError
@@ -111,26 +108,24 @@ def summarise(
 
     ``checkpoint``: the model already read from ``model_path``, if the caller
     has it (then ``model_path`` may be None without ``cache_dir``);
-    ``max_memory``: see :func:`~napari_xrm_al.core.inference.predict.predict_volume`.
+    ``mc_samples``, ``device``, ``max_memory``: see
+    :class:`~napari_xrm_al.core.inference.predict.PredictConfig`.
     """
-    loaded: list[Any] = []  # the model, read once if some axis is not cached
+    loaded: list[Segmenter] = []  # the model, read once if some axis is not cached
 
     def predict(ax: int | None) -> Generator[Progress, None, SliceSummary]:
         if not loaded:
-            loaded.extend(
-                load_segmenter(model_path, device=device, checkpoint=checkpoint)
+            loaded.append(
+                Segmenter.from_checkpoint(
+                    model_path, device=device, checkpoint=checkpoint
+                )
             )
-        model, ckpt = loaded
-        along = axis_index(ckpt.axis) if ax is None else ax
-        result = yield from predict_volume(
-            model,
-            ckpt,
-            image_data,
-            axis=along,
-            mc_samples=mc_samples,
-            device=device,
-            max_memory=max_memory,
+        segmenter = loaded[0]
+        along = axis_index(segmenter.axis) if ax is None else ax
+        config = PredictConfig(
+            axis=along, mc_samples=mc_samples, device=device, max_memory=max_memory
         )
+        result = yield from segmenter.predict_volume(image_data, config)
         return replace(result.summary, index=_coded(result.summary.index, along))
 
     parts = yield from _per_axis(

@@ -48,8 +48,9 @@ from napari_xrm_al.core.al.simulation_config import (
     settings_of,
 )
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.inference.predict import predict_volume
-from napari_xrm_al.core.model.checkpoint import Checkpoint, build_segmenter
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import pick_device
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slice_refs import SliceRef, by_axis, ref_of_code, slice_codes
@@ -98,16 +99,8 @@ def score_model(
     """Predict ``image`` (with test-time augmentation ``tta``) and score it
     against dense ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
-    yield from predict_volume(
-        build_segmenter(ckpt),
-        ckpt,
-        image,
-        axis=axis,
-        out=out,
-        summaries=False,
-        device=device,
-        tta=tta,
-    )
+    config = PredictConfig(axis=axis, summaries=False, device=device, tta=tta)
+    yield from Segmenter.build(ckpt).predict_volume(image, config, out=out)
     scores = evaluate(out.astype(np.int16) - 1, labels, classes)
     return {
         "miou": scores["miou"],

@@ -4,8 +4,9 @@
 output chunks and runs one task per part on ``dask.distributed`` workers: a
 local cluster started for the run, or an existing one (``tcp://host:8786``)
 for scans that outgrow one machine. Each task runs
-:func:`~napari_xrm_al.core.inference.predict.predict_volume` on its slices, so the
-result is the same as a single-process run, slice for slice.
+:meth:`~napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume` on its
+slices with the run's :class:`~napari_xrm_al.core.inference.predict.PredictConfig`,
+so the result is the same as a single-process run, slice for slice.
 
 Nothing large travels through the scheduler: each worker opens the image and
 the model **from their paths** (cached per worker thread) and writes its part
@@ -24,6 +25,7 @@ import time
 import uuid
 from collections.abc import Generator, Sequence
 from contextlib import closing, suppress
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,27 +36,24 @@ import zarr
 
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.predict import (
-    DEFAULT_MAX_MEMORY,
+    PredictConfig,
     PredictionResult,
     batch_for,
     calibrate,
     open_outputs,
-    predict_volume,
 )
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import MIN_SLAB
-from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.core.inference.summaries import SliceSummary
-from napari_xrm_al.core.model.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    load_segmenter,
-)
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name, slice_shape
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.volumes import Volume, chunk_shape, open_volume
 
 #: Seconds to wait for running tasks to notice a cancellation.
 CANCEL_TIMEOUT_S = 120.0
+#: What :func:`predict_volume_dask` does unless told: no per-slice summaries.
+DASK_CONFIG = PredictConfig(summaries=False, embeddings=False)
 
 
 class Cancelled(Exception):
@@ -71,11 +70,12 @@ def _stamp(path: str) -> int:
 
 @lru_cache(maxsize=4)
 def _cached_model(
-    path: str, stamp: int, device: str | None, thread: int
-) -> tuple[torch.nn.Module, Checkpoint]:
-    model, ckpt = load_segmenter(path, device=device)
+    path: str, stamp: int, device: str | torch.device | None, thread: int
+) -> Segmenter:
+    segmenter = Segmenter.from_checkpoint(path, device=device)
     # Kept channels-last so SliceInference has nothing to convert per task.
-    return model.to(memory_format=torch.channels_last), ckpt
+    segmenter.net.to(memory_format=torch.channels_last)
+    return segmenter
 
 
 @lru_cache(maxsize=4)
@@ -92,10 +92,12 @@ def _where() -> str:
         return "this process"
 
 
-def _open(model_path: str, image_path: str, device: str | None) -> tuple:
-    """The model, checkpoint and volume of a task, opened once per worker thread."""
+def _open(
+    model_path: str, image_path: str, device: str | torch.device | None
+) -> tuple[Segmenter, Volume]:
+    """The segmenter and volume of a task, opened once per worker thread."""
     try:
-        model, ckpt = _cached_model(
+        segmenter = _cached_model(
             model_path, _stamp(model_path), device, threading.get_ident()
         )
         volume = _cached_volume(image_path, _stamp(image_path))
@@ -104,7 +106,7 @@ def _open(model_path: str, image_path: str, device: str | None) -> tuple:
             f"On {_where()}: {exc} Workers need the image, model and outputs at "
             "the same paths as this machine (e.g. on a shared file system)."
         ) from None
-    return model, ckpt, volume
+    return segmenter, volume
 
 
 def _set_threads(threads: int | None) -> None:
@@ -125,14 +127,14 @@ def _calibrate_task(
     axis: int,
     indices: np.ndarray,
     batch: int,
-    device: str | None,
+    device: str | torch.device | None,
     threads: int | None,
 ) -> str:
     """The precision ``'auto'`` resolves to, decided once for every task."""
     _set_threads(threads)
-    model, ckpt, volume = _open(model_path, image_path, device)
-    with SliceInference(model, ckpt.normalisation, device, "auto") as engine:
-        calibrate(engine, volume.data, axis, indices, batch, ckpt.model_config.context)
+    segmenter, volume = _open(model_path, image_path, device)
+    with segmenter.inference(device, "auto") as engine:
+        calibrate(engine, volume.data, axis, indices, batch, segmenter.context)
     return str(engine.precision)
 
 
@@ -143,7 +145,7 @@ def _predict_task(
     targets: dict[str, zarr.Array],
     shape: tuple[int, ...],
     cancel: str | None,
-    options: dict[str, Any],
+    config: PredictConfig,
     threads: int | None,
 ) -> PredictionResult:
     """Predict slices ``indices`` into ``targets`` (their own chunks only)."""
@@ -153,7 +155,7 @@ def _predict_task(
     if event is not None and event.is_set():
         raise Cancelled
     _set_threads(threads)
-    model, ckpt, volume = _open(model_path, image_path, options.get("device"))
+    segmenter, volume = _open(model_path, image_path, config.device)
     if volume.shape != shape:
         raise XrmError(
             f"On {_where()}, {image_path} has shape {volume.shape}, not {shape}: "
@@ -164,15 +166,13 @@ def _predict_task(
         if event is not None and event.is_set():
             raise Cancelled
 
-    run = predict_volume(
-        model,
-        ckpt,
+    run = segmenter.predict_volume(
         volume.data,
+        config,
         out=targets.get("labels"),
         uncertainty_out=targets.get("uncertainty"),
         probabilities_out=targets.get("probabilities"),
         indices=indices,
-        **options,
     )
     with closing(run):
         return run_to_end(run, stop_when_cancelled)
@@ -221,24 +221,15 @@ def _stop(client: Any, futures: list, event: Any) -> None:
 def predict_volume_dask(
     model_path: str | os.PathLike[str],
     image_path: str | os.PathLike[str],
+    config: PredictConfig | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
     uncertainty_out: str | os.PathLike[str] | None = None,
     probabilities_out: str | os.PathLike[str] | None = None,
-    axis: str | int | None = None,
     client: Any = None,
     n_workers: int = 2,
     torch_threads: int | None = None,
     slab: int | None = None,
-    batch_size: int | None = None,
-    mc_samples: int = 1,
-    summaries: bool = False,
-    embeddings: bool = False,
-    device: str | None = None,
-    precision: str = "auto",
-    tta: str = "none",
-    max_memory: int = DEFAULT_MAX_MEMORY,
-    seed: int = 0,
     provenance: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict a volume chunk-parallel on dask workers; yields :class:`Progress`.
@@ -248,6 +239,10 @@ def predict_volume_dask(
     model_path, image_path
         A trained segmenter and the scan, opened by every worker from these
         paths (which must be the same for the workers as here).
+    config
+        How every task predicts, as in one process; None:
+        :data:`DASK_CONFIG` (no per-slice summaries). ``'auto'`` precision is
+        resolved once, on a worker, and used by every task.
     out, uncertainty_out, probabilities_out
         Output paths as in :func:`~napari_xrm_al.core.inference.predict.predict_volume`;
         they appear only when every part has been written.
@@ -260,11 +255,8 @@ def predict_volume_dask(
     slab
         Slices per task, rounded up to whole output chunks and batches
         (:func:`part_size`).
-    axis, batch_size, mc_samples, summaries, embeddings, device, precision, \
-tta, max_memory, seed, provenance
-        As in :func:`~napari_xrm_al.core.inference.predict.predict_volume` (but
-        summaries are off by default); ``'auto'`` precision is resolved once,
-        on a worker, and used by every task.
+    provenance
+        Metadata of the outputs.
 
     Returns
     -------
@@ -280,13 +272,13 @@ tta, max_memory, seed, provenance
         str(Path(model_path).absolute()),
         str(Path(image_path).absolute()),
     )
+    config = config or DASK_CONFIG
     ckpt = load_checkpoint(model_path, "segmenter")
-    volume = open_volume(image_path, max_memory=max_memory)
-    ax = axis_index(ckpt.axis if axis is None else axis)
+    volume = open_volume(image_path, max_memory=config.max_memory)
+    ax = axis_index(ckpt.axis if config.axis is None else config.axis)
     shape = volume.shape
-    batch = batch_for(batch_size, slice_shape(shape, ax))
-    if int(mc_samples) != mc_samples or mc_samples < 1:
-        raise XrmError(f"MC-dropout samples must be an integer >= 1, got {mc_samples}.")
+    batch = batch_for(config.batch_size, slice_shape(shape, ax))
+    precision = config.precision
     own = None
     if client is None:
         own = LocalCluster(
@@ -311,7 +303,7 @@ tta, max_memory, seed, provenance
                 ax,
                 np.arange(shape[ax]),
                 batch,
-                device,
+                config.device,
                 torch_threads,
                 pure=False,
             ).result()
@@ -322,24 +314,13 @@ tta, max_memory, seed, provenance
             out=out,
             uncertainty_out=uncertainty_out,
             probabilities_out=probabilities_out,
-            mc_samples=mc_samples,
+            mc_samples=config.mc_samples,
             voxel_size=volume.voxel_size,
             provenance=provenance,
         )
         targets = outputs.arrays()
         step = part_size(targets, ax, batch, chunk_shape(volume.data), slab)
-        options = {
-            "axis": ax,
-            "batch_size": batch,
-            "mc_samples": mc_samples,
-            "summaries": summaries,
-            "embeddings": embeddings,
-            "device": device,
-            "precision": precision,
-            "tta": tta,
-            "max_memory": max_memory,
-            "seed": seed,
-        }
+        every_task = replace(config, axis=ax, batch_size=batch, precision=precision)
         futures = [
             client.submit(
                 _predict_task,
@@ -349,7 +330,7 @@ tta, max_memory, seed, provenance
                 targets,
                 shape,
                 event.name,
-                options,
+                every_task,
                 torch_threads,
                 pure=False,
             )

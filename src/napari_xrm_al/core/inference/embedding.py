@@ -19,12 +19,13 @@ from torch import nn
 
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import (
     SliceInference,
     default_batch_size,
 )
 from napari_xrm_al.core.inference.tiling import footprint, pixel_bytes, too_large
-from napari_xrm_al.core.model.checkpoint import Checkpoint, build_segmenter
+from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import SliceSegmenter
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.errors import XrmError
@@ -33,7 +34,7 @@ from napari_xrm_al.errors import XrmError
 def encoder_network(ckpt: Checkpoint) -> nn.Module:
     """The network of a checkpoint, in eval mode (an encoder's decoder untrained)."""
     if ckpt.kind != "encoder":
-        return build_segmenter(ckpt)
+        return Segmenter.build(ckpt).net
     model = SliceSegmenter(ckpt.model_config)
     model.load_encoder_state_dict(ckpt.state_dict)
     return model.eval()

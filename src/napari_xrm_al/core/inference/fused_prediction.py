@@ -14,15 +14,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from torch import nn
 
+from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.inference.predict import PredictionResult, predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig, PredictionResult
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.tiling import mib
-from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import MaskWriter, label_dtype
@@ -39,22 +40,21 @@ def fused_bytes(shape: Sequence[int], n_classes: int) -> int:
 
 
 def predict_fused(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
     axes: Sequence[str | int],
+    config: PredictConfig | None = None,
     *,
     out: Any,
     max_fused_memory: int = FUSE_MAX_MEMORY,
     voxel_size: tuple[float, ...] | None = None,
     provenance: dict[str, Any] | None = None,
-    **options: Any,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` along each of ``axes`` and write the class map of the
     mean probabilities to ``out`` (a mask path or an array to fill).
 
-    ``options`` go to :func:`~napari_xrm_al.core.inference.predict.predict_volume`
-    (device, precision, tta, batch_size, max_memory).
+    Every pass runs as ``config`` says (device, precision, tta, batch_size,
+    max_memory, ...), along its own axis and without per-slice summaries.
 
     Returns
     -------
@@ -63,7 +63,7 @@ def predict_fused(
     """
     order = sorted({axis_index(a) for a in axes})
     shape = tuple(int(s) for s in data.shape)
-    n_classes = len(ckpt.classes)
+    n_classes = len(segmenter.classes)
     need = fused_bytes(shape, n_classes)
     if need > max_fused_memory:
         raise XrmError(
@@ -71,23 +71,23 @@ def predict_fused(
             f"for the class probabilities, more than {mib(max_fused_memory)}; "
             "predict along one axis, or crop the volume."
         )
+    one_pass = replace(config or PredictConfig(), summaries=False, embeddings=False)
     total = np.zeros((n_classes, *shape), np.float32)
     probs = np.zeros_like(total)
     t0 = time.perf_counter()
     result = None
     for ax in order:
-        result = yield from predict_volume(
-            model, ckpt, data, axis=ax, probabilities_out=probs,
-            summaries=False, embeddings=False, **options,
-        )  # fmt: skip
+        result = yield from segmenter.predict_volume(
+            data, replace(one_pass, axis=ax), probabilities_out=probs
+        )
         total += probs
     del probs
-    labels = _write_argmax(total, out, ckpt, voxel_size, provenance)
+    labels = _write_argmax(total, out, segmenter.classes, voxel_size, provenance)
     counts = np.bincount(labels.ravel(), minlength=n_classes + 1)[1:]
     return PredictionResult(
         summary=None,
         class_fraction=counts / max(1, counts.sum()),
-        classes=ckpt.classes,
+        classes=segmenter.classes,
         axis=",".join(axis_name(a) for a in order),
         n_slices=sum(shape[a] for a in order),
         seconds=time.perf_counter() - t0,
@@ -101,17 +101,17 @@ def predict_fused(
 def _write_argmax(
     total: np.ndarray,
     out: Any,
-    ckpt: Checkpoint,
+    classes: ClassTable,
     voxel_size: tuple[float, ...] | None,
     provenance: dict[str, Any] | None,
 ) -> np.ndarray:
     """Annotation ids ``1..C`` of the most probable class, written to ``out``."""
-    labels = (np.argmax(total, axis=0) + 1).astype(label_dtype(ckpt.classes))
+    labels = (np.argmax(total, axis=0) + 1).astype(label_dtype(classes))
     if hasattr(out, "shape"):
         out[...] = labels
         return labels
     with MaskWriter(
-        out, labels.shape, ckpt.classes, dtype=labels.dtype, voxel_size=voxel_size,
+        out, labels.shape, classes, dtype=labels.dtype, voxel_size=voxel_size,
         name="prediction", provenance=provenance,
     ) as writer:  # fmt: skip
         for z0 in range(0, labels.shape[0], WRITE_SLAB):

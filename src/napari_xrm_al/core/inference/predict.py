@@ -7,6 +7,9 @@ tiles with the same result (:mod:`~napari_xrm_al.core.inference.tiled_prediction
 batch or tile is summarised per slice (:mod:`~napari_xrm_al.core.inference.summaries`)
 and written to the outputs (:mod:`~napari_xrm_al.core.inference.prediction_outputs`),
 which only appear under their final names when the whole run succeeded.
+How the network runs (axis, batch, precision, test-time augmentation, memory,
+MC dropout, summaries) is one :class:`PredictConfig`, the same for a run in
+this process and on dask workers (:mod:`~napari_xrm_al.core.inference.distributed`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,10 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
@@ -49,8 +51,67 @@ from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.volumes import check_chunks_fit
 
+if TYPE_CHECKING:
+    from napari_xrm_al.core.inference.segmenter import Segmenter
+
 #: Default cap on the memory held by one slab (raw slices, context, outputs).
 DEFAULT_MAX_MEMORY = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How a volume is predicted, in this process or on dask workers.
+
+    Attributes
+    ----------
+    axis
+        Slice axis (``'z'``, ``'y'``, ``'x'`` or 0..2); None: the one the
+        model was trained on.
+    batch_size
+        Slices per forward pass; None: about 4 slices of 256²
+        (:func:`~napari_xrm_al.core.inference.slice_inference.default_batch_size`).
+    mc_samples
+        T > 1 adds BALD from T MC-dropout passes (besides the deterministic
+        pass that gives everything else).
+    summaries
+        Compute per-slice summaries (:class:`~napari_xrm_al.core.inference.summaries.SliceSummary`).
+    embeddings
+        Include the pooled encoder embeddings in the summaries.
+    device
+        Where to run (``'cpu'``, ``'cuda'``, ...); None: where the network is.
+    precision
+        ``'auto'`` (bfloat16 where supported and accurate), ``'float32'`` or
+        ``'bfloat16'``; see :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`.
+    tta
+        Test-time augmentation, ``'none'``, ``'flips'`` or ``'dihedral'``
+        (4 or 8 times the cost).
+    max_memory
+        Bytes one slab may hold (the volume is never read whole).
+    seed
+        Seed of the MC-dropout masks.
+
+    Raises
+    ------
+    XrmError
+        When ``mc_samples`` is not an integer >= 1.
+    """
+
+    axis: str | int | None = None
+    batch_size: int | None = None
+    mc_samples: int = 1
+    summaries: bool = True
+    embeddings: bool = True
+    device: str | torch.device | None = None
+    precision: str = "auto"
+    tta: str = "none"
+    max_memory: int = DEFAULT_MAX_MEMORY
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.mc_samples) != self.mc_samples or self.mc_samples < 1:
+            raise XrmError(
+                f"MC-dropout samples must be an integer >= 1, got {self.mc_samples}."
+            )
 
 
 @dataclass
@@ -95,21 +156,13 @@ class PredictionResult:
         return self.n_slices / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _check(model: nn.Module, ckpt: Checkpoint, data: Any, mc_samples: int) -> None:
-    if ckpt.kind != "segmenter" or ckpt.classes is None:
-        raise XrmError(
-            f"Prediction needs a trained segmenter, not an {ckpt.kind} checkpoint."
-        )
-    cfg = getattr(model, "cfg", None)
-    if cfg is not None and cfg != ckpt.model_config:
-        raise XrmError("The model does not match its checkpoint's configuration.")
+def check_volume(data: Any) -> None:
+    """:class:`XrmError` unless ``data`` is a non-empty 3D volume."""
     if len(getattr(data, "shape", ())) != 3 or 0 in data.shape:
         raise XrmError(
             f"Prediction needs a non-empty 3D (z, y, x) volume, got shape "
             f"{tuple(getattr(data, 'shape', ()))}."
         )
-    if int(mc_samples) != mc_samples or mc_samples < 1:
-        raise XrmError(f"MC-dropout samples must be an integer >= 1, got {mc_samples}.")
 
 
 def _indices(indices: Sequence[int] | None, size: int, axis: str) -> np.ndarray:
@@ -131,8 +184,7 @@ def batch_for(batch_size: int | None, hw: tuple[int, int]) -> int:
 
 
 def memory_plan(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
     axis: int,
     batch: int,
@@ -146,9 +198,9 @@ def memory_plan(
     """
     check_chunks_fit(data, max_memory)
     hw = slice_shape(data.shape, axis)
-    n_classes = len(ckpt.classes)
-    fp = footprint(getattr(model, "cfg", ckpt.model_config))
-    per_pixel = pixel_bytes(fp, ckpt.model_config.context, data.dtype, n_classes)
+    n_classes = len(segmenter.classes)
+    fp = footprint(segmenter.model_config)
+    per_pixel = pixel_bytes(fp, segmenter.context, data.dtype, n_classes)
     per_slice = per_slice_bytes(hw, data.dtype, n_classes)
     forward = per_pixel * math.prod(hw)  # one slice's forward pass
     if forward + per_slice > max_memory:
@@ -207,59 +259,38 @@ def open_outputs(
 
 
 def predict_volume(
-    model: nn.Module,
-    ckpt: Checkpoint,
+    segmenter: Segmenter,
     data: Any,
+    config: PredictConfig | None = None,
     *,
-    axis: str | int | None = None,
-    batch_size: int | None = None,
     out: Any = None,
-    probabilities_out: Any = None,
     uncertainty_out: Any = None,
-    mc_samples: int = 1,
-    summaries: bool = True,
-    embeddings: bool = True,
+    probabilities_out: Any = None,
     indices: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    tta: str = "none",
-    max_memory: int = DEFAULT_MAX_MEMORY,
-    seed: int = 0,
     voxel_size: tuple[float, ...] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` slice by slice; yields :class:`Progress` per batch.
 
+    What :meth:`Segmenter.predict_volume
+    <napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume>` runs.
+
     Parameters
     ----------
-    model, ckpt
-        The segmenter and its checkpoint (normalisation, classes, context).
+    segmenter
+        The network with its checkpoint (normalisation, classes, context).
     data
         Lazy ``(z, y, x)`` array-like (numpy, memmap, zarr, dask, TIFF store).
-    axis
-        Slice axis; default the checkpoint's.
-    batch_size
-        Slices per forward pass; default about 4 slices of 256².
+    config
+        How to predict; None: the defaults of :class:`PredictConfig`.
     out
         Class map (annotation ids ``1..C``): a ``.ome.zarr``/``.zarr``/``.tif``
         path, or an array-like to fill. Unscored slices are left as they are.
-    probabilities_out, uncertainty_out
+    uncertainty_out, probabilities_out
         ``.zarr`` paths (``uint8``, value × 255) or arrays to fill with
-        probabilities ``(C, z, y, x)`` and entropy / ln C ``(z, y, x)``.
-    mc_samples
-        T > 1 adds BALD from T MC-dropout passes (besides the deterministic
-        pass that gives everything else).
-    summaries, embeddings
-        Compute per-slice summaries, and encoder embeddings in them.
+        entropy / ln C ``(z, y, x)`` and probabilities ``(C, z, y, x)``.
     indices
         Slices to predict (default all); e.g. acquisition scoring a subset.
-    device, precision, tta
-        See :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`; ``tta``
-        (test-time augmentation) multiplies the cost by 4 or 8.
-    max_memory
-        Bytes one slab may hold (the volume is never read whole).
-    seed
-        Seed of the MC-dropout masks.
     voxel_size, provenance
         Metadata for outputs given as paths.
 
@@ -269,38 +300,39 @@ def predict_volume(
         As ``StopIteration.value``. Outputs given as paths are committed only
         at the end; closing the generator early (or an error) removes them.
     """
-    _check(model, ckpt, data, mc_samples)
-    ax = axis_index(ckpt.axis if axis is None else axis)
+    config = config or PredictConfig()
+    check_volume(data)
+    ax = axis_index(segmenter.axis if config.axis is None else config.axis)
     name = axis_name(ax)
     shape = tuple(int(s) for s in data.shape)
     hw = slice_shape(shape, ax)
     idx = _indices(indices, shape[ax], name)
-    context = ckpt.model_config.context
-    n_classes = len(ckpt.classes)
+    context = segmenter.context
+    n_classes = len(segmenter.classes)
     batch, slab, tiles = memory_plan(
-        model, ckpt, data, ax, batch_for(batch_size, hw), int(max_memory)
+        segmenter, data, ax, batch_for(config.batch_size, hw), int(config.max_memory)
     )
     if np.dtype(data.dtype).kind == "f":
         check_finite_sample(data)
-    engine = SliceInference(model, ckpt.normalisation, device, precision, tta)
+    engine = segmenter.inference(config.device, config.precision, config.tta)
     outputs = open_outputs(
-        ckpt,
+        segmenter.checkpoint,
         shape,
         ax,
         out=out,
         uncertainty_out=uncertainty_out,
         probabilities_out=probabilities_out,
-        mc_samples=mc_samples,
+        mc_samples=config.mc_samples,
         voxel_size=voxel_size,
         provenance=provenance,
-        max_memory=max_memory,
+        max_memory=config.max_memory,
     )
     counts = np.zeros(n_classes, dtype=np.float64)
     options = {
-        "summaries": summaries,
-        "embeddings": embeddings,
-        "mc_samples": mc_samples,
-        "seed": seed,
+        "summaries": config.summaries,
+        "embeddings": config.embeddings,
+        "mc_samples": config.mc_samples,
+        "seed": config.seed,
     }
     t0 = time.perf_counter()
     try:
@@ -335,7 +367,7 @@ def predict_volume(
     return PredictionResult(
         summary=SliceSummary.concat(parts) if parts else None,
         class_fraction=counts / max(1.0, counts.sum()),
-        classes=ckpt.classes,
+        classes=segmenter.classes,
         axis=name,
         n_slices=int(idx.size),
         seconds=time.perf_counter() - t0,
@@ -344,36 +376,3 @@ def predict_volume(
         slab=slab,
         paths=outputs.paths,
     )
-
-
-def predict_slices(
-    model: nn.Module,
-    ckpt: Checkpoint,
-    data: Any,
-    indices: Sequence[int],
-    axis: str | int | None = None,
-    *,
-    batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    tta: str = "none",
-) -> np.ndarray:
-    """Class probabilities ``(N, C, H, W)`` (float32) of slices ``indices``, in order.
-
-    For small uses (tests, simulation); volumes go through :func:`predict_volume`.
-    """
-    _check(model, ckpt, data, 1)
-    ax = axis_index(ckpt.axis if axis is None else axis)
-    raw = read_slices(data, indices, ax, ckpt.model_config.context)
-    batch = int(batch_size or default_batch_size(raw.shape[-2:]))
-    with SliceInference(model, ckpt.normalisation, device, precision, tta) as engine:
-        if engine.precision is None and len(raw):
-            middle = len(raw) // 2
-            engine.calibrate(engine.prepare(raw[middle : middle + batch]))
-        parts = [
-            engine.probabilities(engine.prepare(raw[i : i + batch])).cpu().numpy()
-            for i in range(0, len(raw), batch)
-        ]
-    if not parts:
-        return np.zeros((0, len(ckpt.classes), *raw.shape[-2:]), np.float32)
-    return np.concatenate(parts)

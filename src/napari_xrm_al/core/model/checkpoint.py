@@ -6,7 +6,8 @@ the model configuration, the weights, the intensity normalisation, the slice
 axis, the class table (segmenters) and provenance. Files are written to a
 temporary sibling and renamed into place, so a crash or a cancelled run never
 leaves a half-written checkpoint; a trained model that cannot be written where
-asked is kept elsewhere (:func:`save_or_keep`).
+asked is kept elsewhere (:func:`save_or_keep`). A segmenter's network is
+built from its checkpoint by :class:`~napari_xrm_al.core.inference.segmenter.Segmenter`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.model.ensemble import build_network
-from napari_xrm_al.core.model.network import ModelConfig, pick_device
+from napari_xrm_al.core.model.network import ModelConfig
 from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name
 from napari_xrm_al.errors import InputError, XrmError, os_problem
@@ -284,38 +283,3 @@ def load_checkpoint(
         raise InputError(path, f"is a damaged checkpoint ({exc!r} missing)") from None
     except XrmError as exc:
         raise InputError(path, f"is a damaged checkpoint ({exc})") from None
-
-
-def build_segmenter(
-    ckpt: Checkpoint, device: torch.device | str | None = None
-) -> nn.Module:
-    """The network of a segmenter checkpoint with its weights, in eval mode."""
-    if ckpt.kind != "segmenter":
-        raise XrmError(
-            f"Expected a segmenter checkpoint, got an {ckpt.kind} checkpoint."
-        )
-    model = build_network(ckpt.model_config)
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError:
-        raise XrmError(
-            "The checkpoint's weights do not fit its model configuration (damaged checkpoint)."
-        ) from None
-    return model.to(pick_device(device)).eval()
-
-
-def load_segmenter(
-    path: str | os.PathLike[str],
-    device: torch.device | str | None = None,
-    checkpoint: Checkpoint | None = None,
-) -> tuple[nn.Module, Checkpoint]:
-    """Load a segmenter checkpoint and its network (eval mode, on ``device``).
-
-    ``checkpoint``, when the caller has already read ``path``, is used instead
-    of reading the file again (errors still name ``path``).
-    """
-    ckpt = checkpoint or load_checkpoint(path, kind="segmenter")
-    try:
-        return build_segmenter(ckpt, device), ckpt
-    except XrmError as exc:
-        raise InputError(path, str(exc)[0].lower() + str(exc)[1:].rstrip(".")) from None

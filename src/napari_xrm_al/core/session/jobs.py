@@ -31,11 +31,11 @@ from napari_xrm_al.core.al.ranking import (
     summarise,
 )
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.inference.predict import predict_slices, predict_volume
+from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import (
     Checkpoint,
     load_checkpoint,
-    load_segmenter,
     save_or_keep,
 )
 from napari_xrm_al.core.session.annotations import ANNOTATIONS
@@ -334,18 +334,14 @@ def predict_session(
     model_path = session.latest_model
     if model_path is None:
         raise XrmError("Train a model before predicting the volume.")
-    model, ckpt = load_segmenter(model_path, device=device)
+    segmenter = Segmenter.from_checkpoint(model_path, device=device)
     labels_path = session.folder / PREDICTION
     uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
-    result = yield from predict_volume(
-        model,
-        ckpt,
+    result = yield from segmenter.predict_volume(
         image_data,
+        PredictConfig(summaries=False, device=device, tta=tta),
         out=labels_path,
         uncertainty_out=uncertainty_path,
-        summaries=False,
-        device=device,
-        tta=tta,
         provenance={
             **_provenance(session),
             "model": session.relative(model_path),
@@ -372,8 +368,10 @@ def predict_slice_session(
         raise XrmError("Train a model before pre-filling a slice from it.")
     ref = session.ref(item)
     yield Progress("predict", 0, 1, message=f"slice {ref}")
-    model, ckpt = load_segmenter(model_path)
-    probs = predict_slices(model, ckpt, image_data, [ref.index], ref.axis)
+    segmenter = Segmenter.from_checkpoint(model_path)
+    probs = segmenter.predict_slices(
+        image_data, [ref.index], PredictConfig(axis=ref.axis)
+    )
     return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
 
 
