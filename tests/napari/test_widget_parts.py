@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -11,10 +13,11 @@ import numpy as np
 import pytest
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.session.paint_volume import PaintVolume
 from napari_xrm_al.core.session.session import ImageRef, Session
-from napari_xrm_al.core.settings import setting
+from napari_xrm_al.core.settings import setting, settings
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
@@ -255,6 +258,25 @@ def test_config_form_rows_come_from_the_settings(qtbot):
     assert limit.specialValueText() == "none" and form.value("limit") is None
     form.set_value("limit", 4)
     assert form.config() == Toy(decay=0.5, limit=4)
+
+
+@pytest.mark.gui
+def test_a_setting_described_once_reaches_the_form_and_the_command_line(qtbot):
+    form = ConfigForm(Toy, ("decay", "limit"))
+    qtbot.addWidget(form)
+    parser = argparse.ArgumentParser()
+    add_setting_options(parser, Toy, ("decay", "limit"))
+    help_text = " ".join(parser.format_help().split())
+    for name, spec in settings(Toy).items():
+        assert form.editors[name].toolTip() == spec.help
+        assert f"--{name} {name.upper()} {spec.help.rstrip('.').lower()}" in help_text
+    # the same range: what the form cannot be set to, the command line refuses
+    for argv, message in [
+        (["--decay", "1"], "in [0, 1)"),
+        (["--limit", "0"], "at least 1"),
+    ]:
+        with pytest.raises(XrmError, match=re.escape(message)):
+            setting_overrides(parser.parse_args(argv), Toy, ("decay", "limit"))
 
 
 @pytest.mark.gui
