@@ -112,3 +112,15 @@ def test_pretrain_and_train_options_set_their_configs():
     )
     assert setting_overrides(args, TrainConfig, RUN_SETTINGS) == {"steps": 7}
     assert model_overrides(args, TrainConfig) == {"features": PRESETS["medium"]}
+
+
+@pytest.mark.parametrize("action", ["pretrain", "train"])
+def test_session_actions_take_the_same_run_options(action):
+    config_cls = {"pretrain": PretrainConfig, "train": TrainConfig}[action]
+    parse = build_parser().parse_args
+    args = parse(["session", action, "p.xrmal", "--steps", "9", "--time-budget", "0"])
+    given = setting_overrides(args, config_cls, RUN_SETTINGS)
+    assert given == {"steps": 9, "time_budget_s": None}  # 0 = no limit, as elsewhere
+    args = parse(["session", action, "p.xrmal", "--steps", "0"])
+    with pytest.raises(XrmError, match="--steps must be at least 1, got 0"):
+        setting_overrides(args, config_cls, RUN_SETTINGS)
