@@ -54,8 +54,8 @@ class ConfigForm(QWidget):
     config_cls
         The dataclass (e.g. :class:`~napari_xrm_al.core.training.train.TrainConfig`).
     names
-        Which fields to show, in order; the advanced ones go under "Advanced
-        settings".
+        Which fields to show, in order (a number needs both ends of its
+        range); the advanced ones go under "Advanced settings".
     """
 
     def __init__(self, config_cls: type, names: Sequence[str]) -> None:
