@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import threading
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.session.paint_volume import PaintVolume
 from napari_xrm_al.core.session.session import ImageRef, Session
+from napari_xrm_al.core.settings import setting, settings
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _jobs, annotations
-from napari_xrm_al.widgets._config_form import ConfigForm, Field, field_docs
+from napari_xrm_al.widgets._config_form import ConfigForm
 from napari_xrm_al.widgets.annotations import AnnotationBinding
 from napari_xrm_al.widgets.plots import LearningCurvePlot, LossPlot, ProfilePlot
 from napari_xrm_al.widgets.steps.training import PRETRAIN_FIELDS, TRAIN_FIELDS
@@ -190,14 +195,6 @@ def test_format_eta():
 
 
 # -- config forms --------------------------------------------------------------------
-def test_field_docs_cover_every_field_shown():
-    for cls, fields in ((PretrainConfig, PRETRAIN_FIELDS), (TrainConfig, TRAIN_FIELDS)):
-        docs = field_docs(cls)
-        for field in fields:
-            assert docs[field.name], (cls.__name__, field.name)
-    assert field_docs(TrainConfig)["steps"].startswith("Number of optimiser steps")
-
-
 @pytest.mark.gui
 def test_config_form_defaults_specials_and_overrides(qtbot):
     form = ConfigForm(TrainConfig, TRAIN_FIELDS)
@@ -224,13 +221,70 @@ def test_config_form_defaults_specials_and_overrides(qtbot):
         pre.config()
 
 
+@dataclass(frozen=True)
+class Toy:
+    """A config whose fields the tests describe."""
+
+    decay: float = setting(
+        0.5,
+        label="Decay",
+        help="Per step.",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_maximum=True,
+        step=0.01,
+        decimals=2,
+    )
+    limit: int | None = setting(
+        None,
+        label="Limit",
+        help="Most of them.",
+        minimum=0,
+        maximum=10,
+        special="none",
+        advanced=True,
+    )
+
+
+@pytest.mark.gui
+def test_config_form_rows_come_from_the_settings(qtbot):
+    form = ConfigForm(Toy, ("limit", "decay"))
+    qtbot.addWidget(form)
+    decay, limit = form.editors["decay"], form.editors["limit"]
+    assert form.layout().itemAt(0).layout().labelForField(decay).text() == "Decay"
+    assert form.advanced.layout().labelForField(limit).text() == "Limit"
+    assert (decay.toolTip(), limit.toolTip()) == ("Per step.", "Most of them.")
+    assert (decay.minimum(), decay.maximum(), decay.singleStep()) == (0, 0.99, 0.01)
+    assert limit.specialValueText() == "none" and form.value("limit") is None
+    form.set_value("limit", 4)
+    assert form.config() == Toy(decay=0.5, limit=4)
+
+
+@pytest.mark.gui
+def test_a_setting_described_once_reaches_the_form_and_the_command_line(qtbot):
+    form = ConfigForm(Toy, ("decay", "limit"))
+    qtbot.addWidget(form)
+    parser = argparse.ArgumentParser()
+    add_setting_options(parser, Toy, ("decay", "limit"))
+    help_text = " ".join(parser.format_help().split())
+    for name, spec in settings(Toy).items():
+        assert form.editors[name].toolTip() == spec.help
+        assert f"--{name} {name.upper()} {spec.help.rstrip('.').lower()}" in help_text
+    # the same range: what the form cannot be set to, the command line refuses
+    for argv, message in [
+        (["--decay", "1"], "in [0, 1)"),
+        (["--limit", "0"], "at least 1"),
+    ]:
+        with pytest.raises(XrmError, match=re.escape(message)):
+            setting_overrides(parser.parse_args(argv), Toy, ("decay", "limit"))
+
+
 @pytest.mark.gui
 def test_config_form_hides_advanced_fields(qtbot):
-    form = ConfigForm(
-        TrainConfig,
-        [Field("batch_size", "B"), Field("lr", "L", 0, 1, 0.1, 3, advanced=True)],
-    )
+    form = ConfigForm(TrainConfig, ("batch_size", "lr"))
     qtbot.addWidget(form)
+    assert form.advanced.isAncestorOf(form.editors["lr"])  # lr is advanced
+    assert not form.advanced.isAncestorOf(form.editors["batch_size"])
     assert not form.advanced.isVisibleTo(form)
     form.advanced_button.setChecked(True)
     assert form.advanced.isVisibleTo(form)

@@ -11,36 +11,30 @@ from pathlib import Path
 
 import torch
 
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.model.network import ARCHS, DEFAULT_FEATURES, PRESETS
+from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.core.slice_refs import MAX_ANISOTROPY, anisotropy_note
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.output_paths import check_writable
 from napari_xrm_al.io.volumes import Volume, open_volume
 
+#: Config fields every long run takes as options (``--steps``, ``--time-budget``).
+RUN_SETTINGS = ("steps", "time_budget_s")
+#: Architecture fields taken as options, beside ``--preset`` (the widths).
+NETWORK_SETTINGS = ("arch", "context")
 
-def add_run_options(
-    parser: argparse.ArgumentParser, default_steps: str = "automatic"
-) -> None:
-    """Options of any long run: axis, steps, time, seed, device, threads.
 
-    ``default_steps`` is what ``--help`` says ``--steps`` defaults to.
-    """
+def add_run_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """Options of any long run: axis, steps and time budget (as ``config_cls``
+    describes them), seed, device, threads."""
     parser.add_argument(
         "--axis",
         choices=("z", "y", "x"),
         default="z",
         help="slice axis (default: %(default)s)",
     )
-    parser.add_argument(
-        "--steps", type=int, help=f"optimiser steps (default: {default_steps})"
-    )
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="SECONDS",
-        help="stop after this many seconds; 0 = no limit",
-    )
+    add_setting_options(parser, config_cls, RUN_SETTINGS)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_compute_options(parser)
 
@@ -84,46 +78,23 @@ def _mebibytes(text: str) -> int:
     return value * 2**20
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """Architecture options (pretraining, or training without --init)."""
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default="small",
-        help="network width (default: %(default)s)",
+        help="network width of --arch unet (default: %(default)s)",
     )
-    parser.add_argument(
-        "--arch",
-        choices=ARCHS,
-        default="unet",
-        help="MONAI network (default: %(default)s; --preset applies to unet)",
-    )
-    parser.add_argument(
-        "--context",
-        type=int,
-        default=1,
-        help="neighbouring slices each side as channels, 0 = 2D (default: %(default)s)",
-    )
+    add_setting_options(parser, config_cls, NETWORK_SETTINGS)
 
 
-def model_overrides(args: argparse.Namespace) -> dict:
-    """Config fields set by :func:`add_model_options`."""
-    out: dict = {"arch": args.arch, "context": args.context}
-    out["features"] = (
-        PRESETS[args.preset] if args.arch == "unet" else DEFAULT_FEATURES[args.arch]
-    )
-    return out
-
-
-def run_overrides(args: argparse.Namespace) -> dict:
-    """Config fields set by :func:`add_run_options`."""
-    out: dict = {}
-    if args.steps is not None:
-        if args.steps < 1:
-            raise XrmError(f"--steps must be at least 1, got {args.steps}.")
-        out["steps"] = args.steps
-    if args.time_budget is not None:
-        out["time_budget_s"] = args.time_budget or None
+def model_overrides(args: argparse.Namespace, config_cls: type) -> dict:
+    """Config fields set by :func:`add_model_options` (the widths: --preset's for
+    unet, else the architecture's default)."""
+    out = setting_overrides(args, config_cls, NETWORK_SETTINGS)
+    arch = out.get("arch", config_cls().arch)
+    out["features"] = PRESETS[args.preset] if arch == "unet" else DEFAULT_FEATURES[arch]
     return out
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from napari_xrm_al.commands._engine import (
+    RUN_SETTINGS,
     add_memory_option,
     add_model_options,
     add_run_options,
@@ -13,13 +14,17 @@ from napari_xrm_al.commands._engine import (
     model_overrides,
     open_image,
     progress_printer,
-    run_overrides,
     setup_torch,
 )
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.checkpoint import make_provenance
 from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
+
+#: PretrainConfig fields with an option of their own, beside the run's and the
+#: network's.
+OPTIONS = ("batch_size",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,32 +47,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, metavar="ENC", help="encoder file to write"
     )
-    add_model_options(parser)
-    add_run_options(parser, default_steps=str(defaults.steps))
+    add_model_options(parser, PretrainConfig)
+    add_run_options(parser, PretrainConfig)
     add_memory_option(
         parser,
         TRAIN_MAX_MEMORY,
         "the regions read for pretraining (whole slices, or boxes of larger ones)",
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help="regions per step, two views each (default: %(default)s)",
-    )
+    add_setting_options(parser, PretrainConfig, OPTIONS)
     parser.set_defaults(func=run, reads=("image",), writes=("out",))
 
 
 def run(args: argparse.Namespace) -> int:
     """Pretrain and write the encoder checkpoint."""
     setup_torch(args)
+    config = dataclasses.replace(
+        PretrainConfig(),
+        **model_overrides(args, PretrainConfig),
+        **setting_overrides(args, PretrainConfig, (*RUN_SETTINGS, *OPTIONS)),
+    )
     out = check_out(args.out)
     volume = open_image(args.image, args.max_memory)
-    config = dataclasses.replace(
-        PretrainConfig(batch_size=args.batch_size),
-        **model_overrides(args),
-        **run_overrides(args),
-    )
     gen = pretrain(
         volume.data,
         axis=args.axis,

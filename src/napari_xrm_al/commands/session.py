@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from napari_xrm_al.commands._engine import (
+    RUN_SETTINGS,
     add_anisotropy_option,
     add_compute_options,
     check_anisotropy,
@@ -24,6 +25,7 @@ from napari_xrm_al.commands._engine import (
     progress_printer,
     setup_torch,
 )
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
@@ -49,6 +51,8 @@ ACTIONS = {
     "train": "train a model on the slices marked done and record a cycle",
     "predict": "predict the whole scan with the latest model into the project",
 }
+#: The config of each action that trains, whose --steps and --time-budget it takes.
+CONFIGS = {"pretrain": PretrainConfig, "train": TrainConfig}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,16 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 "records)",
             )
             add_compute_options(action)
-        if name in ("pretrain", "train"):
-            action.add_argument(
-                "--steps", type=int, help="optimiser steps (default: as in the dock)"
-            )
-            action.add_argument(
-                "--time-budget",
-                type=float,
-                metavar="SECONDS",
-                help="stop after this many seconds",
-            )
+        if name in CONFIGS:
+            add_setting_options(action, CONFIGS[name], RUN_SETTINGS)
         files = (
             {"reads": ("image",), "writes": ("project",)} if name != "status" else {}
         )
@@ -147,8 +143,7 @@ def _open(args: argparse.Namespace) -> tuple[Session, Volume]:
 
 def _config(cls, args: argparse.Namespace):
     """``cls()`` with the step count and time budget given on the command line."""
-    fields = {"steps": args.steps, "time_budget_s": args.time_budget}
-    return cls(**{k: v for k, v in fields.items() if v is not None})
+    return cls(**setting_overrides(args, cls, RUN_SETTINGS))
 
 
 def run_status(args: argparse.Namespace) -> int:

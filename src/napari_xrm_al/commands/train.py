@@ -8,6 +8,7 @@ import sys
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
+    RUN_SETTINGS,
     add_anisotropy_option,
     add_memory_option,
     add_model_options,
@@ -17,7 +18,6 @@ from napari_xrm_al.commands._engine import (
     model_overrides,
     open_image,
     progress_printer,
-    run_overrides,
     setup_torch,
 )
 from napari_xrm_al.commands._labels import (
@@ -27,15 +27,18 @@ from napari_xrm_al.commands._labels import (
     dense_ids,
     open_labels,
 )
+from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.slice_inference import PRECISIONS
 from napari_xrm_al.core.model.checkpoint import load_checkpoint, make_provenance
 from napari_xrm_al.core.slice_refs import axes_of, parse_slice_refs
-from napari_xrm_al.core.training.losses import LOSSES
 from napari_xrm_al.core.training.train import TrainConfig, train
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
-from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.volumes import volume_fingerprint
+
+#: TrainConfig fields with an option of their own, beside the run's and the
+#: network's (those only without --init).
+OPTIONS = ("loss", "rare_paste", "ensemble", "ema_decay", "precision")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,47 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, metavar="MODEL", help="model file to write"
     )
-    add_model_options(parser)
-    add_run_options(parser)
+    add_model_options(parser, TrainConfig)
+    add_run_options(parser, TrainConfig)
     add_memory_option(parser, TRAIN_MAX_MEMORY, "the labelled slices read for training")
-    parser.add_argument(
-        "--loss",
-        choices=LOSSES,
-        default=TrainConfig().loss,
-        help="loss (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--rare-paste",
-        type=float,
-        default=TrainConfig().rare_paste,
-        metavar="P",
-        help="share of training crops into which labelled rare objects (voids) are "
-        "pasted, 0..1: helps when very few are labelled (default: %(default)s = off)",
-    )
-    parser.add_argument(
-        "--ensemble",
-        type=int,
-        default=TrainConfig().ensemble,
-        metavar="N",
-        help="networks trained side by side, each on its share of every batch, "
-        "whose probabilities are averaged: steadier results from one retrain to "
-        "the next; prediction takes N times as long (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--ema-decay",
-        type=float,
-        default=TrainConfig().ema_decay,
-        metavar="D",
-        help="keep a moving average of the weights with this decay per step, "
-        "e.g. 0.995 (default: %(default)s = off)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=TrainConfig().precision,
-        help="arithmetic of the training steps (default: %(default)s = bfloat16 "
-        "autocast where the CPU or GPU computes it natively, else float32)",
-    )
+    add_setting_options(parser, TrainConfig, OPTIONS)
     parser.set_defaults(func=run, reads=("image", "labels", "init"), writes=("out",))
 
 
@@ -144,6 +110,8 @@ def _classes(args: argparse.Namespace, labels: LabelFile) -> ClassTable:
 def run(args: argparse.Namespace) -> int:
     """Train and write the model checkpoint."""
     setup_torch(args)
+    options = setting_overrides(args, TrainConfig, (*RUN_SETTINGS, *OPTIONS))
+    network = model_overrides(args, TrainConfig)
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None
     volume = open_image(args.image, args.max_memory)
@@ -166,24 +134,8 @@ def run(args: argparse.Namespace) -> int:
             f"({init.provenance.get('image_path')})",
             file=sys.stderr,
         )
-    overrides = run_overrides(args)
-    if init is None:
-        overrides.update(model_overrides(args))
-    if not 0.0 <= args.rare_paste <= 1.0:
-        raise XrmError(f"--rare-paste must be between 0 and 1, got {args.rare_paste}.")
-    if args.ensemble < 1:
-        raise XrmError(f"--ensemble must be at least 1, got {args.ensemble}.")
-    if not 0.0 <= args.ema_decay < 1.0:
-        raise XrmError(f"--ema-decay must be in [0, 1), got {args.ema_decay}.")
     config = dataclasses.replace(
-        TrainConfig(
-            loss=args.loss,
-            rare_paste=args.rare_paste,
-            precision=args.precision,
-            ensemble=args.ensemble,
-            ema_decay=args.ema_decay,
-        ),
-        **overrides,
+        TrainConfig(), **options, **(network if init is None else {})
     )
     slices = parse_slice_refs(args.slices, "--slices", args.axis)
     validation = (

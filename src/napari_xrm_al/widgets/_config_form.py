@@ -1,17 +1,16 @@
-"""A form of spin boxes for the fields of a core config dataclass.
+"""A form of editors for the fields of a core config dataclass.
 
-Defaults are the dataclass's own; tooltips are the field descriptions of its
-numpy-style docstring (the core documents each field in one line for this), so
-the widget and the core never disagree about what a number means.
+Each editor is built from the field's
+:class:`~napari_xrm_al.core.settings.Setting` (label, range, tooltip, whether
+it is advanced) and starts at the dataclass's default, so the widget, the
+command line and the core never disagree about what a number means.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -26,71 +25,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.model.network import PRESETS
+from napari_xrm_al.core.settings import Setting, settings
 from napari_xrm_al.errors import XrmError
-
-_HEADER = re.compile(r"^-{3,}\s*$")
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name → description, from the ``Parameters`` sections of the
-    docstrings of ``cls`` and its base classes (the subclass wins)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        docs.update(_parameters(klass.__dict__.get("__doc__")))
-    return docs
-
-
-def _parameters(doc: str | None) -> dict[str, str]:
-    """The ``Parameters`` section of one numpy-style docstring."""
-    lines = inspect.cleandoc(doc or "").splitlines()
-    docs: dict[str, str] = {}
-    names: list[str] = []
-    inside = False
-    for i, line in enumerate(lines):
-        underline = i + 1 < len(lines) and _HEADER.match(lines[i + 1])
-        if underline:
-            inside = line.strip() == "Parameters"
-            names = []
-            continue
-        if not inside or _HEADER.match(line) or not line.strip():
-            continue
-        if not line.startswith(" "):
-            names = [n.strip() for n in line.split(":")[0].split(",")]
-            continue
-        for name in names:
-            docs[name] = f"{docs.get(name, '')} {line.strip()}".strip()
-    return docs
-
-
-@dataclass(frozen=True)
-class Field:
-    """How one config field is edited.
-
-    Parameters
-    ----------
-    name
-        Dataclass field name.
-    label
-        Row label.
-    minimum, maximum, step, decimals
-        Spin-box range; ``decimals > 0`` gives a floating-point box.
-    special
-        Text shown at ``minimum``, which then means ``None`` (e.g. ``'auto'``).
-    choices
-        Allowed strings (a drop-down instead of a spin box).
-    advanced
-        Shown only under "Advanced settings".
-    """
-
-    name: str
-    label: str
-    minimum: float = 1
-    maximum: float = 1_000_000
-    step: float = 1
-    decimals: int = 0
-    special: str | None = None
-    choices: tuple[str, ...] = ()
-    advanced: bool = False
 
 
 def parse_features(text: str) -> tuple[int, ...]:
@@ -111,28 +47,29 @@ def parse_features(text: str) -> tuple[int, ...]:
 
 
 class ConfigForm(QWidget):
-    """Editors for some fields of a config dataclass.
+    """Editors for some fields of a config dataclass, described by their settings.
 
     Parameters
     ----------
     config_cls
         The dataclass (e.g. :class:`~napari_xrm_al.core.training.train.TrainConfig`).
-    fields
-        Which fields to show, in order.
+    names
+        Which fields to show, in order (a number needs both ends of its
+        range); the advanced ones go under "Advanced settings".
     """
 
-    def __init__(self, config_cls: type, fields: Sequence[Field]) -> None:
+    def __init__(self, config_cls: type, names: Sequence[str]) -> None:
         super().__init__()
         self.config_cls = config_cls
-        self.fields = {f.name: f for f in fields}
+        described = settings(config_cls)
+        self.fields: dict[str, Setting] = {name: described[name] for name in names}
         self.editors: dict[str, QWidget] = {}
         defaults = config_cls()
-        docs = field_docs(config_cls)
         basic, advanced = QFormLayout(), QFormLayout()
-        for spec in fields:
-            editor = self._editor(spec, getattr(defaults, spec.name))
-            editor.setToolTip(docs.get(spec.name, ""))
-            self.editors[spec.name] = editor
+        for name, spec in self.fields.items():
+            editor = self._editor(spec, getattr(defaults, name))
+            editor.setToolTip(spec.help)
+            self.editors[name] = editor
             (advanced if spec.advanced else basic).addRow(spec.label, editor)
         self.advanced = QWidget()
         self.advanced.setLayout(advanced)
@@ -149,7 +86,7 @@ class ConfigForm(QWidget):
             self.advanced_button.setVisible(False)
 
     @staticmethod
-    def _editor(spec: Field, default: Any) -> QWidget:
+    def _editor(spec: Setting, default: Any) -> QWidget:
         if spec.choices:
             combo = QComboBox()
             combo.addItems(list(spec.choices))
@@ -160,7 +97,8 @@ class ConfigForm(QWidget):
             return QLineEdit(name or ", ".join(str(v) for v in default))
         kind = float if spec.decimals else int
         box = QDoubleSpinBox(decimals=spec.decimals) if spec.decimals else QSpinBox()
-        box.setRange(kind(spec.minimum), kind(spec.maximum))
+        top = spec.maximum - (10**-spec.decimals if spec.exclusive_maximum else 0)
+        box.setRange(kind(spec.minimum), kind(top))
         box.setSingleStep(kind(spec.step))
         if spec.special is not None:
             box.setSpecialValueText(spec.special)

@@ -23,6 +23,7 @@ from monai.networks.layers import SkipConnection
 from monai.networks.nets import BasicUNet, FlexibleUNet, UNet
 from torch import nn
 
+from napari_xrm_al.core.settings import setting
 from napari_xrm_al.errors import XrmError
 
 ARCHS = ("unet", "basicunet", "flexunet")
@@ -133,33 +134,60 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """Architecture fields shared by training and pretraining configurations.
+    """Architecture fields shared by training and pretraining configurations
+    (each described by its :func:`~napari_xrm_al.core.settings.setting`)."""
 
-    Parameters
-    ----------
-    context
-        Neighbouring slices each side given as channels (0 = plain 2D).
-    features
-        Network feature widths (see :class:`ModelConfig`).
-    arch
-        Network architecture: 'basicunet', 'unet' or 'flexunet'.
-    norm
-        Feature normalisation, 'batch' or 'instance'.
-    dropout
-        Channel dropout at the bottleneck and before the classifier.
-    res_units
-        Residual units per level ('unet' only).
-    backbone
-        Encoder of 'flexunet'.
-    """
-
-    context: int = 1
-    features: tuple[int, ...] = PRESETS["small"]
-    arch: str = "unet"
-    norm: str = "batch"
-    dropout: float = 0.1
-    res_units: int = 2
-    backbone: str = "efficientnet-b0"
+    context: int = setting(
+        1,
+        label="Context slices",
+        help="Neighbouring slices each side given as channels (0 = plain 2D).",
+        minimum=0,
+        maximum=8,
+        advanced=True,
+    )
+    features: tuple[int, ...] = setting(
+        PRESETS["small"],
+        label="Network widths",
+        help="Network feature widths (see :class:`ModelConfig`).",
+        advanced=True,
+    )
+    arch: str = setting(
+        "unet",
+        label="Architecture",
+        help="Network architecture: 'basicunet', 'unet' or 'flexunet'.",
+        choices=ARCHS,
+        advanced=True,
+    )
+    norm: str = setting(
+        "batch",
+        label="Normalisation",
+        help="Feature normalisation, 'batch' or 'instance'.",
+        choices=("batch", "instance"),
+        advanced=True,
+    )
+    dropout: float = setting(
+        0.1,
+        label="Dropout",
+        help="Channel dropout at the bottleneck and before the classifier.",
+        minimum=0.0,
+        maximum=0.9,
+        step=0.05,
+        decimals=2,
+        advanced=True,
+    )
+    res_units: int = setting(
+        2,
+        label="Residual units",
+        help="Residual units per level ('unet' only).",
+        minimum=0,
+        advanced=True,
+    )
+    backbone: str = setting(
+        "efficientnet-b0",
+        label="Backbone",
+        help="Encoder of 'flexunet'.",
+        advanced=True,
+    )
 
     def model_config(self, n_classes: int = 2) -> ModelConfig:
         """The :class:`ModelConfig` these settings describe."""

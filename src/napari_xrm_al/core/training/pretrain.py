@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,11 +30,7 @@ from napari_xrm_al.core.model.checkpoint import (
     Checkpoint,
     checkpoint_bytes,
 )
-from napari_xrm_al.core.model.network import (
-    NetworkSettings,
-    SliceSegmenter,
-    pick_device,
-)
+from napari_xrm_al.core.model.network import SliceSegmenter, pick_device
 from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.slices import (
     axis_index,
@@ -44,7 +39,8 @@ from napari_xrm_al.core.slices import (
     read_slices,
     slice_shape,
 )
-from napari_xrm_al.core.training.augment import AugmentConfig, contrastive_view
+from napari_xrm_al.core.training.augment import contrastive_view
+from napari_xrm_al.core.training.configs import PretrainConfig
 from napari_xrm_al.core.training.schedule import StepClock, adamw
 from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
@@ -52,69 +48,8 @@ from napari_xrm_al.errors import XrmError, mib
 from napari_xrm_al.io.output_paths import check_writable
 from napari_xrm_al.io.volumes import chunk_shape
 
-#: Augmentation of contrastive views: the supervised training's (the views are
-#: already rescaled crops, so no zoom). Stronger grey-level changes, noise and
-#: blur (±20 % scale, gamma 0.6–1.6, σ ≤ 0.08 noise, blur up to 1.5 px, an
-#: earlier default) taught the encoder to ignore what tells copper from solder
-#: (grey level) and voids from their surroundings (small dark spots): training
-#: from it was worse than from scratch and now and then lost the voids
-#: (docs/engine.md, "How strong should the views be?").
-VIEW_AUGMENT = AugmentConfig(zoom=(1.0, 1.0))
 #: Side of the boxes the region pool reads from slices larger than it.
 POOL_BOX = 1024
-
-
-@dataclass(frozen=True)
-class PretrainConfig(NetworkSettings):
-    """Settings of contrastive pretraining (each line doubles as a tooltip).
-
-    Parameters
-    ----------
-    (network fields)
-        See :class:`~napari_xrm_al.core.model.network.NetworkSettings`; training
-        started from this encoder uses the same architecture.
-    steps
-        Number of optimiser steps.
-    time_budget_s
-        Stop after this many seconds (the schedule adapts); None = no limit.
-    batch_size
-        Regions per step (each gives two views).
-    region_size
-        Side of the square regions cut from slices, in pixels.
-    view_size
-        Side of each augmented view fed to the encoder, in pixels.
-    crop_area
-        Range of the area fraction of a region each view covers.
-    temperature
-        NT-Xent temperature.
-    projection_dim
-        Output size of the projection head.
-    lr
-        Peak learning rate of AdamW.
-    weight_decay
-        AdamW weight decay.
-    warmup_fraction
-        Share of the run spent warming the learning rate up.
-    pool_voxels
-        Most voxels held in memory to cut regions from (whole slices, or
-        boxes of large ones).
-    augment
-        Grey-level and geometric augmentation of the views.
-    """
-
-    steps: int = 600
-    time_budget_s: float | None = 240.0
-    batch_size: int = 32
-    region_size: int = 96
-    view_size: int = 64
-    crop_area: tuple[float, float] = (0.3, 1.0)
-    temperature: float = 0.2
-    projection_dim: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    pool_voxels: int = 32_000_000
-    augment: AugmentConfig = field(default_factory=lambda: VIEW_AUGMENT)
 
 
 class ProjectionHead(nn.Sequential):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -32,10 +32,11 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.slice_inference import training_precision
 from napari_xrm_al.core.model.checkpoint import Checkpoint, checkpoint_bytes
 from napari_xrm_al.core.model.ensemble import build_network, split_loss
-from napari_xrm_al.core.model.network import NetworkSettings, pick_device
+from napari_xrm_al.core.model.network import pick_device
 from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.slice_refs import SliceRef
-from napari_xrm_al.core.training.augment import AugmentConfig, augment_pair
+from napari_xrm_al.core.training.augment import augment_pair
+from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.rare_paste import cut_stamps, paste_stamps
 from napari_xrm_al.core.training.schedule import StepClock, adamw, snapshot
@@ -49,97 +50,6 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_writable
 
 Validation = tuple[Any, Any, Sequence[int]]
-
-
-@dataclass(frozen=True)
-class TrainConfig(NetworkSettings):
-    """Settings of one training run (each line doubles as a tooltip).
-
-    Parameters
-    ----------
-    (network fields)
-        See :class:`~napari_xrm_al.core.model.NetworkSettings`; the architecture
-        fields are used only without an init checkpoint, ``dropout`` always.
-    steps
-        Number of optimiser steps; None = ``steps_per_slice`` × labelled slices,
-        clipped to [``min_steps``, ``max_steps``].
-    steps_per_slice
-        Steps per labelled slice when ``steps`` is None.
-    min_steps
-        Fewest steps when ``steps`` is None.
-    max_steps
-        Most steps when ``steps`` is None.
-    time_budget_s
-        Stop after this many seconds (the schedule adapts); None = no limit.
-    batch_size
-        Crops per step.
-    crop_size
-        Side of the square training crops in pixels.
-    lr
-        Peak learning rate of AdamW.
-    weight_decay
-        AdamW weight decay.
-    warmup_fraction
-        Share of the run spent warming the learning rate up.
-    loss
-        'dice_ce' (Dice + cross-entropy) or 'dice_focal' (Dice + focal).
-    class_weight_power
-        Cross-entropy class weights ∝ labelled frequency^-power (0 = unweighted).
-    rare_crop_fraction
-        Share of crops centred on pixels of rarer classes (class picked ∝ frequency^-½).
-    rare_paste
-        Share of crops into which labelled objects of the rare classes are pasted
-        onto their surrounding class (copy-paste, see
-        :mod:`~napari_xrm_al.core.training.rare_paste`; 0 = off, the default). It
-        helped with a handful of labelled voids (8 y slices: void IoU 0.60 →
-        0.66) but hurt the active-learning benchmark (docs/engine.md).
-    augment
-        Data augmentation strengths.
-    precision
-        'auto' (bfloat16 autocast where the device computes it natively, else
-        float32), 'float32' or 'bfloat16'. Weights, optimiser and loss stay float32.
-    validate_every
-        Steps between validations when validation slices are given (None = 10 per run).
-    loss_smoothing
-        Exponential smoothing of the reported loss (0 = none).
-    ema_decay
-        Keep an exponential moving average of the weights with this decay per
-        step and return it instead of the last weights (0 = off). Averaging
-        makes a retrain on the same slices give nearly the same model whatever
-        the seed (docs/benchmarks.md, "Stable retraining").
-    ensemble
-        Networks trained side by side, each on its share of every batch, whose
-        probabilities are averaged (1 = one network). Training costs about the
-        same; prediction and ranking cost one pass per member.
-    """
-
-    steps: int | None = None
-    steps_per_slice: int = 100
-    min_steps: int = 400
-    max_steps: int = 800
-    time_budget_s: float | None = None
-    batch_size: int = 16
-    crop_size: int = 96
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    loss: str = "dice_ce"
-    class_weight_power: float = 0.5
-    rare_crop_fraction: float = 0.5
-    rare_paste: float = 0.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    precision: str = "auto"
-    validate_every: int | None = None
-    loss_smoothing: float = 0.95
-    ema_decay: float = 0.0
-    ensemble: int = 1
-
-    def n_steps(self, n_slices: int) -> int:
-        """Planned number of steps for ``n_slices`` labelled slices."""
-        if self.steps is not None:
-            return max(1, int(self.steps))
-        auto = self.steps_per_slice * n_slices
-        return int(min(max(auto, self.min_steps), self.max_steps))
 
 
 def initial_model(

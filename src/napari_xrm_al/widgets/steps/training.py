@@ -15,14 +15,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.inference.slice_inference import PRECISIONS
 from napari_xrm_al.core.session.jobs import pretrain_session, train_session
 from napari_xrm_al.core.session.session import CycleRecord
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.widgets._config_form import ConfigForm, Field
+from napari_xrm_al.widgets._config_form import ConfigForm
 from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
@@ -31,72 +30,34 @@ if TYPE_CHECKING:
     from napari_xrm_al.core.model.checkpoint import Checkpoint
     from napari_xrm_al.widgets.dock_state import DockState
 
+#: Fields of the two forms, in order (labels, ranges, tooltips: the core's settings).
 PRETRAIN_FIELDS = (
-    Field("steps", "Steps", 1, 100_000, 50),
-    Field("time_budget_s", "Time limit (s)", 0, 86_400, 30, special="no limit"),
-    Field("batch_size", "Batch size", 2, 1024, 8),
-    Field("region_size", "Region size (px)", 16, 2048, 16),
-    Field("view_size", "View size (px)", 16, 2048, 16),
-    Field("features", "Network widths", advanced=True),
-    Field("context", "Context slices", 0, 8, advanced=True),
-    Field("dropout", "Dropout", 0.0, 0.9, 0.05, decimals=2, advanced=True),
-    Field("lr", "Learning rate", 1e-5, 1.0, 1e-4, decimals=5, advanced=True),
-    Field("temperature", "Temperature", 0.01, 5.0, 0.05, decimals=2, advanced=True),
-    Field(
-        "pool_voxels",
-        "Voxels in memory",
-        10_000,
-        2_000_000_000,
-        1_000_000,
-        advanced=True,
-    ),
+    "steps",
+    "time_budget_s",
+    "batch_size",
+    "region_size",
+    "view_size",
+    "features",
+    "context",
+    "dropout",
+    "lr",
+    "temperature",
+    "pool_voxels",
 )
 TRAIN_FIELDS = (
-    Field("steps", "Steps", 0, 100_000, 50, special="auto"),
-    Field("time_budget_s", "Time limit (s)", 0, 86_400, 30, special="no limit"),
-    Field("batch_size", "Batch size", 1, 1024, 2),
-    Field("crop_size", "Crop size (px)", 16, 2048, 16),
-    Field("ensemble", "Ensemble members", 1, 8, 1),
-    Field(
-        "ema_decay",
-        "Weight average decay",
-        0.0,
-        0.9999,
-        0.001,
-        decimals=4,
-        advanced=True,
-    ),
-    Field("loss", "Loss", choices=("dice_ce", "dice_focal"), advanced=True),
-    Field("precision", "Precision", choices=PRECISIONS, advanced=True),
-    Field("lr", "Learning rate", 1e-5, 1.0, 1e-4, decimals=5, advanced=True),
-    Field(
-        "rare_crop_fraction",
-        "Rare-centred crops",
-        0.0,
-        1.0,
-        0.1,
-        decimals=2,
-        advanced=True,
-    ),
-    Field(
-        "rare_paste",
-        "Rare-object pasting",
-        0.0,
-        1.0,
-        0.1,
-        decimals=2,
-        advanced=True,
-    ),
-    Field(
-        "class_weight_power",
-        "Class weight power",
-        0.0,
-        2.0,
-        0.1,
-        decimals=2,
-        advanced=True,
-    ),
-    Field("steps_per_slice", "Steps per slice (auto)", 1, 10_000, 10, advanced=True),
+    "steps",
+    "time_budget_s",
+    "batch_size",
+    "crop_size",
+    "ensemble",
+    "ema_decay",
+    "loss",
+    "precision",
+    "lr",
+    "rare_crop_fraction",
+    "rare_paste",
+    "class_weight_power",
+    "steps_per_slice",
 )
 #: Architecture fields set in Pretrain and used by Train when there is no encoder.
 ARCHITECTURE = ("features", "context", "dropout")
