@@ -23,7 +23,7 @@ def test_the_whole_loop_runs_headless_and_keeps_the_suggestion(
     project = tmp_path / "image.tif.xrmal"
     with session_for(image, open_volume(image).data, ClassTable.hbm())[0] as session:
         for z in (4, 15):
-            session.write_slice(z, truth[z])
+            session.annotations.write_slice(z, truth[z])
             session.mark_done(z)
     capsys.readouterr()
     run = ["--threads", "1", "--quiet"]

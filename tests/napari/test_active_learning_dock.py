@@ -120,7 +120,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
         paint_slice(dock, index, truth)
         assert dock.mark_done()
     assert session.done == [SliceRef(0, 4), SliceRef(0, 16)]
-    np.testing.assert_array_equal(session.read_slice(16), truth[16])
+    np.testing.assert_array_equal(session.annotations.read_slice(16), truth[16])
     assert "2 done" in dock.slice_label.text()
 
     # 3 Train.
@@ -171,7 +171,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     paint_slice(dock, top, truth)  # the analyst corrects it
     assert dock.toggle_done()
     assert session.done_along() == sorted([4, 16, top])
-    np.testing.assert_array_equal(session.read_slice(top), truth[top])
+    np.testing.assert_array_equal(session.annotations.read_slice(top), truth[top])
 
     # Retrain, with a painted validation slice kept out of training.
     val = next(
@@ -348,7 +348,7 @@ def test_slices_across_y(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     layer.paint((5, 40, 7), 2)  # a brush dab on the shown y plane
     assert dock.mark_done()
     assert session.done == [SliceRef.of("y", 40)]
-    assert session.read_slice(40)[5, 7] == 2
+    assert session.annotations.read_slice(40)[5, 7] == 2
 
 
 def test_open_a_scan_file_puts_the_project_beside_it(

@@ -62,11 +62,13 @@ def test_sigkill_while_painting_loses_nothing_older_than_two_seconds(
     tifffile.imwrite(image, sample.image)
     folder = tmp_path / "scan.tif.xrmal"
     session, _ = session_for(image, sample.image, ClassTable.hbm(), folder=folder)
-    session.write_slice(0, np.full(SHAPE[1:], 2, np.uint8))
+    session.annotations.write_slice(0, np.full(SHAPE[1:], 2, np.uint8))
     session.mark_done(0)
-    model = tiny_model_file(session.model_path("cycle-001.pt"))
+    model = tiny_model_file(session.paths.model_path("cycle-001.pt"))
     session.add_cycle(
-        CycleRecord(1, "manual", [0], model=session.relative(model), metrics={"a": 1})
+        CycleRecord(
+            1, "manual", [0], model=session.paths.relative(model), metrics={"a": 1}
+        )
     )
     model_bytes = model.read_bytes()
     session.close()
@@ -94,7 +96,7 @@ def test_sigkill_while_painting_loses_nothing_older_than_two_seconds(
 
     again = Session.open(folder)  # the dead process's lock is stale
     assert not list(folder.glob(".*.tmp-*"))  # a write cut short is cleared away
-    volume = again.read_all()
+    volume = again.annotations.read_all()
     lost = [e for e in old if volume[tuple(e["stroke"])] != e["label"]]
     assert lost == [], f"{len(lost)} of {len(old)} strokes older than 2 s were lost"
     done = {e["done"] for e in events if "done" in e}
@@ -168,8 +170,10 @@ def test_two_viewers_two_projects_and_one_project_in_one_viewer_only(
     two.annotations.layer.data[5, 0, 0] = 2
     assert one.mark_done(2) and two.mark_done(5)
     assert first.done == [SliceRef(0, 2)] and second.done == [SliceRef(0, 5)]
-    assert (first.read_slice(2)[:3, :3] == 1).all() and not first.read_slice(5).any()
-    assert (second.read_slice(2)[:3, :3] == 3).all()
+    assert (
+        first.annotations.read_slice(2)[:3, :3] == 1
+    ).all() and not first.annotations.read_slice(5).any()
+    assert (second.annotations.read_slice(2)[:3, :3] == 3).all()
 
     # The second viewer may not open the first viewer's project...
     two.data.folder_edit.setText(str(tmp_path / "a"))
@@ -179,7 +183,10 @@ def test_two_viewers_two_projects_and_one_project_in_one_viewer_only(
     assert two.session is second  # ... and keeps its own
     two.annotations.layer.data[6, 0, 0] = 4
     two.annotations.flush()
-    assert second.read_slice(6)[0, 0] == 4 and not first.read_slice(6).any()
+    assert (
+        second.annotations.read_slice(6)[0, 0] == 4
+        and not first.annotations.read_slice(6).any()
+    )
 
     # Once the first viewer lets go of it, it can.
     one.viewer.layers.remove(one.annotations.layer)

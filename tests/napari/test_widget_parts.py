@@ -43,7 +43,7 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
 ):
     viewer = make_napari_viewer_proxy()
     image = viewer.add_image(np.zeros(SHAPE, np.uint16), name="scan", scale=(2, 1, 1))
-    session.write_slice(1, np.full(SHAPE[1:], 2, np.uint8))
+    session.annotations.write_slice(1, np.full(SHAPE[1:], 2, np.uint8))
     binding = AnnotationBinding(viewer, session, image)
     layer = binding.layer
     assert layer.name == "scan annotations"
@@ -57,33 +57,33 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
     layer.brush_size = 3
     layer.paint((3, 5, 5), 4)  # data coordinates
     assert binding.dirty == {3}
-    assert session.read_slice(3).max() == 0  # not yet: debounced
-    qtbot.waitUntil(lambda: session.read_slice(3).max() == 4, timeout=2000)
+    assert session.annotations.read_slice(3).max() == 0  # not yet: debounced
+    qtbot.waitUntil(lambda: session.annotations.read_slice(3).max() == 4, timeout=2000)
     assert not binding.dirty and binding.painted == {1, 3}
 
     layer.undo()  # no paint event, but the write is tracked
     assert binding.dirty == {3}
     assert binding.flush() == [3]
-    assert session.read_slice(3).max() == 0 and binding.painted == {1}
+    assert session.annotations.read_slice(3).max() == 0 and binding.painted == {1}
 
     layer.fill((1, 0, 0), 3)
     binding.flush()
-    assert (session.read_slice(1) == 3).all()
+    assert (session.annotations.read_slice(1) == 3).all()
 
     guess = np.full(SHAPE[1:], 2, np.uint8)
     layer.data[4, :2] = 1
     binding.fill_unpainted(4, guess)
     binding.flush()
-    stored = session.read_slice(4)
+    stored = session.annotations.read_slice(4)
     assert (stored[:2] == 1).all() and (stored[2:] == 2).all()
     layer.undo()  # the pre-fill is one undo step
     binding.flush()
-    assert (session.read_slice(4)[2:] == 0).all()
+    assert (session.annotations.read_slice(4)[2:] == 0).all()
 
     layer.data = np.zeros(SHAPE, np.uint8)  # replaced from a script
     assert isinstance(layer.data, PaintVolume)
     binding.flush()
-    assert session.annotations[...].max() == 0
+    assert session.annotations.array[...].max() == 0
 
     errors = []
     monkeypatch.setattr(annotations, "show_error", errors.append)
@@ -92,11 +92,11 @@ def test_binding_saves_paint_fill_undo_and_replaced_data(
     assert "Slice 5 was not saved" in errors[0]
     assert binding.dirty == {5}  # kept, to be saved once it is valid
     layer.data[5, 0, 0] = 1
-    assert binding.flush() == [5] and session.read_slice(5)[0, 0] == 1
+    assert binding.flush() == [5] and session.annotations.read_slice(5)[0, 0] == 1
 
     layer.data[2, 0, 0] = 1
     viewer.layers.remove(layer)  # pending strokes are saved on removal
-    assert session.read_slice(2)[0, 0] == 1
+    assert session.annotations.read_slice(2)[0, 0] == 1
 
 
 # -- job runner --------------------------------------------------------------------

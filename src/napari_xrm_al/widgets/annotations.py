@@ -106,7 +106,7 @@ class AnnotationBinding(QObject):
         self.painted: set[int] = {
             i
             for i in range(data.shape[self.axis])
-            if session.chunk_path(i).is_file() and data.plane(i).any()
+            if session.annotations.chunk_path(i).is_file() and data.plane(i).any()
         }
         for message in session.warnings[known:]:  # damaged slices set aside
             show_warning(message)
@@ -166,7 +166,7 @@ class AnnotationBinding(QObject):
         ref = self.session.ref(item)
         if ref.axis == self.axis:
             return self.layer.data.plane(ref.index)
-        return np.asarray(self.layer.data[self.session.slice_key(ref)])
+        return np.asarray(self.layer.data[self.session.annotations.slice_key(ref)])
 
     def is_painted(self, item: SliceRef | int) -> bool:
         """Whether a slice holds painted pixels (saved or not)."""
@@ -209,10 +209,10 @@ class AnnotationBinding(QObject):
         session = self.session
         return PaintVolume(
             session.image.shape,
-            session.annotations.dtype,
+            session.annotations.array.dtype,
             self.axis,
-            read_plane=session.load_slice,
-            write_plane=session.write_slice,
+            read_plane=session.annotations.load_slice,
+            write_plane=session.annotations.write_slice,
             on_write=self.mark,
         )
 
@@ -229,8 +229,8 @@ class AnnotationBinding(QObject):
             return
         volume = self._volume()
         for index in range(volume.shape[self.axis]):
-            volume[self.session.slice_key(index)] = np.asarray(
-                data[self.session.slice_key(index)]
+            volume[self.session.annotations.slice_key(index)] = np.asarray(
+                data[self.session.annotations.slice_key(index)]
             )
         self.layer.data = volume
 

@@ -36,7 +36,7 @@ def trained(sample, tmp_path, tiny_train_config):
     session, _ = session_for(
         None, sample.image, ClassTable.hbm(), folder=tmp_path / "s"
     )
-    session.write_slice(3, dense_to_annotation(sample.labels)[3])
+    session.annotations.write_slice(3, dense_to_annotation(sample.labels)[3])
     session.mark_done(3)
     run_to_end(
         train_session(session, sample.image, replace(tiny_train_config, steps=1))

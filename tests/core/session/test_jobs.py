@@ -62,7 +62,7 @@ def test_loop_trains_from_pretraining_and_ranks_unlabelled_slices(
     assert kept["picks"] == [pick_record(p) for p in again.picks]
     truth = dense_to_annotation(sample.labels)
     for z in (4, 15):
-        session.write_slice(z, truth[z])
+        session.annotations.write_slice(z, truth[z])
         session.mark_done(z)
     record = run_to_end(
         train_session(session, sample.image, TINY_TRAIN, strategy="rareness")
@@ -111,7 +111,7 @@ def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
         ].folder
     )
     truth = dense_to_annotation(sample.labels)
-    session.write_slice(3, truth[3])
+    session.annotations.write_slice(3, truth[3])
     session.mark_done(3)
     run_to_end(train_session(session, sample.image, TINY_TRAIN))
     first = session.latest_model

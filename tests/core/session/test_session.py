@@ -40,10 +40,10 @@ def test_reopens_exactly_where_the_user_stopped(
     paint = np.zeros((16, 20), np.uint8)
     paint[2:5, 3:9] = 2
     paint[10, 10] = 4
-    session.write_slice(7, paint)
+    session.annotations.write_slice(7, paint)
     session.mark_done(7)
     session.mark_done(3)
-    model = session.model_path("cycle-001.pt")
+    model = session.paths.model_path("cycle-001.pt")
     tiny_model_file(model)
     session.add_cycle(
         CycleRecord(
@@ -51,7 +51,7 @@ def test_reopens_exactly_where_the_user_stopped(
             strategy="rareness",
             labelled=[3, 7],
             picks=[{"slice": 9, "score": 0.4, "rank": 1}],
-            model=session.relative(model),
+            model=session.paths.relative(model),
             metrics={"miou": 0.5},
         )
     )
@@ -60,26 +60,26 @@ def test_reopens_exactly_where_the_user_stopped(
     assert again.done == [SliceRef(0, 3), SliceRef(0, 7)]
     assert again.classes == session.classes
     assert again.image == IMAGE
-    np.testing.assert_array_equal(again.read_slice(7), paint)
-    assert not again.read_slice(3).any()
+    np.testing.assert_array_equal(again.annotations.read_slice(7), paint)
+    assert not again.annotations.read_slice(3).any()
     assert again.cycles[0].picks[0]["slice"] == 9
     assert again.latest_model == model
-    assert again.annotated_slices() == [7]
+    assert again.annotations.annotated_slices() == [7]
     # Only done slices count towards the labelled class frequencies.
     assert again.labelled_counts().tolist() == [0, 18, 0, 1]
 
 
 def test_other_axis_stores_one_chunk_per_slice(tmp_path) -> None:
     s = Session.create(tmp_path / "s", IMAGE, ClassTable.hbm(), axis="y")
-    assert s.annotations.chunks == (12, 1, 20)
-    s.write_slice(4, np.full((12, 20), 1, np.uint8))
-    assert s.annotations[:, 4].all()
-    assert not s.annotations[:, 5].any()
+    assert s.annotations.array.chunks == (12, 1, 20)
+    s.annotations.write_slice(4, np.full((12, 20), 1, np.uint8))
+    assert s.annotations.array[:, 4].all()
+    assert not s.annotations.array[:, 5].any()
 
 
 def test_values_outside_the_class_table_are_refused(session: Session) -> None:
     with pytest.raises(XrmError, match=r"1\.\.4"):
-        session.write_slice(0, np.full((16, 20), 9, np.uint8))
+        session.annotations.write_slice(0, np.full((16, 20), 9, np.uint8))
     with pytest.raises(XrmError, match="outside"):
         session.mark_done(99)
 

@@ -43,7 +43,7 @@ def test_done_slices_of_every_axis_round_trip(session) -> None:
 
 def test_an_old_project_opens_with_its_slices_along_its_axis(session) -> None:
     """A schema-1 session.json (one axis, done = ints) loses nothing."""
-    session.write_slice(3, np.full((8, 10), 2, np.uint8))
+    session.annotations.write_slice(3, np.full((8, 10), 2, np.uint8))
     path = session.folder / SESSION_FILE
     session.close()
     old = json.loads(path.read_text())
@@ -72,20 +72,20 @@ def test_an_old_project_opens_with_its_slices_along_its_axis(session) -> None:
     saved = json.loads(path.read_text())
     assert saved["schema_version"] == 3 and saved["suggestion"] is None
     assert saved["done"] == [["z", 1], ["y", 3], ["y", 7]]
-    np.testing.assert_array_equal(again.read_slice(SliceRef.of("z", 3)), 2)
+    np.testing.assert_array_equal(again.annotations.read_slice(SliceRef.of("z", 3)), 2)
 
 
 def test_slices_of_every_axis_paint_the_same_volume(session) -> None:
     across = np.zeros((6, 10), np.uint8)
     across[:, 4] = 3  # a column through every z-slice
-    session.write_slice(SliceRef.of("y", 2), across)
-    session.write_slice(1, np.full((8, 10), 1, np.uint8))
+    session.annotations.write_slice(SliceRef.of("y", 2), across)
+    session.annotations.write_slice(1, np.full((8, 10), 1, np.uint8))
 
-    volume = session.read_all()
+    volume = session.annotations.read_all()
     assert volume[1].all() and (volume[1] == 1).all()  # the z-slice, written last
     assert (volume[[0, 2, 3, 4, 5], 2, 4] == 3).all()
     np.testing.assert_array_equal(
-        session.read_slice(SliceRef.of("x", 4))[:, 2], [3, 1, 3, 3, 3, 3]
+        session.annotations.read_slice(SliceRef.of("x", 4))[:, 2], [3, 1, 3, 3, 3, 3]
     )
     assert not (session.folder / PENDING).exists() or not any(
         (session.folder / PENDING).iterdir()
@@ -103,15 +103,17 @@ def test_a_slice_across_the_chunks_cut_short_is_finished_on_reopening(
     def crash(pending):
         raise KeyboardInterrupt  # the process dies after saving the whole slice
 
-    monkeypatch.setattr(type(session), "_write_pending", lambda self, p: crash(p))
+    monkeypatch.setattr(type(session.annotations), "_write_pending", lambda self, p: crash(p))
     with pytest.raises(KeyboardInterrupt):
-        session.write_slice(SliceRef.of("x", 6), across)
+        session.annotations.write_slice(SliceRef.of("x", 6), across)
     monkeypatch.undo()
-    assert not session.read_all().any()
+    assert not session.annotations.read_all().any()
     session.close()
 
     again = Session.open(session.folder)
-    np.testing.assert_array_equal(again.read_slice(SliceRef.of("x", 6)), across)
+    np.testing.assert_array_equal(
+        again.annotations.read_slice(SliceRef.of("x", 6)), across
+    )
     assert not list((again.folder / PENDING).iterdir())
 
 

@@ -50,7 +50,7 @@ def test_a_model_recorded_outside_the_project_is_ignored(
     tmp_path, folder, tiny_model_file, kind
 ) -> None:
     session = Session.create(folder, IMAGE, ClassTable.hbm())
-    inside = tiny_model_file(session.model_path("cycle-001.pt"))
+    inside = tiny_model_file(session.paths.model_path("cycle-001.pt"))
     outside = tiny_model_file(tmp_path / "m.pt", seed=1)
     entry = outside_entries(tmp_path, outside)[kind]
     session.add_cycle(CycleRecord(1, "manual", [1], model="models/cycle-001.pt"))
@@ -68,9 +68,9 @@ def test_a_model_recorded_outside_the_project_is_ignored(
     )
     assert "cycle 2" in again.warnings[0] and "encoder" in again.warnings[1]
     with pytest.raises(InputError, match="session.json: records the path"):
-        again.path_of(entry)
+        again.paths.path_of(entry)
     with pytest.raises(XrmError, match="is outside the project"):
-        again.relative(outside)
+        again.paths.relative(outside)
 
 
 def test_ranking_with_only_a_model_outside_says_what_to_do(
@@ -95,7 +95,7 @@ def test_a_linked_models_folder_keeps_every_cycle(tmp_path, folder) -> None:
     (folder / "models").symlink_to(bigger_disk)
     session, _ = session_for(None, sample.image, ClassTable.hbm(), folder=folder)
     truth = dense_to_annotation(sample.labels)
-    session.write_slice(3, truth[3])
+    session.annotations.write_slice(3, truth[3])
     session.mark_done(3)
     config = TrainConfig(steps=2, crop_size=32, batch_size=2)
 

@@ -48,9 +48,9 @@ def paint(value: int) -> np.ndarray:
 
 # -- session.json and its backup ---------------------------------------------
 def test_damaged_session_file_reopens_from_the_backup(session) -> None:
-    session.write_slice(2, paint(1))
+    session.annotations.write_slice(2, paint(1))
     session.mark_done(2)
-    session.write_slice(5, paint(3))
+    session.annotations.write_slice(5, paint(3))
     session.mark_done(5)
     path = session.folder / SESSION_FILE
     path.write_bytes(path.read_bytes()[:40])  # torn by a disk or a copy
@@ -59,11 +59,13 @@ def test_damaged_session_file_reopens_from_the_backup(session) -> None:
     assert again.done == [SliceRef(0, 2)]  # the state before the last change
     assert "damaged" in again.warnings[0] and "backup" in again.warnings[0]
     assert json.loads(path.read_text())["done"] == [["z", 2]]  # repaired on disk
-    np.testing.assert_array_equal(again.read_slice(5), paint(3))  # strokes kept
+    np.testing.assert_array_equal(
+        again.annotations.read_slice(5), paint(3)
+    )  # strokes kept
 
 
 def test_only_a_backup_left_still_opens(session) -> None:
-    session.write_slice(1, paint(2))
+    session.annotations.write_slice(1, paint(2))
     session.mark_done(1)
     (session.folder / SESSION_FILE).unlink()
     assert Session.exists(session.folder)
@@ -74,7 +76,7 @@ def test_only_a_backup_left_still_opens(session) -> None:
 
 
 def test_session_file_and_backup_both_damaged(session) -> None:
-    session.write_slice(0, paint(1))
+    session.annotations.write_slice(0, paint(1))
     session.mark_done(0)
     (session.folder / SESSION_FILE).write_text("{broken")
     (session.folder / BACKUP_FILE).write_text("")
@@ -83,7 +85,7 @@ def test_session_file_and_backup_both_damaged(session) -> None:
 
 
 def test_a_newer_session_file_is_refused_not_replaced_by_the_backup(session) -> None:
-    session.write_slice(0, paint(1))
+    session.annotations.write_slice(0, paint(1))
     session.mark_done(0)
     path = session.folder / SESSION_FILE
     data = json.loads(path.read_text())
@@ -203,9 +205,11 @@ def test_opening_clears_what_killed_writers_left_and_nothing_else(
 def add_cycles(session: Session, tiny_model_file, n: int) -> list:
     paths = []
     for cycle in range(1, n + 1):
-        path = tiny_model_file(session.model_path(f"cycle-{cycle:03d}.pt"), seed=cycle)
+        path = tiny_model_file(
+            session.paths.model_path(f"cycle-{cycle:03d}.pt"), seed=cycle
+        )
         session.add_cycle(
-            CycleRecord(cycle, "random", [1], model=session.relative(path))
+            CycleRecord(cycle, "random", [1], model=session.paths.relative(path))
         )
         paths.append(path)
     return paths
@@ -230,33 +234,33 @@ def test_damaged_latest_model_falls_back_to_the_previous_cycle(
 
 # -- annotation chunks ------------------------------------------------------------
 def test_a_damaged_slice_chunk_loses_only_that_slice(session) -> None:
-    session.write_slice(3, paint(1))
-    session.write_slice(7, paint(2))
+    session.annotations.write_slice(3, paint(1))
+    session.annotations.write_slice(7, paint(2))
     session.mark_done(3)
     session.mark_done(7)
-    chunk = session.chunk_path(7)
+    chunk = session.annotations.chunk_path(7)
     assert chunk.is_file()
     chunk.write_bytes(chunk.read_bytes()[:5])
 
     again = Session.open(session.folder)
     with pytest.raises(InputError, match="slice z:7 of the annotations but is damaged"):
-        again.read_slice(7)
-    volume = again.read_all()
+        again.annotations.read_slice(7)
+    volume = again.annotations.read_all()
     np.testing.assert_array_equal(volume[3], paint(1))
     assert not volume[7].any()
     assert again.done == [SliceRef(0, 3)]
     assert "slice 7 is now empty" in again.warnings[-1]
     assert len(list((session.folder / "damaged").iterdir())) == 1
-    assert not again.read_slice(7).any()  # the store reads cleanly again
+    assert not again.annotations.read_slice(7).any()  # the store reads cleanly again
 
-    again.chunk_path(3).write_bytes(b"garbage")  # one slice at a time, too
-    assert not again.load_slice(3).any() and again.done == []
+    again.annotations.chunk_path(3).write_bytes(b"garbage")  # one slice at a time, too
+    assert not again.annotations.load_slice(3).any() and again.done == []
     assert len(list((session.folder / "damaged").iterdir())) == 2
 
 
 def test_leftovers_of_an_interrupted_chunk_write_are_removed(session) -> None:
-    session.write_slice(1, paint(1))
-    partial = session.chunk_path(1).with_suffix(".abc.partial")
+    session.annotations.write_slice(1, paint(1))
+    partial = session.annotations.chunk_path(1).with_suffix(".abc.partial")
     partial.write_bytes(b"half")
     Session.open(session.folder)
     assert not partial.exists()
@@ -265,7 +269,7 @@ def test_leftovers_of_an_interrupted_chunk_write_are_removed(session) -> None:
 def test_damaged_annotation_metadata_is_one_clear_error(session) -> None:
     (session.folder / "annotations.zarr" / "zarr.json").write_text("{")
     with pytest.raises(InputError, match="cannot be opened as the annotation volume"):
-        Session.open(session.folder).read_slice(0)
+        Session.open(session.folder).annotations.read_slice(0)
 
 
 # -- the folder lock ----------------------------------------------------------------

@@ -4,17 +4,17 @@
 volume, one chunk file per slice along the session axis, so writing one painted
 slice along that axis rewrites one file, which zarr writes to a temporary file
 and renames into place. A chunk damaged all the same (disk, copy) is set aside
-on reading with :meth:`SessionAnnotations.load_slice`, losing only that slice.
+on reading with :meth:`AnnotationStore.load_slice`, losing only that slice.
 
 A slice along another axis crosses every chunk. It is first written whole to
 ``annotations-pending/`` (atomically), then into the chunks, then the pending
 file is removed; a crash in between is finished on reopening
-(:meth:`SessionAnnotations.replay_pending`), so such a slice is also saved
+(:meth:`AnnotationStore.replay_pending`), so such a slice is also saved
 entirely or not at all.
 
 :func:`create_annotation_volume` lays it out, :func:`recover_annotation_volume`
-checks it on reopening, and :class:`SessionAnnotations` is the part of
-:class:`~napari_xrm_al.core.session.session.Session` that reads and writes it.
+checks it on reopening, and :class:`AnnotationStore` reads and writes it; a
+:class:`~napari_xrm_al.core.session.session.Session` holds one (``session.annotations``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.session import schema
-from napari_xrm_al.core.session.schema import ImageRef
 from napari_xrm_al.core.slice_refs import SliceRef, as_ref
 from napari_xrm_al.core.slices import axis_index
 from napari_xrm_al.errors import InputError, XrmError
@@ -75,26 +73,48 @@ def recover_annotation_volume(folder: Path) -> None:
         partial.unlink(missing_ok=True)  # a chunk write cut short by a crash
 
 
-class SessionAnnotations:
-    """Reading and writing a session's annotation volume, slice by slice.
+class AnnotationStore:
+    """Reading and writing a project's annotation volume, slice by slice.
 
-    Mixed into :class:`~napari_xrm_al.core.session.session.Session`, which provides
-    the attributes below and :meth:`mark_done`.
+    Parameters
+    ----------
+    folder
+        The project folder (the volume is ``annotations.zarr`` in it).
+    shape
+        The scan's ``(z, y, x)`` shape.
+    axis
+        The project's axis: plain slice indices are along it, and the volume has
+        one chunk per slice along it.
+    n_classes
+        Annotation ids run from 1 to ``n_classes`` (0 = not annotated).
+    warnings
+        Where messages for the user go (damaged files set aside).
+    slice_lost
+        Called with the index (along ``axis``) of a slice whose damaged chunk was
+        set aside; returns whether that slice was marked done (and no longer is).
     """
 
-    folder: Path
-    image: ImageRef
-    classes: ClassTable
-    axis: str
-    done: list[SliceRef]
-    warnings: list[str]
-    _annotations: zarr.Array | None
-    mark_done: Callable[[SliceRef | int, bool], None]
+    def __init__(
+        self,
+        folder: Path,
+        shape: tuple[int, int, int],
+        axis: str,
+        n_classes: int,
+        warnings: list[str],
+        slice_lost: Callable[[int], bool],
+    ) -> None:
+        self.folder = folder
+        self.shape = tuple(shape)
+        self.axis = axis
+        self.n_classes = n_classes
+        self.warnings = warnings
+        self._slice_lost = slice_lost
+        self._array: zarr.Array | None = None
 
     @property
-    def annotations(self) -> zarr.Array:
+    def array(self) -> zarr.Array:
         """The annotation volume, opened for reading and writing."""
-        if self._annotations is None:
+        if self._array is None:
             path = self.folder / ANNOTATIONS
             try:
                 array = zarr.open_array(path, mode="r+")
@@ -102,14 +122,14 @@ class SessionAnnotations:
                 raise InputError(
                     path, f"cannot be opened as the annotation volume ({exc})"
                 ) from None
-            if tuple(array.shape) != tuple(self.image.shape):
+            if tuple(array.shape) != tuple(self.shape):
                 raise InputError(
                     path,
                     f"has shape {tuple(array.shape)}, not the image's "
-                    f"{tuple(self.image.shape)}",
+                    f"{tuple(self.shape)}",
                 )
-            self._annotations = array
-        return self._annotations
+            self._array = array
+        return self._array
 
     def slice_key(self, item: SliceRef | int) -> tuple[slice | int, ...]:
         """Numpy key selecting a slice (a plain index: along the session axis)."""
@@ -127,14 +147,14 @@ class SessionAnnotations:
         """The file holding slice ``index`` of the annotations (one chunk per slice)."""
         coords = [0, 0, 0]
         coords[axis_index(self.axis)] = int(index)
-        key = self.annotations.metadata.encode_chunk_key(tuple(coords))
+        key = self.array.metadata.encode_chunk_key(tuple(coords))
         return self.folder / ANNOTATIONS / key
 
     def read_slice(self, item: SliceRef | int) -> np.ndarray:
         """Annotation ids of one slice (a plain index: along the session axis);
         :class:`InputError` if a file it reads is damaged."""
         try:
-            return np.asarray(self.annotations[self.slice_key(item)])
+            return np.asarray(self.array[self.slice_key(item)])
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             ref = self._on_chunk_axis(item)
             where = self.chunk_path(ref.index) if ref else self.folder / ANNOTATIONS
@@ -166,11 +186,11 @@ class SessionAnnotations:
     def read_all(self) -> np.ndarray:
         """The whole annotation volume, damaged slices set aside (:meth:`load_slice`)."""
         try:
-            return np.asarray(self.annotations[...])
+            return np.asarray(self.array[...])
         except (OSError, ValueError, TypeError, RuntimeError):
             pass
-        out = np.zeros(self.image.shape, self.annotations.dtype)
-        for index in range(self.image.shape[axis_index(self.axis)]):
+        out = np.zeros(self.shape, self.array.dtype)
+        for index in range(self.shape[axis_index(self.axis)]):
             out[self.slice_key(index)] = self.load_slice(index)
         return out
 
@@ -181,7 +201,7 @@ class SessionAnnotations:
         )
         target.parent.mkdir(exist_ok=True)
         os.replace(source, target)
-        was_done = as_ref(index, self.axis) in self.done
+        was_done = self._slice_lost(index)
         message = (
             f"{exc} It was moved to {target}; slice {index} is now empty"
             + (" and no longer marked done" if was_done else "")
@@ -189,22 +209,20 @@ class SessionAnnotations:
         )
         self.warnings.append(message)
         log.warning(message)
-        if was_done:
-            self.mark_done(index, False)
 
     def write_slice(self, item: SliceRef | int, values: np.ndarray) -> None:
         """Store the annotation of one slice (a plain index: along the session
         axis); values outside 0..C rejected. A slice across the chunks goes
         through ``annotations-pending/`` (see the module)."""
         values = np.asarray(values)
-        if values.size and (values.min() < 0 or values.max() > len(self.classes)):
+        if values.size and (values.min() < 0 or values.max() > self.n_classes):
             raise XrmError(
-                f"Annotation values must be 0 (not annotated) or 1..{len(self.classes)}; "
+                f"Annotation values must be 0 (not annotated) or 1..{self.n_classes}; "
                 f"got {int(values.min())}..{int(values.max())}."
             )
-        values = values.astype(self.annotations.dtype)
+        values = values.astype(self.array.dtype)
         if self._on_chunk_axis(item) is not None:
-            self.annotations[self.slice_key(item)] = values
+            self.array[self.slice_key(item)] = values
             return
         ref = as_ref(item, self.axis)
         pending = self.folder / PENDING / f"{ref.axis_name}-{ref.index}.npy"
@@ -217,7 +235,7 @@ class SessionAnnotations:
         """Write the slice saved in ``pending`` into the volume, then remove it."""
         axis, index = pending.stem.split("-")
         values = np.load(pending, allow_pickle=False)
-        self.annotations[self.slice_key(SliceRef.of(axis, int(index)))] = values
+        self.array[self.slice_key(SliceRef.of(axis, int(index)))] = values
         pending.unlink()
 
     def replay_pending(self) -> None:
@@ -239,15 +257,7 @@ class SessionAnnotations:
     def annotated_slices(self) -> list[int]:
         """Slices along the session axis holding any annotated pixel (done or not)."""
         ax = axis_index(self.axis)
-        counts = np.zeros(self.image.shape[ax], dtype=np.int64)
+        counts = np.zeros(self.shape[ax], dtype=np.int64)
         for i in range(len(counts)):
             counts[i] = np.count_nonzero(self.read_slice(i))
         return [int(i) for i in np.flatnonzero(counts)]
-
-    def labelled_counts(self) -> np.ndarray:
-        """``(C,)`` annotated pixels per class over the slices marked done."""
-        counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
-        for ref in self.done:
-            values = self.read_slice(ref)
-            counts += np.bincount(values.ravel(), minlength=len(counts))[: len(counts)]
-        return counts[1:]

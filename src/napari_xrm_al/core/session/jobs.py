@@ -111,7 +111,7 @@ def _provenance(session: Session) -> dict[str, Any]:
 
 def pretrained_encoder(session: Session) -> Checkpoint | None:
     """The session's pretrained encoder, if pretraining has run."""
-    path = session.path_of(session.pretrained)
+    path = session.paths.path_of(session.pretrained)
     return load_checkpoint(path, "encoder") if path is not None else None
 
 
@@ -133,7 +133,7 @@ def pretrain_session(
         device=device,
         provenance=_provenance(session),
     )
-    out = save_or_keep(session.model_path(ENCODER_FILE), ckpt)
+    out = save_or_keep(session.paths.model_path(ENCODER_FILE), ckpt)
     session.set_pretrained(out)
     return ckpt
 
@@ -162,7 +162,7 @@ def rank_session(
     taken = slice_codes(as_refs([*session.done, *exclude], session.axis)).tolist()
     model_path = session.latest_model
     if model_path is None:
-        encoder = session.path_of(session.pretrained)
+        encoder = session.paths.path_of(session.pretrained)
         if encoder is None:
             raise XrmError(
                 "Pretrain (for a first, diverse set of slices) or train a model "
@@ -177,7 +177,7 @@ def rank_session(
             min_distance=min_distance,
             cache_dir=session.folder / "cache",
             device=device,
-            model=session.relative(encoder),
+            model=session.paths.relative(encoder),
         )
         return _suggested(session, ranking)
     mc = BALD_SAMPLES if "bald" in get_strategy(strategy).needs else 1
@@ -197,7 +197,7 @@ def rank_session(
         labelled_counts=session.labelled_counts(),
         min_distance=min_distance,
         seed=len(session.cycles),
-        model=session.relative(model_path),
+        model=session.paths.relative(model_path),
     )
     return _suggested(session, ranking)
 
@@ -247,14 +247,14 @@ def train_session(
     suggestion = session.suggestion
     number = len(session.cycles) + 1
     validation = (
-        (image_data, session.annotations, list(validation_slices))
+        (image_data, session.annotations.array, list(validation_slices))
         if validation_slices
         else None
     )
     start = time.perf_counter()
     ckpt = yield from train(
         image_data,
-        session.annotations,
+        session.annotations.array,
         labelled,
         session.classes,
         axis=session.axis,
@@ -266,7 +266,7 @@ def train_session(
         provenance=_provenance(session),
     )
     seconds = time.perf_counter() - start
-    path = session.model_path(f"cycle-{number:03d}.pt")
+    path = session.paths.model_path(f"cycle-{number:03d}.pt")
     save_or_keep(path, ckpt)
     record = CycleRecord(
         cycle=number,
@@ -277,7 +277,7 @@ def train_session(
             if picks is not None
             else list(suggestion.picks if suggestion else [])
         ),
-        model=session.relative(path),
+        model=session.paths.relative(path),
         metrics=_last_metrics(ckpt),
         seconds={"train": round(seconds, 2)},
     )
@@ -344,7 +344,7 @@ def predict_session(
         uncertainty_out=uncertainty_path,
         provenance={
             **_provenance(session),
-            "model": session.relative(model_path),
+            "model": session.paths.relative(model_path),
             "tta": tta,
         },
     )
@@ -354,7 +354,7 @@ def predict_session(
             zarr.open_array(uncertainty_path, mode="r") if uncertainty_path else None
         ),
         class_fraction=result.class_fraction,
-        model=session.relative(model_path),
+        model=session.paths.relative(model_path),
     )
 
 
@@ -372,7 +372,7 @@ def predict_slice_session(
     probs = segmenter.predict_slices(
         image_data, [ref.index], PredictConfig(axis=ref.axis)
     )
-    return (probs[0].argmax(0) + 1).astype(session.annotations.dtype)
+    return (probs[0].argmax(0) + 1).astype(session.annotations.array.dtype)
 
 
 def project_inputs(session: Session) -> dict[str, Path | None]:

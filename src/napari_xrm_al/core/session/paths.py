@@ -7,8 +7,8 @@ command uses a file that is not the project's. The project's own folders
 (``models/``, ``cache/``) may themselves be links to folders elsewhere (a
 bigger disk): they are resolved once, when the session is opened.
 
-:class:`SessionPaths` is the part of :class:`~napari_xrm_al.core.session.session.Session`
-that maps between recorded paths and files.
+:class:`ProjectPaths` maps between recorded paths and files; a
+:class:`~napari_xrm_al.core.session.session.Session` holds one (``session.paths``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from napari_xrm_al.core.session.schema import CycleRecord
 from napari_xrm_al.errors import InputError, XrmError
 
 SESSION_FILE = "session.json"
@@ -32,17 +31,18 @@ def own_folders(folder: Path) -> list[tuple[Path, str]]:
     return [((folder / name).resolve(), name) for name in (MODELS, CACHE, "")]
 
 
-class SessionPaths:
-    """Recorded paths of a session, checked to stay inside its project.
+class ProjectPaths:
+    """Map between the paths ``session.json`` records and the project's files.
 
-    Mixed into :class:`~napari_xrm_al.core.session.session.Session`, which provides
-    the attributes below.
+    Parameters
+    ----------
+    folder
+        The project folder; its own folders are resolved once, here.
     """
 
-    folder: Path
-    cycles: list[CycleRecord]
-    pretrained: str | None
-    _own_folders: list[tuple[Path, str]]
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._own_folders = own_folders(folder)
 
     def path_of(self, relative: str | None) -> Path | None:
         """Absolute path of a file recorded relative to the session folder.
@@ -54,7 +54,7 @@ class SessionPaths:
         """
         if relative is None:
             return None
-        problem = self._outside(relative)
+        problem = self.outside(relative)
         if problem is not None:
             raise InputError(self.folder / SESSION_FILE, problem)
         return self.folder / relative
@@ -67,7 +67,7 @@ class SessionPaths:
                 return PurePosixPath(name, resolved.relative_to(root)).as_posix()
         return None
 
-    def _outside(self, entry: Any) -> str | None:
+    def outside(self, entry: Any) -> str | None:
         """Why a path recorded in ``session.json`` leads outside the project, or None."""
         if not isinstance(entry, str) or not entry:
             return f"records the path {entry!r}, which is not a file name"
@@ -81,28 +81,6 @@ class SessionPaths:
         if self._inside(self.folder / entry) is None:
             return f"records the path {entry!r}, which links outside the project"
         return None
-
-    def _drop_paths_outside(self) -> list[str]:
-        """Forget recorded models that lead outside the project; the warnings."""
-        warnings = []
-        for record in self.cycles:
-            problem = None if record.model is None else self._outside(record.model)
-            if problem is not None:
-                record.model = None
-                warnings.append(
-                    f"{self.folder / SESSION_FILE} {problem}: the model of cycle "
-                    f"{record.cycle} is ignored; train again for a new one."
-                )
-        problem = None if self.pretrained is None else self._outside(self.pretrained)
-        if problem is not None:
-            self.pretrained = None
-            warnings.append(
-                f"{self.folder / SESSION_FILE} {problem}: the pretrained encoder is "
-                "ignored; pretrain again for a new one."
-            )
-        for message in warnings:
-            log.warning(message)
-        return warnings
 
     def model_path(self, name: str) -> Path:
         """Where a model checkpoint called ``name`` lives in this session."""

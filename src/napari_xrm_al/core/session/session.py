@@ -35,14 +35,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import zarr
+import numpy as np
 
 from napari_xrm_al import __version__
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.session import schema
 from napari_xrm_al.core.session.annotations import (
     PENDING,
-    SessionAnnotations,
+    AnnotationStore,
     create_annotation_volume,
     recover_annotation_volume,
 )
@@ -51,8 +51,7 @@ from napari_xrm_al.core.session.paths import (
     CACHE,
     MODELS,
     SESSION_FILE,
-    SessionPaths,
-    own_folders,
+    ProjectPaths,
 )
 from napari_xrm_al.core.session.schema import (
     CycleRecord,
@@ -78,10 +77,14 @@ def default_session_dir(image_path: str | Path) -> Path:
     return path.with_name(path.name.rstrip("/") + SUFFIX)
 
 
-class Session(SessionAnnotations, SessionPaths):
+class Session:
     """An open active-learning session folder.
 
     Use :meth:`create` or :meth:`open`; every mutating method saves at once.
+    The annotation volume is :attr:`annotations` (an
+    :class:`~napari_xrm_al.core.session.annotations.AnnotationStore`), the
+    mapping of recorded paths :attr:`paths` (a
+    :class:`~napari_xrm_al.core.session.paths.ProjectPaths`).
     """
 
     def __init__(
@@ -98,7 +101,8 @@ class Session(SessionAnnotations, SessionPaths):
         created: str | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self._own_folders = own_folders(self.folder)
+        #: Recorded paths ↔ the project's files.
+        self.paths = ProjectPaths(self.folder)
         self.image = image
         self.classes = classes
         self.axis = axis
@@ -111,7 +115,15 @@ class Session(SessionAnnotations, SessionPaths):
         self.created = created or schema.now()
         #: Things the user should be told (damaged files recovered from).
         self.warnings: list[str] = []
-        self._annotations: zarr.Array | None = None
+        #: The painted annotations, slice by slice.
+        self.annotations = AnnotationStore(
+            self.folder,
+            image.shape,
+            axis,
+            len(classes),
+            self.warnings,
+            self._forget_lost_slice,
+        )
         self._saved_text: str | None = None
         self._checked_models: dict[Path, tuple[int, int, str | None]] = {}
         self._lock: SessionLock | None = None
@@ -221,7 +233,7 @@ class Session(SessionAnnotations, SessionPaths):
             log.warning(warnings[-1])
             session.save()
         recover_annotation_volume(folder)
-        session.replay_pending()
+        session.annotations.replay_pending()
         warnings += session._drop_paths_outside()
         session.warnings[:0] = warnings
         session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
@@ -309,8 +321,47 @@ class Session(SessionAnnotations, SessionPaths):
 
     def set_pretrained(self, path: str | Path) -> None:
         """Record the pretrained encoder checkpoint and save."""
-        self.pretrained = self.relative(path)
+        self.pretrained = self.paths.relative(path)
         self.save()
+
+    def labelled_counts(self) -> np.ndarray:
+        """``(C,)`` annotated pixels per class over the slices marked done."""
+        counts = np.zeros(len(self.classes) + 1, dtype=np.int64)
+        for ref in self.done:
+            values = self.annotations.read_slice(ref)
+            counts += np.bincount(values.ravel(), minlength=len(counts))[: len(counts)]
+        return counts[1:]
+
+    def _forget_lost_slice(self, index: int) -> bool:
+        """A slice along the project axis lost its paint: no longer done; whether it was."""
+        was_done = self.is_done(index)
+        if was_done:
+            self.mark_done(index, False)
+        return was_done
+
+    def _drop_paths_outside(self) -> list[str]:
+        """Forget recorded models that lead outside the project; the warnings."""
+        warnings = []
+        for record in self.cycles:
+            problem = None if record.model is None else self.paths.outside(record.model)
+            if problem is not None:
+                record.model = None
+                warnings.append(
+                    f"{self.folder / SESSION_FILE} {problem}: the model of cycle "
+                    f"{record.cycle} is ignored; train again for a new one."
+                )
+        problem = (
+            None if self.pretrained is None else self.paths.outside(self.pretrained)
+        )
+        if problem is not None:
+            self.pretrained = None
+            warnings.append(
+                f"{self.folder / SESSION_FILE} {problem}: the pretrained encoder is "
+                "ignored; pretrain again for a new one."
+            )
+        for message in warnings:
+            log.warning(message)
+        return warnings
 
     def add_cycle(self, record: CycleRecord) -> None:
         """Append a finished cycle (which used up the suggestion) and save."""
