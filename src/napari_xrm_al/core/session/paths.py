@@ -17,6 +17,7 @@ import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from napari_xrm_al.core.session.schema import CycleRecord
 from napari_xrm_al.errors import InputError, XrmError
 
 SESSION_FILE = "session.json"
@@ -98,3 +99,33 @@ class ProjectPaths:
         if relative is None:
             raise XrmError(f"{path} is outside the project {self.folder}.")
         return relative
+
+
+def drop_paths_outside(
+    paths: ProjectPaths, cycles: list[CycleRecord], pretrained: str | None
+) -> tuple[str | None, list[str]]:
+    """Forget recorded models that lead outside the project.
+
+    Each cycle whose model does is left without one; returns the pretrained
+    encoder's path (None if it did) and the warnings.
+    """
+    where = paths.folder / SESSION_FILE
+    warnings = []
+    for record in cycles:
+        problem = None if record.model is None else paths.outside(record.model)
+        if problem is not None:
+            record.model = None
+            warnings.append(
+                f"{where} {problem}: the model of cycle {record.cycle} is ignored; "
+                "train again for a new one."
+            )
+    problem = None if pretrained is None else paths.outside(pretrained)
+    if problem is not None:
+        pretrained = None
+        warnings.append(
+            f"{where} {problem}: the pretrained encoder is ignored; pretrain again "
+            "for a new one."
+        )
+    for message in warnings:
+        log.warning(message)
+    return pretrained, warnings

@@ -47,11 +47,13 @@ from napari_xrm_al.core.session.annotations import (
     recover_annotation_volume,
 )
 from napari_xrm_al.core.session.lock import SessionLock
+from napari_xrm_al.core.session.model_checks import CheckpointChecks, skipped_models
 from napari_xrm_al.core.session.paths import (
     CACHE,
     MODELS,
     SESSION_FILE,
     ProjectPaths,
+    drop_paths_outside,
 )
 from napari_xrm_al.core.session.schema import (
     CycleRecord,
@@ -125,7 +127,7 @@ class Session:
             self._forget_lost_slice,
         )
         self._saved_text: str | None = None
-        self._checked_models: dict[Path, tuple[int, int, str | None]] = {}
+        self._checkpoints = CheckpointChecks()
         self._lock: SessionLock | None = None
 
     def _hold(self, lock: SessionLock) -> None:
@@ -234,7 +236,10 @@ class Session:
             session.save()
         recover_annotation_volume(folder)
         session.annotations.replay_pending()
-        warnings += session._drop_paths_outside()
+        session.pretrained, dropped = drop_paths_outside(
+            session.paths, session.cycles, session.pretrained
+        )
+        warnings += dropped
         session.warnings[:0] = warnings
         session.latest_model  # noqa: B018 (checks the models, noting damaged ones)
         return session
@@ -339,30 +344,6 @@ class Session:
             self.mark_done(index, False)
         return was_done
 
-    def _drop_paths_outside(self) -> list[str]:
-        """Forget recorded models that lead outside the project; the warnings."""
-        warnings = []
-        for record in self.cycles:
-            problem = None if record.model is None else self.paths.outside(record.model)
-            if problem is not None:
-                record.model = None
-                warnings.append(
-                    f"{self.folder / SESSION_FILE} {problem}: the model of cycle "
-                    f"{record.cycle} is ignored; train again for a new one."
-                )
-        problem = (
-            None if self.pretrained is None else self.paths.outside(self.pretrained)
-        )
-        if problem is not None:
-            self.pretrained = None
-            warnings.append(
-                f"{self.folder / SESSION_FILE} {problem}: the pretrained encoder is "
-                "ignored; pretrain again for a new one."
-            )
-        for message in warnings:
-            log.warning(message)
-        return warnings
-
     def add_cycle(self, record: CycleRecord) -> None:
         """Append a finished cycle (which used up the suggestion) and save."""
         self.cycles.append(record)
@@ -386,47 +367,17 @@ class Session:
             if not record.model:
                 continue
             path = self.folder / record.model  # checked on loading: inside
-            problem = self._model_problem(path)
+            problem = self._checkpoints.problem(path)
             if problem is None:
-                if skipped:
-                    self._warn_skipped(skipped, record)
+                self._warn(skipped_models(skipped, record))
                 return path
             skipped.append((record, problem))
-        if skipped:
-            self._warn_skipped(skipped, None)
+        self._warn(skipped_models(skipped, None))
         return None
 
-    def _model_problem(self, path: Path) -> str | None:
-        """Why the checkpoint at ``path`` cannot be used, or None (cached per file)."""
-        from napari_xrm_al.core.model.checkpoint import load_checkpoint
-
-        try:
-            stat = path.stat()
-        except OSError:
-            return f"{path}: does not exist"
-        cached = self._checked_models.get(path)
-        if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
-            return cached[2]
-        try:
-            load_checkpoint(path, kind="segmenter")
-            problem = None
-        except InputError as exc:
-            problem = str(exc)
-        self._checked_models[path] = (stat.st_mtime_ns, stat.st_size, problem)
-        return problem
-
-    def _warn_skipped(
-        self, skipped: list[tuple[CycleRecord, str]], used: CycleRecord | None
-    ) -> None:
-        instead = (
-            f"the model of cycle {used.cycle} ({used.model}) is used instead"
-            if used is not None
-            else "no trained model is left; train again"
-        )
-        for record, problem in skipped:
-            message = (
-                f"The model of cycle {record.cycle} is unusable ({problem}); {instead}."
-            )
+    def _warn(self, messages: list[str]) -> None:
+        """Tell the user each of ``messages`` once (:attr:`warnings` and the log)."""
+        for message in messages:
             if message not in self.warnings:
                 self.warnings.append(message)
                 log.warning(message)
