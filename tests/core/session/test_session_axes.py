@@ -103,7 +103,9 @@ def test_a_slice_across_the_chunks_cut_short_is_finished_on_reopening(
     def crash(pending):
         raise KeyboardInterrupt  # the process dies after saving the whole slice
 
-    monkeypatch.setattr(type(session.annotations), "_write_pending", lambda self, p: crash(p))
+    monkeypatch.setattr(
+        type(session.annotations), "_write_pending", lambda self, p: crash(p)
+    )
     with pytest.raises(KeyboardInterrupt):
         session.annotations.write_slice(SliceRef.of("x", 6), across)
     monkeypatch.undo()
