@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
 from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
 from napari_xrm_al.core.al.batch_picking import pick_of_record
-from napari_xrm_al.core.al.discovery import rare_label
 from napari_xrm_al.core.al.ranking import Ranking
 from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
 from napari_xrm_al.core.slice_refs import (
@@ -247,13 +246,13 @@ class SuggestSection(QWidget):
             else None
         )
         row_of = {int(s): i for i, s in enumerate(ranking.index)}
+        kept = session.suggestion if session is not None else None
         self._show_picks(
             ranking.picks,
             lambda pick: None if fraction is None else fraction[row_of[pick.slice]],
-            ranking.plan.describe(session.classes.names, rare_label(session.classes))
-            if ranking.plan is not None and session is not None
-            else "",
+            (kept.plan or "") if kept is not None else "",  # rank_session's words
         )
+        self._show_frames(ranking.picks)
         own = self.state.axis
         along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
         self.profile.show_scores(
@@ -275,6 +274,8 @@ class SuggestSection(QWidget):
         self._show_picks(
             picks, lambda pick: None, (record.plan or "") if record else ""
         )
+        if picks:  # no empty frames layer in a project without a suggestion
+            self._show_frames(picks)
         self.profile.clear(
             f"suggested by {record.strategy} on {record.created[:16].replace('T', ' ')}"
             "; suggest again to see the scores"
@@ -289,7 +290,7 @@ class SuggestSection(QWidget):
         rare_share: Callable[[Pick], float | None],
         plan: str,
     ) -> None:
-        """The table (rank, slice, score, rare share, why), the plan and the frames."""
+        """The table (rank, slice, score, rare share, why) and the plan."""
         self.shown = list(picks)
         self.table.blockSignals(True)
         self.table.clearSelection()
@@ -309,8 +310,6 @@ class SuggestSection(QWidget):
         self.table.blockSignals(False)
         self.plan_label.setText(plan)
         self.plan_label.setVisible(bool(plan))
-        if picks:
-            self._show_frames(picks)
 
     def _show_frames(self, picks: Sequence[Pick]) -> None:
         image, session = self.state.image_layer, self.state.session
