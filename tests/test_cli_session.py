@@ -11,6 +11,7 @@ from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.session.jobs import PREDICTION, session_for
 from napari_xrm_al.core.session.paths import SESSION_FILE
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.io.volumes import open_volume
 
 
@@ -75,3 +76,31 @@ def test_a_missing_project_or_moved_scan_is_one_line(tmp_path, capsys) -> None:
     moved = ["--image", str(tmp_path / "moved.tif"), "--quiet"]
     assert main(["session", "train", str(tmp_path / "image.tif.xrmal"), *moved]) == 2
     assert "Mark at least one painted slice" in capsys.readouterr().err
+
+
+def test_done_slices_across_anisotropic_voxels_need_forcing(tmp_path, capsys) -> None:
+    labels = np.random.default_rng(0).integers(0, 4, (12, 32, 32)).astype(np.uint8)
+    image = tmp_path / "aniso.tif"
+    tifffile.imwrite(
+        image,
+        labels.astype(np.float32),
+        imagej=True,
+        resolution=(1.0, 1.0),
+        metadata={"spacing": 5.0},
+    )
+    truth = dense_to_annotation(labels)
+    with session_for(image, open_volume(image).data, ClassTable.hbm())[0] as session:
+        session.annotations.write_slice(3, truth[3])
+        session.mark_done(3)
+        session.annotations.write_slice(SliceRef(1, 10), truth[:, 10])
+        session.mark_done(SliceRef(1, 10))
+    project = str(tmp_path / "aniso.tif.xrmal")
+    run = ["--steps", "2", "--threads", "1", "--quiet"]
+    assert main(["session", "train", project, *run]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5.0:1" in err and "--force-anisotropic" in err
+    assert not (tmp_path / "aniso.tif.xrmal" / "models" / "cycle-001.pt").exists()
+
+    assert main(["session", "train", project, *run, "--force-anisotropic"]) == 0
+    assert "note:" in capsys.readouterr().err
+    assert (tmp_path / "aniso.tif.xrmal" / "models" / "cycle-001.pt").exists()

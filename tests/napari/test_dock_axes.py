@@ -20,7 +20,8 @@ from tests.napari.test_active_learning_dock import (
 from napari_xrm_al.core.session.schema import CycleRecord
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.widgets.steps.suggest import ALL_AXES, FORCE_TEXT
+from napari_xrm_al.widgets._anisotropy import FORCE_TEXT
+from napari_xrm_al.widgets.steps.suggest import ALL_AXES
 
 pytestmark = pytest.mark.gui
 
@@ -43,7 +44,7 @@ def test_a_y_slice_round_trips_through_the_dock(
     # Rank along z, y and x: every axis is in the table, as axis:index.
     assert dock.suggest.axes_combo.currentText() == "z"  # the default
     dock.suggest.axes_combo.setCurrentText(ALL_AXES)
-    assert not dock.suggest.axes_note.isVisibleTo(dock.suggest)  # cubic voxels
+    assert not dock.suggest.axes_guard.note.isVisibleTo(dock.suggest)  # cubic voxels
     dock.suggest.distance_spin.setValue(0)
     dock.suggest.k_spin.setValue(100)  # more than the 24 z and 64 x slices
     wait(qtbot, dock, dock.suggest.start())
@@ -108,18 +109,35 @@ def test_anisotropic_voxels_refuse_other_axes_in_the_dock(
     dock.data.open_project()
     suggest = dock.suggest
     assert "anisotropic" in suggest.axes_combo.toolTip()
-    assert not suggest.axes_note.isVisibleTo(suggest)  # z alone: square pixels
+    assert not suggest.axes_guard.note.isVisibleTo(suggest)  # z alone: square pixels
 
     suggest.axes_combo.setCurrentText(ALL_AXES)
-    assert suggest.axes_note.isVisibleTo(suggest)
-    assert "are refused" in suggest.axes_note.text()
-    assert "5.0:1" in suggest.axes_note.text()
-    assert f"'{FORCE_TEXT}'" in suggest.axes_note.text()
-    assert suggest.force_box.isVisibleTo(suggest)
+    assert suggest.axes_guard.note.isVisibleTo(suggest)
+    assert "are refused" in suggest.axes_guard.note.text()
+    assert "5.0:1" in suggest.axes_guard.note.text()
+    assert f"'{FORCE_TEXT}'" in suggest.axes_guard.note.text()
+    assert suggest.axes_guard.force_box.isVisibleTo(suggest)
     since = len(messages())
     assert suggest.start() is None and not dock.runner.busy
     assert "are refused" in messages(since)[-1]
 
-    suggest.force_box.setChecked(True)  # forced: a note, no refusal
-    assert suggest.axes_note.text().startswith("Note: the voxels are 5 × 1 × 1")
+    suggest.axes_guard.force_box.setChecked(True)  # forced: a note, no refusal
+    assert suggest.axes_guard.note.text().startswith("Note: the voxels are 5 × 1 × 1")
     assert suggest.axes() == [0, 1, 2]
+
+    # Training on done slices along z and y is refused the same way, until forced.
+    train = dock.train
+    session = dock.state.session
+    for ref in (SliceRef(0, 3), SliceRef(1, 20)):
+        session.mark_done(ref)
+    dock.state.session_changed.emit()
+    assert train.axes_guard.note.isVisibleTo(train)
+    assert "Slices along z, y are refused" in train.axes_guard.note.text()
+    since = len(messages())
+    assert train.start() is None and not dock.runner.busy
+    assert "are refused" in messages(since)[-1]
+    train.axes_guard.force_box.setChecked(True)
+    assert train.axes_guard.note.text().startswith("Note: the voxels are 5 × 1 × 1")
+    session.mark_done(SliceRef(1, 20), False)  # z alone: nothing to say
+    dock.state.session_changed.emit()
+    assert not train.axes_guard.note.isVisibleTo(train)

@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         action.set_defaults(func=RUNNERS[name], **files)
     _rank_options(actions.choices["rank"])
+    add_anisotropy_option(actions.choices["train"])
     predict = actions.choices["predict"]
     predict.add_argument(
         "--uncertainty",
@@ -233,9 +234,12 @@ def run_rank(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     """Train on the done slices; record the cycle."""
     config = _config(TrainConfig, args)
-    session, record = _run_job(
-        args, lambda s, v: train_session(s, v.data, config, device=args.device)
-    )
+
+    def job(session: Session, volume: Volume) -> Generator[Progress, None, Any]:
+        check_anisotropy(args, volume, {ref.axis for ref in session.done})
+        return train_session(session, volume.data, config, device=args.device)
+
+    session, record = _run_job(args, job)
     loss = record.metrics.get("final_loss")
     print(
         f"cycle {record.cycle} ({record.strategy}): trained on "

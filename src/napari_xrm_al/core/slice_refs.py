@@ -182,11 +182,12 @@ def anisotropy_note(
     matter are those of every axis in the plane of some slice used. Above
     :data:`WARN_ANISOTROPY` the note says so; above :data:`MAX_ANISOTROPY`
     :class:`XrmError` refuses, unless ``force``; its message names
-    ``force_option``, the control that forces it. Unknown voxel size: None.
+    ``force_option``, the control that forces it. Unknown voxel size or no
+    axes: None.
     """
-    if voxel_size is None:
-        return None
     axes = set(axes)
+    if voxel_size is None or not axes:
+        return None
     in_plane = sorted({b for a in axes for b in range(3) if b != a})
     sizes = [float(voxel_size[b]) for b in in_plane]
     ratio = max(sizes) / min(sizes)

@@ -2,7 +2,7 @@
 
 Candidates lie along the project's axis, or along z, y and x at once; the
 latter is refused for strongly anisotropic voxels as on the command line
-(:func:`~napari_xrm_al.core.slice_refs.anisotropy_note`).
+(:class:`~napari_xrm_al.widgets._anisotropy.AnisotropyGuard`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFormLayout,
     QLabel,
@@ -25,18 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
 from napari_xrm_al.core.al.batch_picking import pick_of_record
 from napari_xrm_al.core.al.ranking import Ranking
 from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
-from napari_xrm_al.core.slice_refs import (
-    SliceRef,
-    anisotropy_note,
-    parse_axes,
-    ref_of_code,
-)
+from napari_xrm_al.core.slice_refs import SliceRef, parse_axes, ref_of_code
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.widgets._anisotropy import AnisotropyGuard, image_voxel_size
 from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets._layers import fit_columns, show_candidates
 from napari_xrm_al.widgets.plots import ProfilePlot
@@ -52,8 +46,6 @@ DEFAULT_STRATEGY = "rareness"
 COLUMNS = ("#", "Slice", "Score", "Rare fraction", "Why")
 #: The axes choice: the project's own axis, or all three.
 ALL_AXES = "z, y, x"
-#: The control that forces slices along several axes of anisotropic voxels.
-FORCE_TEXT = "Allow anisotropic voxels"
 #: What the "Why" column says for each part of a split batch.
 REASONS = {"cover": "not labelled yet", "rare": "rare class"}
 
@@ -111,18 +103,10 @@ class SuggestSection(QWidget):
             "structures as they are, not stretched). Refused when the voxels are "
             "strongly anisotropic."
         )
-        self.force_box = QCheckBox(FORCE_TEXT)
-        self.force_box.setToolTip(
-            "Rank slices along y and x even though the voxels are far from "
-            "cubic: the network sees the structures stretched there."
-        )
-        self.axes_note = QLabel("")
-        self.axes_note.setWordWrap(True)
-        self.axes_note.setVisible(False)
+        self.axes_guard = AnisotropyGuard("Rank slices")
         form = QFormLayout()
         form.addRow("Axes", self.axes_combo)
-        form.addRow("", self.force_box)
-        form.addRow(self.axes_note)
+        form.addRow(self.axes_guard)
         form.addRow("Strategy", self.strategy_combo)
         form.addRow("Slices", self.k_spin)
         form.addRow("Min. distance", self.distance_spin)
@@ -169,7 +153,7 @@ class SuggestSection(QWidget):
         self.profile.slice_clicked.connect(self.state.go_to_slice)
         self.prefill_button.clicked.connect(self.prefill)
         self.axes_combo.currentIndexChanged.connect(self.check_axes)
-        self.force_box.toggled.connect(self.check_axes)
+        self.axes_guard.force_box.toggled.connect(self.check_axes)
         state.runner.busy_changed.connect(self._on_busy)
         state.session_opened.connect(self.show_suggestion)
 
@@ -177,38 +161,22 @@ class SuggestSection(QWidget):
     def axes(self) -> list[int]:
         """The axes to rank along; :class:`XrmError` when the voxels are too
         anisotropic for several axes (unless forced)."""
-        return self._axes_and_note()[0]
+        axes, voxel_size = self._axes_and_voxels()
+        self.axes_guard.check(voxel_size, axes)
+        return axes
 
-    def _axes_and_note(self) -> tuple[list[int], str | None]:
+    def _axes_and_voxels(self) -> tuple[list[int], tuple[float, ...] | None]:
+        """The axes chosen, and the voxel size when they are several."""
         session = self.state.session
         if self.axes_combo.currentText() != ALL_AXES:
             return parse_axes(session.axis if session else "z", "Axes"), None
-        axes = parse_axes(ALL_AXES, "Axes")
         layer = self.state.image_layer or self.chosen_image()
-        voxel_size = (
-            layer_voxel_size({"scale": layer.scale, "units": layer.units})
-            if layer is not None
-            else None
-        )
-        note = anisotropy_note(
-            voxel_size,
-            axes,
-            force=self.force_box.isChecked(),
-            force_option=f"'{FORCE_TEXT}'",
-        )
-        return axes, note
+        return parse_axes(ALL_AXES, "Axes"), image_voxel_size(layer)
 
     def check_axes(self) -> None:
         """Show the anisotropy note, or refusal, of the axes chosen."""
-        try:
-            note, refused = self._axes_and_note()[1], False
-        except XrmError as exc:
-            note, refused = str(exc), True
-        self.axes_note.setText(note if refused or not note else f"Note: {note}")
-        self.axes_note.setStyleSheet("color: #e0533c;" if refused else "")
-        self.axes_note.setVisible(bool(note))
-        several = self.axes_combo.currentText() == ALL_AXES
-        self.force_box.setVisible(several and (refused or self.force_box.isChecked()))
+        axes, voxel_size = self._axes_and_voxels()
+        self.axes_guard.show_check(voxel_size, axes)
 
     # -- ranking -------------------------------------------------------------------
     def start(self) -> Any:

@@ -21,6 +21,7 @@ from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.widgets._anisotropy import AnisotropyGuard, image_voxel_size
 from napari_xrm_al.widgets._config_form import ConfigForm
 from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets._layers import fit_columns
@@ -144,8 +145,10 @@ class TrainSection(QWidget):
             "Painted slices kept out of training (do not mark them done) to measure "
             "per-class IoU while training, e.g. '30, 95'."
         )
+        self.axes_guard = AnisotropyGuard("Train on slices")
         extra = QFormLayout()
         extra.addRow("Validation slices", self.validation_edit)
+        extra.addRow(self.axes_guard)
         self.controls = JobControls(state.runner, "Start training")
         self.plot = LossPlot()
         self.metrics = QTableWidget(0, 3)
@@ -162,6 +165,7 @@ class TrainSection(QWidget):
             layout.addWidget(widget)
         layout.addStretch()
         self.controls.start_button.clicked.connect(self.start)
+        self.axes_guard.force_box.toggled.connect(self.check_axes)
 
     def config(self) -> TrainConfig:
         """The training settings (architecture from the Pretrain step)."""
@@ -174,10 +178,22 @@ class TrainSection(QWidget):
             self.validation_edit.text(), "Validation slices", allow_empty=True
         )
 
+    def _done_axes(self) -> set[int]:
+        session = self.state.session
+        return {ref.axis for ref in session.done} if session else set()
+
+    def check_axes(self) -> None:
+        """Show the anisotropy note, or refusal, of the done slices' axes."""
+        voxel_size = image_voxel_size(self.state.image_layer)
+        self.axes_guard.show_check(voxel_size, self._done_axes())
+
     def start(self) -> Any:
         """Start a training cycle; returns the worker (None if it cannot start)."""
         try:
             session, data = self.state.require_session()
+            self.axes_guard.check(
+                image_voxel_size(self.state.image_layer), self._done_axes()
+            )
             config = self.config()
             validation = self.validation_slices()
             overlap = sorted(set(validation) & set(session.done_along()))
@@ -228,6 +244,7 @@ class TrainSection(QWidget):
     def refresh(self) -> None:
         """Say what this step needs and what the last cycle gave."""
         session = self.state.session
+        self.check_axes()
         if session is None:
             self.hint.setText("Needs an open project (step 1).")
             return
