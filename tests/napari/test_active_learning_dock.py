@@ -326,6 +326,7 @@ def test_errors_become_notifications_and_leave_a_consistent_state(
     dock.train.validation_edit.setText("4, x")
     assert dock.train.start() is None
     assert "Validation slices must be" in messages(since)[-1]
+    assert "y:40-45" in messages(since)[-1]
     assert "got '4, x'" in messages(since)[-1]
     assert dock.predict.export(str(tmp_path / "m.zarr")) is None
     assert "Predict the volume before exporting" in messages(since)[-1]

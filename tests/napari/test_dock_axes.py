@@ -59,6 +59,15 @@ def test_a_y_slice_round_trips_through_the_dock(
     assert viewer.dims.current_step[1] == ref.index
     assert dock.current_ref() == ref
     assert f"Slice {ref.index} of 64 (y)" in dock.slice_label.text()
+    # The score profile turned to y with it: y scores, cursor on the slice.
+    profile = dock.suggest.profile
+    assert dock.suggest.profile_axis == 1
+    assert profile.ax.get_xlabel() == "slice (y)"
+    assert len(profile.ax.lines[0].get_xdata()) == 64
+    assert profile.cursor.get_xdata()[0] == ref.index
+    profile.slice_clicked.emit(3)  # a click on it goes to y:3, and back
+    assert dock.current_ref() == SliceRef(1, 3)
+    dock.go_to_slice(ref)
     layer = dock.annotations.layer
     assert viewer.layers.selection.active.name == ANNOTATIONS
     assert layer.mode == "paint", layer.mode
@@ -80,9 +89,11 @@ def test_a_y_slice_round_trips_through_the_dock(
     assert "✓ done" in dock.slice_label.text()
     assert dock.painted_not_done() == []  # the z slices it crosses are not part-painted
 
-    # Back to z: napari's default order.
+    # Back to z: napari's default order, and the z profile.
     dock.go_to_slice(5)
     assert viewer.dims.order == (0, 1, 2) and dock.current_ref() == SliceRef(0, 5)
+    assert profile.ax.get_xlabel() == "slice (z)"
+    assert profile.cursor.get_xdata()[0] == 5
     assert "✓" not in dock.slice_label.text()
 
     # Reopened in a new viewer and dock: the done list and the paint are back,
@@ -138,6 +149,11 @@ def test_anisotropic_voxels_refuse_other_axes_in_the_dock(
     assert "are refused" in messages(since)[-1]
     train.axes_guard.force_box.setChecked(True)
     assert train.axes_guard.note.text().startswith("Note: the voxels are 5 × 1 × 1")
+    # Validation slices are axis-qualified too: a done y slice cannot validate.
+    train.validation_edit.setText("5, y:20")
+    assert train.validation_slices() == [SliceRef(0, 5), SliceRef(1, 20)]
+    assert train.start() is None
+    assert "Slices y:20 are marked done" in messages(since)[-1]
     session.mark_done(SliceRef(1, 20), False)  # z alone: nothing to say
     dock.state.session_changed.emit()
     assert not train.axes_guard.note.isVisibleTo(train)

@@ -25,6 +25,7 @@ from napari_xrm_al.errors import XrmError
 CODE_STRIDE = 1 << 32
 
 _AXIS_PREFIX = re.compile(r"([zyxZYX]):(.+)")
+_INDICES = re.compile(r"\d+(?:-\d+)?")
 
 
 class SliceRef(NamedTuple):
@@ -123,8 +124,15 @@ def parse_slice_refs(
     """
     out: set[SliceRef] = set()
     for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
         match = _AXIS_PREFIX.fullmatch(part)
         axis, numbers = match.groups() if match else (None, part)
+        if not _INDICES.fullmatch(numbers):
+            raise XrmError(
+                f"{what} must be slice numbers or ranges, each optionally after "
+                f"z:, y: or x:, separated by commas, like 3,17,y:40-45; got {text!r}."
+            )
         ax = axis_index(axis.lower() if axis else default_axis)
         indices = parse_slice_list(numbers, what, allow_empty=True)
         out.update(SliceRef(ax, i) for i in indices)

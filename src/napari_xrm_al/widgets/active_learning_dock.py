@@ -226,8 +226,7 @@ class ActiveLearningWidget(QWidget):
         )
         self.done_button.setText("Unmark slice" if done else "Mark slice done")
         self.done_button.setEnabled(not self.runner.busy)
-        if ref.axis == self.state.axis:
-            self.suggest.profile.set_current(ref.index)
+        self.suggest.follow_view(ref)
 
     def _on_busy(self, busy: bool) -> None:
         self.data.open_button.setEnabled(not busy)

@@ -155,7 +155,7 @@ def rank_session(
     Before any model is trained, the pretrained encoder picks the first slices
     (core-set, :func:`first_ranking`) whatever ``strategy`` is asked for.
     ``exclude``: slices never to suggest besides those done (validation
-    slices; plain indices along the session axis); picks keep
+    slices; a plain index is along the session axis); picks keep
     ``min_distance`` from them too.
     """
     axes = axes or [session.axis]
@@ -228,7 +228,7 @@ def train_session(
     *,
     strategy: str | None = None,
     picks: Sequence[Pick] | None = None,
-    validation_slices: Sequence[int] = (),
+    validation_slices: Sequence[SliceRef | int] = (),
 ) -> Generator[Progress, None, CycleRecord]:
     """Train on the slices marked done (along every axis), from the pretrained
     encoder; add a cycle.

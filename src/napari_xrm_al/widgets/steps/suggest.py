@@ -29,6 +29,7 @@ from napari_xrm_al.core.al.batch_picking import pick_of_record
 from napari_xrm_al.core.al.ranking import Ranking
 from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
 from napari_xrm_al.core.slice_refs import SliceRef, parse_axes, ref_of_code
+from napari_xrm_al.core.slices import AXIS_NAMES
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._anisotropy import AnisotropyGuard, image_voxel_size
 from napari_xrm_al.widgets._jobs import JobControls
@@ -61,13 +62,15 @@ class SuggestSection(QWidget):
         self,
         state: DockState,
         chosen_image: Callable[[], Image | None],
-        validation_slices: Callable[[], list[int]],
+        validation_slices: Callable[[], list[SliceRef]],
     ) -> None:
         super().__init__()
         self.state = state
         self.chosen_image = chosen_image
         self.validation_slices = validation_slices
         self.ranking: Ranking | None = None
+        #: The axis whose slices the score profile shows.
+        self.profile_axis = 0
         #: The picks in the table: the latest ranking's, or the project's kept
         #: suggestion when it was reopened.
         self.shown: list[Pick] = []
@@ -129,7 +132,10 @@ class SuggestSection(QWidget):
         fit_columns(self.table)
         self.table.setMaximumHeight(150)
         self.profile = ProfilePlot()
-        self.profile.setToolTip("Score of every slice; click to go to a slice.")
+        self.profile.setToolTip(
+            "Score of every slice along the axis in view (of those ranked); click "
+            "to go to a slice."
+        )
         self.prefill_button = QPushButton("Pre-fill slice from model")
         self.prefill_button.setToolTip(
             "Fill the unpainted pixels of the current slice with the model's "
@@ -150,7 +156,7 @@ class SuggestSection(QWidget):
         layout.addStretch()
         self.controls.start_button.clicked.connect(self.start)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
-        self.profile.slice_clicked.connect(self.state.go_to_slice)
+        self.profile.slice_clicked.connect(self._on_profile_clicked)
         self.prefill_button.clicked.connect(self.prefill)
         self.axes_combo.currentIndexChanged.connect(self.check_axes)
         self.axes_guard.force_box.toggled.connect(self.check_axes)
@@ -221,16 +227,37 @@ class SuggestSection(QWidget):
             (kept.plan or "") if kept is not None else "",  # rank_session's words
         )
         self._show_frames(ranking.picks)
-        own = self.state.axis
-        along = [i for i, ref in enumerate(ranking.refs) if ref.axis == own]
+        in_view = self.state.view_axis()
+        ranked = {ref.axis for ref in ranking.refs}
+        self.show_profile(in_view if in_view in ranked else min(ranked))
+        self.refresh()
+
+    def show_profile(self, axis: int) -> None:
+        """Plot the latest ranking's scores of the slices along ``axis``."""
+        ranking, session = self.ranking, self.state.session
+        if ranking is None or session is None:
+            return
+        self.profile_axis = axis
+        along = [i for i, ref in enumerate(ranking.refs) if ref.axis == axis]
         self.profile.show_scores(
             np.asarray([ranking.refs[i].index for i in along], dtype=np.int64),
             np.asarray(ranking.scores)[along],
-            [p.ref.index for p in ranking.picks if p.ref.axis == own],
-            session.done_along() if session else [],
-            session.axis if session else "",
+            [p.ref.index for p in ranking.picks if p.ref.axis == axis],
+            session.done_along(axis),
+            AXIS_NAMES[axis],
         )
-        self.refresh()
+
+    def follow_view(self, ref: SliceRef) -> None:
+        """The viewer shows ``ref``: the profile turns to its axis (when ranked
+        along it) and its cursor moves there."""
+        ranked = {r.axis for r in self.ranking.refs} if self.ranking else set()
+        if ref.axis != self.profile_axis and ref.axis in ranked:
+            self.show_profile(ref.axis)
+        if ref.axis == self.profile_axis:
+            self.profile.set_current(ref.index)
+
+    def _on_profile_clicked(self, index: int) -> None:
+        self.state.go_to_slice(SliceRef(self.profile_axis, index))
 
     def show_suggestion(self) -> None:
         """The suggestion kept in the project just opened (table and frames; the

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from napari_xrm_al.core.session.jobs import pretrain_session, train_session
 from napari_xrm_al.core.session.session import CycleRecord
-from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs, parse_slice_refs
 from napari_xrm_al.core.training.pretrain import PretrainConfig
 from napari_xrm_al.core.training.train import TrainConfig
 from napari_xrm_al.errors import XrmError
@@ -143,7 +143,8 @@ class TrainSection(QWidget):
         self.validation_edit.setPlaceholderText("none")
         self.validation_edit.setToolTip(
             "Painted slices kept out of training (do not mark them done) to measure "
-            "per-class IoU while training, e.g. '30, 95'."
+            "per-class IoU while training, e.g. '30, 95' (along the project's "
+            "axis) or 'y:100' along another axis."
         )
         self.axes_guard = AnisotropyGuard("Train on slices")
         extra = QFormLayout()
@@ -172,10 +173,13 @@ class TrainSection(QWidget):
         pre = self.pretrain_form
         return self.form.config(**{name: pre.value(name) for name in ARCHITECTURE})
 
-    def validation_slices(self) -> list[int]:
+    def validation_slices(self) -> list[SliceRef]:
         """The slices in the Validation slices field (XrmError naming the field)."""
-        return parse_slice_list(
-            self.validation_edit.text(), "Validation slices", allow_empty=True
+        return parse_slice_refs(
+            self.validation_edit.text(),
+            "Validation slices",
+            self.state.axis,
+            allow_empty=True,
         )
 
     def _done_axes(self) -> set[int]:
@@ -196,11 +200,11 @@ class TrainSection(QWidget):
             )
             config = self.config()
             validation = self.validation_slices()
-            overlap = sorted(set(validation) & set(session.done_along()))
+            overlap = set(validation) & set(session.done)
             if overlap:
                 raise XrmError(
-                    f"Slices {overlap} are marked done (training slices) and cannot "
-                    "also validate."
+                    f"Slices {format_slice_refs(overlap)} are marked done (training "
+                    "slices) and cannot also validate."
                 )
         except XrmError as exc:
             self.state.notify_error(exc)
