@@ -12,10 +12,14 @@ Usage::
 
     python benchmarks/al_suite.py --describe          # what each pool holds
     python benchmarks/al_suite.py --pools thick-dies,thin-dies --seeds 0-4 \
-        --threads 1 --out-dir benchmarks/out/suite     # resumable, JSON per pool/seed
-    python benchmarks/al_suite.py --report --out-dir benchmarks/out/suite
-    python benchmarks/al_suite.py --coverage --seeds 0-9 --out-dir benchmarks/out/suite
-    python benchmarks/al_suite.py --coverage-report --out-dir benchmarks/out/suite
+        --threads 1                        # resumable, JSON per pool/seed
+    python benchmarks/al_suite.py --report
+    python benchmarks/al_suite.py --coverage --seeds 0-9 \
+        --out-dir benchmarks/results/coverage
+    python benchmarks/al_suite.py --coverage-report --out-dir benchmarks/results/coverage
+
+Results go to ``benchmarks/results/suite`` (tracked: the suite takes longer
+than one session, so each run adds its pool/seed files to those kept).
 
 ``--coverage`` measures the first picks alone (pretrained encoder, k-centre
 greedy): the fraction of each pool's classes present in the first 4 slices,
@@ -321,7 +325,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, help="fixed steps (default: auto)")
     parser.add_argument("--pretrain-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out-dir", default="benchmarks/out/suite")
+    parser.add_argument("--out-dir", default="benchmarks/results/suite")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--describe", action="store_true")
     mode.add_argument("--report", action="store_true")
