@@ -18,8 +18,7 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.session.paint_volume import PaintVolume
 from napari_xrm_al.core.session.session import ImageRef, Session
 from napari_xrm_al.core.settings import setting, settings
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets import _jobs, annotations
 from napari_xrm_al.widgets._config_form import ConfigForm

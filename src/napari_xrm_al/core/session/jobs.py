@@ -48,8 +48,9 @@ from napari_xrm_al.core.session.session import (
     default_session_dir,
 )
 from napari_xrm_al.core.slice_refs import SliceRef, as_refs, slice_codes
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.volumes import volume_fingerprint
 

@@ -18,8 +18,7 @@ from qtpy.QtWidgets import (
 from napari_xrm_al.core.session.jobs import pretrain_session, train_session
 from napari_xrm_al.core.session.session import CycleRecord
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._config_form import ConfigForm
 from napari_xrm_al.widgets._jobs import JobControls
