@@ -216,37 +216,11 @@ def iter_measure_bumps(
     connectivity: int = 6,
     min_voxels: int = 1,
 ) -> Generator[Progress, None, list[Bump]]:
-    """Measure every bump, yielding a :class:`Progress` (planes done) per slab.
+    """Measure every bump of a 3D class mask, yielding a :class:`Progress`
+    (planes done) per slab.
 
-    Arguments are those of :func:`measure_bumps`; they are checked at call time
-    (not at the first ``next``), so a bad argument raises :class:`XrmError` at once.
-    The generator's return value is the list of bumps.
-    """
-    _check(labels, solder_id, void_id, voxel_size, max_void_ratio, slab, connectivity)
-    return _measure(
-        labels,
-        int(solder_id),
-        int(void_id),
-        None if voxel_size is None else tuple(float(v) for v in voxel_size),
-        float(max_void_ratio),
-        slab,
-        connectivity,
-        max(int(min_voxels), 1),
-    )
-
-
-def measure_bumps(
-    labels: Any,
-    *,
-    solder_id: int,
-    void_id: int,
-    voxel_size: Sequence[float] | None = None,
-    max_void_ratio: float = DEFAULT_MAX_VOID_RATIO,
-    slab: int | None = None,
-    connectivity: int = 6,
-    min_voxels: int = 1,
-) -> list[Bump]:
-    """Measure every bump of a 3D class mask.
+    The arguments are checked at call time (not at the first ``next``), so a
+    bad argument raises :class:`XrmError` at once.
 
     Parameters
     ----------
@@ -269,20 +243,26 @@ def measure_bumps(
     Returns
     -------
     list of Bump
-        Ids ``1..N`` in raster order of each bump's first voxel.
+        The generator's return value: ids ``1..N`` in raster order of each
+        bump's first voxel.
     """
-    return run_to_end(
-        iter_measure_bumps(
-            labels,
-            solder_id=solder_id,
-            void_id=void_id,
-            voxel_size=voxel_size,
-            max_void_ratio=max_void_ratio,
-            slab=slab,
-            connectivity=connectivity,
-            min_voxels=min_voxels,
-        )
+    _check(labels, solder_id, void_id, voxel_size, max_void_ratio, slab, connectivity)
+    return _measure(
+        labels,
+        int(solder_id),
+        int(void_id),
+        None if voxel_size is None else tuple(float(v) for v in voxel_size),
+        float(max_void_ratio),
+        slab,
+        connectivity,
+        max(int(min_voxels), 1),
     )
+
+
+def measure_bumps(labels: Any, **options: Any) -> list[Bump]:
+    """Measure every bump of a 3D class mask: :func:`iter_measure_bumps` run to
+    the end, with the same arguments; returns the list of bumps."""
+    return run_to_end(iter_measure_bumps(labels, **options))
 
 
 def _measure(
