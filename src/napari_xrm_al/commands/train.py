@@ -35,7 +35,7 @@ from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError
-from napari_xrm_al.io.volumes import volume_fingerprint
+from napari_xrm_al.io.array_reads import volume_fingerprint
 
 #: TrainConfig fields with an option of their own, beside the run's and the
 #: network's (those only without --init).

@@ -52,7 +52,7 @@ from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import volume_fingerprint
+from napari_xrm_al.io.array_reads import volume_fingerprint
 
 ENCODER_FILE = "encoder.pt"
 PREDICTION = "prediction.zarr"
