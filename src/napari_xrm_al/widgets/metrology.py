@@ -43,7 +43,8 @@ from napari_xrm_al.core.metrology.bumps import (
 from napari_xrm_al.core.metrology.report import bumps_to_rows, write_bumps_csv
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
-from napari_xrm_al.widgets._jobs import JobControls, JobRunner
+from napari_xrm_al.widgets._job_controls import JobControls
+from napari_xrm_al.widgets._jobs import JobRunner
 from napari_xrm_al.widgets.plots import (
     FAIL_COLOUR,
     PASS_COLOUR,

@@ -37,7 +37,7 @@ from napari_xrm_al.core.slice_refs import (
     ref_of_code,
 )
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._job_controls import JobControls
 from napari_xrm_al.widgets._layers import fit_columns, show_candidates
 from napari_xrm_al.widgets.plots import ProfilePlot
 

@@ -21,7 +21,7 @@ from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._config_form import ConfigForm
-from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._job_controls import JobControls
 from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 
