@@ -68,8 +68,7 @@ from napari_xrm_al.core.synthetic.sample import (
     make_hbm_sample,
     thick_die_params,
 )
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.io.atomic import atomic_write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

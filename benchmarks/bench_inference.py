@@ -62,7 +62,8 @@ from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import TrainConfig
+from napari_xrm_al.core.training.train import train
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -102,7 +102,7 @@ from napari_xrm_al.core.model.checkpoint import Checkpoint, save_checkpoint
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.model.network import SliceSegmenter
 from napari_xrm_al.core.model.normalization import Normalisation
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import TrainConfig
 import torch
 torch.manual_seed(0)
 cfg = TrainConfig().model_config(n_classes=4)

@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from napari_xrm_al.core.metrology import measure_bumps, write_bumps_csv
+from napari_xrm_al.core.metrology.bumps import measure_bumps
+from napari_xrm_al.core.metrology.report import write_bumps_csv
 
 CELL = 64
 SOLDER, VOID, COPPER = 3, 4, 2  # annotation ids of the HBM table

@@ -23,10 +23,11 @@ from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
-from napari_xrm_al.core.metrology import measure_bumps
+from napari_xrm_al.core.metrology.bumps import measure_bumps
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.train import train
 
 SOLDER, VOID = 3, 4  # annotation ids of the HBM table
 

@@ -57,9 +57,10 @@ from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import axis_index, n_slices, read_slices
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.metrics import evaluate
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIGMAS = (0.7, 1.0, 1.6, 3.5, 5.0)

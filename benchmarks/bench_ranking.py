@@ -43,8 +43,9 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.checkpoint import save_checkpoint
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import train
 
 
 def main(argv=None) -> int:

@@ -27,8 +27,9 @@ import torch
 
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import train
 
 
 def timed(gen) -> tuple[object, float]:

@@ -40,8 +40,9 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
 
 

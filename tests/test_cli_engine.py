@@ -9,7 +9,7 @@ from napari_xrm_al.cli import main
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
-from napari_xrm_al.core.training.pretrain import PretrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from tests.ole_writer import write_xradia
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
+from napari_xrm_al.io.array_reads import volume_fingerprint
 from napari_xrm_al.io.masks import write_mask
-from napari_xrm_al.io.volumes import open_volume, volume_fingerprint
+from napari_xrm_al.io.volumes import open_volume
 from napari_xrm_al.io.xradia import OLE_MAGIC
 
 

@@ -11,7 +11,7 @@ import zarr
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
-from napari_xrm_al.core.metrology import CSV_COLUMNS
+from napari_xrm_al.core.metrology.report import CSV_COLUMNS
 from napari_xrm_al.io.masks import write_mask
 
 

@@ -13,8 +13,7 @@ from napari_xrm_al.commands._engine import RUN_SETTINGS, model_overrides
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.core.settings import setting
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
 

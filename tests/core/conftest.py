@@ -16,8 +16,7 @@ from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.synthetic.sample import HbmSample, make_hbm_sample
 from napari_xrm_al.core.training.augment import AugmentConfig
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 
 #: Feature widths of the tiny test network (UNet, one per level).
 TINY_FEATURES = (4, 8, 16)

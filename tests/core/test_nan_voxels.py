@@ -9,7 +9,7 @@ import pytest
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.segmenter import Segmenter
-from napari_xrm_al.core.metrology import measure_bumps
+from napari_xrm_al.core.metrology.bumps import measure_bumps
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.train import train

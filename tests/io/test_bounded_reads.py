@@ -14,7 +14,8 @@ import zarr
 from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io import zarr_volume
-from napari_xrm_al.io.volumes import open_volume, subsample, volume_fingerprint
+from napari_xrm_al.io.array_reads import subsample, volume_fingerprint
+from napari_xrm_al.io.volumes import open_volume
 
 SHAPE = (2, 2048, 2048)  # one float32 slice: 16 MiB
 

@@ -15,13 +15,9 @@ import zarr
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import InputError, XrmError
+from napari_xrm_al.io.mask_formats import ATTRS_KEY
 from napari_xrm_al.io.mask_reader import is_mask_store, read_mask
-from napari_xrm_al.io.masks import (
-    ATTRS_KEY,
-    MaskWriter,
-    mask_format_for,
-    write_mask,
-)
+from napari_xrm_al.io.masks import MaskWriter, write_mask
 
 NAMES = {"ome-zarr": "mask.ome.zarr", "zarr": "mask.zarr", "tiff": "mask.tif"}
 VOXEL = (0.5, 0.0184, 0.025)
@@ -40,25 +36,6 @@ def classes() -> ClassTable:
 def labels() -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.integers(0, 5, size=(7, 20, 26), dtype=np.uint8)
-
-
-@pytest.mark.parametrize(
-    ("name", "fmt"),
-    [
-        ("a.ome.zarr", "ome-zarr"),
-        ("A.OME.ZARR", "ome-zarr"),
-        ("a.zarr", "zarr"),
-        ("dir/a.tif", "tiff"),
-        ("a.tiff", "tiff"),
-    ],
-)
-def test_mask_format_for(name: str, fmt: str) -> None:
-    assert mask_format_for(name) == fmt
-
-
-def test_mask_format_for_unknown_names_the_file() -> None:
-    with pytest.raises(XrmError, match=r"mask\.png"):
-        mask_format_for("mask.png")
 
 
 @pytest.mark.parametrize("fmt", list(NAMES))

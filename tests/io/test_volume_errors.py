@@ -16,7 +16,8 @@ from tests.ole_writer import write_compound_file, write_xradia
 
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io import volumes
-from napari_xrm_al.io.volumes import MultichannelError, open_volume
+from napari_xrm_al.io.volume_axes import MultichannelError
+from napari_xrm_al.io.volumes import open_volume
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, float, str]]:

@@ -1,5 +1,5 @@
 """Opening volumes: every format round-trips shape, dtype, values and voxel size,
-lazily; subsample and fingerprint behave."""
+lazily."""
 
 from __future__ import annotations
 
@@ -12,13 +12,8 @@ from tifffile.zarr import ZarrFileSequenceStore, ZarrTiffStore
 from zarr.storage import LocalStore
 
 from napari_xrm_al.io import tiff as tiff_io
-from napari_xrm_al.io.volumes import (
-    MultichannelError,
-    Volume,
-    open_volume,
-    subsample,
-    volume_fingerprint,
-)
+from napari_xrm_al.io.volume_axes import MultichannelError
+from napari_xrm_al.io.volumes import Volume, open_volume
 
 SHAPE = (12, 20, 24)
 
@@ -247,7 +242,7 @@ def test_ome_zarr_5d_drops_time_and_picks_channel(tmp_path):
     assert volume.voxel_size is None  # all-1 scale, no unit: not calibrated
 
 
-# -- values, sampling, fingerprint ----------------------------------------
+# -- values ---------------------------------------------------------------
 def test_nan_and_inf_are_missing_for_contrast(tmp_path):
     data = ramp(dtype=np.float32)
     data[:, 0, :] = np.nan
@@ -259,44 +254,3 @@ def test_nan_and_inf_are_missing_for_contrast(tmp_path):
     low, high = volume.contrast_limits
     assert finite.min() <= low < high <= finite.max()
     assert sum("NaN" in note for note in volume.notes) == 1
-
-
-class Recorder:
-    """An array that records every index it is asked for."""
-
-    def __init__(self, data: np.ndarray, chunks: tuple[int, ...]) -> None:
-        self.data, self.chunks = data, chunks
-        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
-        self.requests: list[int] = []
-
-    def __getitem__(self, index):
-        out = self.data[index]
-        self.requests.append(out.size)
-        return out
-
-
-@pytest.mark.parametrize("chunks", [(1, 64, 64), (16, 16, 16)])
-def test_subsample_is_bounded_and_never_whole(chunks):
-    data = ramp((48, 64, 64))
-    array = Recorder(data, chunks)
-    sample = subsample(array, max_voxels=5_000)
-    assert 0 < sample.size <= 5_000
-    assert sum(array.requests) == sample.size < data.size
-    assert np.isin(sample, data).all()
-    again = subsample(Recorder(data, chunks), max_voxels=5_000)
-    np.testing.assert_array_equal(sample, again)
-    other = subsample(Recorder(data, chunks), max_voxels=5_000, seed=1)
-    assert not np.array_equal(sample, other)
-
-
-def test_fingerprint_depends_on_data_not_storage(tmp_path):
-    data = ramp()
-    tifffile.imwrite(tmp_path / "a.tif", data, compression="zlib")
-    zarr.create_array(tmp_path / "a.zarr", data=data, chunks=(5, 7, 9))
-    from_tiff = volume_fingerprint(open_volume(tmp_path / "a.tif").data)
-    from_zarr = volume_fingerprint(open_volume(tmp_path / "a.zarr").data)
-    assert from_tiff == from_zarr
-    assert from_tiff.startswith("sha256:")
-    assert volume_fingerprint(data + 1) != from_tiff
-    assert volume_fingerprint(data.astype(np.int32)) != from_tiff
-    assert volume_fingerprint(data[:-1]) != from_tiff

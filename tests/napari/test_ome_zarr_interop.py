@@ -22,8 +22,9 @@ from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample, write_sample
+from napari_xrm_al.io.mask_formats import ATTRS_KEY
 from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.io.masks import ATTRS_KEY, write_mask
+from napari_xrm_al.io.masks import write_mask
 from napari_xrm_al.widgets.steps.predict import export_mask
 
 VOXEL = (2.0, 0.5, 0.25)

@@ -23,7 +23,7 @@ from napari_xrm_al.core.session.jobs import session_for
 from napari_xrm_al.core.session.session import CycleRecord, Session
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.widgets import _jobs
+from napari_xrm_al.widgets import _job_controls, _jobs
 from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 
 pytestmark = pytest.mark.gui
@@ -133,7 +133,7 @@ def finishing():
 )
 def test_a_job_that_crashes_is_reported_and_the_next_one_runs(qtbot, exc, words):
     runner = _jobs.JobRunner()
-    controls = _jobs.JobControls(runner, "Go")
+    controls = _job_controls.JobControls(runner, "Go")
     qtbot.addWidget(controls)
     since, ends, results = len(notification_manager.records), [], []
     assert controls.run("Training", failing(exc), on_end=ends.append) is not None

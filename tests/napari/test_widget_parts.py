@@ -18,10 +18,9 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.session.paint_volume import PaintVolume
 from napari_xrm_al.core.session.session import ImageRef, Session
 from napari_xrm_al.core.settings import setting, settings
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.widgets import _jobs, annotations
+from napari_xrm_al.widgets import _job_controls, _jobs, annotations
 from napari_xrm_al.widgets._config_form import ConfigForm
 from napari_xrm_al.widgets.annotations import AnnotationBinding
 from napari_xrm_al.widgets.plots import LearningCurvePlot, LossPlot, ProfilePlot
@@ -124,7 +123,7 @@ def notes(monkeypatch):
 @pytest.mark.gui
 def test_job_runner_progress_result_and_refusal(qtbot, notes):
     runner = _jobs.JobRunner()
-    controls = _jobs.JobControls(runner, "Go")
+    controls = _job_controls.JobControls(runner, "Go")
     qtbot.addWidget(controls)
     state, results, ends, events = {}, [], [], []
     worker = controls.run(
@@ -175,7 +174,7 @@ def test_job_runner_cancel_is_quick_and_closes_the_generator_on_the_worker(
 @pytest.mark.gui
 def test_job_runner_error_becomes_a_notification(qtbot, notes):
     runner = _jobs.JobRunner()
-    controls = _jobs.JobControls(runner, "Go")
+    controls = _job_controls.JobControls(runner, "Go")
     qtbot.addWidget(controls)
     ends = []
     worker = controls.run("Job", slow_job(5, 0.01, {}, fail_at=2), on_end=ends.append)

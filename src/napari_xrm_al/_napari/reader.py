@@ -205,12 +205,8 @@ def _image_layer(volume: Any, name: str) -> LayerData:
 def _read(path: PathOrPaths) -> list[LayerData]:
     from napari.utils.notifications import show_info
 
-    from napari_xrm_al.io.volumes import (
-        MultichannelError,
-        channel_note,
-        is_mask,
-        open_volume,
-    )
+    from napari_xrm_al.io.volume_axes import MultichannelError, channel_note
+    from napari_xrm_al.io.volumes import is_mask, open_volume
 
     single = _single(path)
     if isinstance(single, str | Path) and is_mask(single):

@@ -17,7 +17,8 @@ import numpy as np
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.io.masks import MaskFormat, write_mask
+from napari_xrm_al.io.mask_formats import MaskFormat
+from napari_xrm_al.io.masks import write_mask
 
 
 def write_ome_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

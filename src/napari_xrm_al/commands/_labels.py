@@ -15,9 +15,10 @@ from typing import Any
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import InputError
+from napari_xrm_al.io.array_reads import check_chunks_fit
 from napari_xrm_al.io.label_ids import ambiguous_ids, check_class_ids
 from napari_xrm_al.io.mask_reader import classes_beside, read_mask
-from napari_xrm_al.io.volumes import check_chunks_fit, is_mask, open_volume
+from napari_xrm_al.io.volumes import is_mask, open_volume
 
 #: Micrometres per unit, for the length units the volume readers report.
 _UM_PER_UNIT = {"nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}

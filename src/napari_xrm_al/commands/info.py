@@ -10,15 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_xrm_al.io.array_reads import storage, subsample, volume_fingerprint
 from napari_xrm_al.io.mask_reader import read_mask
-from napari_xrm_al.io.volumes import (
-    Volume,
-    is_mask,
-    open_volume,
-    storage,
-    subsample,
-    volume_fingerprint,
-)
+from napari_xrm_al.io.volumes import Volume, is_mask, open_volume
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,12 +13,12 @@ from napari_xrm_al.commands._labels import (
     open_labels,
 )
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.metrology import (
+from napari_xrm_al.core.metrology.bumps import (
     DEFAULT_MAX_VOID_RATIO,
     SLAB_VOXELS,
     iter_measure_bumps,
-    write_bumps_csv,
 )
+from napari_xrm_al.core.metrology.report import write_bumps_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

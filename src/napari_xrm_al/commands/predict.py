@@ -28,7 +28,7 @@ from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.masks import mask_format_for
+from napari_xrm_al.io.mask_formats import mask_format_for
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

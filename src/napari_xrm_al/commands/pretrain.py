@@ -19,7 +19,8 @@ from napari_xrm_al.commands._engine import (
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.checkpoint import make_provenance
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.configs import PretrainConfig
+from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 
 #: PretrainConfig fields with an option of their own, beside the run's and the

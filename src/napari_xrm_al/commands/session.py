@@ -38,9 +38,9 @@ from napari_xrm_al.core.session.jobs import (
 )
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.slice_refs import parse_axes
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
-from napari_xrm_al.io.volumes import Volume, volume_fingerprint
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.io.array_reads import volume_fingerprint
+from napari_xrm_al.io.volumes import Volume
 
 T = TypeVar("T")
 

@@ -31,8 +31,7 @@ from napari_xrm_al.core.al.simulation_config import (
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.slices import axis_index, axis_name, parse_slice_list
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.atomic import atomic_write_json
 

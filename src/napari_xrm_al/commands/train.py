@@ -31,10 +31,11 @@ from napari_xrm_al.commands._settings import add_setting_options, setting_overri
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.checkpoint import load_checkpoint, make_provenance
 from napari_xrm_al.core.slice_refs import axes_of, parse_slice_refs
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import TrainConfig
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError
-from napari_xrm_al.io.volumes import volume_fingerprint
+from napari_xrm_al.io.array_reads import volume_fingerprint
 
 #: TrainConfig fields with an option of their own, beside the run's and the
 #: network's (those only without --init).

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import read_block
+from napari_xrm_al.io.array_reads import read_block
 
 AXES = {"z": 0, "y": 1, "x": 2}
 AXIS_NAMES = ("z", "y", "x")

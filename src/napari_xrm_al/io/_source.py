@@ -1,10 +1,10 @@
 """What a format opener found, before its axes are resolved to ``(z, y, x)``.
 
-The TIFF, zarr and ZEISS Xradia openers fill a :class:`RawVolume`; :mod:`.volumes` then
-picks the channel, checks the dimensions and dtype and builds the public
-:class:`~napari_xrm_al.io.volumes.Volume`. Shared helpers for calibration and
-for turning library errors into :class:`~napari_xrm_al.errors.InputError`
-live here too.
+The TIFF, zarr and ZEISS Xradia openers fill a :class:`RawVolume`;
+:mod:`.volume_axes` then picks the channel and checks the dimensions and dtype,
+and :mod:`.volumes` builds the public :class:`~napari_xrm_al.io.volumes.Volume`.
+Shared helpers for calibration and for turning library errors into
+:class:`~napari_xrm_al.errors.InputError` live here too.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.volumes import subsample
+from napari_xrm_al.io.array_reads import subsample
 
 #: Voxels read at a time by :func:`ambiguous_ids`.
 _SLAB_VOXELS = 2**22

@@ -20,7 +20,7 @@ import zarr
 from napari_xrm_al.classes import CLASSES_FILE, LABEL_IDS_KEY, ClassTable
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.input_paths import check_input
-from napari_xrm_al.io.masks import ATTRS_KEY, MaskFormat
+from napari_xrm_al.io.mask_formats import ATTRS_KEY, MaskFormat
 from napari_xrm_al.io.zarr_volume import open_store
 
 

@@ -1,74 +1,38 @@
 """Writing label masks (annotations and predictions).
 
-Masks hold annotation ids: ``0`` = not labelled, ``1..C`` = the classes of a
-:class:`~napari_xrm_al.classes.ClassTable`. Three formats are written,
-chosen from the file name by :func:`mask_format_for`:
-
-* ``*.ome.zarr``: an OME-Zarr (NGFF 0.5, zarr v3) ``image-label`` multiscale
-  group at the store root, mask at ``0`` (``image-label`` colours and class
-  names, voxel size as the ``scale`` transform); it validates with
-  ome-zarr-models and opens as a Labels layer in napari-ome-zarr. Masks written
-  before 0.2 hold the same group at ``labels/<name>``; they are still read;
-* ``*.zarr``: one zarr v3 array at the store root, for training pipelines;
-* ``*.tif`` / ``*.tiff``: an ImageJ hyperstack (zlib-compressed, BigTIFF when it
-  exceeds 4 GB) with the voxel spacing ImageJ/Fiji understand.
-
-Every format carries the same :data:`ATTRS_KEY` record: the class table
-(:meth:`ClassTable.to_dict`), voxel size (micrometres), mask name and
-provenance. Masks are written slab by slab (:class:`MaskWriter`) into a hidden
-sibling and renamed into place on commit, so a volume larger than memory can be
-exported and a crash never leaves half a mask under the final name.
-:mod:`~napari_xrm_al.io.mask_reader` opens them again.
+Masks are written slab by slab (:class:`MaskWriter`) into a hidden sibling and
+renamed into place on commit, so a volume larger than memory can be exported
+and a crash never leaves half a mask under the final name. The formats, chosen
+from the file name, and the record every mask carries are described in
+:mod:`~napari_xrm_al.io.mask_formats`; :mod:`~napari_xrm_al.io.mask_reader`
+opens masks again.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
-import tifffile
 import zarr
 from zarr.codecs import BloscCodec
 
-from napari_xrm_al import __version__
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.atomic import AtomicTarget, json_default
+from napari_xrm_al.io.atomic import AtomicTarget
+from napari_xrm_al.io.mask_formats import (
+    ATTRS_KEY,
+    MASK_AXES,
+    MaskFormat,
+    mask_format_for,
+    mask_record,
+    write_imagej_tiff,
+    write_ome_metadata,
+)
 
-MaskFormat = Literal["ome-zarr", "zarr", "tiff"]
-
-#: Attribute key (zarr) / ImageJ property holding our metadata record.
-ATTRS_KEY = "napari_xrm_al"
-#: Unit of ``voxel_size`` everywhere in napari-xrm-al.
-VOXEL_UNIT = "micrometer"
 DEFAULT_CHUNKS = (16, 256, 256)
-_AXES = ("z", "y", "x")
-# Same threshold tifffile uses: above it offsets no longer fit classic TIFF.
-_CLASSIC_TIFF_LIMIT = 2**32 - 2**25
-#: Pages of a TIFF mask are read from the scratch store in slabs of at most
-#: this many bytes (at least one page) while writing.
-TIFF_SLAB_BYTES = 64 * 2**20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def mask_format_for(path: Path | str) -> MaskFormat:
-    """The mask format implied by a file name (``.ome.zarr``, ``.zarr``, ``.tif``)."""
-    name = Path(path).name.lower()
-    if name.endswith(".ome.zarr"):
-        return "ome-zarr"
-    if name.endswith(".zarr"):
-        return "zarr"
-    if name.endswith((".tif", ".tiff")):
-        return "tiff"
-    raise XrmError(
-        f"Cannot tell the mask format of {path}: use a name ending in "
-        "'.ome.zarr', '.zarr' or '.tif'."
-    )
 
 
 def label_dtype(classes: ClassTable) -> np.dtype:
@@ -78,10 +42,6 @@ def label_dtype(classes: ClassTable) -> np.dtype:
 
 def _compressor() -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-
-
-def _hex_to_rgba(colour: str) -> list[int]:
-    return [int(colour[i : i + 2], 16) for i in (1, 3, 5)] + [255]
 
 
 class MaskWriter:
@@ -139,7 +99,7 @@ class MaskWriter:
         self.name = name
         self.voxel_size = _check_voxel_size(voxel_size, len(self.shape))
         self.chunks = _check_layout(self.shape, chunks, self.dtype, classes, name)
-        self.attrs = _mask_attrs(classes, name, self.voxel_size, provenance)
+        self.attrs = mask_record(classes, name, self.voxel_size, provenance)
         self._target = AtomicTarget(path, is_dir=self.fmt != "tiff")
         self.path = self._target.final
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +118,7 @@ class MaskWriter:
             "chunks": self.chunks,
             "compressors": _compressor(),
             "fill_value": 0,
-            "dimension_names": _AXES[-len(self.shape) :],
+            "dimension_names": MASK_AXES[-len(self.shape) :],
         }
         attrs = {ATTRS_KEY: self.attrs}
         if self.fmt == "ome-zarr":
@@ -202,11 +162,13 @@ class MaskWriter:
         self._open = False
         try:
             if self.fmt == "ome-zarr":
-                _write_ome_metadata(
+                write_ome_metadata(
                     self._target.tmp, self.name, self.classes, self.voxel_size
                 )
             elif self.fmt == "tiff":
-                _write_tiff(self._target.tmp, self._array, self.voxel_size, self.attrs)
+                write_imagej_tiff(
+                    self._target.tmp, self._array, self.voxel_size, self.attrs
+                )
             return self._target.commit()
         except BaseException:
             self._target.abort()
@@ -263,110 +225,6 @@ def _check_layout(
     if len(chunks) != len(shape) or min(chunks) < 1:
         raise XrmError(f"Chunks {chunks} do not fit a mask of shape {shape}.")
     return tuple(min(int(c), s) for c, s in zip(chunks, shape, strict=True))
-
-
-def _mask_attrs(
-    classes: ClassTable,
-    name: str,
-    voxel_size: tuple[float, ...] | None,
-    provenance: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The record stored with every mask (JSON-normalised)."""
-    record = {
-        "kind": "mask",
-        "format_version": 1,
-        "software": f"napari-xrm-al {__version__}",
-        "name": name,
-        **classes.to_dict(),
-        "voxel_size": list(voxel_size) if voxel_size else None,
-        "voxel_unit": VOXEL_UNIT,
-        "provenance": provenance or {},
-    }
-    return json.loads(json.dumps(record, default=json_default))
-
-
-def _write_ome_metadata(
-    root: Path, name: str, classes: ClassTable, voxel_size: tuple[float, ...] | None
-) -> None:
-    """NGFF ``multiscales`` + ``image-label`` metadata through ome-zarr's writers.
-
-    ``image-label`` lists the classes ``1..C`` in both ``colors`` and
-    ``properties`` (ome-zarr-models requires the same label values in both);
-    ``0``, not labelled, is left out and shown transparent.
-    """
-    # Imported here: ome-zarr's writer pulls in scikit-image and dask (~80 MB).
-    from ome_zarr.format import CurrentFormat
-    from ome_zarr.writer import add_metadata, write_multiscales_metadata
-
-    fmt = CurrentFormat()
-    group = zarr.open_group(root, mode="r+")
-    ndim = group["0"].ndim
-    axes = list(_AXES[-ndim:])
-    scale = list(voxel_size) if voxel_size else [1.0] * ndim
-    write_multiscales_metadata(
-        group,
-        datasets=[
-            {
-                "path": "0",
-                "coordinateTransformations": [{"type": "scale", "scale": scale}],
-            }
-        ],
-        fmt=fmt,
-        axes=axes,
-        axes_units=dict.fromkeys(axes, VOXEL_UNIT) if voxel_size else None,
-        name=name,
-    )
-    colors = [
-        {"label-value": i + 1, "rgba": _hex_to_rgba(c)}
-        for i, c in enumerate(classes.colours)
-    ]
-    properties = [
-        {"label-value": i + 1, "class": n, "dense-id": i, "rare": n in classes.rare}
-        for i, n in enumerate(classes.names)
-    ]
-    image_label = {"colors": colors, "properties": properties, "version": fmt.version}
-    add_metadata(group, {"image-label": image_label}, fmt=fmt)
-
-
-def _write_tiff(
-    path: Path,
-    array: zarr.Array,
-    voxel_size: tuple[float, ...] | None,
-    attrs: dict[str, Any],
-) -> None:
-    """Write ``array`` as an ImageJ hyperstack, one page at a time."""
-
-    def pages():
-        page = math.prod(array.shape[-2:]) * array.dtype.itemsize
-        step = max(1, min(array.chunks[0], TIFF_SLAB_BYTES // page))
-        step = step if array.ndim == 3 else array.shape[0]
-        for z0 in range(0, array.shape[0], step):
-            slab = array[z0 : z0 + step]
-            yield from slab if array.ndim == 3 else [slab]
-
-    metadata: dict[str, Any] = {
-        "axes": "ZYX"[-array.ndim :],
-        "Properties": {ATTRS_KEY: json.dumps(attrs)},
-    }
-    kwargs: dict[str, Any] = {}
-    if voxel_size:
-        metadata["unit"] = "um"
-        if array.ndim == 3:
-            metadata["spacing"] = voxel_size[0]
-        kwargs["resolution"] = (1 / voxel_size[-1], 1 / voxel_size[-2])
-    bigtiff = array.nbytes > _CLASSIC_TIFF_LIMIT
-    with warnings.catch_warnings():
-        # ImageJ itself cannot open BigTIFF; tifffile and Fiji (Bio-Formats) can.
-        warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
-        with tifffile.TiffWriter(path, bigtiff=bigtiff, imagej=True) as tif:
-            tif.write(
-                pages(),
-                shape=array.shape,
-                dtype=array.dtype,
-                compression="zlib",
-                metadata=metadata,
-                **kwargs,
-            )
 
 
 def write_mask(

@@ -52,7 +52,7 @@ class ConfigForm(QWidget):
     Parameters
     ----------
     config_cls
-        The dataclass (e.g. :class:`~napari_xrm_al.core.training.train.TrainConfig`).
+        The dataclass (e.g. :class:`~napari_xrm_al.core.training.configs.TrainConfig`).
     names
         Which fields to show, in order (a number needs both ends of its
         range); the advanced ones go under "Advanced settings".

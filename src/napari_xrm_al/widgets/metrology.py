@@ -33,18 +33,18 @@ from qtpy.QtWidgets import (
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.metrology import (
+from napari_xrm_al.core.metrology.bumps import (
     DEFAULT_MAX_VOID_RATIO,
     Bump,
-    bumps_to_rows,
     equivalent_diameter,
     iter_measure_bumps,
     with_threshold,
-    write_bumps_csv,
 )
+from napari_xrm_al.core.metrology.report import bumps_to_rows, write_bumps_csv
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
-from napari_xrm_al.widgets._jobs import JobControls, JobRunner
+from napari_xrm_al.widgets._job_controls import JobControls
+from napari_xrm_al.widgets._jobs import JobRunner
 from napari_xrm_al.widgets.plots import (
     FAIL_COLOUR,
     PASS_COLOUR,

@@ -88,7 +88,7 @@ def test_damaged_summary_cache(
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory, image) -> Path:
-    from napari_xrm_al.core.training.pretrain import PretrainConfig
+    from napari_xrm_al.core.training.configs import PretrainConfig
 
     config = PretrainConfig(
         features=(4, 8), steps=1, time_budget_s=None, batch_size=4,

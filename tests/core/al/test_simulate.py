@@ -19,8 +19,7 @@ from napari_xrm_al.core.al.simulate import rare_class_of, simulate, split_holdou
 from napari_xrm_al.core.al.simulation_config import RunSpec, SimulationConfig, parse_run
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
 CLASSES = ClassTable.parse("background,copper,solder,void")

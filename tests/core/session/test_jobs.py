@@ -21,8 +21,7 @@ from napari_xrm_al.core.session.jobs import (
 from napari_xrm_al.core.session.paths import SESSION_FILE
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
 TINY_PRETRAIN = PretrainConfig(steps=3, batch_size=4, time_budget_s=None)

@@ -18,7 +18,7 @@ from napari_xrm_al.core.session.session import (
     Session,
 )
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.errors import InputError, XrmError
 
 IMAGE = ImageRef(

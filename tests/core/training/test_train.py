@@ -19,7 +19,7 @@ from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.schedule import lr_factor
-from napari_xrm_al.core.training.train import train
+from napari_xrm_al.core.training.train import final_metrics, train
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.core.training.validation import segment_slices
 from napari_xrm_al.errors import XrmError
@@ -332,3 +332,12 @@ def test_weight_averaging_returns_the_average_from_the_first_step(
     assert distance(halfway, weights(steps=5)) > 1e-4
     with pytest.raises(XrmError, match="ema_decay"):
         weights(ema_decay=1.0)
+
+
+def test_final_metrics_are_the_last_loss_and_validation():
+    history = {
+        "loss": [0.9, 0.4],
+        "validation": [{"step": 1, "miou": 0.2}, {"step": 2, "miou": 0.5}],
+    }
+    assert final_metrics(history) == {"final_loss": 0.4, "step": 2, "miou": 0.5}
+    assert final_metrics({"loss": [], "validation": []}) == {}

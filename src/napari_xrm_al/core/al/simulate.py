@@ -55,9 +55,10 @@ from napari_xrm_al.core.model.network import pick_device
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slice_refs import SliceRef, by_axis, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, n_slices
+from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.pretrain import pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 
 HOLDOUT_FRACTION = 0.25

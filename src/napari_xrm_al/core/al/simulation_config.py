@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, get_strategy
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
 NO_PRETRAIN = ":no-pretrain"

@@ -48,7 +48,8 @@ from napari_xrm_al.core.inference.summaries import SliceSummary
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name, slice_shape
 from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.volumes import Volume, chunk_shape, open_volume
+from napari_xrm_al.io.array_reads import chunk_shape
+from napari_xrm_al.io.volumes import Volume, open_volume
 
 #: Seconds to wait for running tasks to notice a cancellation.
 CANCEL_TIMEOUT_S = 120.0

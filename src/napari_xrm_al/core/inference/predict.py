@@ -49,7 +49,7 @@ from napari_xrm_al.core.model.normalization import check_finite_sample
 from napari_xrm_al.core.process_memory import map_large_allocations
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import check_chunks_fit
+from napari_xrm_al.io.array_reads import check_chunks_fit
 
 if TYPE_CHECKING:
     from napari_xrm_al.core.inference.segmenter import Segmenter

@@ -29,13 +29,8 @@ from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.inference.summaries import PixelStats
 from napari_xrm_al.errors import InputError, mib
 from napari_xrm_al.io.atomic import AtomicTarget
-from napari_xrm_al.io.masks import (
-    ATTRS_KEY,
-    DEFAULT_CHUNKS,
-    MaskWriter,
-    label_dtype,
-    mask_format_for,
-)
+from napari_xrm_al.io.mask_formats import ATTRS_KEY, mask_format_for
+from napari_xrm_al.io.masks import DEFAULT_CHUNKS, MaskWriter, label_dtype
 from napari_xrm_al.io.output_paths import check_writable
 
 #: Stored value = round(value * SCALE) for uncertainty and probabilities.

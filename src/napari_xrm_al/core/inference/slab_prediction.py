@@ -30,7 +30,7 @@ from napari_xrm_al.core.inference.summaries import (
 )
 from napari_xrm_al.core.process_memory import trim_heap
 from napari_xrm_al.core.slices import axis_name, read_planes, slice_shape
-from napari_xrm_al.io.volumes import chunk_shape
+from napari_xrm_al.io.array_reads import chunk_shape
 
 #: Batches of at least this many pixels return freed memory after each batch,
 #: smaller ones once per slab: large buffers fragment glibc's heap (+100 MB of

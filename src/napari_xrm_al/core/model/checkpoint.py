@@ -113,7 +113,7 @@ def make_provenance(
     data, path: str | os.PathLike[str] | None = None, **extra: Any
 ) -> dict:
     """Provenance of a model made from volume ``data`` (read from ``path``)."""
-    from napari_xrm_al.io.volumes import volume_fingerprint
+    from napari_xrm_al.io.array_reads import volume_fingerprint
 
     return {
         "image_path": str(Path(path).resolve()) if path is not None else None,

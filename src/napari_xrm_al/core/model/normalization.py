@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import subsample
+from napari_xrm_al.io.array_reads import subsample
 
 #: Normalised values are clipped to this range (a few percent of voxels
 #: lie beyond the percentiles; extreme outliers must not dominate).
@@ -68,7 +68,7 @@ class Normalisation:
 
 
 def check_finite_sample(data, max_voxels: int = 1_000_000, seed: int = 0) -> np.ndarray:
-    """The finite values of a :func:`~napari_xrm_al.io.volumes.subsample` of
+    """The finite values of a :func:`~napari_xrm_al.io.array_reads.subsample` of
     ``data``; :class:`XrmError` when there are none (an all-NaN or all-infinite
     volume would otherwise give a confident prediction of nothing)."""
     sample = subsample(data, max_voxels, seed)
@@ -90,7 +90,7 @@ def fit_normalisation(
 ) -> Normalisation:
     """Fit a :class:`Normalisation` to a subsample of the whole volume ``data``.
 
-    The subsample (:func:`napari_xrm_al.io.volumes.subsample`) reads a few
+    The subsample (:func:`napari_xrm_al.io.array_reads.subsample`) reads a few
     evenly spread chunks or slices with a stride, never the whole volume.
     """
     if len(data.shape) != 3 or 0 in data.shape:

@@ -48,10 +48,11 @@ from napari_xrm_al.core.session.session import (
     default_session_dir,
 )
 from napari_xrm_al.core.slice_refs import SliceRef, as_refs, slice_codes
-from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
-from napari_xrm_al.core.training.train import TrainConfig, train
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.train import final_metrics, train
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.volumes import volume_fingerprint
+from napari_xrm_al.io.array_reads import volume_fingerprint
 
 ENCODER_FILE = "encoder.pt"
 PREDICTION = "prediction.zarr"
@@ -278,21 +279,11 @@ def train_session(
             else list(suggestion.picks if suggestion else [])
         ),
         model=session.paths.relative(path),
-        metrics=_last_metrics(ckpt),
+        metrics=final_metrics(ckpt.history),
         seconds={"train": round(seconds, 2)},
     )
     session.add_cycle(record)
     return record
-
-
-def _last_metrics(ckpt: Checkpoint) -> dict[str, Any]:
-    history = ckpt.history
-    metrics: dict[str, Any] = {}
-    if history.get("loss"):
-        metrics["final_loss"] = float(history["loss"][-1])
-    if history.get("validation"):
-        metrics.update(history["validation"][-1])
-    return metrics
 
 
 @dataclass

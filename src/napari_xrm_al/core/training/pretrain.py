@@ -45,8 +45,8 @@ from napari_xrm_al.core.training.schedule import StepClock, adamw
 from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
 from napari_xrm_al.errors import XrmError, mib
+from napari_xrm_al.io.array_reads import chunk_shape
 from napari_xrm_al.io.output_paths import check_writable
-from napari_xrm_al.io.volumes import chunk_shape
 
 #: Side of the boxes the region pool reads from slices larger than it.
 POOL_BOX = 1024

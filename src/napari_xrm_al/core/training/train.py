@@ -291,3 +291,14 @@ def train(
             out=out,
         )
     )
+
+
+def final_metrics(history: dict[str, Any]) -> dict[str, Any]:
+    """The last loss (``final_loss``) and the last validation metrics of a
+    training history, as a session's cycle records them."""
+    metrics: dict[str, Any] = {}
+    if history.get("loss"):
+        metrics["final_loss"] = float(history["loss"][-1])
+    if history.get("validation"):
+        metrics.update(history["validation"][-1])
+    return metrics

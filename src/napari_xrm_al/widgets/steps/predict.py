@@ -32,7 +32,7 @@ from napari_xrm_al.core.session.jobs import (
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import write_mask
 from napari_xrm_al.io.output_paths import check_apart, check_writable
-from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._job_controls import JobControls
 from napari_xrm_al.widgets._layers import (
     CLASSES_KEY,
     PROVENANCE_KEY,

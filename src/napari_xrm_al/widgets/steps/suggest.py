@@ -32,7 +32,7 @@ from napari_xrm_al.core.slice_refs import SliceRef, parse_axes, ref_of_code
 from napari_xrm_al.core.slices import AXIS_NAMES
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._anisotropy import AnisotropyGuard, image_voxel_size
-from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._job_controls import JobControls
 from napari_xrm_al.widgets._layers import fit_columns, show_candidates
 from napari_xrm_al.widgets.plots import ProfilePlot
 

@@ -18,12 +18,11 @@ from qtpy.QtWidgets import (
 from napari_xrm_al.core.session.jobs import pretrain_session, train_session
 from napari_xrm_al.core.session.session import CycleRecord
 from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs, parse_slice_refs
-from napari_xrm_al.core.training.pretrain import PretrainConfig
-from napari_xrm_al.core.training.train import TrainConfig
+from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._anisotropy import AnisotropyGuard, image_voxel_size
 from napari_xrm_al.widgets._config_form import ConfigForm
-from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._job_controls import JobControls
 from napari_xrm_al.widgets._layers import fit_columns
 from napari_xrm_al.widgets.plots import LossPlot
 

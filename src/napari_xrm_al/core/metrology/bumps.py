@@ -1,39 +1,22 @@
-"""Void metrology: one row of measurements per solder bump of a class mask.
+"""Measuring solder bumps and their voids in a class mask, slab by slab.
 
-A **bump** is a connected component of solder ∪ void voxels (face
-connectivity, i.e. 6 neighbours, unless ``connectivity=26``); components
-without any solder voxel are not bumps and are dropped. Its **voids** are the
-connected components of void inside it. The **void ratio** is
-``void / (solder + void)`` voxels, and a bump **passes** when that ratio is at
-most the threshold. A bump whose bounding box touches the volume border is
-**partial**: part of it may lie outside the scan.
-
-Bumps that touch each other (a solder bridge) form one component and are
-reported as one bump; no attempt is made to split them.
-
-Masks are read in z-slabs, so arrays larger than memory (zarr, dask, memmap)
-can be measured: each slab is labelled on its own and components that meet
-across a slab boundary are merged with a union-find. The result does not depend
-on the slab depth.
+See :mod:`napari_xrm_al.core.metrology` for the definitions (bump, void,
+void ratio, partial).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
-from io import StringIO
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from napari_xrm_al.core.events import Progress, run_to_end
-from napari_xrm_al.errors import InputError, XrmError
-from napari_xrm_al.io.atomic import atomic_write_text
+from napari_xrm_al.core.metrology.components import SlabComponents
+from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.label_ids import check_class_ids
 
 #: Default pass/fail threshold on the void ratio.
@@ -41,30 +24,6 @@ DEFAULT_MAX_VOID_RATIO = 0.25
 
 #: Voxels per slab when ``slab`` is not given (16 M: about 0.4 GB working memory).
 SLAB_VOXELS = 2**24
-
-#: CSV columns, in order; ``bbox`` is split into six columns.
-CSV_COLUMNS = (
-    "id",
-    "z",
-    "y",
-    "x",
-    "bbox_z0",
-    "bbox_y0",
-    "bbox_x0",
-    "bbox_z1",
-    "bbox_y1",
-    "bbox_x1",
-    "solder_voxels",
-    "void_voxels",
-    "void_ratio",
-    "n_voids",
-    "largest_void_diameter_vox",
-    "largest_void_diameter_um",
-    "solder_volume_um3",
-    "void_volume_um3",
-    "partial",
-    "pass",
-)
 
 
 @dataclass(frozen=True)
@@ -100,73 +59,6 @@ def with_threshold(bumps: Iterable[Bump], max_void_ratio: float) -> list[Bump]:
 def equivalent_diameter(volume: float) -> float:
     """Diameter of the sphere of the given volume, ``(6 V / π)^(1/3)``."""
     return (6.0 * volume / math.pi) ** (1.0 / 3.0)
-
-
-class _SlabComponents:
-    """Connected components of a binary mask given slab by slab along z.
-
-    Components get provisional ids, consecutive over slabs. Those that touch
-    across a slab boundary are merged, the smallest id becoming the root.
-    ``ndimage.label`` numbers components in raster order and slabs come in z
-    order, so a root is the id of the component's first voxel in raster order
-    and the final order does not depend on the slab depth.
-    """
-
-    def __init__(self, connectivity: int) -> None:
-        self._structure = ndimage.generate_binary_structure(
-            3, 1 if connectivity == 6 else 3
-        )
-        self._diagonal = connectivity == 26
-        self._parent: dict[int, int] = {}
-        self._last_plane: np.ndarray | None = None
-        self.count = 0
-
-    def add(self, mask: np.ndarray) -> tuple[np.ndarray, int, int]:
-        """Label one slab; returns its local labels, their id offset and count."""
-        labels, n = ndimage.label(mask, self._structure)
-        offset = self.count
-        first = np.where(labels[0] > 0, labels[0].astype(np.int64) + offset, 0)
-        if self._last_plane is not None:
-            self._merge(self._last_plane, first)
-        last = labels[-1]
-        self._last_plane = np.where(last > 0, last.astype(np.int64) + offset, 0)
-        self.count += n
-        return labels, offset, n
-
-    def _merge(self, below: np.ndarray, above: np.ndarray) -> None:
-        shifts = (-1, 0, 1) if self._diagonal else (0,)
-        pairs = []
-        for dy in shifts:
-            for dx in shifts:
-                a = below[max(dy, 0) : below.shape[0] + min(dy, 0)]
-                a = a[:, max(dx, 0) : below.shape[1] + min(dx, 0)]
-                b = above[max(-dy, 0) : above.shape[0] + min(-dy, 0)]
-                b = b[:, max(-dx, 0) : above.shape[1] + min(-dx, 0)]
-                touching = (a > 0) & (b > 0)
-                # One int64 key per touching pair; ids stay far below 2**31.
-                pairs.append(a[touching] << 32 | b[touching])
-        for key in np.unique(np.concatenate(pairs)).tolist():
-            ra, rb = self._find(key >> 32), self._find(key & 0xFFFFFFFF)
-            if ra != rb:
-                self._parent[max(ra, rb)] = min(ra, rb)
-
-    def _find(self, i: int) -> int:
-        while i in self._parent:
-            i = self._parent[i]
-        return i
-
-    def roots(self) -> np.ndarray:
-        """Root id of every provisional id ``1..count`` (index ``i - 1``)."""
-        parent = np.arange(self.count + 1)
-        if self._parent:
-            keys = np.fromiter(self._parent, np.int64)
-            parent[keys] = np.fromiter(self._parent.values(), np.int64)
-            while True:
-                jumped = parent[parent]
-                if np.array_equal(jumped, parent):
-                    break
-                parent = jumped
-        return parent[1:]
 
 
 def _check(
@@ -216,37 +108,11 @@ def iter_measure_bumps(
     connectivity: int = 6,
     min_voxels: int = 1,
 ) -> Generator[Progress, None, list[Bump]]:
-    """Measure every bump, yielding a :class:`Progress` (planes done) per slab.
+    """Measure every bump of a 3D class mask, yielding a :class:`Progress`
+    (planes done) per slab.
 
-    Arguments are those of :func:`measure_bumps`; they are checked at call time
-    (not at the first ``next``), so a bad argument raises :class:`XrmError` at once.
-    The generator's return value is the list of bumps.
-    """
-    _check(labels, solder_id, void_id, voxel_size, max_void_ratio, slab, connectivity)
-    return _measure(
-        labels,
-        int(solder_id),
-        int(void_id),
-        None if voxel_size is None else tuple(float(v) for v in voxel_size),
-        float(max_void_ratio),
-        slab,
-        connectivity,
-        max(int(min_voxels), 1),
-    )
-
-
-def measure_bumps(
-    labels: Any,
-    *,
-    solder_id: int,
-    void_id: int,
-    voxel_size: Sequence[float] | None = None,
-    max_void_ratio: float = DEFAULT_MAX_VOID_RATIO,
-    slab: int | None = None,
-    connectivity: int = 6,
-    min_voxels: int = 1,
-) -> list[Bump]:
-    """Measure every bump of a 3D class mask.
+    The arguments are checked at call time (not at the first ``next``), so a
+    bad argument raises :class:`XrmError` at once.
 
     Parameters
     ----------
@@ -269,20 +135,26 @@ def measure_bumps(
     Returns
     -------
     list of Bump
-        Ids ``1..N`` in raster order of each bump's first voxel.
+        The generator's return value: ids ``1..N`` in raster order of each
+        bump's first voxel.
     """
-    return run_to_end(
-        iter_measure_bumps(
-            labels,
-            solder_id=solder_id,
-            void_id=void_id,
-            voxel_size=voxel_size,
-            max_void_ratio=max_void_ratio,
-            slab=slab,
-            connectivity=connectivity,
-            min_voxels=min_voxels,
-        )
+    _check(labels, solder_id, void_id, voxel_size, max_void_ratio, slab, connectivity)
+    return _measure(
+        labels,
+        int(solder_id),
+        int(void_id),
+        None if voxel_size is None else tuple(float(v) for v in voxel_size),
+        float(max_void_ratio),
+        slab,
+        connectivity,
+        max(int(min_voxels), 1),
     )
+
+
+def measure_bumps(labels: Any, **options: Any) -> list[Bump]:
+    """Measure every bump of a 3D class mask: :func:`iter_measure_bumps` run to
+    the end, with the same arguments; returns the list of bumps."""
+    return run_to_end(iter_measure_bumps(labels, **options))
 
 
 def _measure(
@@ -297,7 +169,7 @@ def _measure(
 ) -> Generator[Progress, None, list[Bump]]:
     shape = tuple(int(s) for s in labels.shape)
     depth = slab or max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
-    bumps, voids = _SlabComponents(connectivity), _SlabComponents(connectivity)
+    bumps, voids = SlabComponents(connectivity), SlabComponents(connectivity)
     acc: dict[str, list[np.ndarray]] = {
         k: [] for k in ("total", "void", "sums", "lo", "hi", "vsize", "vowner")
     }
@@ -351,8 +223,8 @@ def _bump_stats(
 
 
 def _finish(
-    bumps: _SlabComponents,
-    voids: _SlabComponents,
+    bumps: SlabComponents,
+    voids: SlabComponents,
     acc: dict[str, list[np.ndarray]],
     shape: tuple[int, ...],
     voxel_size: tuple[float, float, float] | None,
@@ -420,29 +292,3 @@ def _finish(
             )
         )
     return with_threshold(out, max_void_ratio)
-
-
-def bumps_to_rows(bumps: Iterable[Bump]) -> list[dict[str, Any]]:
-    """One dict per bump with the keys of :data:`CSV_COLUMNS`."""
-    rows = []
-    for bump in bumps:
-        row = {f.name: getattr(bump, f.name) for f in fields(Bump)}
-        bbox = row.pop("bbox")
-        row["pass"] = row.pop("passed")
-        row.update(zip(CSV_COLUMNS[4:10], bbox, strict=True))
-        rows.append({c: row[c] for c in CSV_COLUMNS})
-    return rows
-
-
-def write_bumps_csv(path: str | os.PathLike[str], bumps: Iterable[Bump]) -> Path:
-    """Write the bump report atomically; unknown values are empty cells."""
-    buffer = StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in bumps_to_rows(bumps):
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    try:
-        atomic_write_text(path, buffer.getvalue())
-    except OSError as exc:
-        raise InputError(path, f"cannot be written ({exc.strerror})") from None
-    return Path(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 
 import dask.array as da
@@ -14,13 +13,11 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.metrology import (
-    CSV_COLUMNS,
+from napari_xrm_al.core.metrology.bumps import (
     equivalent_diameter,
     iter_measure_bumps,
     measure_bumps,
     with_threshold,
-    write_bumps_csv,
 )
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.errors import XrmError
@@ -125,13 +122,11 @@ def test_partial_bumps_at_every_border():
     assert [b.partial for b in bumps] == [True, True, False, True]
 
 
-def test_empty_mask_and_void_without_solder(tmp_path):
+def test_empty_mask_and_void_without_solder():
     assert measure(np.zeros((4, 5, 6), np.uint8)) == []
     only_void = np.zeros((4, 5, 6), np.uint8)
     only_void[1:3, 1:3, 1:3] = VOID  # no solder: not a bump
     assert measure(only_void) == []
-    path = write_bumps_csv(tmp_path / "bumps.csv", [])
-    assert path.read_text() == ",".join(CSV_COLUMNS) + "\n"
 
 
 def test_min_voxels_drops_specks():
@@ -161,11 +156,6 @@ def test_sample_ground_truth_matches_an_independent_count():
     lab, n = ndimage.label(fg, structure)
     centres = ndimage.center_of_mass(fg, lab, range(1, n + 1))
     np.testing.assert_allclose([(b.z, b.y, b.x) for b in bumps], centres)
-
-
-def test_unwritable_csv_is_a_user_error(tmp_path):
-    with pytest.raises(XrmError, match="cannot be written"):
-        write_bumps_csv(tmp_path / "missing" / "bumps.csv", [])
 
 
 def hairpin():
@@ -240,23 +230,3 @@ def test_bad_arguments_raise_at_call_time(mask, kwargs, words):
     args = {"solder_id": SOLDER, "void_id": VOID, **kwargs}
     with pytest.raises(XrmError, match=words.replace("[", r"\[").replace("]", r"\]")):
         iter_measure_bumps(mask, **args)
-
-
-def test_csv_round_trip(tmp_path):
-    mask = np.zeros((8, 10, 10), np.uint8)
-    mask[1:7, 1:9, 1:9] = SOLDER
-    mask[2:4, 2:4, 2:4] = VOID
-    mask[0:3, 0:2, 0:2] = SOLDER  # a second, partial bump (touches the first)
-    mask[5:8, 0:1, 9:10] = SOLDER  # a third, partial, apart
-    bumps = measure(mask, voxel_size=(1.0, 1.0, 1.0))
-    path = write_bumps_csv(tmp_path / "bumps.csv", bumps)
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == list(CSV_COLUMNS)
-    assert len(rows) == len(bumps) == 2
-    for row, bump in zip(rows, bumps, strict=True):
-        assert float(row["void_ratio"]) == bump.void_ratio
-        assert float(row["z"]) == bump.z
-        assert int(row["bbox_x1"]) == bump.bbox[5]
-        assert row["pass"] == str(bump.passed) and row["partial"] == "True"
-    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
