@@ -41,8 +41,12 @@ from napari_xrm_al.core.slices import (
 )
 from napari_xrm_al.core.training.augment import contrastive_view
 from napari_xrm_al.core.training.configs import PretrainConfig
-from napari_xrm_al.core.training.schedule import StepClock, adamw
-from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
+from napari_xrm_al.core.training.schedule import StepClock
+from napari_xrm_al.core.training.step_loop import (
+    config_record,
+    run_steps,
+    seeded_generators,
+)
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
 from napari_xrm_al.errors import XrmError, mib
 from napari_xrm_al.io.output_paths import check_writable
@@ -192,7 +196,6 @@ def pretrain(
         check_writable(out, "the encoder", checkpoint_bytes(model.encoder_state_dict()))
     head = ProjectionHead(model.embedding_dim, config.projection_dim).to(dev)
     encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
-    opt = adamw([*encoder_params, *head.parameters()], config.lr, config.weight_decay)
     loss_fn = ContrastiveLoss(temperature=config.temperature)
     pool = region_pool(
         image_data,
@@ -204,13 +207,12 @@ def pretrain(
     )
     clock = StepClock(config.steps, config.time_budget_s)
     history: dict[str, Any] = {
-        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "config": config_record(config),
         "pool_boxes": len(pool),
         "loss": [],
     }
 
     def result() -> Checkpoint:
-        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
         return Checkpoint(
             kind="encoder",
             model_config=model.cfg,
@@ -238,9 +240,9 @@ def pretrain(
     return (
         yield from run_steps(
             "pretrain",
+            config,
             clock,
-            opt,
-            (config.lr, config.warmup_fraction),
+            [*encoder_params, *head.parameters()],
             step_loss,
             result,
             history,

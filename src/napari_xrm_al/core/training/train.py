@@ -39,8 +39,12 @@ from napari_xrm_al.core.training.augment import augment_pair
 from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.rare_paste import cut_stamps, paste_stamps
-from napari_xrm_al.core.training.schedule import StepClock, adamw, snapshot
-from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
+from napari_xrm_al.core.training.schedule import StepClock, snapshot
+from napari_xrm_al.core.training.step_loop import (
+    config_record,
+    run_steps,
+    seeded_generators,
+)
 from napari_xrm_al.core.training.trainset import (
     TRAIN_MAX_MEMORY,
     load_labelled,
@@ -203,7 +207,6 @@ def train(
     )
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
-    opt = adamw(model.parameters(), config.lr, config.weight_decay)
     clock = StepClock(config.n_steps(len(data.refs)), config.time_budget_s)
     check_every = config.validate_every or max(1, clock.total // 10)
     history: dict[str, Any] = {
@@ -213,7 +216,7 @@ def train(
         "class_weights": weights.tolist(),
         "init": (init.provenance.get("image_fingerprint") if init else None),
         "init_kind": init.kind if init else None,
-        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "config": config_record(config),
         "precision": precision,
         "loss": [],
         "validation": [],
@@ -259,7 +262,6 @@ def train(
         return split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
 
     def result() -> Checkpoint:
-        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
         return Checkpoint(
             kind="segmenter",
             model_config=model.cfg,
@@ -275,9 +277,9 @@ def train(
     return (
         yield from run_steps(
             "train",
+            config,
             clock,
-            opt,
-            (config.lr, config.warmup_fraction),
+            model.parameters(),
             step_loss,
             result,
             history,
