@@ -59,6 +59,7 @@ from napari_xrm_al.core.slices import axis_index, n_slices, read_slices
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.pretrain import PretrainConfig, pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -208,7 +209,7 @@ def ours(
             dense_labels=True,
             init=init,
             config=config,
-            seed=seed,
+            run=RunOptions(seed=seed),
         )
     )
     seconds = time.perf_counter() - t0

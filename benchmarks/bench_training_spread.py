@@ -41,6 +41,7 @@ from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import TrainConfig, train
 from napari_xrm_al.io.atomic import atomic_write_json
 
@@ -122,7 +123,11 @@ def main() -> None:
     device = torch.device("cpu")
     started = time.time()
     encoder = run_to_end(
-        pretrain(image, config=pre, seed=args.seed, device=device, normalisation=norm)
+        pretrain(
+            image,
+            config=pre,
+            run=RunOptions(seed=args.seed, device=device, normalisation=norm),
+        )
     )
     scores, ranks = [], {}
     for i, seed in enumerate(parse_slice_list(args.train_seeds, "--train-seeds")):
@@ -135,9 +140,7 @@ def main() -> None:
                 dense_labels=True,
                 init=encoder,
                 config=train_config,
-                seed=seed,
-                device=device,
-                normalisation=norm,
+                run=RunOptions(seed=seed, device=device, normalisation=norm),
             )
         )
         for variant, (normalisation, tta) in variants.items():

@@ -19,6 +19,7 @@ from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.schedule import lr_factor
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.core.training.validation import segment_slices
@@ -82,7 +83,10 @@ def test_order_of_the_labelled_slices_does_not_change_training(
 ):
     def weights(slices):
         gen = train_dense(
-            sample0, slices, dataclasses.replace(tiny_train_config, steps=4), seed=3
+            sample0,
+            slices,
+            dataclasses.replace(tiny_train_config, steps=4),
+            run=RunOptions(seed=3),
         )
         ckpt = run_to_end(gen)
         return ckpt.history["slices"], ckpt.state_dict
@@ -96,7 +100,10 @@ def test_order_of_the_labelled_slices_does_not_change_training(
 def test_closing_early_saves_the_best_so_far(tmp_path, sample0, tiny_train_config):
     out = tmp_path / "model.pt"
     gen = train_dense(
-        sample0, [10], dataclasses.replace(tiny_train_config, steps=50), out=out
+        sample0,
+        [10],
+        dataclasses.replace(tiny_train_config, steps=50),
+        run=RunOptions(out=out),
     )
     for event in gen:
         if event.step == 3:

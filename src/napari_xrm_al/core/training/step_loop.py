@@ -13,14 +13,69 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.model.checkpoint import Checkpoint, save_or_keep
+from napari_xrm_al.core.model.checkpoint import (
+    Checkpoint,
+    checkpoint_bytes,
+    save_or_keep,
+)
+from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.training.schedule import StepClock, adamw
+from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
+from napari_xrm_al.io.output_paths import check_writable
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a training or pretraining run is set up, beside its config.
+
+    Attributes
+    ----------
+    seed
+        Seed of the run's random generators (:func:`seeded_generators`) and of
+        the normalisation it fits.
+    device
+        Where to train; None: CUDA when present
+        (:func:`~napari_xrm_al.core.model.network.pick_device`).
+    normalisation
+        Intensity normalisation; None: fitted on the training volume.
+    provenance
+        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
+    out
+        If given, the checkpoint is saved there (atomically) when the run ends
+        *or* when the caller closes the generator early. Its folder is checked
+        for writability and room before the work (:meth:`check_room`); should
+        the save still fail, the checkpoint is kept elsewhere
+        (:func:`~napari_xrm_al.core.model.checkpoint.save_or_keep`).
+    max_memory
+        Bytes the data the run reads may hold (training: the labelled and
+        validation slices; pretraining: the pool of regions); more is refused
+        before it is read.
+    """
+
+    seed: int = 0
+    device: str | torch.device | None = None
+    normalisation: Normalisation | None = None
+    provenance: dict[str, Any] | None = None
+    out: str | os.PathLike[str] | None = None
+    max_memory: int = TRAIN_MAX_MEMORY
+
+    def normalisation_for(self, image_data: Any) -> Normalisation:
+        """:attr:`normalisation`, or one fitted (seeded) on ``image_data``."""
+        return self.normalisation or fit_normalisation(image_data, seed=self.seed)
+
+    def check_room(self, what: str, state_dict: dict[str, torch.Tensor]) -> None:
+        """Before the work: whether :attr:`out` (if any) can take ``what``, a
+        checkpoint of ``state_dict`` (:class:`~napari_xrm_al.errors.InputError`
+        if not)."""
+        if self.out is not None:
+            check_writable(self.out, what, checkpoint_bytes(state_dict))
 
 
 class OptimiserSettings(Protocol):
