@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
@@ -44,7 +43,8 @@ from napari_xrm_al.core.metrology import (
 )
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
-from napari_xrm_al.widgets._jobs import JobControls, JobRunner
+from napari_xrm_al.widgets._dock import JobDock
+from napari_xrm_al.widgets._jobs import JobControls
 from napari_xrm_al.widgets.plots import (
     FAIL_COLOUR,
     PASS_COLOUR,
@@ -100,25 +100,18 @@ def is_prediction(layer: Layer) -> bool:
     )
 
 
-class MetrologyWidget(QWidget):
-    """Measure voids per solder bump of a Labels layer.
-
-    Parameters
-    ----------
-    viewer
-        The napari viewer this widget is docked in.
-    """
+class MetrologyWidget(JobDock):
+    """Measure voids per solder bump of a Labels layer (a :class:`JobDock` of
+    ``viewer``)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = viewer
+        super().__init__(viewer)
         self.bumps: list[Bump] | None = None
         #: The file the measured layer was read from (None if made in napari).
         self.measured_file: str | None = None
         #: Planes read at a time (``None``: the core's default); also the
         #: granularity of progress and cancelling.
         self.slab: int | None = None
-        self.runner = JobRunner(self)
         self._transform: tuple[Any, Any, Any] = (np.ones(3), np.zeros(3), None)
         self._points_name = POINTS_NAME
 
