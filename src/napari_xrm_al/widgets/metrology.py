@@ -45,6 +45,7 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
 from napari_xrm_al.widgets._dock import JobDock
 from napari_xrm_al.widgets._jobs import JobControls
+from napari_xrm_al.widgets._layers import relist
 from napari_xrm_al.widgets.plots import (
     FAIL_COLOUR,
     PASS_COLOUR,
@@ -171,17 +172,10 @@ class MetrologyWidget(JobDock):
 
     # -- inputs -------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
-        current = self.layer_combo.currentText()
         names = [
             layer.name for layer in self.viewer.layers if isinstance(layer, Labels)
         ]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        self.layer_combo.blockSignals(False)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        elif names:
+        if relist(self.layer_combo, names):
             self._on_layer_chosen()
 
     def _on_inserted(self, event: Any) -> None:
