@@ -55,6 +55,7 @@ from napari_xrm_al.core.synthetic.sample import (
     thick_die_params,
 )
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.io.atomic import atomic_write_json
 
 #: Pool and test scan of each generated pool (128 × 256 × 256 unless said).
@@ -269,7 +270,11 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
         picked, drawn = [], []
         for seed in seeds:
             encoder = run_to_end(
-                pretrain(image, config=pre, seed=seed, device="cpu", normalisation=norm)
+                pretrain(
+                    image,
+                    config=pre,
+                    run=RunOptions(seed=seed, device="cpu", normalisation=norm),
+                )
             )
             picks = run_to_end(
                 initial_slices(encoder, image, config, seed, torch.device("cpu"))

@@ -60,6 +60,7 @@ from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -209,7 +210,7 @@ def ours(
             dense_labels=True,
             init=init,
             config=config,
-            seed=seed,
+            run=RunOptions(seed=seed),
         )
     )
     seconds = time.perf_counter() - t0

@@ -42,6 +42,7 @@ from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
 
@@ -123,7 +124,11 @@ def main() -> None:
     device = torch.device("cpu")
     started = time.time()
     encoder = run_to_end(
-        pretrain(image, config=pre, seed=args.seed, device=device, normalisation=norm)
+        pretrain(
+            image,
+            config=pre,
+            run=RunOptions(seed=args.seed, device=device, normalisation=norm),
+        )
     )
     scores, ranks = [], {}
     for i, seed in enumerate(parse_slice_list(args.train_seeds, "--train-seeds")):
@@ -136,9 +141,7 @@ def main() -> None:
                 dense_labels=True,
                 init=encoder,
                 config=train_config,
-                seed=seed,
-                device=device,
-                normalisation=norm,
+                run=RunOptions(seed=seed, device=device, normalisation=norm),
             )
         )
         for variant, (normalisation, tta) in variants.items():

@@ -47,6 +47,15 @@ def make_sparse_zarr(path, shape, dtype=np.float32, fill=0, chunks=None) -> zarr
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (tests share two cores with other work)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def sparse_zarr():
     """``sparse_zarr(path, shape, dtype=float32, fill=0, chunks=None)``: a zarr
     array of any size holding only its fill value (nothing on disk)."""

@@ -22,6 +22,21 @@ def scan(tmp_path_factory):
 FAST = ["--threads", "1", "--quiet", "--steps", "2"]
 
 
+def train_args(scan, out, *options: str) -> list[str]:
+    """``train`` on the scan's dense labels writing ``out``, with ``options``."""
+    return [
+        "train",
+        "--image",
+        str(scan["image"]),
+        "--labels",
+        str(scan["labels"]),
+        "--dense-labels",
+        "--out",
+        str(out),
+        *options,
+    ]
+
+
 def test_pretrain_then_train(tmp_path, scan, capsys):
     enc = tmp_path / "enc.pt"
     assert (
@@ -45,21 +60,15 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert encoder.provenance["image_fingerprint"].startswith("sha256:")
 
     model_path = tmp_path / "model.pt"
-    args = [
-        "train",
-        "--image",
-        str(scan["image"]),
-        "--labels",
-        str(scan["labels"]),
-        "--dense-labels",
+    args = train_args(
+        scan,
+        model_path,
         "--slices",
         "3,8-9",
         "--val-slices",
         "12",
         "--init",
         str(enc),
-        "--out",
-        str(model_path),
         "--rare-paste",
         "0.5",
         "--precision",
@@ -69,7 +78,7 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         "--ema-decay",
         "0.9",
         *FAST,
-    ]
+    )
     assert main(args) == 0
     assert "best validation mIoU" in capsys.readouterr().out
     segmenter = Segmenter.from_checkpoint(model_path)
@@ -102,24 +111,9 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     ],
 )
 def test_train_errors_are_one_line(tmp_path, scan, capsys, extra, message):
-    args = [
-        "train",
-        "--image",
-        str(scan["image"]),
-        "--labels",
-        str(scan["labels"]),
-        "--dense-labels",
-        "--slices",
-        "3",
-        "--out",
-        str(tmp_path / "m.pt"),
-        "--threads",
-        "1",
-        "--quiet",
-        "--steps",
-        "1",
-    ]
-    assert main(args + extra) == 2
+    quick = ["--threads", "1", "--quiet", "--steps", "1"]
+    args = train_args(scan, tmp_path / "m.pt", "--slices", "3", *quick, *extra)
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("napari-xrm-al: error:") and message in err
     assert len(err.strip().splitlines()) == 1
@@ -129,22 +123,8 @@ def test_train_errors_are_one_line(tmp_path, scan, capsys, extra, message):
 def test_bad_checkpoint_as_init(tmp_path, scan, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    args = [
-        "train",
-        "--image",
-        str(scan["image"]),
-        "--labels",
-        str(scan["labels"]),
-        "--dense-labels",
-        "--slices",
-        "3",
-        "--init",
-        str(bad),
-        "--out",
-        str(tmp_path / "m.pt"),
-        *FAST,
-    ]
-    assert main(args) == 2
+    args = train_args(scan, tmp_path / "m.pt", "--slices", "3", "--init", str(bad))
+    assert main([*args, *FAST]) == 2
     assert (
         "bad.pt: is not a readable napari-xrm-al checkpoint" in capsys.readouterr().err
     )

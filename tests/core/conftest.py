@@ -25,12 +25,8 @@ SMALL_SHAPE = (32, 96, 96)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share two cores with other work: one thread each."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every engine test on one torch thread (``one_thread``)."""
 
 
 @pytest.fixture(scope="session")

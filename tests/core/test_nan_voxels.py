@@ -12,6 +12,7 @@ from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.metrology.bumps import measure_bumps
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 
@@ -58,7 +59,7 @@ def test_pretrain_train_and_predict_stay_finite(
             ClassTable.hbm(),
             init=encoder,
             config=tiny_train_config,
-            normalisation=encoder.normalisation,
+            run=RunOptions(normalisation=encoder.normalisation),
         )
     )
     assert np.isfinite(ckpt.history["loss"]).all()

@@ -95,6 +95,12 @@ def test_2d_image(tmp_path):
     )
 
 
+def hyperstack(path: Path) -> Path:
+    """An ImageJ stack of 4 slices of 2 channels (``ZCYX``) at ``path``."""
+    zcyx = np.zeros((4, 2, 8, 8), np.uint16)
+    return tif(path, zcyx, imagej=True, metadata={"axes": "ZCYX"})
+
+
 def test_2d_rgb_image(tmp_path):
     path = tif(
         tmp_path / "photo.tif", np.zeros((30, 40, 3), np.uint8), photometric="rgb"
@@ -111,22 +117,12 @@ def test_rgb_stack_needs_a_channel(tmp_path):
 
 
 def test_multichannel_stack_needs_a_channel(tmp_path):
-    path = tif(
-        tmp_path / "hyper.tif",
-        np.zeros((4, 2, 8, 8), np.uint16),
-        imagej=True,
-        metadata={"axes": "ZCYX"},
-    )
+    path = hyperstack(tmp_path / "hyper.tif")
     refuses(path, "multichannel", "2 channels", "channel=")
 
 
 def test_channel_out_of_range(tmp_path):
-    path = tif(
-        tmp_path / "hyper.tif",
-        np.zeros((4, 2, 8, 8), np.uint16),
-        imagej=True,
-        metadata={"axes": "ZCYX"},
-    )
+    path = hyperstack(tmp_path / "hyper.tif")
     refuses(path, "channel 5 does not exist", channel=5)
     single = tif(tmp_path / "single.tif", np.zeros((4, 8, 8), np.uint16))
     refuses(single, "single channel", channel=1)

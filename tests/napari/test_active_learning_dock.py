@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.colors import to_hex
 from napari.utils.notifications import notification_manager
 from napari.utils.theme import get_theme
@@ -24,22 +23,13 @@ from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 from napari_xrm_al.widgets.metrology import MetrologyWidget
 from napari_xrm_al.widgets.steps.suggest import REASONS
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
 SHAPE = (24, 64, 64)
 IMAGE = "HBM sample"
 ANNOTATIONS = f"{IMAGE} annotations"
 TINY = "4, 8, 8, 16, 16, 8"
 TIMEOUT = 30_000
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """GUI tests share two cores with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

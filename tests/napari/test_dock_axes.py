@@ -11,7 +11,6 @@ from tests.napari.test_active_learning_dock import (
     ANNOTATIONS,
     IMAGE,
     SHAPE,
-    _one_thread,  # noqa: F401 (autouse fixture)
     make_dock,
     messages,
     wait,
@@ -23,7 +22,7 @@ from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.widgets._anisotropy import FORCE_TEXT
 from napari_xrm_al.widgets.steps.suggest import ALL_AXES
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

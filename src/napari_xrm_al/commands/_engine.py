@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,6 +16,7 @@ from napari_xrm_al.commands._settings import add_setting_options, setting_overri
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.core.slice_refs import MAX_ANISOTROPY, anisotropy_note
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.output_paths import check_writable
 from napari_xrm_al.io.volumes import Volume, open_volume
@@ -37,6 +39,20 @@ def add_run_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
     add_setting_options(parser, config_cls, RUN_SETTINGS)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_compute_options(parser)
+
+
+def run_options(
+    args: argparse.Namespace, out: Path, provenance: dict[str, Any]
+) -> RunOptions:
+    """The seed and device (:func:`add_run_options`) and memory limit
+    (``--max-memory``) of a run that saves its checkpoint at ``out``."""
+    return RunOptions(
+        seed=args.seed,
+        device=args.device,
+        provenance=provenance,
+        out=out,
+        max_memory=args.max_memory,
+    )
 
 
 def add_compute_options(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from napari_xrm_al.commands._engine import (
     model_overrides,
     open_image,
     progress_printer,
+    run_options,
     setup_torch,
 )
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
@@ -73,11 +74,9 @@ def run(args: argparse.Namespace) -> int:
         volume.data,
         axis=args.axis,
         config=config,
-        seed=args.seed,
-        device=args.device,
-        provenance=make_provenance(volume.data, volume.path, command="pretrain"),
-        out=out,
-        max_memory=args.max_memory,
+        run=run_options(
+            args, out, make_provenance(volume.data, volume.path, command="pretrain")
+        ),
     )
     ckpt = run_to_end(gen, progress_printer(args.quiet))
     losses = ckpt.history["loss"]

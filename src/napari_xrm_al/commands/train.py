@@ -18,6 +18,7 @@ from napari_xrm_al.commands._engine import (
     model_overrides,
     open_image,
     progress_printer,
+    run_options,
     setup_torch,
 )
 from napari_xrm_al.commands._labels import (
@@ -167,11 +168,7 @@ def run(args: argparse.Namespace) -> int:
         init=init,
         config=config,
         validation=validation,
-        seed=args.seed,
-        device=args.device,
-        provenance=provenance,
-        out=out,
-        max_memory=args.max_memory,
+        run=run_options(args, out, provenance),
     )
     ckpt = run_to_end(gen, progress_printer(args.quiet))
     history = ckpt.history

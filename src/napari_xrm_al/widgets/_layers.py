@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from napari.layers import Layer
-from qtpy.QtWidgets import QHeaderView, QTableWidget
+from qtpy.QtWidgets import QComboBox, QHeaderView, QTableWidget
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
 from napari_xrm_al.core.al.batch_picking import Pick
@@ -25,6 +25,7 @@ __all__ = [
     "find_layer",
     "fit_columns",
     "go_to_slice",
+    "relist",
     "replace_or_add",
     "show_candidates",
     "slice_frames",
@@ -46,6 +47,24 @@ def find_layer(viewer: napari.Viewer, name: str, kind: str) -> Layer | None:
         if layer.name == name and type(layer).__name__.lower() == kind:
             return layer
     return None
+
+
+def relist(combo: QComboBox, names: Sequence[str]) -> bool:
+    """List ``names`` in ``combo`` (a layer chooser), keeping its choice when it
+    is still listed (its change signal then fires as usual).
+
+    Returns True when the choice is gone and the first name was chosen in its
+    place without a signal: the caller then handles the new choice itself.
+    """
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    combo.blockSignals(False)
+    if current in names:
+        combo.setCurrentText(current)
+        return False
+    return bool(names)
 
 
 def replace_or_add(

@@ -25,12 +25,12 @@ from qtpy.QtWidgets import (
     QScrollArea,
     QToolBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.widgets._jobs import JobRunner, preload_torch
+from napari_xrm_al.widgets._dock import JobDock
+from napari_xrm_al.widgets._jobs import preload_torch
 from napari_xrm_al.widgets.dock_state import DockState
 from napari_xrm_al.widgets.plots import follow_theme
 from napari_xrm_al.widgets.steps.data import DataSection
@@ -54,20 +54,12 @@ STEP_TITLES = (
 )
 
 
-class ActiveLearningWidget(QWidget):
-    """The active-learning loop on one scan.
-
-    Parameters
-    ----------
-    viewer
-        The napari viewer this widget is docked in.
-    """
+class ActiveLearningWidget(JobDock):
+    """The active-learning loop on one scan (a :class:`JobDock` of ``viewer``)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = viewer
+        super().__init__(viewer)
         preload_torch()
-        self.runner = JobRunner(self)
         #: The open project and its layers, shared with the steps.
         self.state = DockState(viewer, self.runner)
         self.data = DataSection(self.state)

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_xrm_al._napari.layer_keys import CLASSES_KEY, PROVENANCE_KEY
@@ -43,8 +42,9 @@ from napari_xrm_al.core.metrology.bumps import (
 from napari_xrm_al.core.metrology.report import bumps_to_rows, write_bumps_csv
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.output_paths import check_apart
+from napari_xrm_al.widgets._dock import JobDock
 from napari_xrm_al.widgets._job_controls import JobControls
-from napari_xrm_al.widgets._jobs import JobRunner
+from napari_xrm_al.widgets._layers import relist
 from napari_xrm_al.widgets.plots import (
     FAIL_COLOUR,
     PASS_COLOUR,
@@ -100,25 +100,18 @@ def is_prediction(layer: Layer) -> bool:
     )
 
 
-class MetrologyWidget(QWidget):
-    """Measure voids per solder bump of a Labels layer.
-
-    Parameters
-    ----------
-    viewer
-        The napari viewer this widget is docked in.
-    """
+class MetrologyWidget(JobDock):
+    """Measure voids per solder bump of a Labels layer (a :class:`JobDock` of
+    ``viewer``)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self.viewer = viewer
+        super().__init__(viewer)
         self.bumps: list[Bump] | None = None
         #: The file the measured layer was read from (None if made in napari).
         self.measured_file: str | None = None
         #: Planes read at a time (``None``: the core's default); also the
         #: granularity of progress and cancelling.
         self.slab: int | None = None
-        self.runner = JobRunner(self)
         self._transform: tuple[Any, Any, Any] = (np.ones(3), np.zeros(3), None)
         self._points_name = POINTS_NAME
 
@@ -178,17 +171,10 @@ class MetrologyWidget(QWidget):
 
     # -- inputs -------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
-        current = self.layer_combo.currentText()
         names = [
             layer.name for layer in self.viewer.layers if isinstance(layer, Labels)
         ]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        self.layer_combo.blockSignals(False)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        elif names:
+        if relist(self.layer_combo, names):
             self._on_layer_chosen()
 
     def _on_inserted(self, event: Any) -> None:

@@ -66,6 +66,20 @@ def outputs(folder):
 CONFIG = PredictConfig(batch_size=4, precision="float32")
 
 
+def on_cluster(files, client, folder, slab):
+    """The test scan predicted on ``client`` in parts of ``slab`` slices, every
+    output written into ``folder``."""
+    return predict_volume_dask(
+        files["model"],
+        files["image"],
+        CONFIG,
+        client=client,
+        slab=slab,
+        torch_threads=1,
+        **outputs(folder),
+    )
+
+
 def test_cluster_output_identical_to_single_process(tmp_path, files, client):
     (tmp_path / "one").mkdir()
     (tmp_path / "many").mkdir()
@@ -82,16 +96,7 @@ def test_cluster_output_identical_to_single_process(tmp_path, files, client):
     )
     events = []
     parallel = run_to_end(
-        predict_volume_dask(
-            files["model"],
-            files["image"],
-            CONFIG,
-            client=client,
-            slab=16,
-            torch_threads=1,
-            **outputs(tmp_path / "many"),
-        ),
-        events.append,
+        on_cluster(files, client, tmp_path / "many", slab=16), events.append
     )
     assert all(isinstance(e, Progress) for e in events)
     assert len(events) == 3 and events[-1].step == events[-1].total == SHAPE[0]
@@ -116,15 +121,7 @@ def test_cluster_output_identical_to_single_process(tmp_path, files, client):
 
 
 def test_cancelled_run_leaves_nothing(tmp_path, files, client):
-    run = predict_volume_dask(
-        files["model"],
-        files["image"],
-        CONFIG,
-        client=client,
-        slab=8,
-        torch_threads=1,
-        **outputs(tmp_path),
-    )
+    run = on_cluster(files, client, tmp_path, slab=8)
     first = next(run)
     assert first.step < SHAPE[0]
     run.close()

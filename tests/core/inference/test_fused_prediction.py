@@ -15,11 +15,6 @@ SHAPE = (10, 24, 20)
 FLOAT32 = PredictConfig(precision="float32")
 
 
-@pytest.fixture
-def segmenter(untrained_segmenter, tiny_model_config):
-    return untrained_segmenter(tiny_model_config)
-
-
 @pytest.fixture(scope="module")
 def volume(smooth_volume):
     return smooth_volume(SHAPE)

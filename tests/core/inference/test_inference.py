@@ -12,11 +12,6 @@ from napari_xrm_al.core.inference.slice_inference import tta_transforms
 from napari_xrm_al.errors import XrmError
 
 
-@pytest.fixture
-def segmenter(untrained_segmenter, tiny_model_config):
-    return untrained_segmenter(tiny_model_config)
-
-
 def _probs(segmenter, raw: np.ndarray, tta: str) -> torch.Tensor:
     with segmenter.inference(precision="float32", tta=tta) as e:
         return e.probabilities(e.prepare(raw))

@@ -35,16 +35,6 @@ SHAPE = (12, 40, 36)
 FLOAT32 = PredictConfig(precision="float32")
 
 
-@pytest.fixture
-def make_model(untrained_segmenter):
-    return untrained_segmenter
-
-
-@pytest.fixture
-def segmenter(make_model, tiny_model_config):
-    return make_model(tiny_model_config)
-
-
 @pytest.fixture(scope="module")
 def volume(smooth_volume):
     return smooth_volume(SHAPE)
@@ -236,14 +226,14 @@ def test_cancel_and_errors_leave_nothing(tmp_path, segmenter, volume):
     assert list(out.iterdir()) == []
 
 
-def test_mc_dropout_bald(make_model, tiny_model_config, volume):
+def test_mc_dropout_bald(untrained_segmenter, tiny_model_config, volume):
     config = float32(mc_samples=4, seed=3)
-    segmenter = make_model(tiny_model_config, dropout=0.5)
+    segmenter = untrained_segmenter(tiny_model_config, dropout=0.5)
     a = predict(segmenter, volume, config, indices=[0, 5]).summary
     b = predict(segmenter, volume, config, indices=[0, 5]).summary
     assert (a.bald > 0).all() and np.array_equal(a.bald, b.bald)
     assert predict(segmenter, volume, indices=[0]).summary.bald is None
-    no_dropout = make_model(tiny_model_config, dropout=0.0)
+    no_dropout = untrained_segmenter(tiny_model_config, dropout=0.0)
     np.testing.assert_allclose(
         predict(no_dropout, volume, config, indices=[0, 5]).summary.bald, 0, atol=1e-6
     )
@@ -300,12 +290,12 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_streaming_memory_stays_flat(tmp_path, make_model, tiny_model_config):
+def test_streaming_memory_stays_flat(tmp_path, untrained_segmenter, tiny_model_config):
     """Peak memory does not grow with the volume: a 32 MiB zarr volume predicted
     with a 16 MiB budget after a 4 MiB one raises the peak by far less than
     its size (whole-volume reading would add at least the volume)."""
     pytest.importorskip("resource")
-    segmenter = make_model(tiny_model_config, arch="unet", features=(4, 8))
+    segmenter = untrained_segmenter(tiny_model_config, arch="unet", features=(4, 8))
     save_checkpoint(tmp_path / "m.pt", segmenter.checkpoint)
     rng = np.random.default_rng(0)
     depths = {"small.zarr": 16, "big.zarr": 128}

@@ -16,6 +16,7 @@ from napari_xrm_al.core.training.pretrain import (
     region_pool,
     sample_regions,
 )
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import initial_model
 from napari_xrm_al.errors import XrmError
 
@@ -25,7 +26,9 @@ def test_pretraining_loss_falls(sample0, tiny_pretrain_config):
         tiny_pretrain_config, steps=100, lr=3e-3, features=(8, 16, 32)
     )
     events = []
-    ckpt = run_to_end(pretrain(sample0.image, config=config, seed=0), events.append)
+    ckpt = run_to_end(
+        pretrain(sample0.image, config=config, run=RunOptions(seed=0)), events.append
+    )
     assert [e.step for e in events] == list(range(1, 101))
     raw = ckpt.history["loss"]
     chance = math.log(2 * config.batch_size - 1)  # NT-Xent of an untrained encoder
@@ -55,7 +58,7 @@ def test_close_saves_and_budget_stops(tmp_path, sample0, tiny_pretrain_config):
         sample0.image,
         axis="x",
         config=dataclasses.replace(tiny_pretrain_config, steps=100),
-        out=out,
+        run=RunOptions(out=out),
     )
     next(gen)
     gen.close()
@@ -105,7 +108,9 @@ def test_pretraining_on_huge_sparse_slices_reads_only_boxes(
     data[0, 100:200, 100:200] = 5.0
     lazy = bounded_reads(data, limit=3 * POOL_BOX**2)
     config = dataclasses.replace(tiny_pretrain_config, pool_voxels=32_000_000)
-    ckpt = run_to_end(pretrain(lazy, config=config, max_memory=8 * 2**20))
+    ckpt = run_to_end(
+        pretrain(lazy, config=config, run=RunOptions(max_memory=8 * 2**20))
+    )
     assert ckpt.history["pool_boxes"] == 1 and ckpt.history["steps"] == config.steps
     box = 8 * 2**20 // 4  # float32 voxels in the limit
     assert lazy.largest <= box and lazy.voxels <= box + 2_000_000
@@ -117,5 +122,5 @@ def test_pretraining_refuses_a_region_larger_than_the_limit_before_reading(
     lazy = bounded_reads(sparse_zarr(tmp_path / "big.zarr", (2, 20000, 20000)), 0)
     config = dataclasses.replace(tiny_pretrain_config, region_size=1024)
     with pytest.raises(XrmError, match=r"One 1024 × 1024 region .* needs 12 MiB"):
-        run_to_end(pretrain(lazy, config=config, max_memory=8 * 2**20))
+        run_to_end(pretrain(lazy, config=config, run=RunOptions(max_memory=8 * 2**20)))
     assert lazy.reads == 0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
-from napari_xrm_al.core.training.schedule import StepClock, adamw
+from napari_xrm_al.core.training.schedule import StepClock
 from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
+
+#: Learning rate, weight decay and warm-up of the toy run.
+SETTINGS = SimpleNamespace(lr=0.1, weight_decay=0.0, warmup_fraction=0.1)
 
 
 def toy_run(clock: StepClock, history: dict, **hooks):
@@ -14,12 +19,9 @@ def toy_run(clock: StepClock, history: dict, **hooks):
     x = torch.randn(64, 3, generator=gen)
     y = x @ torch.tensor([1.0, -2.0, 0.5])
     w = torch.nn.Parameter(torch.zeros(3))
-    optimiser = adamw([w], 0.1, 0.0)
     loss = lambda: ((x @ w - y) ** 2).mean()  # noqa: E731
     result = hooks.pop("result", lambda: "result")
-    return run_steps(
-        "toy", clock, optimiser, (0.1, 0.1), loss, result, history, **hooks
-    )
+    return run_steps("toy", SETTINGS, clock, [w], loss, result, history, **hooks)
 
 
 def test_steps_lower_the_loss_and_report_each_step():
@@ -43,7 +45,7 @@ def test_steps_lower_the_loss_and_report_each_step():
     assert events[-1].metrics == {"smooth": events[-1].loss}
     assert len(updates) == 40 and ends == [False] * 39 + [True]
     assert history["loss"][-1] < 0.1 * history["loss"][0]
-    assert "stopped" not in history
+    assert "stopped" not in history and history["steps"] == 40
 
 
 def test_a_spent_time_budget_still_ends_with_a_last_check():
@@ -56,7 +58,8 @@ def test_a_spent_time_budget_still_ends_with_a_last_check():
     )
     assert list(gen) == []
     assert ends == [(None, True)]
-    assert history == {"loss": [], "stopped": "time budget"}
+    assert history["loss"] == [] and history["stopped"] == "time budget"
+    assert history["steps"] == 0
 
 
 def test_closing_early_marks_the_run_cancelled():
@@ -68,4 +71,4 @@ def test_closing_early_marks_the_run_cancelled():
     next(gen), next(gen)
     gen.close()
     assert history["stopped"] == "cancelled" and len(history["loss"]) == 2
-    assert results == []  # nothing to save without ``out``
+    assert results == [] and "steps" not in history  # nothing to save without ``out``

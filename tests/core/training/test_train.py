@@ -19,6 +19,7 @@ from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.schedule import lr_factor
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import final_metrics, train
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.core.training.validation import segment_slices
@@ -37,6 +38,19 @@ def segment(ckpt, image, axis="y"):
     return np.moveaxis(segment_slices(model, x, torch.device("cpu")), 0, ax)
 
 
+def train_dense(sample, slices, config, **options):
+    """``train`` on the dense ground truth of ``sample``'s ``slices``."""
+    return train(
+        sample.image,
+        sample.labels,
+        slices,
+        sample.classes,
+        dense_labels=True,
+        config=config,
+        **options,
+    )
+
+
 def test_few_slices_segment_another_scan(sample0, sample1, annotate, tiny_train_config):
     labels = annotate(sample0.labels, Y_SLICES, axis=1)
     config = dataclasses.replace(
@@ -52,14 +66,7 @@ def test_few_slices_segment_another_scan(sample0, sample1, annotate, tiny_train_
 
 
 def test_progress_events_and_schedule(sample0, tiny_train_config):
-    gen = train(
-        sample0.image,
-        sample0.labels,
-        [3, 20],
-        sample0.classes,
-        dense_labels=True,
-        config=dataclasses.replace(tiny_train_config, steps=5),
-    )
+    gen = train_dense(sample0, [3, 20], dataclasses.replace(tiny_train_config, steps=5))
     events = []
     ckpt = run_to_end(gen, events.append)
     assert [e.step for e in events] == [1, 2, 3, 4, 5]
@@ -75,14 +82,11 @@ def test_order_of_the_labelled_slices_does_not_change_training(
     sample0, tiny_train_config
 ):
     def weights(slices):
-        gen = train(
-            sample0.image,
-            sample0.labels,
+        gen = train_dense(
+            sample0,
             slices,
-            sample0.classes,
-            dense_labels=True,
-            config=dataclasses.replace(tiny_train_config, steps=4),
-            seed=3,
+            dataclasses.replace(tiny_train_config, steps=4),
+            run=RunOptions(seed=3),
         )
         ckpt = run_to_end(gen)
         return ckpt.history["slices"], ckpt.state_dict
@@ -95,14 +99,11 @@ def test_order_of_the_labelled_slices_does_not_change_training(
 
 def test_closing_early_saves_the_best_so_far(tmp_path, sample0, tiny_train_config):
     out = tmp_path / "model.pt"
-    gen = train(
-        sample0.image,
-        sample0.labels,
+    gen = train_dense(
+        sample0,
         [10],
-        sample0.classes,
-        dense_labels=True,
-        config=dataclasses.replace(tiny_train_config, steps=50),
-        out=out,
+        dataclasses.replace(tiny_train_config, steps=50),
+        run=RunOptions(out=out),
     )
     for event in gen:
         if event.step == 3:
@@ -116,16 +117,7 @@ def test_closing_early_saves_the_best_so_far(tmp_path, sample0, tiny_train_confi
 
 def test_time_budget_ends_training(sample0, tiny_train_config):
     config = dataclasses.replace(tiny_train_config, steps=10_000, time_budget_s=0.5)
-    ckpt = run_to_end(
-        train(
-            sample0.image,
-            sample0.labels,
-            [5],
-            sample0.classes,
-            dense_labels=True,
-            config=config,
-        )
-    )
+    ckpt = run_to_end(train_dense(sample0, [5], config))
     assert ckpt.history["stopped"] == "time budget"
     assert 0 < ckpt.history["steps"] < 10_000
 
@@ -134,13 +126,10 @@ def test_validation_metrics_choose_the_weights(sample0, sample1, tiny_train_conf
     config = dataclasses.replace(tiny_train_config, steps=6, validate_every=2)
     events = []
     ckpt = run_to_end(
-        train(
-            sample0.image,
-            sample0.labels,
+        train_dense(
+            sample0,
             [8, 16],
-            sample0.classes,
-            dense_labels=True,
-            config=config,
+            config,
             validation=(sample1.image, sample1.labels, [4, 12]),
         ),
         events.append,
@@ -245,16 +234,7 @@ def test_partial_annotation_trains_on_any_axis(sample0, tiny_train_config):
 
 
 def test_mismatched_init_is_refused(sample0, tiny_train_config):
-    ckpt = run_to_end(
-        train(
-            sample0.image,
-            sample0.labels,
-            [5],
-            sample0.classes,
-            dense_labels=True,
-            config=tiny_train_config,
-        )
-    )
+    ckpt = run_to_end(train_dense(sample0, [5], tiny_train_config))
     other = ClassTable(("background", "metal", "void"))
     with pytest.raises(XrmError, match="do not match"):
         run_to_end(
@@ -290,10 +270,7 @@ def test_loss_falls_in_either_precision(sample0, tiny_train_config, precision):
     config = dataclasses.replace(
         tiny_train_config, steps=60, batch_size=8, precision=precision
     )
-    ckpt = run_to_end(
-        train(sample0.image, sample0.labels, [3, 20], sample0.classes,
-              dense_labels=True, config=config)
-    )  # fmt: skip
+    ckpt = run_to_end(train_dense(sample0, [3, 20], config))
     losses = ckpt.history["loss"]
     assert ckpt.history["precision"] == precision
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
@@ -309,14 +286,7 @@ def test_weight_averaging_returns_the_average_from_the_first_step(
 ):
     def weights(**changes):
         config = dataclasses.replace(tiny_train_config, **changes)
-        gen = train(
-            sample0.image,
-            sample0.labels,
-            [3, 20],
-            sample0.classes,
-            dense_labels=True,
-            config=config,
-        )
+        gen = train_dense(sample0, [3, 20], config)
         return run_to_end(gen).state_dict
 
     def distance(a, b):

@@ -9,6 +9,7 @@ import pytest
 
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.slice_refs import SliceRef, anisotropy_note
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.errors import XrmError
@@ -41,7 +42,14 @@ def test_mixed_axis_training_learns(sample0, annotate, tiny_train_config) -> Non
     refs = [SliceRef.of("z", 4), SliceRef.of("z", 20), *MIXED[1:]]
     config = dataclasses.replace(tiny_train_config, steps=60, batch_size=4)
     ckpt = run_to_end(
-        train(sample0.image, labels, refs, sample0.classes, config=config, seed=1)
+        train(
+            sample0.image,
+            labels,
+            refs,
+            sample0.classes,
+            config=config,
+            run=RunOptions(seed=1),
+        )
     )
     assert ckpt.history["slices"] == [["z", 4], ["z", 20], ["y", 30], ["x", 60]]
     loss = ckpt.history["loss"]

@@ -58,6 +58,7 @@ from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 
@@ -242,7 +243,8 @@ def simulate(
         slices = [ref_of_code(c) for c in codes]
         return train(
             image, labels, slices, classes, axis=config.axis, dense_labels=True,
-            init=init, config=cfg, seed=seed, device=dev, normalisation=norm,
+            init=init, config=cfg,
+            run=RunOptions(seed=seed, device=dev, normalisation=norm),
         )  # fmt: skip
 
     need_full = config.full_supervision and "full_supervision" not in result
@@ -251,8 +253,8 @@ def simulate(
         encoder = None
         if any(r.pretrain for r in runs) or (need_full and seed == config.seeds[-1]):
             encoder = yield from pretrain(
-                image, axis=config.axis, config=config.pretrain, seed=seed,
-                device=dev, normalisation=norm,
+                image, axis=config.axis, config=config.pretrain,
+                run=RunOptions(seed=seed, device=dev, normalisation=norm),
             )  # fmt: skip
         if runs:
             initial = yield from initial_slices(encoder, image, config, seed, dev)

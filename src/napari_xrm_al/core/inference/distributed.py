@@ -46,7 +46,7 @@ from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import MIN_SLAB
 from napari_xrm_al.core.inference.summaries import SliceSummary
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
-from napari_xrm_al.core.slices import axis_index, axis_name, slice_shape
+from napari_xrm_al.core.slices import axis_name, slice_shape
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.array_reads import chunk_shape
 from napari_xrm_al.io.volumes import Volume, open_volume
@@ -276,7 +276,7 @@ def predict_volume_dask(
     config = config or DASK_CONFIG
     ckpt = load_checkpoint(model_path, "segmenter")
     volume = open_volume(image_path, max_memory=config.max_memory)
-    ax = axis_index(ckpt.axis if config.axis is None else config.axis)
+    ax = config.slice_axis(ckpt.axis)
     shape = volume.shape
     batch = batch_for(config.batch_size, slice_shape(shape, ax))
     precision = config.precision
@@ -311,11 +311,8 @@ def predict_volume_dask(
         outputs = open_outputs(
             ckpt,
             shape,
-            ax,
-            out=out,
-            uncertainty_out=uncertainty_out,
-            probabilities_out=probabilities_out,
-            mc_samples=config.mc_samples,
+            config,
+            (out, uncertainty_out, probabilities_out),
             voxel_size=volume.voxel_size,
             provenance=provenance,
         )

@@ -113,6 +113,11 @@ class PredictConfig:
                 f"MC-dropout samples must be an integer >= 1, got {self.mc_samples}."
             )
 
+    def slice_axis(self, model_axis: str) -> int:
+        """The array axis (0..2) to slice along: :attr:`axis`, or when None
+        ``model_axis``, the one the model was trained on."""
+        return axis_index(model_axis if self.axis is None else self.axis)
+
 
 @dataclass
 class PredictionResult:
@@ -227,28 +232,30 @@ def calibrate(
 def open_outputs(
     ckpt: Checkpoint,
     shape: tuple[int, int, int],
-    axis: int,
+    config: PredictConfig,
+    targets: tuple[Any, Any, Any],
     *,
-    out: Any,
-    uncertainty_out: Any,
-    probabilities_out: Any,
-    mc_samples: int,
     voxel_size: tuple[float, ...] | None,
     provenance: dict[str, Any] | None,
     max_memory: int | None = None,
 ) -> PredictionOutputs:
-    """The outputs of a prediction of a ``shape`` volume along ``axis``."""
+    """The outputs of a prediction of a ``shape`` volume as ``config`` says.
+
+    ``targets`` are the class map, uncertainty and probabilities outputs
+    (:class:`~napari_xrm_al.core.inference.prediction_outputs.PredictionOutputs`),
+    ``voxel_size`` and ``provenance`` their metadata and ``max_memory`` the
+    limit of a TIFF class map's page (None: no limit).
+    """
+    axis = config.slice_axis(ckpt.axis)
     record = {
         "made_by": "napari-xrm-al predict",
         "axis": axis_name(axis),
-        "mc_samples": int(mc_samples),
+        "mc_samples": int(config.mc_samples),
         "model": ckpt.provenance,
         **(provenance or {}),
     }
     return PredictionOutputs(
-        out,
-        uncertainty_out,
-        probabilities_out,
+        *targets,
         shape=shape,
         axis=axis,
         classes=ckpt.classes,
@@ -272,8 +279,9 @@ def predict_volume(
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` slice by slice; yields :class:`Progress` per batch.
 
-    What :meth:`Segmenter.predict_volume
-    <napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume>` runs.
+    Also the method :meth:`Segmenter.predict_volume
+    <napari_xrm_al.core.inference.segmenter.Segmenter.predict_volume>`
+    (``segmenter.predict_volume(data, ...)``).
 
     Parameters
     ----------
@@ -302,7 +310,7 @@ def predict_volume(
     """
     config = config or PredictConfig()
     check_volume(data)
-    ax = axis_index(segmenter.axis if config.axis is None else config.axis)
+    ax = config.slice_axis(segmenter.axis)
     name = axis_name(ax)
     shape = tuple(int(s) for s in data.shape)
     hw = slice_shape(shape, ax)
@@ -318,22 +326,13 @@ def predict_volume(
     outputs = open_outputs(
         segmenter.checkpoint,
         shape,
-        ax,
-        out=out,
-        uncertainty_out=uncertainty_out,
-        probabilities_out=probabilities_out,
-        mc_samples=config.mc_samples,
+        config,
+        (out, uncertainty_out, probabilities_out),
         voxel_size=voxel_size,
         provenance=provenance,
         max_memory=config.max_memory,
     )
     counts = np.zeros(n_classes, dtype=np.float64)
-    options = {
-        "summaries": config.summaries,
-        "embeddings": config.embeddings,
-        "mc_samples": config.mc_samples,
-        "seed": config.seed,
-    }
     t0 = time.perf_counter()
     try:
         with engine:
@@ -349,7 +348,7 @@ def predict_volume(
                     slab,
                     outputs,
                     counts,
-                    **options,
+                    config,
                 )
             else:
                 map_large_allocations()  # keeps the peak within the limit
@@ -357,7 +356,7 @@ def predict_volume(
                     middle = int(idx[idx.size // 2])
                     calibrate_tiled(engine, data, ax, middle, context, tiles)
                 run = predict_tiled(
-                    engine, data, ax, idx, context, tiles, outputs, counts, **options
+                    engine, data, ax, idx, context, tiles, outputs, counts, config
                 )
             parts = yield from run
         outputs.commit()

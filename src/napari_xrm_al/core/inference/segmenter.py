@@ -10,7 +10,7 @@ streamed by :mod:`~napari_xrm_al.core.inference.predict`).
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,8 @@ import torch
 from torch import nn
 
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.predict import (
     PredictConfig,
-    PredictionResult,
     check_volume,
     predict_volume,
 )
@@ -33,7 +31,7 @@ from napari_xrm_al.core.model.checkpoint import Checkpoint, load_checkpoint
 from napari_xrm_al.core.model.ensemble import build_network
 from napari_xrm_al.core.model.network import ModelConfig, pick_device
 from napari_xrm_al.core.model.normalization import Normalisation
-from napari_xrm_al.core.slices import axis_index, read_slices
+from napari_xrm_al.core.slices import read_slices
 from napari_xrm_al.errors import InputError, XrmError
 
 
@@ -149,33 +147,10 @@ class Segmenter:
         network is)."""
         return SliceInference(self.net, self.normalisation, device, precision, tta)
 
-    def predict_volume(
-        self,
-        data: Any,
-        config: PredictConfig | None = None,
-        *,
-        out: Any = None,
-        uncertainty_out: Any = None,
-        probabilities_out: Any = None,
-        indices: Sequence[int] | None = None,
-        voxel_size: tuple[float, ...] | None = None,
-        provenance: dict[str, Any] | None = None,
-    ) -> Generator[Progress, None, PredictionResult]:
-        """Predict ``data`` (lazy ``(z, y, x)``) streamed, as ``config`` says,
-        into the outputs given; yields :class:`Progress`, returns a
-        :class:`PredictionResult`. See
-        :func:`~napari_xrm_al.core.inference.predict.predict_volume`."""
-        return predict_volume(
-            self,
-            data,
-            config,
-            out=out,
-            uncertainty_out=uncertainty_out,
-            probabilities_out=probabilities_out,
-            indices=indices,
-            voxel_size=voxel_size,
-            provenance=provenance,
-        )
+    #: ``segmenter.predict_volume(data, config, out=..., ...)``: the function
+    #: :func:`~napari_xrm_al.core.inference.predict.predict_volume` as a method
+    #: (its first argument, the segmenter, is ``self``).
+    predict_volume = predict_volume
 
     def predict_slices(
         self, data: Any, indices: Sequence[int], config: PredictConfig | None = None
@@ -189,7 +164,7 @@ class Segmenter:
         """
         config = config or PredictConfig()
         check_volume(data)
-        ax = axis_index(self.axis if config.axis is None else config.axis)
+        ax = config.slice_axis(self.axis)
         raw = read_slices(data, indices, ax, self.context)
         batch = int(config.batch_size or default_batch_size(raw.shape[-2:]))
         with self.inference(config.device, config.precision, config.tta) as engine:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from napari_xrm_al.core.inference.summaries import (
 from napari_xrm_al.core.process_memory import trim_heap
 from napari_xrm_al.core.slices import axis_name, read_planes, slice_shape
 from napari_xrm_al.io.array_reads import chunk_shape
+
+if TYPE_CHECKING:
+    from napari_xrm_al.core.inference.predict import PredictConfig
 
 #: Batches of at least this many pixels return freed memory after each batch,
 #: smaller ones once per slab: large buffers fragment glibc's heap (+100 MB of
@@ -136,16 +139,13 @@ def predict_slabs(
     slab: int,
     outputs: PredictionOutputs,
     counts: np.ndarray,
-    *,
-    summaries: bool,
-    embeddings: bool,
-    mc_samples: int,
-    seed: int,
+    config: PredictConfig,
 ) -> Generator[Progress, None, list[SliceSummary]]:
     """Predict slices ``idx`` slab by slab, batch by batch; yields :class:`Progress`.
 
     Writes the outputs, adds the predicted classes to ``counts`` and returns
-    the batches' summaries (when ``summaries``).
+    the batches' summaries (when ``config.summaries``; with BALD and
+    embeddings as ``config`` says).
     """
     size = int(data.shape[ax])
     hw = slice_shape(data.shape, ax)
@@ -163,16 +163,16 @@ def predict_slabs(
             stats = pixel_stats(engine.probabilities(x))
             outputs.fill(b0, stats)
             first = int(group[b0])
-            if summaries:
+            if config.summaries:
                 parts.append(
                     _summary(
                         engine,
                         x,
                         stats,
                         group[b0 : b0 + batch],
-                        mc_samples,
-                        seed + first,
-                        embeddings,
+                        config.mc_samples,
+                        config.seed + first,
+                        config.embeddings,
                     )
                 )
             counts += np.bincount(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from napari_xrm_al.core.inference.summaries import SliceSummary, pixel_stats, su
 from napari_xrm_al.core.inference.tiling import Tile, TilePlan
 from napari_xrm_al.core.process_memory import trim_heap
 from napari_xrm_al.core.slices import axis_name, read_slices
+
+if TYPE_CHECKING:
+    from napari_xrm_al.core.inference.predict import PredictConfig
 
 
 def calibrate_tiled(
@@ -99,17 +102,15 @@ def predict_tiled(
     plan: TilePlan,
     outputs: PredictionOutputs,
     counts: np.ndarray,
-    *,
-    summaries: bool,
-    embeddings: bool,
-    mc_samples: int,
-    seed: int,
+    config: PredictConfig,
 ) -> Generator[Progress, None, list[SliceSummary]]:
     """Predict slices ``indices`` tile by tile; yields :class:`Progress` per tile.
 
     Writes each core to ``outputs``, adds the predicted classes to ``counts``
-    and returns one :class:`SliceSummary` per slice (when ``summaries``).
+    and returns one :class:`SliceSummary` per slice (when ``config.summaries``;
+    with BALD and embeddings as ``config`` says).
     """
+    mc_samples = config.mc_samples
     parts: list[SliceSummary] = []
     total = indices.size * len(plan)
     t0, done = time.perf_counter(), 0
@@ -123,13 +124,14 @@ def predict_tiled(
             counts += np.bincount(
                 stats.label.flatten().cpu().numpy(), minlength=counts.size
             )
-            if summaries:
+            if config.summaries:
                 pixels = stats.label[0].numel()
                 sums.add(summarise(stats), pixels)
                 if mc_samples > 1:
-                    bald = _crop(engine.bald_map(x, mc_samples, seed + index), core)
+                    seed = config.seed + index
+                    bald = _crop(engine.bald_map(x, mc_samples, seed), core)
                     sums.bald += float(bald.double().sum())
-                if embeddings:
+                if config.embeddings:
                     part, cells = _embedding_cells(engine, x, tile, plan.multiple)
                     sums.embedding = (
                         part if sums.embedding is None else sums.embedding + part
@@ -147,6 +149,6 @@ def predict_tiled(
                 message=f"{axis_name(axis)} {index} tile {t + 1}/{len(plan)}, "
                 f"{engine.precision}",
             )
-        if summaries:
+        if config.summaries:
             parts.append(sums.summary(index, mc_samples > 1))
     return parts

@@ -50,6 +50,7 @@ from napari_xrm_al.core.session.session import (
 from napari_xrm_al.core.slice_refs import SliceRef, as_refs, slice_codes
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
+from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import final_metrics, train
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.array_reads import volume_fingerprint
@@ -131,8 +132,7 @@ def pretrain_session(
         image_data,
         axis=session.axis,
         config=config,
-        device=device,
-        provenance=_provenance(session),
+        run=RunOptions(device=device, provenance=_provenance(session)),
     )
     out = save_or_keep(session.paths.model_path(ENCODER_FILE), ckpt)
     session.set_pretrained(out)
@@ -262,9 +262,11 @@ def train_session(
         init=init,
         config=config,
         validation=validation,
-        device=device,
-        normalisation=init.normalisation if init else None,
-        provenance=_provenance(session),
+        run=RunOptions(
+            device=device,
+            normalisation=init.normalisation if init else None,
+            provenance=_provenance(session),
+        ),
     )
     seconds = time.perf_counter() - start
     path = session.paths.model_path(f"cycle-{number:03d}.pt")

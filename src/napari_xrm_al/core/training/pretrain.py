@@ -16,7 +16,6 @@ Gaussian noise and slight blur.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Generator
 from typing import Any
 
@@ -28,10 +27,8 @@ from torch import nn
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model.checkpoint import (
     Checkpoint,
-    checkpoint_bytes,
 )
 from napari_xrm_al.core.model.network import SliceSegmenter, pick_device
-from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.slices import (
     axis_index,
     axis_name,
@@ -41,12 +38,16 @@ from napari_xrm_al.core.slices import (
 )
 from napari_xrm_al.core.training.augment import contrastive_view
 from napari_xrm_al.core.training.configs import PretrainConfig
-from napari_xrm_al.core.training.schedule import StepClock, adamw
-from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
-from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY, pad_slices
+from napari_xrm_al.core.training.schedule import StepClock
+from napari_xrm_al.core.training.step_loop import (
+    RunOptions,
+    config_record,
+    run_steps,
+    seeded_generators,
+)
+from napari_xrm_al.core.training.trainset import pad_slices
 from napari_xrm_al.errors import XrmError, mib
 from napari_xrm_al.io.array_reads import chunk_shape
-from napari_xrm_al.io.output_paths import check_writable
 
 #: Side of the boxes the region pool reads from slices larger than it.
 POOL_BOX = 1024
@@ -148,12 +149,7 @@ def pretrain(
     *,
     axis: str = "z",
     config: PretrainConfig | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    normalisation: Normalisation | None = None,
-    provenance: dict[str, Any] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    max_memory: int = TRAIN_MAX_MEMORY,
+    run: RunOptions | None = None,
 ) -> Generator[Progress, None, Checkpoint]:
     """Pretrain an encoder on unlabelled ``image_data``; yields :class:`Progress`.
 
@@ -163,18 +159,12 @@ def pretrain(
         The (z, y, x) volume.
     axis
         Slice axis (the one training and prediction will use).
-    normalisation
-        Intensity normalisation; None = fitted on ``image_data``.
-    provenance
-        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
-    out
-        If given, the checkpoint is saved there (atomically) when pretraining
-        ends or the caller closes the generator. Checked and, should the save
-        fail, kept elsewhere as in :func:`~napari_xrm_al.core.training.train.train`.
-    max_memory
-        Bytes the pool of regions may hold (with ``config.pool_voxels`` the
-        smaller bound); refused before anything is read if one region does
-        not fit.
+    run
+        Seed, device, normalisation, provenance, where to save and memory
+        (:class:`~napari_xrm_al.core.training.step_loop.RunOptions`; None: its
+        defaults). The pool of regions holds at most ``run.max_memory`` bytes
+        (and ``config.pool_voxels``); refused before anything is read if one
+        region does not fit.
 
     Returns
     -------
@@ -182,17 +172,16 @@ def pretrain(
         An ``'encoder'`` checkpoint.
     """
     config = config or PretrainConfig()
+    run = run or RunOptions()
     axis = axis_name(axis)
-    budget = pool_voxels(config, image_data.dtype, max_memory)
-    rng, gen = seeded_generators(seed)
-    dev = pick_device(device)
-    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    budget = pool_voxels(config, image_data.dtype, run.max_memory)
+    rng, gen = seeded_generators(run.seed)
+    dev = pick_device(run.device)
+    norm = run.normalisation_for(image_data)
     model = SliceSegmenter(config.model_config()).to(dev)
-    if out is not None:  # before the work: room for the result
-        check_writable(out, "the encoder", checkpoint_bytes(model.encoder_state_dict()))
+    run.check_room("the encoder", model.encoder_state_dict())
     head = ProjectionHead(model.embedding_dim, config.projection_dim).to(dev)
     encoder_params = [p for n, p in model.named_parameters() if model.is_encoder_key(n)]
-    opt = adamw([*encoder_params, *head.parameters()], config.lr, config.weight_decay)
     loss_fn = ContrastiveLoss(temperature=config.temperature)
     pool = region_pool(
         image_data,
@@ -204,20 +193,19 @@ def pretrain(
     )
     clock = StepClock(config.steps, config.time_budget_s)
     history: dict[str, Any] = {
-        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "config": config_record(config),
         "pool_boxes": len(pool),
         "loss": [],
     }
 
     def result() -> Checkpoint:
-        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
         return Checkpoint(
             kind="encoder",
             model_config=model.cfg,
             state_dict=model.encoder_state_dict(),
             normalisation=norm,
             axis=axis,
-            provenance=dict(provenance or {}),
+            provenance=dict(run.provenance or {}),
             history=history,
         )
 
@@ -238,12 +226,12 @@ def pretrain(
     return (
         yield from run_steps(
             "pretrain",
+            config,
             clock,
-            opt,
-            (config.lr, config.warmup_fraction),
+            [*encoder_params, *head.parameters()],
             step_loss,
             result,
             history,
-            out=out,
+            out=run.out,
         )
     )

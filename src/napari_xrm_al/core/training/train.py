@@ -18,7 +18,6 @@ caller stops the generator early.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 from functools import partial
@@ -30,24 +29,26 @@ from torch import nn
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.slice_inference import training_precision
-from napari_xrm_al.core.model.checkpoint import Checkpoint, checkpoint_bytes
+from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.ensemble import build_network, split_loss
 from napari_xrm_al.core.model.network import pick_device
-from napari_xrm_al.core.model.normalization import Normalisation, fit_normalisation
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.training.augment import augment_pair
 from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.rare_paste import cut_stamps, paste_stamps
-from napari_xrm_al.core.training.schedule import StepClock, adamw, snapshot
-from napari_xrm_al.core.training.step_loop import run_steps, seeded_generators
+from napari_xrm_al.core.training.schedule import StepClock, snapshot
+from napari_xrm_al.core.training.step_loop import (
+    RunOptions,
+    config_record,
+    run_steps,
+    seeded_generators,
+)
 from napari_xrm_al.core.training.trainset import (
-    TRAIN_MAX_MEMORY,
     load_labelled,
 )
 from napari_xrm_al.core.training.validation import validate
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.output_paths import check_writable
 
 Validation = tuple[Any, Any, Sequence[int]]
 
@@ -102,12 +103,7 @@ def train(
     init: Checkpoint | None = None,
     config: TrainConfig | None = None,
     validation: Validation | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    normalisation: Normalisation | None = None,
-    provenance: dict[str, Any] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    max_memory: int = TRAIN_MAX_MEMORY,
+    run: RunOptions | None = None,
 ) -> Generator[Progress, None, Checkpoint]:
     """Train a segmenter on the annotated ``slices``; yields :class:`Progress`.
 
@@ -130,18 +126,12 @@ def train(
     validation
         Optional ``(image, labels, slices)`` (same label convention) scored during
         training; the best-scoring weights are kept.
-    normalisation
-        Intensity normalisation; None = fitted on ``image_data``.
-    provenance
-        Stored in the checkpoint (see :func:`~napari_xrm_al.core.model.checkpoint.make_provenance`).
-    out
-        If given, the checkpoint is saved there (atomically) when training ends
-        *or* when the caller closes the generator early. Its folder is checked
-        for writability and room before training; should the save still fail,
-        the model is kept elsewhere (:func:`~napari_xrm_al.core.model.checkpoint.save_or_keep`).
-    max_memory
-        Bytes the labelled (and validation) slices may hold; more is refused
-        before they are read (:func:`~napari_xrm_al.core.training.trainset.load_labelled`).
+    run
+        Seed, device, normalisation, provenance, where to save and memory
+        (:class:`~napari_xrm_al.core.training.step_loop.RunOptions`; None: its
+        defaults). The labelled (and validation) slices hold at most
+        ``run.max_memory`` bytes; more is refused before they are read
+        (:func:`~napari_xrm_al.core.training.trainset.load_labelled`).
 
     Returns
     -------
@@ -149,8 +139,9 @@ def train(
         A ``'segmenter'`` checkpoint with the best weights.
     """
     config = config or TrainConfig()
-    rng, gen = seeded_generators(seed)
-    dev = pick_device(device)
+    run = run or RunOptions()
+    rng, gen = seeded_generators(run.seed)
+    dev = pick_device(run.device)
     precision = training_precision(config.precision, dev)
     autocast = torch.autocast(
         dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
@@ -159,8 +150,7 @@ def train(
     model = initial_model(init, classes, config).to(
         dev, memory_format=torch.channels_last
     )
-    if out is not None:  # before the work: room for the result
-        check_writable(out, "the model", checkpoint_bytes(model.state_dict()))
+    run.check_room("the model", model.state_dict())
     context = model.cfg.context
     members = model.cfg.members
     if config.batch_size < members:
@@ -168,7 +158,7 @@ def train(
             f"An ensemble of {members} networks needs at least one crop each; "
             f"fewer crops per step ({config.batch_size}) than networks."
         )
-    norm = normalisation or fit_normalisation(image_data, seed=seed)
+    norm = run.normalisation_for(image_data)
     data = load_labelled(
         image_data,
         labels_data,
@@ -178,7 +168,7 @@ def train(
         context=context,
         dense_labels=dense_labels,
         pad_to=config.crop_size,
-        max_memory=max_memory,
+        max_memory=run.max_memory,
     )
     val = (
         load_labelled(
@@ -187,7 +177,7 @@ def train(
             axis=axis,
             context=context,
             dense_labels=dense_labels,
-            max_memory=max_memory,
+            max_memory=run.max_memory,
         )
         if validation is not None
         else None
@@ -203,7 +193,6 @@ def train(
     )
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
-    opt = adamw(model.parameters(), config.lr, config.weight_decay)
     clock = StepClock(config.n_steps(len(data.refs)), config.time_budget_s)
     check_every = config.validate_every or max(1, clock.total // 10)
     history: dict[str, Any] = {
@@ -213,7 +202,7 @@ def train(
         "class_weights": weights.tolist(),
         "init": (init.provenance.get("image_fingerprint") if init else None),
         "init_kind": init.kind if init else None,
-        "config": {k: v for k, v in config.__dict__.items() if k != "augment"},
+        "config": config_record(config),
         "precision": precision,
         "loss": [],
         "validation": [],
@@ -259,7 +248,6 @@ def train(
         return split_loss(loss_fn, logits.float(), y.to(dev).long(), members)
 
     def result() -> Checkpoint:
-        history.update(steps=clock.step, seconds=round(clock.elapsed, 2))
         return Checkpoint(
             kind="segmenter",
             model_config=model.cfg,
@@ -267,7 +255,7 @@ def train(
             normalisation=norm,
             axis=axis,
             classes=classes,
-            provenance=dict(provenance or {}),
+            provenance=dict(run.provenance or {}),
             history=history,
         )
 
@@ -275,9 +263,9 @@ def train(
     return (
         yield from run_steps(
             "train",
+            config,
             clock,
-            opt,
-            (config.lr, config.warmup_fraction),
+            model.parameters(),
             step_loss,
             result,
             history,
@@ -288,7 +276,7 @@ def train(
                 else None
             ),
             after_step=after_step,
-            out=out,
+            out=run.out,
         )
     )
 

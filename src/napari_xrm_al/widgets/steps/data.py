@@ -23,6 +23,7 @@ from napari_xrm_al.core.session.jobs import session_for
 from napari_xrm_al.core.session.session import SUFFIX, Session, default_session_dir
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.widgets._classes import ClassTableEditor
+from napari_xrm_al.widgets._layers import relist
 
 if TYPE_CHECKING:
     from napari_xrm_al.widgets.dock_state import DockState
@@ -108,19 +109,12 @@ class DataSection(QWidget):
     # -- inputs ------------------------------------------------------------------
     def refresh_layers(self, event: Any = None) -> None:
         """List the viewer's 3D image layers."""
-        current = self.image_combo.currentText()
         names = [
             layer.name
             for layer in self.state.viewer.layers
             if isinstance(layer, Image) and not layer.rgb and layer.ndim >= 3
         ]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        self.image_combo.blockSignals(False)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        elif names:
+        if relist(self.image_combo, names):
             self._on_image_chosen(names[0])
 
     def image_layer(self) -> Image | None:
