@@ -30,6 +30,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,23 +41,30 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slices import parse_slice_list
-from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
 
 
-def with_settings(config: TrainConfig, settings: list[str]) -> TrainConfig:
-    """``config`` with ``KEY=VALUE`` settings, each parsed as its field's type."""
-    changes = {}
+def with_settings(config: Any, settings: list[str]) -> Any:
+    """``config`` with ``KEY=VALUE`` settings, each parsed as its field's type;
+    ``augment.KEY=VALUE`` sets a field of the nested :class:`AugmentConfig`."""
+    changes: dict[str, Any] = {}
+    nested: dict[str, list[str]] = {}
     for item in settings:
         key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(config)}:
-            sys.exit(f"--set: TrainConfig has no field {key!r}")
+        outer, dot, inner = key.partition(".")
+        if outer not in {f.name for f in dataclasses.fields(config)}:
+            sys.exit(f"--set: {type(config).__name__} has no field {outer!r}")
+        if dot:
+            nested.setdefault(outer, []).append(f"{inner}={value}")
+            continue
         current = getattr(config, key)
         kind = type(current) if current is not None else float
         changes[key] = (value.lower() in ("1", "true")) if kind is bool else kind(value)
+    for outer, items in nested.items():
+        changes[outer] = with_settings(getattr(config, outer), items)
     return dataclasses.replace(config, **changes)
 
 
