@@ -43,6 +43,7 @@ from napari_xrm_al.core.al.curves import paired_differences, runs_by_label
 from napari_xrm_al.core.al.simulate import initial_slices, simulate
 from napari_xrm_al.core.al.simulation_config import (
     SimulationConfig,
+    finished_runs,
     parse_run,
     read_result,
 )
@@ -202,7 +203,12 @@ def report(out_dir: Path, budgets: tuple[int, ...] = (8, 12)) -> None:
     by_pool: dict[str, list[dict]] = {}
     for path in sorted(out_dir.glob("*_s*.json")):
         pool = path.stem.rsplit("_s", 1)[0]
-        by_pool.setdefault(pool, []).append(read_result(path))
+        result = read_result(path)
+        cycles = result["settings"]["cycles"]
+        # A run stopped part-way (the file of a run still going) is left out.
+        result["runs"] = list(finished_runs(result, {}, cycles).values())
+        if result["runs"]:
+            by_pool.setdefault(pool, []).append(result)
     if not by_pool:
         sys.exit(f"no result in {out_dir}")
     head = " | ".join(f"{n} slices" for n in budgets)
