@@ -18,14 +18,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from napari_xrm_al.core.slices import AXIS_NAMES, axis_index, parse_slice_list
+from napari_xrm_al.core.slices import (
+    AXIS_NAMES,
+    SLICE_ITEM,
+    axis_index,
+    parse_slice_list,
+)
 from napari_xrm_al.errors import XrmError
 
 #: Code offset between consecutive axes (more than any volume's slice count).
 CODE_STRIDE = 1 << 32
 
 _AXIS_PREFIX = re.compile(r"([zyxZYX]):(.+)")
-_INDICES = re.compile(r"\d+(?:-\d+)?")
 
 
 class SliceRef(NamedTuple):
@@ -128,7 +132,7 @@ def parse_slice_refs(
             continue
         match = _AXIS_PREFIX.fullmatch(part)
         axis, numbers = match.groups() if match else (None, part)
-        if not _INDICES.fullmatch(numbers):
+        if not SLICE_ITEM.fullmatch(numbers):
             raise XrmError(
                 f"{what} must be slice numbers or ranges, each optionally after "
                 f"z:, y: or x:, separated by commas, like 3,17,y:40-45; got {text!r}."

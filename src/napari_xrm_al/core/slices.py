@@ -17,6 +17,8 @@ from napari_xrm_al.io.array_reads import read_block
 
 AXES = {"z": 0, "y": 1, "x": 2}
 AXIS_NAMES = ("z", "y", "x")
+#: One item of a slice list: an index or an inclusive range ``first-last``.
+SLICE_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
 
 
 def parse_slice_list(text: str, what: str, *, allow_empty: bool = False) -> list[int]:
@@ -29,7 +31,7 @@ def parse_slice_list(text: str, what: str, *, allow_empty: bool = False) -> list
     for part in re.split(r"[,\s]+", text.strip()):
         if not part:
             continue
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        match = SLICE_ITEM.fullmatch(part)
         if match is None:
             raise XrmError(
                 f"{what} must be slice numbers or ranges separated by commas, "

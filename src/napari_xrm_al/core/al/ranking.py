@@ -19,6 +19,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,9 +71,9 @@ class Ranking:
     model: str
     plan: DiscoveryPlan | None = None
 
-    @property
+    @cached_property
     def refs(self) -> list[SliceRef]:
-        """The scored slices, aligned with :attr:`scores`."""
+        """The scored slices, aligned with :attr:`scores` (decoded once)."""
         return [ref_of_code(c) for c in self.index]
 
     @property

@@ -50,7 +50,8 @@ from napari_xrm_al.core.training.trainset import (
 from napari_xrm_al.core.training.validation import validate
 from napari_xrm_al.errors import XrmError
 
-Validation = tuple[Any, Any, Sequence[int]]
+#: Validation image, labels and slices (a plain index is along the training axis).
+Validation = tuple[Any, Any, Sequence[SliceRef | int]]
 
 
 def initial_model(

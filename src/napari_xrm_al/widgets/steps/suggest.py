@@ -263,6 +263,7 @@ class SuggestSection(QWidget):
         """The suggestion kept in the project just opened (table and frames; the
         score profile needs a new ranking)."""
         self.ranking = None
+        self.profile_axis = self.state.axis
         session = self.state.session
         record = session.suggestion if session is not None else None
         picks = [pick_of_record(p) for p in record.picks] if record else []
