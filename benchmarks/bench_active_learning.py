@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -62,6 +63,7 @@ from napari_xrm_al.core.al.simulation_config import (
     read_result,
 )
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.settings import settings, with_settings
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
@@ -138,6 +140,19 @@ def configs(
     if pretrain_steps:
         pre = dataclasses.replace(pre, steps=pretrain_steps, time_budget_s=None)
     return train, pre
+
+
+def with_set_options(config: Any, pairs: list[str]) -> Any:
+    """``config`` with ``--set KEY=VALUE`` options: a setting's name (dotted for a
+    nested one, ``augment.histogram_shift``) and its value read as JSON."""
+    known = settings(type(config))
+    values = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in known:
+            sys.exit(f"--set: {type(config).__name__} has no setting {key!r}")
+        values[key] = json.loads(value)
+    return with_settings(config, values)
 
 
 def machine() -> str:

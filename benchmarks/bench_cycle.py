@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench_active_learning import with_set_options
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.session.jobs import (
@@ -41,15 +41,6 @@ from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 DONE = (10, 30, 46, 57, 64, 76, 92, 110)
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """``["ema_decay=0.995"]`` → ``{"ema_decay": 0.995}`` (values read as JSON)."""
-    settings = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        settings[key] = json.loads(value)
-    return settings
-
-
 def main() -> None:
     """Set up a project, then time rank + train ``--repeat`` times."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,7 +51,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=600)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = dataclasses.replace(TrainConfig(), **parse_settings(args.set))
+    config = with_set_options(TrainConfig(), args.set)
     sample = make_hbm_sample()
     truth = dense_to_annotation(sample.labels)
     folder = Path(tempfile.mkdtemp()) / "sample.xrmal"

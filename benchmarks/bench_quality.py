@@ -27,7 +27,7 @@ Usage::
     .venv/bin/python benchmarks/bench_quality.py [--datasets sample,xct-soc]
         [--methods rf,scratch,pretrained,full] [--threads 2] [--budget S]
         [--steps N] [--rare-paste P] [--precision auto] [--seeds 0,1,2]
-        [--tta none,flips] [--json results.json]
+        [--tta none,flips] [--set KEY=VALUE] [--json results.json]
 
 ``--seeds`` trains our models once per training seed (the random forest and
 full supervision once); with several seeds, the mean of each method and
@@ -50,6 +50,7 @@ import torch
 from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
+from bench_active_learning import with_set_options
 from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.predict import PredictConfig
@@ -244,6 +245,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--precision", default="auto", help="TrainConfig.precision")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig setting, e.g. augment.histogram_shift=0.25 (repeatable)",
+    )
+    parser.add_argument(
         "--seeds", default="0", help="comma-separated training seeds of our models"
     )
     parser.add_argument(
@@ -259,6 +267,7 @@ def main(argv=None) -> int:
         rare_paste=args.rare_paste,
         precision=args.precision,
     )
+    config = with_set_options(config, args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for name in args.datasets.split(","):

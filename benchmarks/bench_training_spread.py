@@ -7,8 +7,8 @@ starting at the simulation's seed, the first model is the one the simulation
 trained at that point (same seeds, steps and slices), so its scores repeat the
 result JSON's. ``--rank K`` also ranks the pool with that first model, the way
 the next cycle would, and prints each strategy's top slices. ``--set
-KEY=VALUE`` changes a training setting (a ``TrainConfig`` field, e.g.
-``--set ema_decay=0.995``). ``--score`` scores every model several ways,
+KEY=VALUE`` changes a training setting (a ``TrainConfig`` setting, e.g.
+``--set ema_decay=0.995`` or ``--set augment.histogram_shift=0.25``). ``--score`` scores every model several ways,
 ``NORMALISATION:TTA`` each: the test scan scaled by the model's normalisation
 (``model``, as ``predict`` does) or by its own percentiles (``own``), with
 test-time augmentation ``none``, ``flips`` or ``dihedral``. The last lines
@@ -30,42 +30,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from bench_active_learning import configs, load, machine
+from bench_active_learning import configs, load, machine, with_set_options
 from napari_xrm_al.core.al.simulate import rank_pool, score_model
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.slice_refs import format_slice_refs, parse_slice_refs
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.training.pretrain import pretrain
 from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
-
-
-def with_settings(config: Any, settings: list[str]) -> Any:
-    """``config`` with ``KEY=VALUE`` settings, each parsed as its field's type;
-    ``augment.KEY=VALUE`` sets a field of the nested :class:`AugmentConfig`."""
-    changes: dict[str, Any] = {}
-    nested: dict[str, list[str]] = {}
-    for item in settings:
-        key, _, value = item.partition("=")
-        outer, dot, inner = key.partition(".")
-        if outer not in {f.name for f in dataclasses.fields(config)}:
-            sys.exit(f"--set: {type(config).__name__} has no field {outer!r}")
-        if dot:
-            nested.setdefault(outer, []).append(f"{inner}={value}")
-            continue
-        current = getattr(config, key)
-        kind = type(current) if current is not None else float
-        changes[key] = (value.lower() in ("1", "true")) if kind is bool else kind(value)
-    for outer, items in nested.items():
-        changes[outer] = with_settings(getattr(config, outer), items)
-    return dataclasses.replace(config, **changes)
 
 
 def parse_variants(text: str) -> dict[str, tuple[str, str]]:
@@ -97,7 +76,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="sample")
     parser.add_argument("--seed", type=int, required=True, help="pretraining seed")
     parser.add_argument(
-        "--slices", required=True, help="labelled slices, e.g. 3,17,40-45"
+        "--slices",
+        required=True,
+        help="labelled slices, e.g. 3,17,40-45,y:100 (z unless prefixed)",
     )
     parser.add_argument("--train-seeds", required=True, help="e.g. 4,1004,2004")
     parser.add_argument("--pretrain-steps", type=int, default=600)
@@ -124,9 +105,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load(args.dataset)
     classes, image, labels = data["classes"], data["image"], data["labels"]
-    slices = parse_slice_list(args.slices, "--slices")
+    slices = parse_slice_refs(args.slices, "--slices", "z")
     train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
-    train_config = with_settings(train_config, args.set)
+    train_config = with_set_options(train_config, args.set)
     norm = fit_normalisation(image)
     test_own = fit_normalisation(data["test_image"])  # for the ``own`` scoring
     device = torch.device("cpu")
@@ -208,7 +189,7 @@ def main() -> None:
             "settings": args.set,
             "summary": summary,
             "seed": args.seed,
-            "slices": slices,
+            "slices": format_slice_refs(slices),
             "scores": scores,
             "picks": ranks,
             "argv": sys.argv[1:],

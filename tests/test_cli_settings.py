@@ -12,7 +12,7 @@ from napari_xrm_al.cli import build_parser
 from napari_xrm_al.commands._engine import RUN_SETTINGS, model_overrides
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
-from napari_xrm_al.core.settings import setting
+from napari_xrm_al.core.settings import setting, with_settings
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
@@ -82,7 +82,8 @@ def test_the_special_value_and_the_range():
         (
             "train",
             ["--preset", "--arch", "--context", "--steps", "--time-budget", "--loss"]
-            + ["--rare-paste", "--ensemble", "--ema-decay", "--precision"],
+            + ["--rare-paste", "--ensemble", "--ema-decay", "--precision"]
+            + ["--augment-histogram-shift", "--augment-noise-std"],
         ),
     ],
 )
@@ -111,6 +112,26 @@ def test_pretrain_and_train_options_set_their_configs():
     )
     assert setting_overrides(args, TrainConfig, RUN_SETTINGS) == {"steps": 7}
     assert model_overrides(args, TrainConfig) == {"features": PRESETS["medium"]}
+
+
+def test_train_sets_augmentation_strengths_of_the_nested_config(capsys):
+    argv = ["train", "--image", "i", "--labels", "l", "--slices", "3", "--out", "o"]
+    args = build_parser().parse_args(
+        [*argv, "--augment-histogram-shift", "0.25", "--augment-blur-prob", "0"]
+    )
+    names = ("augment.histogram_shift", "augment.blur_prob", "augment.noise_std")
+    given = setting_overrides(args, TrainConfig, names)
+    assert given == {"augment.histogram_shift": 0.25, "augment.blur_prob": 0.0}
+    config = with_settings(TrainConfig(), given)
+    assert (config.augment.histogram_shift, config.augment.blur_prob) == (0.25, 0.0)
+    assert config.augment.noise_std == TrainConfig().augment.noise_std
+    bad = build_parser().parse_args([*argv, "--augment-histogram-shift", "0.9"])
+    with pytest.raises(XrmError, match="--augment-histogram-shift must be between"):
+        setting_overrides(bad, TrainConfig, names)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--augment-histogram-shift AUGMENT_HISTOGRAM_SHIFT largest move" in help_text
 
 
 @pytest.mark.parametrize("action", ["pretrain", "train"])

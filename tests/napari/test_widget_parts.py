@@ -289,6 +289,22 @@ def test_config_form_hides_advanced_fields(qtbot):
     assert form.advanced.isVisibleTo(form)
 
 
+@pytest.mark.gui
+def test_config_form_sets_a_nested_augmentation_strength(qtbot):
+    name = "augment.histogram_shift"
+    form = ConfigForm(TrainConfig, ("batch_size", name))
+    qtbot.addWidget(form)
+    box = form.editors[name]
+    assert form.advanced.isAncestorOf(box)
+    assert form.advanced.layout().labelForField(box).text() == "Contrast-curve change"
+    assert box.value() == TrainConfig().augment.histogram_shift
+    assert (box.minimum(), box.maximum()) == (0.0, 0.5)
+    form.set_value(name, 0.25)
+    config = form.config(batch_size=4)
+    assert (config.batch_size, config.augment.histogram_shift) == (4, 0.25)
+    assert config.augment.noise_std == TrainConfig().augment.noise_std
+
+
 # -- plots -----------------------------------------------------------------------------
 @pytest.mark.gui
 def test_plots(qtbot):

@@ -15,7 +15,12 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from napari_xrm_al.core.settings import Setting, settings
+from napari_xrm_al.core.settings import (
+    Setting,
+    setting_type,
+    setting_value,
+    settings,
+)
 
 # Sphinx roles and literals in help texts, to show as plain words.
 _ROLE = re.compile(r":\w+:`~?(?:[\w.]*\.)?(\w+)`")
@@ -23,8 +28,9 @@ _LITERAL = re.compile(r"``(.*?)``")
 
 
 def flag(name: str, spec: Setting) -> str:
-    """The option of field ``name``: ``spec.flag`` or ``--`` and the name with dashes."""
-    return spec.flag or "--" + name.replace("_", "-")
+    """The option of setting ``name``: ``spec.flag`` or ``--`` and the name
+    with dashes (``augment.noise_std``: ``--augment-noise-std``)."""
+    return spec.flag or "--" + re.sub(r"[._]", "-", name)
 
 
 def add_setting_options(
@@ -32,7 +38,6 @@ def add_setting_options(
 ) -> None:
     """An option for each field ``names`` of ``config_cls`` (dest: the field name)."""
     described = settings(config_cls)
-    hints = typing.get_type_hints(config_cls)
     defaults = config_cls()
     for name in names:
         spec = described[name]
@@ -40,18 +45,18 @@ def add_setting_options(
         parser.add_argument(
             option,
             dest=name,
-            type=None if spec.choices else _scalar(hints[name]),
+            type=None if spec.choices else _scalar(setting_type(config_cls, name)),
             choices=spec.choices or None,
             metavar=None if spec.choices else option[2:].upper().replace("-", "_"),
-            help=_help(spec, getattr(defaults, name)),
+            help=_help(spec, setting_value(defaults, name)),
         )
 
 
 def setting_overrides(
     args: argparse.Namespace, config_cls: type, names: Sequence[str]
 ) -> dict[str, Any]:
-    """The fields among ``names`` given on the command line, for
-    :func:`dataclasses.replace`; :class:`~napari_xrm_al.errors.XrmError` naming
+    """The settings among ``names`` given on the command line, for
+    :func:`~napari_xrm_al.core.settings.with_settings`; :class:`~napari_xrm_al.errors.XrmError` naming
     the option for a value out of range."""
     described = settings(config_cls)
     given: dict[str, Any] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from napari_xrm_al.classes import ClassTable
@@ -31,6 +30,7 @@ from napari_xrm_al.commands._labels import (
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.checkpoint import load_checkpoint, make_provenance
+from napari_xrm_al.core.settings import with_settings
 from napari_xrm_al.core.slice_refs import axes_of, parse_slice_refs
 from napari_xrm_al.core.training.configs import TrainConfig
 from napari_xrm_al.core.training.train import train
@@ -38,9 +38,20 @@ from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.array_reads import volume_fingerprint
 
-#: TrainConfig fields with an option of their own, beside the run's and the
+#: TrainConfig settings with an option of their own, beside the run's and the
 #: network's (those only without --init).
-OPTIONS = ("loss", "rare_paste", "ensemble", "ema_decay", "precision")
+OPTIONS = (
+    "loss",
+    "rare_paste",
+    "ensemble",
+    "ema_decay",
+    "precision",
+    "augment.histogram_shift",
+    "augment.intensity_scale",
+    "augment.intensity_shift",
+    "augment.noise_std",
+    "augment.blur_prob",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -136,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
             f"({init.provenance.get('image_path')})",
             file=sys.stderr,
         )
-    config = dataclasses.replace(
-        TrainConfig(), **options, **(network if init is None else {})
+    config = with_settings(
+        TrainConfig(), {**options, **(network if init is None else {})}
     )
     slices = parse_slice_refs(args.slices, "--slices", args.axis)
     validation = (

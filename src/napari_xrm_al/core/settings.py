@@ -6,11 +6,16 @@ A core configuration dataclass declares each field a person may set with
 the field's metadata. The dock's forms (``widgets/_config_form.py``) and the
 command line's options (``commands/_settings.py``) are built from what
 :func:`settings` reads back, so each label, range and help text is written once.
+A field holding a configuration of its own (``TrainConfig.augment``) lends its
+described fields under dotted names (``"augment.histogram_shift"``), which
+:func:`setting_value`, :func:`setting_type` and :func:`with_settings` follow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +115,46 @@ def setting(
 
 
 def settings(config_cls: type) -> dict[str, Setting]:
-    """Field name → :class:`Setting` of each described field of ``config_cls``,
-    in field order."""
-    return {
-        f.name: f.metadata[KEY]
-        for f in dataclasses.fields(config_cls)
-        if KEY in f.metadata
-    }
+    """Name → :class:`Setting` of each described field of ``config_cls``, in
+    field order; the described fields of a nested configuration follow it,
+    named ``outer.inner``."""
+    described: dict[str, Setting] = {}
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if KEY in f.metadata:
+            described[f.name] = f.metadata[KEY]
+        if dataclasses.is_dataclass(hints[f.name]):
+            for inner, spec in settings(hints[f.name]).items():
+                described[f"{f.name}.{inner}"] = spec
+    return described
+
+
+def setting_value(config: Any, name: str) -> Any:
+    """The value of setting ``name`` (dotted for a nested one) of ``config``."""
+    for part in name.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def setting_type(config_cls: type, name: str) -> Any:
+    """The type hint of setting ``name`` (dotted for a nested one) of ``config_cls``."""
+    hint: Any = config_cls
+    for part in name.split("."):
+        hint = typing.get_type_hints(hint)[part]
+    return hint
+
+
+def with_settings(config: Any, values: Mapping[str, Any]) -> Any:
+    """``config`` with the settings ``values`` (names dotted for nested ones)."""
+    changes: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        outer, dot, inner = name.partition(".")
+        if dot:
+            nested.setdefault(outer, {})[inner] = value
+        else:
+            changes[name] = value
+    for outer, inner_values in nested.items():
+        inner_config = changes.get(outer, getattr(config, outer))
+        changes[outer] = with_settings(inner_config, inner_values)
+    return dataclasses.replace(config, **changes)

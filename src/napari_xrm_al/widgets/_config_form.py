@@ -8,7 +8,6 @@ command line and the core never disagree about what a number means.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +24,12 @@ from qtpy.QtWidgets import (
 )
 
 from napari_xrm_al.core.model.network import PRESETS
-from napari_xrm_al.core.settings import Setting, settings
+from napari_xrm_al.core.settings import (
+    Setting,
+    setting_value,
+    settings,
+    with_settings,
+)
 from napari_xrm_al.errors import XrmError
 
 
@@ -67,7 +71,7 @@ class ConfigForm(QWidget):
         defaults = config_cls()
         basic, advanced = QFormLayout(), QFormLayout()
         for name, spec in self.fields.items():
-            editor = self._editor(spec, getattr(defaults, name))
+            editor = self._editor(spec, setting_value(defaults, name))
             editor.setToolTip(spec.help)
             self.editors[name] = editor
             (advanced if spec.advanced else basic).addRow(spec.label, editor)
@@ -134,4 +138,4 @@ class ConfigForm(QWidget):
 
     def config(self, **overrides: Any) -> Any:
         """A config instance: the defaults, the form's values, then ``overrides``."""
-        return dataclasses.replace(self.config_cls(), **self.values(), **overrides)
+        return with_settings(self.config_cls(), {**self.values(), **overrides})

@@ -6,18 +6,24 @@ from dataclasses import fields
 
 import pytest
 
-from napari_xrm_al.core.settings import settings
+from napari_xrm_al.core.settings import setting_value, settings
+from napari_xrm_al.core.training.augment import AugmentConfig
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 
 
 @pytest.mark.parametrize("config_cls", [TrainConfig, PretrainConfig])
 def test_every_field_is_described_and_its_default_is_allowed(config_cls):
     described = settings(config_cls)
-    assert list(described) == [f.name for f in fields(config_cls)]
+    assert [name for name in described if "." not in name] == [
+        f.name for f in fields(config_cls)
+    ]
+    assert [name for name in described if "." in name] == [
+        f"augment.{name}" for name in settings(AugmentConfig)
+    ]
     defaults = config_cls()
     for name, spec in described.items():
         assert spec.label and spec.help.endswith("."), name
-        value = getattr(defaults, name)
+        value = setting_value(defaults, name)
         if spec.choices:
             assert value in spec.choices, name
         elif value is None:

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from napari_xrm_al.core.settings import setting
+
+#: Range and box of every augmentation strength that a person may set.
+_STRENGTH = dict(minimum=0.0, step=0.01, decimals=3, advanced=True)
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -29,20 +34,10 @@ class AugmentConfig:
         Random 90° rotations (square crops only).
     zoom
         Range of the random rescale factor applied to crops.
-    intensity_scale
-        Grey values are multiplied by ``1 ± intensity_scale``.
-    intensity_shift
-        Grey values are shifted by ``± intensity_shift`` (normalised units).
+    intensity_scale, intensity_shift, histogram_shift, noise_std, blur_prob
+        Described by their settings (label, range, help).
     gamma
         Range of the gamma applied to each crop's grey-value range.
-    histogram_shift
-        Largest displacement of the inner control points of a random monotone
-        piecewise-linear grey-value curve (fraction of the crop's range); mimics
-        the contrast differences between scans, tools and settings.
-    noise_std
-        Maximum standard deviation of added Gaussian noise (normalised units).
-    blur_prob
-        Probability that a crop is slightly blurred.
     blur_sigma
         Range of the blur's Gaussian sigma in pixels.
     """
@@ -50,12 +45,46 @@ class AugmentConfig:
     flips: bool = True
     rot90: bool = True
     zoom: tuple[float, float] = (0.85, 1.2)
-    intensity_scale: float = 0.1
-    intensity_shift: float = 0.1
+    intensity_scale: float = setting(
+        0.1,
+        label="Brightness change",
+        help="Grey values are multiplied by a random factor in 1 ± this.",
+        maximum=1.0,
+        **_STRENGTH,
+    )
+    intensity_shift: float = setting(
+        0.1,
+        label="Brightness offset",
+        help="Grey values are shifted by up to ± this (normalised units).",
+        maximum=1.0,
+        **_STRENGTH,
+    )
     gamma: tuple[float, float] = (0.75, 1.35)
-    histogram_shift: float = 0.1
-    noise_std: float = 0.04
-    blur_prob: float = 0.25
+    histogram_shift: float = setting(
+        0.1,
+        label="Contrast-curve change",
+        help="Largest move of the inner points of a random monotone grey-value "
+        "curve, as a fraction of a crop's range: teaches that the grey-value gaps "
+        "between materials change from scan to scan. 0.25 steadied retraining on "
+        'a scan of other contrast (docs/benchmarks.md, "Stable retraining").',
+        maximum=0.5,
+        **_STRENGTH,
+    )
+    noise_std: float = setting(
+        0.04,
+        label="Noise",
+        help="Largest standard deviation of the added Gaussian noise "
+        "(normalised units).",
+        maximum=0.5,
+        **_STRENGTH,
+    )
+    blur_prob: float = setting(
+        0.25,
+        label="Blur share",
+        help="Share of crops slightly blurred.",
+        maximum=1.0,
+        **_STRENGTH,
+    )
     blur_sigma: tuple[float, float] = (0.4, 1.0)
 
 

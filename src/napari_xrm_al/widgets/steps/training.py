@@ -58,6 +58,11 @@ TRAIN_FIELDS = (
     "rare_paste",
     "class_weight_power",
     "steps_per_slice",
+    "augment.histogram_shift",
+    "augment.intensity_scale",
+    "augment.intensity_shift",
+    "augment.noise_std",
+    "augment.blur_prob",
 )
 #: Architecture fields set in Pretrain and used by Train when there is no encoder.
 ARCHITECTURE = ("features", "context", "dropout")
