@@ -77,6 +77,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
         "2",
         "--ema-decay",
         "0.9",
+        "--augment-histogram-shift",
+        "0.3",
         *FAST,
     )
     assert main(args) == 0
@@ -94,6 +96,8 @@ def test_pretrain_then_train(tmp_path, scan, capsys):
     assert ckpt.history["config"]["rare_paste"] == 0.5
     assert ckpt.model_config.members == 2 and len(segmenter.net.members) == 2
     assert ckpt.history["config"]["ema_decay"] == 0.9
+    augment = ckpt.history["config"]["augment"]
+    assert augment["histogram_shift"] == 0.3 and augment["blur_prob"] == 0.25
     assert ckpt.history["precision"] == "float32"
 
 

@@ -9,6 +9,7 @@ import tifffile
 
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.cli import main
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.session.jobs import PREDICTION, session_for
 from napari_xrm_al.core.session.paths import SESSION_FILE
 from napari_xrm_al.core.slice_refs import SliceRef
@@ -40,8 +41,11 @@ def test_the_whole_loop_runs_headless_and_keeps_the_suggestion(
         assert f"{pick['axis']}:{pick['slice']}" in out
         assert min(abs(pick["slice"] - d) for d in (4, 15)) >= 3
 
-    assert main(["session", "train", str(project), "--steps", "4", *run]) == 0
+    options = ["--steps", "4", "--ema-decay", "0.9", "--augment-noise-std", "0"]
+    assert main(["session", "train", str(project), *options, *run]) == 0
     assert "cycle 1 (coreset): trained on 2 slices" in capsys.readouterr().out
+    trained = load_checkpoint(project / "models" / "cycle-001.pt").history["config"]
+    assert trained["ema_decay"] == 0.9 and trained["augment"]["noise_std"] == 0
     saved = json.loads((project / SESSION_FILE).read_text())
     assert saved["cycles"][0]["picks"] == kept["picks"]
     assert saved["suggestion"] is None  # used up by the cycle

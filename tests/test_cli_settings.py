@@ -9,10 +9,18 @@ from dataclasses import dataclass, replace
 import pytest
 
 from napari_xrm_al.cli import build_parser
-from napari_xrm_al.commands._engine import RUN_SETTINGS, model_overrides
-from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
+from napari_xrm_al.commands._engine import (
+    RUN_SETTINGS,
+    TRAIN_SETTINGS,
+    model_overrides,
+)
+from napari_xrm_al.commands._settings import (
+    add_setting_options,
+    flag,
+    setting_overrides,
+)
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
-from napari_xrm_al.core.settings import setting, with_settings
+from napari_xrm_al.core.settings import setting, settings, with_settings
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
@@ -144,3 +152,12 @@ def test_session_actions_take_the_same_run_options(action):
     args = parse(["session", action, "p.xrmal", "--steps", "0"])
     with pytest.raises(XrmError, match="--steps must be at least 1, got 0"):
         setting_overrides(args, config_cls, RUN_SETTINGS)
+
+
+def test_session_train_takes_the_options_of_train(capsys):
+    for command in (["train"], ["session", "train"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--help"])
+        options = {word.strip("[],") for word in capsys.readouterr().out.split()}
+        assert {flag(name, s) for name, s in settings(TrainConfig).items()
+                if name in TRAIN_SETTINGS} <= options  # fmt: skip

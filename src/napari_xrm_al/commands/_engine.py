@@ -23,6 +23,20 @@ from napari_xrm_al.io.volumes import Volume, open_volume
 
 #: Config fields every long run takes as options (``--steps``, ``--time-budget``).
 RUN_SETTINGS = ("steps", "time_budget_s")
+#: TrainConfig settings with an option of their own in ``train`` and ``session
+#: train``, beside the run's (and, in ``train``, the network's).
+TRAIN_SETTINGS = (
+    "loss",
+    "rare_paste",
+    "ensemble",
+    "ema_decay",
+    "precision",
+    "augment.histogram_shift",
+    "augment.intensity_scale",
+    "augment.intensity_shift",
+    "augment.noise_std",
+    "augment.blur_prob",
+)
 #: Architecture fields taken as options, beside ``--preset`` (the widths).
 NETWORK_SETTINGS = ("arch", "context")
 

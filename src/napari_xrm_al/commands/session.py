@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from napari_xrm_al.commands._engine import (
     RUN_SETTINGS,
+    TRAIN_SETTINGS,
     add_anisotropy_option,
     add_compute_options,
     check_anisotropy,
@@ -37,6 +38,7 @@ from napari_xrm_al.core.session.jobs import (
     train_session,
 )
 from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.settings import with_settings
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.io.array_reads import volume_fingerprint
@@ -51,8 +53,11 @@ ACTIONS = {
     "train": "train a model on the slices marked done and record a cycle",
     "predict": "predict the whole scan with the latest model into the project",
 }
-#: The config of each action that trains, whose --steps and --time-budget it takes.
-CONFIGS = {"pretrain": PretrainConfig, "train": TrainConfig}
+#: The config of each action that trains, and the settings it takes as options.
+CONFIGS = {
+    "pretrain": (PretrainConfig, RUN_SETTINGS),
+    "train": (TrainConfig, (*RUN_SETTINGS, *TRAIN_SETTINGS)),
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             )
             add_compute_options(action)
         if name in CONFIGS:
-            add_setting_options(action, CONFIGS[name], RUN_SETTINGS)
+            add_setting_options(action, *CONFIGS[name])
         files = (
             {"reads": ("image",), "writes": ("project",)} if name != "status" else {}
         )
@@ -142,9 +147,10 @@ def _open(args: argparse.Namespace) -> tuple[Session, Volume]:
     return session, volume
 
 
-def _config(cls, args: argparse.Namespace):
-    """``cls()`` with the step count and time budget given on the command line."""
-    return cls(**setting_overrides(args, cls, RUN_SETTINGS))
+def _config(action: str, args: argparse.Namespace):
+    """The config of ``action`` with the settings given on the command line."""
+    cls, names = CONFIGS[action]
+    return with_settings(cls(), setting_overrides(args, cls, names))
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -200,7 +206,7 @@ def _run_job(
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """Pretrain the project's encoder."""
-    config = _config(PretrainConfig, args)
+    config = _config("pretrain", args)
     session, ckpt = _run_job(
         args, lambda s, v: pretrain_session(s, v.data, config, device=args.device)
     )
@@ -233,7 +239,7 @@ def run_rank(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train on the done slices; record the cycle."""
-    config = _config(TrainConfig, args)
+    config = _config("train", args)
 
     def job(session: Session, volume: Volume) -> Generator[Progress, None, Any]:
         check_anisotropy(args, volume, {ref.axis for ref in session.done})

@@ -8,6 +8,7 @@ import sys
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.commands._engine import (
     RUN_SETTINGS,
+    TRAIN_SETTINGS,
     add_anisotropy_option,
     add_memory_option,
     add_model_options,
@@ -37,21 +38,6 @@ from napari_xrm_al.core.training.train import train
 from napari_xrm_al.core.training.trainset import TRAIN_MAX_MEMORY
 from napari_xrm_al.errors import InputError
 from napari_xrm_al.io.array_reads import volume_fingerprint
-
-#: TrainConfig settings with an option of their own, beside the run's and the
-#: network's (those only without --init).
-OPTIONS = (
-    "loss",
-    "rare_paste",
-    "ensemble",
-    "ema_decay",
-    "precision",
-    "augment.histogram_shift",
-    "augment.intensity_scale",
-    "augment.intensity_shift",
-    "augment.noise_std",
-    "augment.blur_prob",
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -107,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser, TrainConfig)
     add_run_options(parser, TrainConfig)
     add_memory_option(parser, TRAIN_MAX_MEMORY, "the labelled slices read for training")
-    add_setting_options(parser, TrainConfig, OPTIONS)
+    add_setting_options(parser, TrainConfig, TRAIN_SETTINGS)
     parser.set_defaults(func=run, reads=("image", "labels", "init"), writes=("out",))
 
 
@@ -123,7 +109,7 @@ def _classes(args: argparse.Namespace, labels: LabelFile) -> ClassTable:
 def run(args: argparse.Namespace) -> int:
     """Train and write the model checkpoint."""
     setup_torch(args)
-    options = setting_overrides(args, TrainConfig, (*RUN_SETTINGS, *OPTIONS))
+    options = setting_overrides(args, TrainConfig, (*RUN_SETTINGS, *TRAIN_SETTINGS))
     network = model_overrides(args, TrainConfig)
     out = check_out(args.out)
     init = load_checkpoint(args.init) if args.init else None

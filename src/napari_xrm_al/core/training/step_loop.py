@@ -11,6 +11,7 @@ averaging, the checkpoint) comes in as arguments and callables.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -103,8 +104,8 @@ def seeded_generators(seed: int) -> tuple[np.random.Generator, torch.Generator]:
 
 def config_record(config: Any) -> dict[str, Any]:
     """What a checkpoint's history keeps of a run's (dataclass) ``config``:
-    every field but the augmentation."""
-    return {k: v for k, v in config.__dict__.items() if k != "augment"}
+    every field, a nested configuration (the augmentation) as a dict."""
+    return dataclasses.asdict(config)
 
 
 def run_steps(
