@@ -157,6 +157,7 @@ def main() -> None:
                 }
             )
             print(json.dumps(scores[-1]), flush=True)
+        save(args, variants, slices, scores, ranks, started, complete=False)
         if i == 0 and args.rank:
             rankings = run_to_end(
                 rank_pool(
@@ -176,17 +177,35 @@ def main() -> None:
             for name, ranking in rankings.items():
                 ranks[name] = [[p.slice, p.score] for p in ranking.picks]
                 print(name, [p.slice for p in ranking.picks], flush=True)
+    save(args, variants, slices, scores, ranks, started, complete=True)
+
+
+def save(
+    args: argparse.Namespace,
+    variants: dict,
+    slices: list,
+    scores: list[dict],
+    ranks: dict,
+    started: float,
+    *,
+    complete: bool,
+) -> None:
+    """Write the result JSON (after every training seed, so a stopped run keeps
+    its finished seeds; ``complete`` says whether every seed ran) and, when
+    complete, print the summary."""
     summary = {
         variant: spread([s for s in scores if s["score"] == variant])
         for variant in variants
     }
-    for variant, figures in summary.items():
-        print(variant, json.dumps(figures), flush=True)
+    if complete:
+        for variant, figures in summary.items():
+            print(variant, json.dumps(figures), flush=True)
     atomic_write_json(
         Path(args.out),
         {
             "dataset": args.dataset,
             "settings": args.set,
+            "complete": complete,
             "summary": summary,
             "seed": args.seed,
             "slices": format_slice_refs(slices),
