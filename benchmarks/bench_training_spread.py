@@ -9,9 +9,11 @@ result JSON's. ``--rank K`` also ranks the pool with that first model, the way
 the next cycle would, and prints each strategy's top slices. ``--set
 KEY=VALUE`` changes a training setting (a ``TrainConfig`` setting, e.g.
 ``--set ema_decay=0.995`` or ``--set augment.histogram_shift=0.25``). ``--score`` scores every model several ways,
-``NORMALISATION:TTA`` each: the test scan scaled by the model's normalisation
-(``model``, as ``predict`` does) or by its own percentiles (``own``), with
-test-time augmentation ``none``, ``flips`` or ``dihedral``. The last lines
+``NORMALISATION:TTA[:AXES]`` each: the test scan scaled by the model's
+normalisation (``model``, as ``predict`` does) or by its own percentiles
+(``own``), with test-time augmentation ``none``, ``flips`` or ``dihedral``,
+predicted along z or, with several ``AXES`` (``zyx``), fused along them as
+``predict --fuse-axes`` does; every variant's scoring seconds are kept. The last lines
 give, per way of scoring, the mean and spread (max − min over the training
 seeds) of mIoU and of each class's IoU.
 
@@ -47,15 +49,21 @@ from napari_xrm_al.core.training.train import train
 from napari_xrm_al.io.atomic import atomic_write_json
 
 
-def parse_variants(text: str) -> dict[str, tuple[str, str]]:
-    """``{"model:flips": ("model", "flips"), ...}`` from ``--score``."""
+def parse_variants(text: str) -> dict[str, tuple[str, str, str]]:
+    """``{"model:flips": ("model", "flips", "z"), ...}`` from ``--score``."""
     variants = {}
     for item in text.split(","):
-        normalisation, _, tta = item.partition(":")
-        tta = tta or "none"
-        if normalisation not in ("model", "own") or tta not in TTA_MODES:
-            sys.exit(f"--score: {item!r} is not NORMALISATION:TTA ({TTA_MODES})")
-        variants[f"{normalisation}:{tta}"] = (normalisation, tta)
+        normalisation, _, rest = item.partition(":")
+        tta, _, axes = rest.partition(":")
+        tta, axes = tta or "none", axes or "z"
+        if (
+            normalisation not in ("model", "own")
+            or tta not in TTA_MODES
+            or not set(axes) <= set("zyx")
+        ):
+            sys.exit(f"--score: {item!r} is not NORMALISATION:TTA[:AXES] ({TTA_MODES})")
+        name = f"{normalisation}:{tta}" + (f":{axes}" if axes != "z" else "")
+        variants[name] = (normalisation, tta, axes)
     return variants
 
 
@@ -95,8 +103,9 @@ def main() -> None:
     parser.add_argument(
         "--score",
         default="model:none",
-        help="ways of scoring each model, NORMALISATION:TTA, comma-separated "
-        "(NORMALISATION model or own; TTA none, flips or dihedral)",
+        help="ways of scoring each model, NORMALISATION:TTA[:AXES], comma-separated "
+        "(NORMALISATION model or own; TTA none, flips or dihedral; AXES z, the "
+        "default, or several to fuse the predictions along them, e.g. zyx)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -133,10 +142,11 @@ def main() -> None:
                 run=RunOptions(seed=seed, device=device, normalisation=norm),
             )
         )
-        for variant, (normalisation, tta) in variants.items():
+        for variant, (normalisation, tta, axes) in variants.items():
             scored = ckpt
             if normalisation == "own":
                 scored = dataclasses.replace(ckpt, normalisation=test_own)
+            t0 = time.perf_counter()
             score = run_to_end(
                 score_model(
                     scored,
@@ -146,6 +156,7 @@ def main() -> None:
                     "z",
                     device,
                     tta=tta,
+                    fuse_axes=tuple(axes) if len(axes) > 1 else (),
                 )
             )
             scores.append(
@@ -153,6 +164,7 @@ def main() -> None:
                     "train_seed": seed,
                     "score": variant,
                     "train_seconds": ckpt.history["seconds"],
+                    "score_seconds": round(time.perf_counter() - t0, 1),
                     **score,
                 }
             )
@@ -164,19 +176,19 @@ def main() -> None:
                     ckpt,
                     image,
                     labels,
-                    slices,
+                    [ref.code for ref in slices],
                     classes,
                     args.strategies.split(","),
                     args.rank,
-                    axis="z",
+                    axes=sorted({ref.axis_name for ref in slices}),
                     min_distance=data["min_distance"],
                     seed=args.seed,
                     device=device,
                 )
             )
             for name, ranking in rankings.items():
-                ranks[name] = [[p.slice, p.score] for p in ranking.picks]
-                print(name, [p.slice for p in ranking.picks], flush=True)
+                ranks[name] = [[str(p.ref), p.score] for p in ranking.picks]
+                print(name, [str(p.ref) for p in ranking.picks], flush=True)
     save(args, variants, slices, scores, ranks, started, complete=True)
 
 

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.al.curves import (
@@ -15,9 +16,16 @@ from napari_xrm_al.core.al.curves import (
     plot_curves,
     summary_table,
 )
-from napari_xrm_al.core.al.simulate import rare_class_of, simulate, split_holdout
+from napari_xrm_al.core.al.simulate import (
+    rare_class_of,
+    score_model,
+    simulate,
+    split_holdout,
+)
 from napari_xrm_al.core.al.simulation_config import RunSpec, SimulationConfig, parse_run
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.fused_prediction import predict_fused
+from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
@@ -233,3 +241,25 @@ def test_mismatched_ground_truth_is_refused() -> None:
         run_to_end(
             simulate(np.zeros((8, 8, 8)), np.full((8, 8, 8), 7), CLASSES, config)
         )
+
+
+def test_score_model_scores_the_fused_prediction_when_asked(
+    untrained_segmenter, tiny_model_config, smooth_volume
+) -> None:
+    segmenter = untrained_segmenter(tiny_model_config)
+    volume = smooth_volume((10, 16, 16))
+    truth = np.zeros(volume.shape, np.int16)  # background-only truth: IoU = share
+    device = torch.device("cpu")
+
+    def score(**kw):
+        run = score_model(segmenter.checkpoint, volume, truth, ClassTable.hbm(), "z", device, **kw)  # fmt: skip
+        return run_to_end(run)["iou"]["background"]
+
+    def background_share(axes) -> float:
+        out = np.zeros(volume.shape, np.uint8)
+        run_to_end(predict_fused(segmenter, volume, axes, PredictConfig(device=device), out=out))  # fmt: skip
+        return float(np.mean(out == 1))
+
+    assert score() == score(fuse_axes=("z",)) == pytest.approx(background_share("z"))
+    assert score(fuse_axes=("z", "y", "x")) == pytest.approx(background_share("zyx"))
+    assert background_share("zyx") != background_share("z")

@@ -48,6 +48,7 @@ from napari_xrm_al.core.al.simulation_config import (
     settings_of,
 )
 from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import Checkpoint
@@ -97,12 +98,18 @@ def score_model(
     axis: str,
     device: torch.device,
     tta: str = "none",
+    fuse_axes: Sequence[str] = (),
 ) -> Generator[Progress, None, dict[str, Any]]:
-    """Predict ``image`` (with test-time augmentation ``tta``) and score it
+    """Predict ``image`` (with test-time augmentation ``tta``; along ``axis``,
+    or the mean of the predictions along ``fuse_axes`` when given) and score it
     against dense ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
     config = PredictConfig(axis=axis, summaries=False, device=device, tta=tta)
-    yield from Segmenter.build(ckpt).predict_volume(image, config, out=out)
+    segmenter = Segmenter.build(ckpt)
+    if fuse_axes:
+        yield from predict_fused(segmenter, image, fuse_axes, config, out=out)
+    else:
+        yield from segmenter.predict_volume(image, config, out=out)
     scores = evaluate(out.astype(np.int16) - 1, labels, classes)
     return {
         "miou": scores["miou"],
