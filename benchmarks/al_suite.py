@@ -14,7 +14,7 @@ Usage::
     python benchmarks/al_suite.py --pools thick-dies,thin-dies --seeds 0-4 \
         --threads 1                        # resumable, JSON per pool/seed
     python benchmarks/al_suite.py --report
-    python benchmarks/al_suite.py --coverage --seeds 0-9 \
+    python benchmarks/al_suite.py --coverage --seeds 0-9 [--axes z --axes z,y,x] \
         --out-dir benchmarks/results/coverage
     python benchmarks/al_suite.py --coverage-report --out-dir benchmarks/results/coverage
 
@@ -23,7 +23,8 @@ than one session, so each run adds its pool/seed files to those kept).
 
 ``--coverage`` measures the first picks alone (pretrained encoder, k-centre
 greedy): the fraction of each pool's classes present in the first 4 slices,
-against 4 slices drawn at random.
+against 4 slices drawn at random, with candidates along z or along several
+axes (``--axes``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ from napari_xrm_al.core.al.simulation_config import (
 )
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.normalization import fit_normalisation
-from napari_xrm_al.core.slices import parse_slice_list
+from napari_xrm_al.core.slice_refs import (
+    AXIS_NAMES,
+    SliceRef,
+    parse_axes,
+    ref_of_code,
+    slice_codes,
+)
+from napari_xrm_al.core.slices import n_slices, parse_slice_list
 from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
     make_hbm_sample,
@@ -251,9 +259,12 @@ def report(out_dir: Path, budgets: tuple[int, ...] = (8, 12)) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-def class_share(labels: np.ndarray, picks) -> float:
-    """Fraction of the classes of ``labels`` that the slices ``picks`` hold."""
-    picked = np.unique(labels[np.sort(np.asarray(picks))])
+def class_share(labels: np.ndarray, codes) -> float:
+    """Fraction of the classes of ``labels`` that the slices ``codes`` hold."""
+    picked: set[int] = set()
+    for code in codes:
+        ref = ref_of_code(int(code))
+        picked.update(np.unique(np.take(labels, ref.index, axis=ref.axis)).tolist())
     return len(picked) / len(np.unique(labels))
 
 
@@ -261,19 +272,24 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
     """Fraction of each pool's classes in the first 4 picks, over ``seeds``.
 
     The core-set first picks from each seed's pretrained encoder are set against
-    4 slices drawn at random with the same seed; one JSON per pool
-    and seed range (``coverage_<pool>_s<first>-<last>.json``), so pools and
-    seeds can run in separate processes.
+    4 slices drawn at random with the same seed, for every set of candidate axes
+    of ``--axes`` (from the same encoder, so the sets are paired); one JSON per
+    pool, axes and seed range (``coverage_<pool>[_<axes>]_s<first>-<last>.json``,
+    no axes part for z alone), so pools and seeds can run in separate processes.
     """
+    axis_sets = [
+        tuple(AXIS_NAMES[a] for a in parse_axes(text, "--axes"))
+        for text in args.axes or ["z"]
+    ]
     for name in pools:
         data = load_pool(name)
         image, labels = data["image"], data["labels"]
         _, pre = configs(data["context"], None, args.pretrain_steps)
-        config = SimulationConfig(runs=(), initial=4, min_distance=data["min_distance"])
         norm = fit_normalisation(image)
         present = set(np.unique(labels).tolist())
-
-        picked, drawn = [], []
+        found = {
+            axes: {"first_picks": [], "random": [], "picks": []} for axes in axis_sets
+        }
         for seed in seeds:
             encoder = run_to_end(
                 pretrain(
@@ -282,46 +298,62 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
                     run=RunOptions(seed=seed, device="cpu", normalisation=norm),
                 )
             )
-            picks = run_to_end(
-                initial_slices(encoder, image, config, seed, torch.device("cpu"))
+            for axes, kept in found.items():
+                config = SimulationConfig(
+                    runs=(), initial=4, min_distance=data["min_distance"], axes=axes
+                )
+                picks = run_to_end(
+                    initial_slices(encoder, image, config, seed, torch.device("cpu"))
+                )
+                candidates = slice_codes(
+                    SliceRef.of(a, i)
+                    for a in axes
+                    for i in range(n_slices(image.shape, a))
+                )
+                drawn = np.random.default_rng(seed).choice(candidates, 4, replace=False)
+                kept["first_picks"].append(class_share(labels, picks))
+                kept["random"].append(class_share(labels, drawn))
+                kept["picks"].append([str(ref_of_code(c)) for c in picks])
+                print(name, ",".join(axes), seed, kept["picks"][-1],
+                      f"{kept['first_picks'][-1]:.2f}",
+                      sorted(str(ref_of_code(c)) for c in drawn),
+                      f"{kept['random'][-1]:.2f}", flush=True)  # fmt: skip
+        for axes, kept in found.items():
+            part = "" if axes == ("z",) else "_" + "".join(axes)
+            atomic_write_json(
+                Path(args.out_dir)
+                / f"coverage_{name}{part}_s{seeds[0]}-{seeds[-1]}.json",
+                {
+                    "pool": name,
+                    "axes": ",".join(axes),
+                    "classes": int(len(present)),
+                    "seeds": seeds,
+                    **kept,
+                    "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "machine": machine(),
+                },
             )
-            random_picks = np.random.default_rng(seed).choice(len(image), 4, False)
-            picked.append(class_share(labels, picks))
-            drawn.append(class_share(labels, random_picks))
-            print(name, seed, list(picks), f"{picked[-1]:.2f}",
-                  sorted(random_picks.tolist()), f"{drawn[-1]:.2f}", flush=True)  # fmt: skip
-        atomic_write_json(
-            Path(args.out_dir) / f"coverage_{name}_s{seeds[0]}-{seeds[-1]}.json",
-            {
-                "pool": name,
-                "classes": int(len(present)),
-                "seeds": seeds,
-                "first_picks": picked,
-                "random": drawn,
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-                "machine": machine(),
-            },
-        )
 
 
 def coverage_report(out_dir: Path) -> None:
-    """A table of every ``coverage_<pool>_s<seeds>.json`` in ``out_dir`` (the
-    files of one pool pooled, each seed once)."""
-    pools: dict[str, dict] = {}
+    """A table of every ``coverage_*.json`` in ``out_dir`` (the files of one
+    pool and set of axes pooled, each seed once)."""
+    pools: dict[tuple[str, str], dict] = {}
     for path in sorted(out_dir.glob("coverage_*.json")):
         r = json.loads(path.read_text())
-        pool = pools.setdefault(r["pool"], {"classes": r["classes"], "seeds": {}})
+        key = (r["pool"], r.get("axes", "z"))
+        pool = pools.setdefault(key, {"classes": r["classes"], "seeds": {}})
         for i, seed in enumerate(r["seeds"]):
             pool["seeds"][seed] = (r["first_picks"][i], r["random"][i])
-    print("| pool | classes | seeds | first picks: mean share | all classes | "
-          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|")  # fmt: skip
-    for name, pool in pools.items():
+    print("| pool | axes | classes | seeds | first picks: mean share | all classes | "
+          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for (name, axes), pool in sorted(pools.items()):
         shares = np.asarray(list(pool["seeds"].values()))
         cells = []
         for column in shares.T:
             cells += [f"{column.mean():.3f}", f"{(column == 1).sum()}/{len(column)}"]
         print(
-            f"| {name} | {pool['classes']} | {len(shares)} | "
+            f"| {name} | {axes} | {pool['classes']} | {len(shares)} | "
             + " | ".join(cells)
             + " |"
         )
@@ -337,6 +369,12 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="benchmarks/results/suite")
+    parser.add_argument(
+        "--axes",
+        action="append",
+        help="--coverage: candidate axes of the first picks, e.g. z,y,x "
+        "(repeatable: each set from the same encoders; default z)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--describe", action="store_true")
     mode.add_argument("--report", action="store_true")
