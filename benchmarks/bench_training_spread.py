@@ -12,8 +12,8 @@ KEY=VALUE`` changes a training setting (a ``TrainConfig`` setting, e.g.
 ``NORMALISATION:TTA[:AXES]`` each: the test scan scaled by the model's
 normalisation (``model``, as ``predict`` does) or by its own percentiles
 (``own``), with test-time augmentation ``none``, ``flips`` or ``dihedral``,
-predicted along z or, with several ``AXES`` (``zyx``), fused along them as
-``predict --fuse-axes`` does; every variant's scoring seconds are kept. The last lines
+predicted along one axis (``z`` unless ``AXES`` says) or, with several
+``AXES`` (``zyx``), fused along them as ``predict --fuse-axes`` does; every variant's scoring seconds are kept. The last lines
 give, per way of scoring, the mean and spread (max − min over the training
 seeds) of mIoU and of each class's IoU.
 
@@ -104,8 +104,8 @@ def main() -> None:
         "--score",
         default="model:none",
         help="ways of scoring each model, NORMALISATION:TTA[:AXES], comma-separated "
-        "(NORMALISATION model or own; TTA none, flips or dihedral; AXES z, the "
-        "default, or several to fuse the predictions along them, e.g. zyx)",
+        "(NORMALISATION model or own; TTA none, flips or dihedral; AXES one axis, "
+        "z by default, or several to fuse the predictions along them, e.g. zyx)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -153,7 +153,7 @@ def main() -> None:
                     data["test_image"],
                     data["test_labels"],
                     classes,
-                    "z",
+                    axes[0],
                     device,
                     tta=tta,
                     fuse_axes=tuple(axes) if len(axes) > 1 else (),
