@@ -53,7 +53,8 @@ def test_the_whole_loop_runs_headless_and_keeps_the_suggestion(
     assert main(["session", "rank", str(project), "--strategy", "entropy", *run]) == 0
     capsys.readouterr()
     assert main(["session", "predict", str(project), *run]) == 0
-    assert "wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "predicted along z with models/cycle-001.pt" in out and "wrote" in out
     labels = open_volume(project / PREDICTION).data
     assert labels.shape == (24, 48, 48) and np.asarray(labels).max() >= 1
 

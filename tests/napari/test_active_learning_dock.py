@@ -12,6 +12,7 @@ from matplotlib.colors import to_hex
 from napari.utils.notifications import notification_manager
 from napari.utils.theme import get_theme
 
+from napari_xrm_al._napari.layer_keys import PROVENANCE_KEY
 from napari_xrm_al._napari.sample_data import sample_layer_data
 from napari_xrm_al.classes import dense_to_annotation
 from napari_xrm_al.core.session.schema import SuggestionRecord
@@ -189,6 +190,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     labels = np.asarray(prediction.data)
     assert labels.shape == SHAPE and labels.min() >= 1 and labels.max() <= 4
     assert not prediction.editable  # paint on the annotation layer instead
+    assert prediction.metadata[PROVENANCE_KEY]["axes"] == "z"  # trained along z
     uncertainty = np.asarray(viewer.layers[f"{IMAGE} uncertainty"].data)
     assert uncertainty.shape == SHAPE and uncertainty.dtype == np.uint8
     assert uncertainty.max() > 0

@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--axis",
         choices=("z", "y", "x"),
-        help="slice axis (default: the one the model was trained on)",
+        help="slice axis (default: the one most of the model's training slices "
+        "lie along)",
     )
     parser.add_argument(
         "--fuse-axes",
@@ -204,10 +205,18 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
 def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
     segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
-    if args.axis and args.axis != segmenter.axis:
+    trained = segmenter.checkpoint.trained_axes
+    if args.axis and args.axis not in trained:
         print(
-            f"note: the model was trained on slices along {segmenter.axis}; "
+            f"note: the model was trained on slices along {', '.join(trained)}; "
             f"predicting along {args.axis}",
+            file=sys.stderr,
+        )
+    elif len(trained) > 1 and not args.axis:
+        print(
+            f"note: the model was trained on slices along {', '.join(trained)}; "
+            f"predicting along {trained[0]} (--fuse-axes {','.join(trained)} "
+            "averages the predictions along each)",
             file=sys.stderr,
         )
     return run_to_end(

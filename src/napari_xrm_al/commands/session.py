@@ -270,7 +270,7 @@ def run_predict(args: argparse.Namespace) -> int:
             session.classes.names, result.class_fraction, strict=True
         )
     )
-    print(f"predicted with {result.model}: {shares}")
+    print(f"{result.along()} with {result.model}: {shares}")
     print(f"wrote {session.folder / PREDICTION}")
     return 0
 

@@ -8,8 +8,9 @@ resuming the generator (``gen.close()``); generators leave nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 R = TypeVar("R")
@@ -71,3 +72,36 @@ def run_to_end(
             return stop.value
         if on_progress is not None:
             on_progress(event)
+
+
+def one_of_parts(
+    job: Generator[Progress, None, R],
+    sizes: Sequence[int],
+    part: int,
+    name: str,
+) -> Generator[Progress, None, R]:
+    """The events of ``job``, part ``part`` (0-based) of a run of parts of
+    ``sizes`` (e.g. slices), counted over the whole run: one progress bar
+    and one ETA; each message starts with ``name``."""
+    before, whole = sum(sizes[:part]), sum(sizes)
+    size = sizes[part]
+    t0 = time.perf_counter()
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            done = event.step / max(1, event.total) * size
+            eta = event.eta_seconds
+            if eta is not None and done > 0:
+                eta += (whole - before - size) * (time.perf_counter() - t0) / done
+            yield replace(
+                event,
+                step=round(before + done),
+                total=whole,
+                eta_seconds=eta,
+                message=f"{name} ({part + 1}/{len(sizes)}) {event.message}".rstrip(),
+            )
+    finally:
+        job.close()

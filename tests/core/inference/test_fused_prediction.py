@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.fused_prediction import fused_bytes, predict_fused
+from napari_xrm_al.core.inference.fused_prediction import (
+    fused_bytes,
+    predict_fused,
+    prediction_axes,
+)
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
@@ -65,3 +71,41 @@ def test_fusing_a_volume_too_large_is_refused_before_any_work(
     need = fused_bytes(SHAPE, 4)
     with pytest.raises(XrmError, match="predict along one axis"):
         fused(segmenter, volume, "zyx", max_fused_memory=need - 1)
+
+
+def test_prediction_follows_the_axes_of_the_training_slices(segmenter) -> None:
+    ckpt = dataclasses.replace(
+        segmenter.checkpoint, axis="z", history={"slices": [["y", 3], ["y", 9]]}
+    )
+    assert prediction_axes(ckpt, SHAPE) == (("y",), "")
+    ckpt.history["slices"].append(["z", 4])
+    assert prediction_axes(ckpt, SHAPE) == (("y", "z"), "")
+    axes, note = prediction_axes(ckpt, SHAPE, uncertainty=True)
+    assert axes == ("y",) and "uncertainty map comes from one pass" in note
+    need = fused_bytes(SHAPE, 4)
+    axes, note = prediction_axes(ckpt, SHAPE, max_fused_memory=need - 1)
+    assert axes == ("y",) and "fusing them needs about" in note
+
+
+def test_a_fused_run_has_one_progress_bar(segmenter, volume) -> None:
+    events = []
+    out = np.zeros(SHAPE, np.uint8)
+    run_to_end(predict_fused(segmenter, volume, "zyx", FLOAT32, out=out), events.append)
+    assert {e.total for e in events} == {sum(SHAPE)}  # slices of every axis
+    steps = [e.step for e in events]
+    assert steps == sorted(steps) and steps[-1] == events[-1].total
+    assert events[0].message.startswith("along z (1/3)")
+    assert events[-1].message.startswith("along x (3/3)")
+
+
+def test_a_volume_is_predicted_along_the_main_training_axis_by_default(
+    segmenter, volume
+) -> None:
+    ckpt = dataclasses.replace(
+        segmenter.checkpoint, axis="z", history={"slices": [["x", 3], ["x", 9]]}
+    )
+    other = type(segmenter)(segmenter.net, ckpt)
+    out = np.zeros(SHAPE, np.uint8)
+    result = run_to_end(other.predict_volume(volume, FLOAT32, out=out))
+    assert result.axis == "x"
+    np.testing.assert_array_equal(out, along(segmenter, volume, "x"))

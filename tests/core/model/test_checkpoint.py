@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 from pathlib import Path
 
@@ -141,3 +142,17 @@ def test_provenance_describes_the_volume(tmp_path):
     )
     assert prov["image_fingerprint"] != make_provenance(data + 1)["image_fingerprint"]
     assert {"torch", "monai", "numpy"} <= set(prov["versions"]) and prov["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    ("slices", "axes"),
+    [
+        ([], ("y",)),  # an older file or an encoder: its own axis
+        ([["x", 3], ["x", 5], ["z", 1]], ("x", "z")),  # most slices first
+        ([["z", 3], ["y", 5]], ("y", "z")),  # a tie: its own axis first
+        ([4, ["x", 2]], ("y", "x")),  # a bare index is along its own axis
+    ],
+)
+def test_trained_axes_follow_the_training_slices(segmenter_ckpt, slices, axes):
+    ckpt = dataclasses.replace(segmenter_ckpt, history={"slices": slices})
+    assert ckpt.trained_axes == axes

@@ -10,7 +10,10 @@ import pytest
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.al.batch_picking import pick_record
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.fused_prediction import predict_fused
+from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.session.jobs import (
+    PREDICTION,
     learning_curve,
     predict_session,
     pretrain_session,
@@ -20,9 +23,11 @@ from napari_xrm_al.core.session.jobs import (
 )
 from napari_xrm_al.core.session.paths import SESSION_FILE
 from napari_xrm_al.core.session.session import Session
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
+from napari_xrm_al.io.mask_reader import read_mask
 
 TINY_PRETRAIN = PretrainConfig(steps=3, batch_size=4, time_budget_s=None)
 TINY_TRAIN = TrainConfig(steps=6, crop_size=32, batch_size=2)
@@ -147,3 +152,35 @@ def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> N
     job.close()
     assert (session.folder / "models" / "encoder.pt").read_bytes() == first
     assert Session.open(session.folder).pretrained == "models/encoder.pt"
+
+
+def test_prediction_follows_the_axes_the_model_was_trained_on(sample, tmp_path) -> None:
+    """y slices alone: predicted along y; z and y slices: along both, averaged
+    (unless an uncertainty map is wanted: it comes from one pass)."""
+    session, _ = session_for(
+        None, sample.image, ClassTable.hbm(), "z", folder=tmp_path / "s.xrmal"
+    )
+    truth = dense_to_annotation(sample.labels)
+    for index in (10, 30):
+        ref = SliceRef.of("y", index)
+        session.annotations.write_slice(ref, truth[:, index])
+        session.mark_done(ref)
+    run_to_end(train_session(session, sample.image, TINY_TRAIN))
+    along_y = run_to_end(predict_session(session, sample.image))
+    assert along_y.axes == ("y",) and along_y.along() == "predicted along y"
+    assert read_mask(session.folder / PREDICTION).provenance["axes"] == "y"
+
+    session.annotations.write_slice(12, truth[12])
+    session.mark_done(12)
+    run_to_end(train_session(session, sample.image, TINY_TRAIN))
+    fused = run_to_end(predict_session(session, sample.image))
+    assert fused.axes == ("y", "z")
+    assert fused.along() == "predicted along y, z and averaged"
+    segmenter = Segmenter.from_checkpoint(session.latest_model)
+    expected = np.zeros(sample.image.shape, np.uint8)
+    run_to_end(predict_fused(segmenter, sample.image, "zy", out=expected))
+    np.testing.assert_array_equal(np.asarray(fused.labels), expected)
+
+    one = run_to_end(predict_session(session, sample.image, uncertainty=True))
+    assert one.axes == ("y",) and "from one pass" in one.along()
+    assert one.uncertainty is not None

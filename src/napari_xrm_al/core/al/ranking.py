@@ -34,7 +34,7 @@ from napari_xrm_al.core.al.acquisition import (
     select,
 )
 from napari_xrm_al.core.al.discovery import DiscoveryPlan
-from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.events import Progress, one_of_parts
 from napari_xrm_al.core.inference.embedding import embed_slices
 from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
@@ -131,6 +131,7 @@ def summarise(
 
     parts = yield from _per_axis(
         axes,
+        image_data.shape,
         lambda ax: (
             cache_dir / f"summary-{_file_key(model_path, mc_samples, ax)}.npz"
             if cache_dir is not None
@@ -145,6 +146,7 @@ def summarise(
 
 def _per_axis(
     axes: Sequence[str | int] | None,
+    shape: Sequence[int],
     cache_for: Callable[[int | None], Path | None],
     load: Callable[[Path], T],
     save: Callable[[T, Path], Any],
@@ -152,13 +154,19 @@ def _per_axis(
 ) -> Generator[Progress, None, list[T]]:
     """``compute(axis)`` for each of ``axes`` (in z, y, x order; None: once,
     for the model's own axis), read from and written to ``cache_for(axis)``
-    (a file that holds slice codes, so it never depends on the default axis)."""
+    (a file that holds slice codes, so it never depends on the default axis).
+    Several axes make one progress bar over the slices of all (``shape``)."""
     parts = []
-    for ax in sorted({axis_index(a) for a in axes}) if axes else [None]:
+    order = sorted({axis_index(a) for a in axes}) if axes else [None]
+    for i, ax in enumerate(order):
         cache = cache_for(ax)
         part = _read_cache(cache, load) if cache is not None else None
         if part is None:
-            part = yield from compute(ax)
+            job = compute(ax)
+            if len(order) > 1:
+                sizes = [shape[a] for a in order]
+                job = one_of_parts(job, sizes, i, f"along {axis_name(ax)}")
+            part = yield from job
             if cache is not None:
                 cache.parent.mkdir(exist_ok=True)
                 save(part, cache)
@@ -238,6 +246,7 @@ def first_ranking(
 
     parts = yield from _per_axis(
         axes,
+        image_data.shape,
         lambda ax: (
             cache_dir / f"embedding-{_file_key(encoder_path, ax)}.npz"
             if cache_dir is not None

@@ -276,7 +276,7 @@ def predict_volume_dask(
     config = config or DASK_CONFIG
     ckpt = load_checkpoint(model_path, "segmenter")
     volume = open_volume(image_path, max_memory=config.max_memory)
-    ax = config.slice_axis(ckpt.axis)
+    ax = config.slice_axis(ckpt.trained_axes[0])
     shape = volume.shape
     batch = batch_for(config.batch_size, slice_shape(shape, ax))
     precision = config.precision

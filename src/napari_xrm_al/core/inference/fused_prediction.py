@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.events import Progress, one_of_parts
 from napari_xrm_al.core.inference.predict import PredictConfig, PredictionResult
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.tiling import mib
+from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import MaskWriter, label_dtype
@@ -37,6 +38,47 @@ WRITE_SLAB = 16
 def fused_bytes(shape: Sequence[int], n_classes: int) -> int:
     """Memory :func:`predict_fused` holds: the sum and one axis's probabilities."""
     return 2 * n_classes * math.prod(shape) * np.dtype(np.float32).itemsize
+
+
+def prediction_axes(
+    checkpoint: Checkpoint,
+    shape: Sequence[int],
+    *,
+    uncertainty: bool = False,
+    max_fused_memory: int = FUSE_MAX_MEMORY,
+) -> tuple[tuple[str, ...], str]:
+    """The axes to predict a volume of ``shape`` along with a model: those of
+    its training slices (fused when several), or the main one alone when an
+    uncertainty map is wanted (it comes from one pass) or fusing would take
+    more than ``max_fused_memory``.
+
+    A model trained on y slices predicts best along y (it has seen only
+    that view); one trained on several axes, fused along them
+    (docs/benchmarks.md, Stable retraining).
+
+    Returns
+    -------
+    axes, note
+        The axes, main one first, and why fewer than the training axes are
+        used ("" when all are).
+    """
+    axes = checkpoint.trained_axes
+    if len(axes) == 1:
+        return axes, ""
+    trained = ", ".join(axes)
+    if uncertainty:
+        return axes[:1], (
+            f"predicted along {axes[0]} only, though trained on slices along "
+            f"{trained}: the uncertainty map comes from one pass"
+        )
+    need = fused_bytes(shape, checkpoint.model_config.n_classes)
+    if need > max_fused_memory:
+        return axes[:1], (
+            f"predicted along {axes[0]} only, though trained on slices along "
+            f"{trained}: fusing them needs about {mib(need)}, more than "
+            f"{mib(max_fused_memory)}"
+        )
+    return axes, ""
 
 
 def predict_fused(
@@ -76,9 +118,14 @@ def predict_fused(
     probs = np.zeros_like(total)
     t0 = time.perf_counter()
     result = None
-    for ax in order:
-        result = yield from segmenter.predict_volume(
-            data, replace(one_pass, axis=ax), probabilities_out=probs
+    for i, ax in enumerate(order):
+        result = yield from one_of_parts(
+            segmenter.predict_volume(
+                data, replace(one_pass, axis=ax), probabilities_out=probs
+            ),
+            [shape[a] for a in order],
+            i,
+            f"along {axis_name(ax)}",
         )
         total += probs
     del probs

@@ -65,8 +65,9 @@ class PredictConfig:
     Attributes
     ----------
     axis
-        Slice axis (``'z'``, ``'y'``, ``'x'`` or 0..2); None: the one the
-        model was trained on.
+        Slice axis (``'z'``, ``'y'``, ``'x'`` or 0..2); None: for a volume,
+        the axis most of the model's training slices lie along; for given
+        slice indices, the model's own axis.
     batch_size
         Slices per forward pass; None: about 4 slices of 256²
         (:func:`~napari_xrm_al.core.inference.slice_inference.default_batch_size`).
@@ -113,10 +114,11 @@ class PredictConfig:
                 f"MC-dropout samples must be an integer >= 1, got {self.mc_samples}."
             )
 
-    def slice_axis(self, model_axis: str) -> int:
+    def slice_axis(self, default: str) -> int:
         """The array axis (0..2) to slice along: :attr:`axis`, or when None
-        ``model_axis``, the one the model was trained on."""
-        return axis_index(model_axis if self.axis is None else self.axis)
+        ``default`` (a volume: the model's main training axis,
+        :attr:`~napari_xrm_al.core.model.checkpoint.Checkpoint.trained_axes`)."""
+        return axis_index(default if self.axis is None else self.axis)
 
 
 @dataclass
@@ -246,7 +248,7 @@ def open_outputs(
     ``voxel_size`` and ``provenance`` their metadata and ``max_memory`` the
     limit of a TIFF class map's page (None: no limit).
     """
-    axis = config.slice_axis(ckpt.axis)
+    axis = config.slice_axis(ckpt.trained_axes[0])
     record = {
         "made_by": "napari-xrm-al predict",
         "axis": axis_name(axis),
@@ -310,7 +312,7 @@ def predict_volume(
     """
     config = config or PredictConfig()
     check_volume(data)
-    ax = config.slice_axis(segmenter.axis)
+    ax = config.slice_axis(segmenter.checkpoint.trained_axes[0])
     name = axis_name(ax)
     shape = tuple(int(s) for s in data.shape)
     hw = slice_shape(shape, ax)

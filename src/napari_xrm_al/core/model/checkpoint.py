@@ -20,6 +20,7 @@ import platform
 import tempfile
 import time
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -56,7 +57,9 @@ class Checkpoint:
     normalisation
         Intensity normalisation fitted on the training volume.
     axis
-        Slice axis, ``'z'``, ``'y'`` or ``'x'``.
+        Slice axis, ``'z'``, ``'y'`` or ``'x'``: the one plain slice indices
+        are along (the session's); the training slices may lie along others
+        (:attr:`trained_axes`).
     classes
         Class table (segmenters only).
     provenance
@@ -86,6 +89,22 @@ class Checkpoint:
                     f"The class table has {len(self.classes)} classes but the model "
                     f"predicts {self.model_config.n_classes}."
                 )
+
+    @property
+    def trained_axes(self) -> tuple[str, ...]:
+        """Axes of the slices it was trained on, most slices first (ties:
+        :attr:`axis` first, then z, y, x); ``(axis,)`` when its history does
+        not list them (an encoder, an older file). A slice recorded as a bare
+        index is along :attr:`axis`."""
+        counts = Counter(
+            axis_name(item[0]) if isinstance(item, list | tuple) else self.axis
+            for item in self.history.get("slices", [])
+        )
+        if not counts:
+            return (self.axis,)
+        return tuple(
+            sorted(counts, key=lambda a: (-counts[a], a != self.axis, "zyx".index(a)))
+        )
 
     def check_classes(
         self, classes: ClassTable, source: str = "the checkpoint"

@@ -31,6 +31,10 @@ from napari_xrm_al.core.al.ranking import (
     summarise,
 )
 from napari_xrm_al.core.events import Progress
+from napari_xrm_al.core.inference.fused_prediction import (
+    predict_fused,
+    prediction_axes,
+)
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import (
@@ -302,12 +306,28 @@ class Prediction:
         ``(C,)`` share of the volume given to each class.
     model
         The model file that predicted it, relative to the session folder.
+    axes
+        The axes it was predicted along (fused when several).
+    note
+        Why fewer axes than the model was trained along were used ("" when
+        none is left out).
     """
 
     labels: zarr.Array
     uncertainty: zarr.Array | None
     class_fraction: np.ndarray
     model: str
+    axes: tuple[str, ...] = ("z",)
+    note: str = ""
+
+    def along(self) -> str:
+        """``'predicted along y'``, ``'predicted along z, y and averaged'``, or
+        the note."""
+        if self.note:
+            return self.note
+        if len(self.axes) > 1:
+            return f"predicted along {', '.join(self.axes)} and averaged"
+        return f"predicted along {self.axes[0]}"
 
 
 def predict_session(
@@ -320,6 +340,9 @@ def predict_session(
 ) -> Generator[Progress, None, Prediction]:
     """Predict the whole scan with the latest model into the session folder.
 
+    Along the axes of the model's training slices
+    (:func:`~napari_xrm_al.core.inference.fused_prediction.prediction_axes`:
+    the mean of the predictions along each when several).
     ``prediction.zarr`` (and ``uncertainty.zarr``) replace the previous ones
     only when the run completes. ``tta``: test-time augmentation
     (:data:`~napari_xrm_al.core.inference.slice_inference.TTA_MODES`).
@@ -328,19 +351,30 @@ def predict_session(
     if model_path is None:
         raise XrmError("Train a model before predicting the volume.")
     segmenter = Segmenter.from_checkpoint(model_path, device=device)
+    axes, note = prediction_axes(
+        segmenter.checkpoint, image_data.shape, uncertainty=uncertainty
+    )
     labels_path = session.folder / PREDICTION
     uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
-    result = yield from segmenter.predict_volume(
-        image_data,
-        PredictConfig(summaries=False, device=device, tta=tta),
-        out=labels_path,
-        uncertainty_out=uncertainty_path,
-        provenance={
-            **_provenance(session),
-            "model": session.paths.relative(model_path),
-            "tta": tta,
-        },
-    )
+    config = PredictConfig(summaries=False, device=device, tta=tta, axis=axes[0])
+    provenance = {
+        **_provenance(session),
+        "model": session.paths.relative(model_path),
+        "tta": tta,
+        "axes": ",".join(axes),
+    }
+    if len(axes) > 1:
+        result = yield from predict_fused(
+            segmenter, image_data, axes, config, out=labels_path, provenance=provenance
+        )
+    else:
+        result = yield from segmenter.predict_volume(
+            image_data,
+            config,
+            out=labels_path,
+            uncertainty_out=uncertainty_path,
+            provenance=provenance,
+        )
     return Prediction(
         labels=zarr.open_array(labels_path, mode="r"),
         uncertainty=(
@@ -348,6 +382,8 @@ def predict_session(
         ),
         class_fraction=result.class_fraction,
         model=session.paths.relative(model_path),
+        axes=axes,
+        note=note,
     )
 
 

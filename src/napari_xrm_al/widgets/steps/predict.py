@@ -199,6 +199,7 @@ class PredictSection(QWidget):
                 PROVENANCE_KEY: {
                     "session": str(session.folder),
                     "model": prediction.model,
+                    "axes": ",".join(prediction.axes),
                 },
             },
             opacity=0.5,
@@ -221,6 +222,9 @@ class PredictSection(QWidget):
             )
         self.state.activate_annotations()
         self.refresh()
+        if prediction.note or prediction.axes != (session.axis,):
+            text = prediction.along()
+            show_info(f"{text[0].upper()}{text[1:]}.")
 
     # -- export ----------------------------------------------------------------------
     def prediction_layer(self) -> Labels | None:
