@@ -108,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--axes",
         help="pick, reveal and train on slices along these axes together, e.g. "
-        "z,y,x (default: --axis alone); the test is still predicted along --axis",
+        "z,y,x (default: --axis alone); each model predicts the test scan along "
+        "the axes of its training slices, fused when several",
     )
     add_anisotropy_option(parser)
     parser.add_argument(

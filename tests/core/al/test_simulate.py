@@ -18,6 +18,7 @@ from napari_xrm_al.core.al.curves import (
 )
 from napari_xrm_al.core.al.simulate import (
     rare_class_of,
+    score_as_predicted,
     score_model,
     simulate,
     split_holdout,
@@ -263,3 +264,28 @@ def test_score_model_scores_the_fused_prediction_when_asked(
     assert score() == score(fuse_axes=("z",)) == pytest.approx(background_share("z"))
     assert score(fuse_axes=("z", "y", "x")) == pytest.approx(background_share("zyx"))
     assert background_share("zyx") != background_share("z")
+
+
+def test_a_simulated_model_is_scored_as_a_project_predicts(
+    untrained_segmenter, tiny_model_config, smooth_volume
+) -> None:
+    """Along the axis of its training slices; fused along several."""
+    segmenter = untrained_segmenter(tiny_model_config)
+    volume = smooth_volume((10, 16, 16))
+    truth = np.zeros(volume.shape, np.int16)
+    device = torch.device("cpu")
+    ckpt = dataclasses.replace(
+        segmenter.checkpoint, axis="z", history={"slices": [["x", 2], ["x", 9]]}
+    )
+
+    def score(axis, **kw) -> float:  # background IoU = its predicted share
+        run = score_model(ckpt, volume, truth, CLASSES, axis, device, **kw)
+        return run_to_end(run)["iou"]["background"]
+
+    def predicted() -> float:
+        run = score_as_predicted(ckpt, volume, truth, CLASSES, device)
+        return run_to_end(run)["iou"]["background"]
+
+    assert predicted() == score("x") != score("z")
+    ckpt.history["slices"].append(["y", 3])
+    assert predicted() == score("x", fuse_axes=("x", "y")) != score("x")

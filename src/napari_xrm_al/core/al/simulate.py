@@ -48,7 +48,10 @@ from napari_xrm_al.core.al.simulation_config import (
     settings_of,
 )
 from napari_xrm_al.core.events import Progress
-from napari_xrm_al.core.inference.fused_prediction import predict_fused
+from napari_xrm_al.core.inference.fused_prediction import (
+    predict_fused,
+    prediction_axes,
+)
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import Checkpoint
@@ -115,6 +118,25 @@ def score_model(
         "miou": scores["miou"],
         "iou": {c: scores[f"iou/{c}"] for c in classes.names},
     }
+
+
+def score_as_predicted(
+    ckpt: Checkpoint,
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes: ClassTable,
+    device: torch.device,
+) -> Generator[Progress, None, dict[str, Any]]:
+    """:func:`score_model` predicting as a project does: along the axes of the
+    model's training slices, fused when several
+    (:func:`~napari_xrm_al.core.inference.fused_prediction.prediction_axes`)."""
+    axes, _ = prediction_axes(ckpt, image.shape)
+    fuse = axes if len(axes) > 1 else ()
+    return (
+        yield from score_model(
+            ckpt, image, labels, classes, axes[0], device, fuse_axes=fuse
+        )
+    )
 
 
 def rank_pool(
@@ -242,8 +264,8 @@ def simulate(
     started = time.perf_counter()
 
     evaluate_cycle = partial(
-        score_model, image=test_image, labels=test_labels, classes=classes,
-        axis=config.axis, device=dev,
+        score_as_predicted, image=test_image, labels=test_labels, classes=classes,
+        device=dev,
     )  # fmt: skip
 
     def fit(codes: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig):
