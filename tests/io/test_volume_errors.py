@@ -88,6 +88,26 @@ def test_truncated_tiff(tmp_path, compression):
     refuses(path, "scan.tif", "truncated")
 
 
+def test_a_stack_with_one_odd_page_is_refused_not_shortened(tmp_path):
+    """A damaged page header (another pixel type) must not drop that slice
+    and shift the rest; an extra image after the stack (a thumbnail) is fine."""
+    stack = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
+    path = tif(tmp_path / "scan.tif", stack, metadata=None)  # pages, no shape
+    with tifffile.TiffFile(path) as read:
+        offset = read.pages[1].tags["BitsPerSample"].valueoffset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 2] = struct.pack("<H", 32)  # page 2 now says uint32
+    path.write_bytes(bytes(data))
+    refuses(path, "page 2 of the stack is unlike the pages around it")
+
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(stack, photometric="minisblack")
+        writer.write(np.zeros((8, 8), np.uint8))
+    volume = open_volume(path)
+    assert volume.shape == stack.shape and "holds 2 images" in volume.notes[0]
+    np.testing.assert_array_equal(volume.read(), stack)
+
+
 def test_2d_image(tmp_path):
     path = tif(tmp_path / "photo.tif", np.zeros((30, 40), np.uint8))
     refuses(

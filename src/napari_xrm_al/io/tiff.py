@@ -140,6 +140,22 @@ def _misplaced_data(tif: tifffile.TiffFile, series: Any) -> str | None:
     return None
 
 
+def _interleaved(series: Any) -> str | None:
+    """Whether pages of another image lie between the pages of ``series``: a
+    stack with one damaged page header (another dtype or size) would
+    otherwise read without that slice, the slices after it shifted."""
+    index = sorted(
+        p.index for p in series.pages if p is not None and hasattr(p, "index")
+    )
+    gaps = [i for i, j in zip(index, index[1:], strict=False) if j != i + 1]
+    if not gaps:
+        return None
+    return (
+        f"page {gaps[0] + 2} of the stack is unlike the pages around it (another "
+        "pixel type or size), so the stack is damaged or mixes images"
+    )
+
+
 def _inspect(path: Path) -> dict[str, Any]:
     """Read a TIFF's structure (no pixel data); raise InputError if broken."""
     notes: list[str] = []
@@ -163,7 +179,7 @@ def _inspect(path: Path) -> dict[str, Any]:
             "n_series": len(tif.series),
         }
         info["voxel"] = _tiff_calibration(tif, notes)
-        info["misplaced"] = _misplaced_data(tif, series)
+        info["misplaced"] = _misplaced_data(tif, series) or _interleaved(series)
     if log.messages:
         detail = re.sub(r"^<[^>]*>\s*", "", log.messages[0])
         raise InputError(path, f"is truncated or corrupt (tifffile: {detail})")
