@@ -22,9 +22,9 @@ Results go to ``benchmarks/results/suite`` (tracked: the suite takes longer
 than one session, so each run adds its pool/seed files to those kept).
 
 ``--coverage`` measures the first picks alone (pretrained encoder, k-centre
-greedy): the fraction of each pool's classes present in the first 4 slices,
-against 4 slices drawn at random, with candidates along z or along several
-axes (``--axes``).
+greedy weighted by feature spread): the fraction of each pool's classes present
+in the first 4 slices, against plain k-centre's 4 and 4 slices drawn at random,
+with candidates along z or along several axes (``--axes``).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ import torch
 
 from bench_active_learning import configs, load, machine, merge
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al.acquisition import first_picks
 from napari_xrm_al.core.al.curves import paired_differences, runs_by_label
-from napari_xrm_al.core.al.simulate import initial_slices, simulate
+from napari_xrm_al.core.al.simulate import simulate
 from napari_xrm_al.core.al.simulation_config import (
     SimulationConfig,
     finished_runs,
@@ -49,6 +50,7 @@ from napari_xrm_al.core.al.simulation_config import (
     read_result,
 )
 from napari_xrm_al.core.events import run_to_end
+from napari_xrm_al.core.inference.embedding import embed_slices
 from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.slice_refs import (
     AXIS_NAMES,
@@ -57,7 +59,7 @@ from napari_xrm_al.core.slice_refs import (
     ref_of_code,
     slice_codes,
 )
-from napari_xrm_al.core.slices import n_slices, parse_slice_list
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
     make_hbm_sample,
@@ -271,9 +273,12 @@ def class_share(labels: np.ndarray, codes) -> float:
 def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> None:
     """Fraction of each pool's classes in the first 4 picks, over ``seeds``.
 
-    The core-set first picks from each seed's pretrained encoder are set against
-    4 slices drawn at random with the same seed, for every set of candidate axes
-    of ``--axes`` (from the same encoder, so the sets are paired); one JSON per
+    From each seed's pretrained encoder: the first picks a project makes
+    (k-centre weighted by feature spread, :func:`first_picks` with ``spread``,
+    as :func:`~napari_xrm_al.core.al.ranking.first_ranking` calls it), plain
+    k-centre from a slice drawn with the seed (the method before spread
+    weighting) and 4 slices drawn at random with the seed, all from the same
+    embeddings, for every set of candidate axes of ``--axes``. One JSON per
     pool, axes and seed range (``coverage_<pool>[_<axes>]_s<first>-<last>.json``,
     no axes part for z alone), so pools and seeds can run in separate processes.
     """
@@ -281,15 +286,15 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
         tuple(AXIS_NAMES[a] for a in parse_axes(text, "--axes"))
         for text in args.axes or ["z"]
     ]
+    methods = ("first_picks", "kcentre", "random")
     for name in pools:
         data = load_pool(name)
         image, labels = data["image"], data["labels"]
         _, pre = configs(data["context"], None, args.pretrain_steps)
         norm = fit_normalisation(image)
         present = set(np.unique(labels).tolist())
-        found = {
-            axes: {"first_picks": [], "random": [], "picks": []} for axes in axis_sets
-        }
+        found = {axes: {m: [] for m in methods} for axes in axis_sets}
+        picked = {axes: {m: [] for m in methods} for axes in axis_sets}
         for seed in seeds:
             encoder = run_to_end(
                 pretrain(
@@ -298,27 +303,35 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
                     run=RunOptions(seed=seed, device="cpu", normalisation=norm),
                 )
             )
-            for axes, kept in found.items():
-                config = SimulationConfig(
-                    runs=(), initial=4, min_distance=data["min_distance"], axes=axes
+            embedded = {}
+            for a in sorted({a for axes in axis_sets for a in axes}):
+                index, emb, spread = run_to_end(embed_slices(encoder, image, axis=a))
+                embedded[a] = (
+                    slice_codes(SliceRef.of(a, i) for i in index),
+                    emb,
+                    spread,
                 )
-                picks = run_to_end(
-                    initial_slices(encoder, image, config, seed, torch.device("cpu"))
+            for axes in axis_sets:
+                index, emb, spread = (
+                    np.concatenate([embedded[a][part] for a in axes])
+                    for part in range(3)
                 )
-                candidates = slice_codes(
-                    SliceRef.of(a, i)
-                    for a in axes
-                    for i in range(n_slices(image.shape, a))
+                gap = data["min_distance"]
+                codes = {
+                    "first_picks": first_picks(index, emb, 4, spread=spread, min_distance=gap)[1],
+                    "kcentre": first_picks(index, emb, 4, min_distance=gap, seed=seed)[1],
+                }  # fmt: skip
+                codes = {m: [p.slice for p in picks] for m, picks in codes.items()}
+                codes["random"] = (
+                    np.random.default_rng(seed).choice(index, 4, replace=False).tolist()
                 )
-                drawn = np.random.default_rng(seed).choice(candidates, 4, replace=False)
-                kept["first_picks"].append(class_share(labels, picks))
-                kept["random"].append(class_share(labels, drawn))
-                kept["picks"].append([str(ref_of_code(c)) for c in picks])
-                print(name, ",".join(axes), seed, kept["picks"][-1],
-                      f"{kept['first_picks'][-1]:.2f}",
-                      sorted(str(ref_of_code(c)) for c in drawn),
-                      f"{kept['random'][-1]:.2f}", flush=True)  # fmt: skip
-        for axes, kept in found.items():
+                for m in methods:
+                    found[axes][m].append(class_share(labels, codes[m]))
+                    picked[axes][m].append([str(ref_of_code(c)) for c in codes[m]])
+                print(name, ",".join(axes), seed, {
+                    m: (picked[axes][m][-1], found[axes][m][-1]) for m in methods
+                }, flush=True)  # fmt: skip
+        for axes in axis_sets:
             part = "" if axes == ("z",) else "_" + "".join(axes)
             atomic_write_json(
                 Path(args.out_dir)
@@ -328,7 +341,8 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
                     "axes": ",".join(axes),
                     "classes": int(len(present)),
                     "seeds": seeds,
-                    **kept,
+                    **found[axes],
+                    "picks": picked[axes],
                     "date": time.strftime("%Y-%m-%d %H:%M"),
                     "machine": machine(),
                 },
@@ -337,26 +351,56 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
 
 def coverage_report(out_dir: Path) -> None:
     """A table of every ``coverage_*.json`` in ``out_dir`` (the files of one
-    pool and set of axes pooled, each seed once)."""
+    pool and set of axes pooled, each seed once). Files from before the
+    spread weighting hold plain k-centre picks as ``first_picks``: they fill
+    the plain k-centre column."""
+    methods = ("first_picks", "kcentre", "random")
     pools: dict[tuple[str, str], dict] = {}
     for path in sorted(out_dir.glob("coverage_*.json")):
         r = json.loads(path.read_text())
+        if "kcentre" not in r:
+            r["kcentre"] = r.pop("first_picks")
         key = (r["pool"], r.get("axes", "z"))
         pool = pools.setdefault(key, {"classes": r["classes"], "seeds": {}})
         for i, seed in enumerate(r["seeds"]):
-            pool["seeds"][seed] = (r["first_picks"][i], r["random"][i])
+            pool["seeds"][seed] = [r[m][i] if m in r else np.nan for m in methods]
     print("| pool | axes | classes | seeds | first picks: mean share | all classes | "
-          "random 4: mean share | all classes |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "plain k-centre: mean share | all classes | random 4: mean share | "
+          "all classes |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for (name, axes), pool in sorted(pools.items()):
-        shares = np.asarray(list(pool["seeds"].values()))
+        shares = np.asarray(list(pool["seeds"].values()), dtype=float)
         cells = []
         for column in shares.T:
+            if np.isnan(column).any():
+                cells += ["–", "–"]
+                continue
             cells += [f"{column.mean():.3f}", f"{(column == 1).sum()}/{len(column)}"]
         print(
             f"| {name} | {axes} | {pool['classes']} | {len(shares)} | "
             + " | ".join(cells)
             + " |"
         )
+    paired_coverage(pools)
+
+
+def paired_coverage(pools: dict[tuple[str, str], dict]) -> None:
+    """First picks minus plain k-centre in class share, paired by seed, per
+    axes over every pool (mean and 95 % bootstrap interval)."""
+    by_axes: dict[str, list[float]] = {}
+    for (_, axes), pool in sorted(pools.items()):
+        for first, plain, _ in pool["seeds"].values():
+            if not np.isnan(first) and not np.isnan(plain):
+                by_axes.setdefault(axes, []).append(first - plain)
+    if not by_axes:
+        return
+    print("\n| axes | pool-seeds | first picks − plain k-centre | 95 % interval |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for axes, diffs in by_axes.items():
+        d = np.asarray(diffs)
+        boot = rng.choice(d, (10_000, len(d))).mean(axis=1)
+        low, high = np.percentile(boot, [2.5, 97.5])
+        print(f"| {axes} | {len(d)} | {d.mean():+.3f} | [{low:+.3f}, {high:+.3f}] |")
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert dock.pretrain.plot.steps == [1, 2, 3]
     assert "✓" in dock.steps.itemText(1)
     # Before any model, suggestions come from the encoder (core-set).
-    assert "first, diverse set" in dock.suggest.hint.text()
+    assert "together show the scan's structures" in dock.suggest.hint.text()
     dock.suggest.k_spin.setValue(2)
     wait(qtbot, dock, dock.suggest.start())
     assert len(dock.suggest.picks()) == 2 and dock.suggest.table.rowCount() == 2

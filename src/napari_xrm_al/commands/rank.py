@@ -237,7 +237,8 @@ def _first_slices(
     )
     label = _slice_label(ranking.axes)
     print(
-        "first slices to label (core-set on the encoder's embeddings), "
+        "first slices to label (core-set on the encoder's embeddings, weighted "
+        "by feature spread), "
         f"{_axes_text(ranking.axes)}, {len(ranking.index)} slices"
     )
     print(f"{'rank':>4}  {'slice':>5}  {'distance':>9}")

@@ -199,6 +199,23 @@ def test_first_picks_cover_every_cluster() -> None:
         assert scores.max() < 1.0  # every slice is now near a pick
 
 
+def test_first_picks_prefer_slices_that_hold_many_structures() -> None:
+    """Ten cross-sections (everything, high spread) at (0, 0), ten uniform die
+    slices far away at (10, 0), ten bump-layer slices at (0, 8): plain k-centre
+    goes from a cross-section to the far die; weighted by the spread it goes
+    to the bump layer, and it starts from a cross-section."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 8.0]])
+    emb = np.repeat(centres, 10, axis=0) + rng.normal(0, 0.1, (30, 2))
+    spread = np.repeat([4.0, 0.01, 1.0], 10)
+    _, weighted = first_picks(np.arange(30), emb, 2, spread=spread, min_distance=2)
+    assert [p.slice // 10 for p in weighted] == [0, 2]
+    _, plain = first_picks(
+        np.arange(30), emb, 1, labelled=[weighted[0].slice], min_distance=2
+    )
+    assert plain[0].slice // 10 == 1  # the far, uniform die
+
+
 def test_first_picks_start_from_labelled_slices() -> None:
     emb = clustered_embedding()
     scores, picks = first_picks(

@@ -317,15 +317,24 @@ def first_picks(
     embedding: np.ndarray,
     k: int,
     *,
+    spread: np.ndarray | None = None,
     labelled: Sequence[int] = (),
     min_distance: int = DEFAULT_MIN_DISTANCE,
     seed: int = 0,
 ) -> tuple[np.ndarray, list[Pick]]:
-    """Slices to label before any model is trained: k-centre greedy on embeddings.
+    """Slices to label before any model is trained: k-centre greedy on
+    embeddings, weighted towards slices that hold many structures.
 
-    Starts from the labelled slices, or from a slice drawn with ``seed`` when
-    none is labelled, then adds the slice farthest (in embedding space) from
-    everything taken so far, keeping ``min_distance`` along the axis.
+    With ``spread`` (each slice's feature spread, see
+    :func:`~napari_xrm_al.core.inference.embedding.embed_slices`) each step
+    takes the slice with the highest ``sqrt(spread / max spread) × d / d_max``,
+    ``d`` its embedding distance to the nearest labelled or picked slice; the
+    first pick, when none is labelled, is the slice of highest spread. Plain
+    k-centre far apart slices are often the z slices of different layers, one
+    structure each; the spread prefers slices (cross-sections, bump layers)
+    that hold several (docs/benchmarks.md, first picks). Without ``spread``:
+    plain k-centre from a slice drawn with ``seed`` when none is labelled.
+    Picks keep ``min_distance`` along the axis.
 
     Returns
     -------
@@ -339,11 +348,16 @@ def first_picks(
     emb = np.asarray(embedding, dtype=np.float64)
     row = {int(s): i for i, s in enumerate(index)}
     taken = [int(s) for s in labelled]
-    if not taken and k > 0 and len(index):
-        taken = [int(index[np.random.default_rng(seed).integers(len(index))])]
+    if spread is not None:
+        weight = np.sqrt(np.maximum(np.asarray(spread, np.float64), 0.0))
+        weight = weight / weight.max() if weight.max() > 0 else np.ones(len(index))
+    else:
+        weight = np.ones(len(index))
+        if not taken and k > 0 and len(index):
+            taken = [int(index[np.random.default_rng(seed).integers(len(index))])]
     rest = pick_batch(
         index,
-        np.ones(len(index)),
+        weight,
         k - (len(taken) - len(labelled)),
         labelled=taken,
         min_distance=min_distance,

@@ -218,9 +218,9 @@ def first_ranking(
     model: str = "",
     checkpoint: Checkpoint | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
-    seed: int = 0,
 ) -> Generator[Progress, None, Ranking]:
-    """Slices to label first, from a pretrained encoder: core-set on its embeddings.
+    """Slices to label first, from a pretrained encoder: core-set on its
+    embeddings, weighted by each slice's feature spread (:func:`first_picks`).
 
     Candidates are the slices along ``axes`` (default: the encoder's axis);
     ``labelled`` are slice codes. Each slice's score is its embedding distance
@@ -228,17 +228,16 @@ def first_ranking(
     file and axis in ``cache_dir``.
     ``checkpoint``: the encoder already read from ``encoder_path``, if the
     caller has it (then ``encoder_path`` may be None without ``cache_dir``);
-    ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`;
-    ``seed`` draws the first pick when nothing is labelled.
+    ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`.
     """
 
     def embed(ax: int | None) -> Generator[Progress, None, dict[str, np.ndarray]]:
         ckpt = checkpoint or load_checkpoint(encoder_path)
         along = axis_index(ckpt.axis) if ax is None else ax
-        index, embedding = yield from embed_slices(
+        index, embedding, spread = yield from embed_slices(
             ckpt, image_data, axis=along, device=device, max_memory=max_memory
         )
-        return {"index": _coded(index, along), "embedding": embedding}
+        return {"index": _coded(index, along), "embedding": embedding, "spread": spread}
 
     def save(part: dict[str, np.ndarray], path: Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -258,15 +257,23 @@ def first_ranking(
     )
     index = np.concatenate([p["index"] for p in parts])
     embedding = np.concatenate([p["embedding"] for p in parts])
+    spread = np.concatenate([p["spread"] for p in parts])
     scores, picks = first_picks(
-        index, embedding, k, labelled=labelled, min_distance=min_distance, seed=seed
+        index,
+        embedding,
+        k,
+        spread=spread,
+        labelled=labelled,
+        min_distance=min_distance,
     )
     return Ranking("coreset", index, scores, picks, None, None, model)
 
 
 def _load_embedding(path: Path) -> dict[str, np.ndarray]:
-    """The cached ``index`` and ``embedding`` of :func:`first_ranking`."""
-    return read_arrays(path, ("index", "embedding"), "an embedding cache")
+    """The cached ``index``, ``embedding`` and ``spread`` of
+    :func:`first_ranking` (a cache without ``spread``, from an older version,
+    is recomputed)."""
+    return read_arrays(path, ("index", "embedding", "spread"), "an embedding cache")
 
 
 def _read_cache(path: Path, read: Callable[[Path], T]) -> T | None:

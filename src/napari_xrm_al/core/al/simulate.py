@@ -365,9 +365,9 @@ def initial_slices(
 ) -> Generator[Progress, None, list[int]]:
     """The slices (codes) every strategy of ``seed`` starts from.
 
-    ``config.start_with`` first; then, with a pretrained encoder, k-centre
-    greedy on its slice embeddings (method.md: picked with the pretrained model
-    where possible) from those slices or from a slice drawn with ``seed``;
+    ``config.start_with`` first; then, with a pretrained encoder (pretrained
+    with ``seed``), its first picks (method.md: picked with the pretrained
+    model where possible; :func:`~napari_xrm_al.core.al.ranking.first_ranking`);
     without one, random slices drawn with ``seed``; candidates along every
     axis of ``config.axes``.
     """
@@ -390,7 +390,7 @@ def initial_slices(
         ranking = yield from first_ranking(
             None, image, k, axes=axes, labelled=given,
             min_distance=config.min_distance, device=device,
-            checkpoint=encoder, seed=seed,
+            checkpoint=encoder,
         )  # fmt: skip
         picks = ranking.picks
     return given + [p.slice for p in picks]

@@ -1,9 +1,11 @@
 """Slice embeddings from the pretrained encoder, before any model is trained.
 
-Core-set needs only the encoder: pooled bottleneck features of every slice. They
-let the very first slices to label be picked for coverage (k-centre greedy, see
-:func:`~napari_xrm_al.core.al.acquisition.first_picks`) instead of at random, which
-on a thick-die scan often misses the one thin solder layer entirely.
+Core-set needs only the encoder: pooled bottleneck features of every slice, and
+how much those features vary within the slice. They let the very first slices
+to label be picked for coverage (k-centre greedy weighted towards slices that
+hold many structures, see :func:`~napari_xrm_al.core.al.acquisition.first_picks`)
+instead of at random, which on a thick-die scan often misses the one thin
+solder layer entirely.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def embed_slices(
     device: str | torch.device | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """Pooled encoder embedding of every slice along ``axis``.
+    """Pooled encoder embedding and feature spread of every slice along ``axis``.
 
     Reads ``data`` (lazy or in memory) one batch of slices at a time, as many
     as fit ``max_memory``; a slice that alone does not fit is refused up front
@@ -57,9 +59,11 @@ def embed_slices(
 
     Returns
     -------
-    index, embedding
-        ``(S,)`` slice indices and ``(S, D)`` float32 embeddings, as
-        ``StopIteration.value``.
+    index, embedding, spread
+        ``(S,)`` slice indices, ``(S, D)`` float32 embeddings and ``(S,)``
+        feature spreads
+        (:meth:`~napari_xrm_al.core.inference.slice_inference.SliceInference.embeddings_and_spread`),
+        as ``StopIteration.value``.
     """
     ax = axis_index(ckpt.axis if axis is None else axis)
     n = int(data.shape[ax])
@@ -75,6 +79,7 @@ def embed_slices(
     batch = int(min(batch_size or default_batch_size(hw), max_memory // need))
     index = np.arange(n)
     parts: list[np.ndarray] = []
+    spreads: list[np.ndarray] = []
     t0 = time.perf_counter()
     # float32: bf16 calibration compares class maps, which an untrained decoder
     # does not give.
@@ -84,7 +89,9 @@ def embed_slices(
     with engine:
         for b0 in range(0, n, batch):
             x = engine.prepare(read_slices(data, index[b0 : b0 + batch], ax, context))
-            parts.append(engine.embeddings(x).cpu().numpy())
+            embedding, spread = engine.embeddings_and_spread(x)
+            parts.append(embedding.cpu().numpy())
+            spreads.append(spread.cpu().numpy())
             done = min(n, b0 + batch)
             elapsed = time.perf_counter() - t0
             yield Progress(
@@ -94,5 +101,6 @@ def embed_slices(
                 eta_seconds=elapsed / done * (n - done),
                 message=f"{axis_name(ax)} {b0}",
             )
-    embedding = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    return index, embedding
+    if not parts:
+        return index, np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
+    return index, np.concatenate(parts), np.concatenate(spreads)

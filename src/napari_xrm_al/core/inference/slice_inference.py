@@ -248,3 +248,12 @@ class SliceInference:
     def embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled encoder embeddings ``(B, D)`` (float32)."""
         return self.features(x).mean(dim=(-2, -1))
+
+    def embeddings_and_spread(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled encoder embeddings ``(B, D)`` and each slice's feature spread
+        ``(B,)``: the variance of the feature map over the slice, averaged over
+        channels (high where a slice holds many different structures)."""
+        f = self.features(x)
+        return f.mean(dim=(-2, -1)), f.var(dim=(-2, -1), correction=0).mean(dim=1)

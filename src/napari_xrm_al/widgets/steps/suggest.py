@@ -362,9 +362,10 @@ class SuggestSection(QWidget):
             text = "Needs a pretrained encoder (step 2) or a trained model (step 3)."
         elif session.latest_model is None:
             text = (
-                "No model yet: suggests a first, diverse set of slices from the "
-                "pretrained encoder (core-set), whatever the strategy. Paint them, "
-                "mark them done, then train."
+                "No model yet: suggests first slices that together show the "
+                "scan's structures, from the pretrained encoder (core-set, "
+                "preferring slices that hold several), whatever the strategy. "
+                "Paint them, mark them done, then train."
             )
         else:
             text = (
