@@ -137,8 +137,16 @@ def test_predict_fuse_axes(tmp_path, files, capsys):
     assert predict(files, every, "--fuse-axes", "--quiet") == 0
     assert f"predicted {sum(SHAPE)} slices along z,y,x" in capsys.readouterr().out
     assert read_mask(every).data.shape == SHAPE
+    # The uncertainty of the mean probabilities; with one axis, that axis's.
+    single, mean = tmp_path / "u1.zarr", tmp_path / "u2.zarr"
+    f32 = ["--precision", "float32", "--quiet"]
+    assert predict(files, tmp_path / "a.zarr", "--uncertainty", str(single), *f32) == 0
+    args = ["--fuse-axes", "z", "--uncertainty", str(mean), *f32]
+    assert predict(files, tmp_path / "b.zarr", *args) == 0
+    a, b = (np.asarray(zarr.open_array(p)).astype(int) for p in (single, mean))
+    assert a.max() > 0 and np.abs(a - b).max() <= 1
     code = predict(
-        files, tmp_path / "u.zarr", "--fuse-axes", "--uncertainty", "u2.zarr"
+        files, tmp_path / "c.zarr", "--fuse-axes", "--probabilities", "p.zarr"
     )
     err = capsys.readouterr().err
-    assert code == 2 and "--fuse-axes does not go with --uncertainty" in err
+    assert code == 2 and "--fuse-axes does not go with --probabilities" in err

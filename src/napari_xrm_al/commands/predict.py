@@ -178,7 +178,6 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
     """``--fuse-axes``: the mean of the predictions along several axes."""
     for option, given in (
         ("--axis", args.axis),
-        ("--uncertainty", args.uncertainty),
         ("--probabilities", args.probabilities),
         ("--mc-samples", args.mc_samples > 1),
         ("--dask-workers/--scheduler", args.dask_workers or args.scheduler),
@@ -195,6 +194,7 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
             axes,
             _config(args),
             out=args.out,
+            uncertainty_out=args.uncertainty,
             voxel_size=volume.voxel_size,
             provenance={**provenance, "fused_axes": args.fuse_axes},
         ),

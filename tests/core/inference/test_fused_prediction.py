@@ -80,8 +80,6 @@ def test_prediction_follows_the_axes_of_the_training_slices(segmenter) -> None:
     assert prediction_axes(ckpt, SHAPE) == (("y",), "")
     ckpt.history["slices"].append(["z", 4])
     assert prediction_axes(ckpt, SHAPE) == (("y", "z"), "")
-    axes, note = prediction_axes(ckpt, SHAPE, uncertainty=True)
-    assert axes == ("y",) and "uncertainty map comes from one pass" in note
     need = fused_bytes(SHAPE, 4)
     axes, note = prediction_axes(ckpt, SHAPE, max_fused_memory=need - 1)
     assert axes == ("y",) and "fusing them needs about" in note
@@ -109,3 +107,13 @@ def test_a_volume_is_predicted_along_the_main_training_axis_by_default(
     result = run_to_end(other.predict_volume(volume, FLOAT32, out=out))
     assert result.axis == "x"
     np.testing.assert_array_equal(out, along(segmenter, volume, "x"))
+
+
+def test_a_stopped_fused_prediction_leaves_no_output(segmenter, volume, tmp_path):
+    out, unsure = tmp_path / "fused.ome.zarr", tmp_path / "unsure.zarr"
+    job = predict_fused(
+        segmenter, volume, "zyx", FLOAT32, out=out, uncertainty_out=unsure
+    )
+    next(job)
+    job.close()
+    assert list(tmp_path.iterdir()) == []

@@ -156,7 +156,7 @@ def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> N
 
 def test_prediction_follows_the_axes_the_model_was_trained_on(sample, tmp_path) -> None:
     """y slices alone: predicted along y; z and y slices: along both, averaged
-    (unless an uncertainty map is wanted: it comes from one pass)."""
+    (the uncertainty map too)."""
     session, _ = session_for(
         None, sample.image, ClassTable.hbm(), "z", folder=tmp_path / "s.xrmal"
     )
@@ -181,6 +181,8 @@ def test_prediction_follows_the_axes_the_model_was_trained_on(sample, tmp_path) 
     run_to_end(predict_fused(segmenter, sample.image, "zy", out=expected))
     np.testing.assert_array_equal(np.asarray(fused.labels), expected)
 
-    one = run_to_end(predict_session(session, sample.image, uncertainty=True))
-    assert one.axes == ("y",) and "from one pass" in one.along()
-    assert one.uncertainty is not None
+    unsure = run_to_end(predict_session(session, sample.image, uncertainty=True))
+    assert unsure.axes == ("y", "z") and unsure.note == ""
+    np.testing.assert_array_equal(np.asarray(unsure.labels), expected)
+    assert unsure.uncertainty.shape == sample.image.shape
+    assert np.asarray(unsure.uncertainty).max() > 0

@@ -18,16 +18,17 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 
-from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress, one_of_parts
 from napari_xrm_al.core.inference.predict import PredictConfig, PredictionResult
+from napari_xrm_al.core.inference.prediction_outputs import PredictionOutputs
 from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.inference.summaries import pixel_stats
 from napari_xrm_al.core.inference.tiling import mib
 from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.errors import XrmError
-from napari_xrm_al.io.masks import MaskWriter, label_dtype
 
 #: Default memory the fused probabilities may take.
 FUSE_MAX_MEMORY = 4 * 2**30
@@ -44,13 +45,11 @@ def prediction_axes(
     checkpoint: Checkpoint,
     shape: Sequence[int],
     *,
-    uncertainty: bool = False,
     max_fused_memory: int = FUSE_MAX_MEMORY,
 ) -> tuple[tuple[str, ...], str]:
     """The axes to predict a volume of ``shape`` along with a model: those of
-    its training slices (fused when several), or the main one alone when an
-    uncertainty map is wanted (it comes from one pass) or fusing would take
-    more than ``max_fused_memory``.
+    its training slices (fused when several), or the main one alone when
+    fusing would take more than ``max_fused_memory``.
 
     A model trained on y slices predicts best along y (it has seen only
     that view); one trained on several axes, fused along them
@@ -66,11 +65,6 @@ def prediction_axes(
     if len(axes) == 1:
         return axes, ""
     trained = ", ".join(axes)
-    if uncertainty:
-        return axes[:1], (
-            f"predicted along {axes[0]} only, though trained on slices along "
-            f"{trained}: the uncertainty map comes from one pass"
-        )
     need = fused_bytes(shape, checkpoint.model_config.n_classes)
     if need > max_fused_memory:
         return axes[:1], (
@@ -88,12 +82,15 @@ def predict_fused(
     config: PredictConfig | None = None,
     *,
     out: Any,
+    uncertainty_out: Any = None,
     max_fused_memory: int = FUSE_MAX_MEMORY,
     voxel_size: tuple[float, ...] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Generator[Progress, None, PredictionResult]:
     """Predict ``data`` along each of ``axes`` and write the class map of the
-    mean probabilities to ``out`` (a mask path or an array to fill).
+    mean probabilities to ``out`` (a mask path or an array to fill), and their
+    pixel entropy to ``uncertainty_out`` when given (stored as a single pass
+    stores it, :mod:`~napari_xrm_al.core.inference.prediction_outputs`).
 
     Every pass runs as ``config`` says (device, precision, tta, batch_size,
     max_memory, ...), along its own axis and without per-slice summaries.
@@ -114,23 +111,32 @@ def predict_fused(
             "predict along one axis, or crop the volume."
         )
     one_pass = replace(config or PredictConfig(), summaries=False, embeddings=False)
-    total = np.zeros((n_classes, *shape), np.float32)
-    probs = np.zeros_like(total)
+    # Opened first: a path that cannot be written fails before any pass.
+    outputs = PredictionOutputs(
+        out, uncertainty_out, None, shape=shape, axis=0, classes=segmenter.classes,
+        voxel_size=voxel_size, provenance=provenance,
+    )  # fmt: skip
     t0 = time.perf_counter()
-    result = None
-    for i, ax in enumerate(order):
-        result = yield from one_of_parts(
-            segmenter.predict_volume(
-                data, replace(one_pass, axis=ax), probabilities_out=probs
-            ),
-            [shape[a] for a in order],
-            i,
-            f"along {axis_name(ax)}",
-        )
-        total += probs
-    del probs
-    labels = _write_argmax(total, out, segmenter.classes, voxel_size, provenance)
-    counts = np.bincount(labels.ravel(), minlength=n_classes + 1)[1:]
+    try:
+        total = np.zeros((n_classes, *shape), np.float32)
+        probs = np.zeros_like(total)
+        for i, ax in enumerate(order):
+            result = yield from one_of_parts(
+                segmenter.predict_volume(
+                    data, replace(one_pass, axis=ax), probabilities_out=probs
+                ),
+                [shape[a] for a in order],
+                i,
+                f"along {axis_name(ax)}",
+            )
+            total += probs
+        del probs
+        total /= len(order)
+        counts = _write_mean(total, outputs)
+        outputs.commit()
+    except BaseException:  # an error, or the caller closed the generator
+        outputs.abort()
+        raise
     return PredictionResult(
         summary=None,
         class_fraction=counts / max(1, counts.sum()),
@@ -141,26 +147,19 @@ def predict_fused(
         precision=result.precision,
         batch_size=result.batch_size,
         slab=result.slab,
-        paths={"labels": out} if not hasattr(out, "shape") else {},
+        paths=outputs.paths,
     )
 
 
-def _write_argmax(
-    total: np.ndarray,
-    out: Any,
-    classes: ClassTable,
-    voxel_size: tuple[float, ...] | None,
-    provenance: dict[str, Any] | None,
-) -> np.ndarray:
-    """Annotation ids ``1..C`` of the most probable class, written to ``out``."""
-    labels = (np.argmax(total, axis=0) + 1).astype(label_dtype(classes))
-    if hasattr(out, "shape"):
-        out[...] = labels
-        return labels
-    with MaskWriter(
-        out, labels.shape, classes, dtype=labels.dtype, voxel_size=voxel_size,
-        name="prediction", provenance=provenance,
-    ) as writer:  # fmt: skip
-        for z0 in range(0, labels.shape[0], WRITE_SLAB):
-            writer[z0 : z0 + WRITE_SLAB] = labels[z0 : z0 + WRITE_SLAB]
-    return labels
+def _write_mean(mean: np.ndarray, outputs: PredictionOutputs) -> np.ndarray:
+    """Write the outputs of the mean probabilities ``(C, z, y, x)`` slab by
+    slab along z; the voxel count of each class."""
+    counts = np.zeros(mean.shape[0], np.int64)
+    for z0 in range(0, mean.shape[1], WRITE_SLAB):
+        slab = torch.from_numpy(mean[:, z0 : z0 + WRITE_SLAB]).movedim(0, 1)
+        stats = pixel_stats(slab.contiguous())
+        counts += np.bincount(stats.label.numpy().ravel(), minlength=len(counts))
+        outputs.start(len(slab), mean.shape[2:])
+        outputs.fill(0, stats)
+        outputs.flush(np.arange(z0, z0 + len(slab)))
+    return counts

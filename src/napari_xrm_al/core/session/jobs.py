@@ -351,9 +351,7 @@ def predict_session(
     if model_path is None:
         raise XrmError("Train a model before predicting the volume.")
     segmenter = Segmenter.from_checkpoint(model_path, device=device)
-    axes, note = prediction_axes(
-        segmenter.checkpoint, image_data.shape, uncertainty=uncertainty
-    )
+    axes, note = prediction_axes(segmenter.checkpoint, image_data.shape)
     labels_path = session.folder / PREDICTION
     uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
     config = PredictConfig(summaries=False, device=device, tta=tta, axis=axes[0])
@@ -365,7 +363,13 @@ def predict_session(
     }
     if len(axes) > 1:
         result = yield from predict_fused(
-            segmenter, image_data, axes, config, out=labels_path, provenance=provenance
+            segmenter,
+            image_data,
+            axes,
+            config,
+            out=labels_path,
+            uncertainty_out=uncertainty_path,
+            provenance=provenance,
         )
     else:
         result = yield from segmenter.predict_volume(
