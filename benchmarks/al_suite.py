@@ -13,6 +13,7 @@ Usage::
     python benchmarks/al_suite.py --describe          # what each pool holds
     python benchmarks/al_suite.py --pools thick-dies,thin-dies --seeds 0-4 \
         --threads 1                        # resumable, JSON per pool/seed
+    python benchmarks/al_suite.py --pools thin-dies --seeds 0 --axes z,y,x
     python benchmarks/al_suite.py --report
     python benchmarks/al_suite.py --coverage --seeds 0-9 [--axes z --axes z,y,x] \
         --out-dir benchmarks/results/coverage
@@ -135,8 +136,12 @@ def describe(pools: list[str]) -> None:
 
 
 def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
-    """Simulate every strategy on one pool with one seed (resumable)."""
-    out = Path(args.out_dir) / f"{name}_s{seed}.json"
+    """Simulate every strategy on one pool with one seed (resumable); with
+    ``--axes`` (one set) the candidates lie along those axes, and the file is
+    ``<pool>_<axes>_s<seed>.json`` (a pool of its own in the report)."""
+    axes = _run_axes(args)
+    part = "_" + "".join(axes) if axes else ""
+    out = Path(args.out_dir) / f"{name}{part}_s{seed}.json"
     data = load_pool(name)
     classes = data.pop("classes")
     context, min_distance = data.pop("context"), data.pop("min_distance")
@@ -144,7 +149,7 @@ def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
     config = SimulationConfig(
         runs=tuple(parse_run(r, True) for r in args.runs.split(",")),
         initial=2, per_cycle=2, cycles=5, seeds=(seed,),
-        min_distance=min_distance, train=train, pretrain=pre,
+        min_distance=min_distance, train=train, pretrain=pre, axes=axes,
     )  # fmt: skip
     earlier = read_result(out) if out.exists() else None
     started = time.time()
@@ -161,6 +166,16 @@ def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
     }  # fmt: skip
     atomic_write_json(out, result)
     return out
+
+
+def _run_axes(args: argparse.Namespace) -> tuple[str, ...]:
+    """The candidate axes of a suite run: () for z alone (the default)."""
+    if not args.axes:
+        return ()
+    if len(args.axes) > 1:
+        sys.exit("a suite run takes one --axes (several only with --coverage)")
+    axes = tuple(AXIS_NAMES[a] for a in parse_axes(args.axes[0], "--axes"))
+    return () if axes == ("z",) else axes
 
 
 def at_budget(run: dict, n: int) -> dict | None:
@@ -416,8 +431,8 @@ def main() -> None:
     parser.add_argument(
         "--axes",
         action="append",
-        help="--coverage: candidate axes of the first picks, e.g. z,y,x "
-        "(repeatable: each set from the same encoders; default z)",
+        help="candidate axes, e.g. z,y,x (default z); with --coverage "
+        "repeatable: each set from the same encoders",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--describe", action="store_true")
