@@ -145,7 +145,7 @@ def test_rank_errors_are_one_line(scan, capsys) -> None:
         ]
     )
     assert code == 2
-    assert "trained on slices along z" in capsys.readouterr().err
+    assert "has z as its slice axis, not y; rank" in capsys.readouterr().err
 
 
 def test_simulate_writes_result_json_and_plot(scan, tmp_path, capsys) -> None:

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     volume = open_image(args.image, args.max_memory)
     if args.axis and args.axis != ckpt.axis:
         raise InputError(
-            args.model, f"was trained on slices along {ckpt.axis}, not {args.axis}"
+            args.model,
+            f"has {ckpt.axis} as its slice axis, not {args.axis}; rank the slices "
+            f"along {args.axis} with --axes {args.axis}",
         )
     axes = parse_axes(args.axes, "--axes") if args.axes else None
     if ckpt.kind == "encoder":
