@@ -53,7 +53,7 @@ def prediction_axes(
 
     A model trained on y slices predicts best along y (it has seen only
     that view); one trained on several axes, fused along them
-    (docs/benchmarks.md, Stable retraining).
+    (docs/benchmarks.md, "Which axes to predict along").
 
     Returns
     -------
