@@ -49,7 +49,7 @@ from napari_xrm_al.core.al.simulation_config import (
 )
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.fused_prediction import (
-    predict_fused,
+    predict_along,
     prediction_axes,
 )
 from napari_xrm_al.core.inference.predict import PredictConfig
@@ -107,12 +107,9 @@ def score_model(
     or the mean of the predictions along ``fuse_axes`` when given) and score it
     against dense ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
-    config = PredictConfig(axis=axis, summaries=False, device=device, tta=tta)
+    config = PredictConfig(summaries=False, device=device, tta=tta)
     segmenter = Segmenter.build(ckpt)
-    if fuse_axes:
-        yield from predict_fused(segmenter, image, fuse_axes, config, out=out)
-    else:
-        yield from segmenter.predict_volume(image, config, out=out)
+    yield from predict_along(segmenter, image, fuse_axes or (axis,), config, out=out)
     scores = evaluate(out.astype(np.int16) - 1, labels, classes)
     return {
         "miou": scores["miou"],
@@ -131,10 +128,9 @@ def score_as_predicted(
     model's training slices, fused when several
     (:func:`~napari_xrm_al.core.inference.fused_prediction.prediction_axes`)."""
     axes, _ = prediction_axes(ckpt, image.shape)
-    fuse = axes if len(axes) > 1 else ()
     return (
         yield from score_model(
-            ckpt, image, labels, classes, axes[0], device, fuse_axes=fuse
+            ckpt, image, labels, classes, axes[0], device, fuse_axes=axes
         )
     )
 

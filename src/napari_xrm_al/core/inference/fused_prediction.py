@@ -151,6 +151,25 @@ def predict_fused(
     )
 
 
+def predict_along(
+    segmenter: Segmenter,
+    data: Any,
+    axes: Sequence[str | int],
+    config: PredictConfig | None = None,
+    *,
+    out: Any,
+    uncertainty_out: Any = None,
+    provenance: dict[str, Any] | None = None,
+) -> Generator[Progress, None, PredictionResult]:
+    """Predict ``data`` along the one axis of ``axes`` (streamed, slab by slab)
+    or, when there are several, fused along them (:func:`predict_fused`)."""
+    outputs = {"out": out, "uncertainty_out": uncertainty_out, "provenance": provenance}
+    if len({axis_index(a) for a in axes}) > 1:
+        return (yield from predict_fused(segmenter, data, axes, config, **outputs))
+    one = replace(config or PredictConfig(), axis=axes[0])
+    return (yield from segmenter.predict_volume(data, one, **outputs))
+
+
 def _write_mean(mean: np.ndarray, outputs: PredictionOutputs) -> np.ndarray:
     """Write the outputs of the mean probabilities ``(C, z, y, x)`` slab by
     slab along z; the voxel count of each class."""

@@ -32,7 +32,7 @@ from napari_xrm_al.core.al.ranking import (
 )
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.fused_prediction import (
-    predict_fused,
+    predict_along,
     prediction_axes,
 )
 from napari_xrm_al.core.inference.predict import PredictConfig
@@ -354,31 +354,22 @@ def predict_session(
     axes, note = prediction_axes(segmenter.checkpoint, image_data.shape)
     labels_path = session.folder / PREDICTION
     uncertainty_path = session.folder / UNCERTAINTY if uncertainty else None
-    config = PredictConfig(summaries=False, device=device, tta=tta, axis=axes[0])
+    config = PredictConfig(summaries=False, device=device, tta=tta)
     provenance = {
         **_provenance(session),
         "model": session.paths.relative(model_path),
         "tta": tta,
         "axes": ",".join(axes),
     }
-    if len(axes) > 1:
-        result = yield from predict_fused(
-            segmenter,
-            image_data,
-            axes,
-            config,
-            out=labels_path,
-            uncertainty_out=uncertainty_path,
-            provenance=provenance,
-        )
-    else:
-        result = yield from segmenter.predict_volume(
-            image_data,
-            config,
-            out=labels_path,
-            uncertainty_out=uncertainty_path,
-            provenance=provenance,
-        )
+    result = yield from predict_along(
+        segmenter,
+        image_data,
+        axes,
+        config,
+        out=labels_path,
+        uncertainty_out=uncertainty_path,
+        provenance=provenance,
+    )
     return Prediction(
         labels=zarr.open_array(labels_path, mode="r"),
         uncertainty=(
