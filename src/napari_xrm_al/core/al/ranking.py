@@ -158,13 +158,13 @@ def _per_axis(
     Several axes make one progress bar over the slices of all (``shape``)."""
     parts = []
     order = sorted({axis_index(a) for a in axes}) if axes else [None]
+    sizes = [shape[a] for a in order if a is not None]
     for i, ax in enumerate(order):
         cache = cache_for(ax)
         part = _read_cache(cache, load) if cache is not None else None
         if part is None:
             job = compute(ax)
             if len(order) > 1:
-                sizes = [shape[a] for a in order]
                 job = one_of_parts(job, sizes, i, f"along {axis_name(ax)}")
             part = yield from job
             if cache is not None:

@@ -50,7 +50,7 @@ def embed_slices(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
-) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pooled encoder embedding and feature spread of every slice along ``axis``.
 
     Reads ``data`` (lazy or in memory) one batch of slices at a time, as many
