@@ -105,6 +105,8 @@ SYNTHETIC: dict[str, tuple[SampleParams, SampleParams]] = {
 }
 POOLS = (*SYNTHETIC, "sandstone")
 DEFAULT_RUNS = "rareness-discovery,rareness,entropy,random"
+#: What ``--coverage`` compares, as named in its JSON files.
+COVERAGE_METHODS = ("first_picks", "kcentre", "random")
 
 
 def load_pool(name: str) -> dict:
@@ -301,15 +303,14 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
         tuple(AXIS_NAMES[a] for a in parse_axes(text, "--axes"))
         for text in args.axes or ["z"]
     ]
-    methods = ("first_picks", "kcentre", "random")
     for name in pools:
         data = load_pool(name)
         image, labels = data["image"], data["labels"]
         _, pre = configs(data["context"], None, args.pretrain_steps)
         norm = fit_normalisation(image)
         present = set(np.unique(labels).tolist())
-        found = {axes: {m: [] for m in methods} for axes in axis_sets}
-        picked = {axes: {m: [] for m in methods} for axes in axis_sets}
+        found = {axes: {m: [] for m in COVERAGE_METHODS} for axes in axis_sets}
+        picked = {axes: {m: [] for m in COVERAGE_METHODS} for axes in axis_sets}
         for seed in seeds:
             encoder = run_to_end(
                 pretrain(
@@ -340,11 +341,11 @@ def coverage(pools: list[str], seeds: list[int], args: argparse.Namespace) -> No
                 codes["random"] = (
                     np.random.default_rng(seed).choice(index, 4, replace=False).tolist()
                 )
-                for m in methods:
+                for m in COVERAGE_METHODS:
                     found[axes][m].append(class_share(labels, codes[m]))
                     picked[axes][m].append([str(ref_of_code(c)) for c in codes[m]])
                 print(name, ",".join(axes), seed, {
-                    m: (picked[axes][m][-1], found[axes][m][-1]) for m in methods
+                    m: (picked[axes][m][-1], found[axes][m][-1]) for m in COVERAGE_METHODS
                 }, flush=True)  # fmt: skip
         for axes in axis_sets:
             part = "" if axes == ("z",) else "_" + "".join(axes)
@@ -369,7 +370,6 @@ def coverage_report(out_dir: Path) -> None:
     pool and set of axes pooled, each seed once). Files from before the
     spread weighting hold plain k-centre picks as ``first_picks``: they fill
     the plain k-centre column."""
-    methods = ("first_picks", "kcentre", "random")
     pools: dict[tuple[str, str], dict] = {}
     for path in sorted(out_dir.glob("coverage_*.json")):
         r = json.loads(path.read_text())
@@ -378,7 +378,9 @@ def coverage_report(out_dir: Path) -> None:
         key = (r["pool"], r.get("axes", "z"))
         pool = pools.setdefault(key, {"classes": r["classes"], "seeds": {}})
         for i, seed in enumerate(r["seeds"]):
-            pool["seeds"][seed] = [r[m][i] if m in r else np.nan for m in methods]
+            pool["seeds"][seed] = [
+                r[m][i] if m in r else np.nan for m in COVERAGE_METHODS
+            ]
     print("| pool | axes | classes | seeds | first picks: mean share | all classes | "
           "plain k-centre: mean share | all classes | random 4: mean share | "
           "all classes |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip

@@ -206,17 +206,13 @@ def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResul
     segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
     trained = segmenter.checkpoint.trained_axes
+    note = f"note: the model was trained on slices along {', '.join(trained)}; "
     if args.axis and args.axis not in trained:
-        print(
-            f"note: the model was trained on slices along {', '.join(trained)}; "
-            f"predicting along {args.axis}",
-            file=sys.stderr,
-        )
+        print(f"{note}predicting along {args.axis}", file=sys.stderr)
     elif len(trained) > 1 and not args.axis:
         print(
-            f"note: the model was trained on slices along {', '.join(trained)}; "
-            f"predicting along {trained[0]} (--fuse-axes {','.join(trained)} "
-            "averages the predictions along each)",
+            f"{note}predicting along {trained[0]} (--fuse-axes "
+            f"{','.join(trained)} averages the predictions along each)",
             file=sys.stderr,
         )
     return run_to_end(
