@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.al import simulate as simulate_module
 from napari_xrm_al.core.al.curves import (
     learning_curves,
     paired_differences,
@@ -29,6 +30,7 @@ from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
+from napari_xrm_al.core.training.train import train
 from napari_xrm_al.errors import XrmError
 
 CLASSES = ClassTable.parse("background,copper,solder,void")
@@ -107,6 +109,34 @@ def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
     assert "rareness" in summary_table(result)
     png = plot_curves(result, tmp_path / "curve.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_that_reach_the_same_slices_share_one_training(monkeypatch) -> None:
+    # Labelled 0 and 5 of 12 with min_distance 3 leave only {8, 11} to add:
+    # every strategy reaches the same four slices.
+    pool = make_hbm_sample(shape=(12, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    trainings = []
+
+    def counted(*args, **kwargs):
+        trainings.append(sorted(ref.index for ref in args[2]))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "train", counted)
+    config = tiny_config(
+        RunSpec("rareness", True), RunSpec("random", True),
+        start_with=(0, 5), min_distance=3,
+    )  # fmt: skip
+    result = run_to_end(
+        simulate(
+            pool.image, pool.labels, CLASSES, config,
+            test_image=test.image, test_labels=test.labels,
+        )
+    )  # fmt: skip
+    assert trainings == [[0, 5], [0, 5, 8, 11]]
+    first, second = (r["cycles"][1] for r in result["runs"])
+    assert sorted(first["labelled"]) == sorted(second["labelled"]) == [0, 5, 8, 11]
+    assert first["miou"] == second["miou"]
 
 
 def test_curves_say_how_many_seeds_each_strategy_has(tmp_path) -> None:

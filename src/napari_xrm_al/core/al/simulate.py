@@ -283,9 +283,11 @@ def simulate(
             )  # fmt: skip
         if runs:
             initial = yield from initial_slices(encoder, image, config, seed, dev)
-        # Cycle 0 is the same training for every run of a seed with the same
-        # initialisation: train and score it once.
-        first_cycle: dict[bool, tuple[Checkpoint, dict[str, Any], float]] = {}
+        # Training depends on which slices are labelled, not on their order
+        # (load_labelled) nor on the strategy: every run of a seed that reaches
+        # the same labelled set with the same initialisation (cycle 0 always,
+        # later cycles where strategies agree) reuses that model and its scores.
+        trained: dict[tuple, tuple[Checkpoint, dict[str, Any], float]] = {}
         for run in config.runs:
             if run not in runs:
                 continue
@@ -298,17 +300,15 @@ def simulate(
             }
             result["runs"].append(record)
             for cycle in range(config.cycles + 1):
-                if cycle == 0 and run.pretrain in first_cycle:
-                    ckpt, metrics, seconds = first_cycle[run.pretrain]
-                else:
+                key = (run.pretrain, frozenset(int(c) for c in labelled))
+                if key not in trained:
                     t0 = time.perf_counter()
                     ckpt = yield from fit(
                         labelled, encoder if run.pretrain else None, seed, config.train
                     )
                     seconds = time.perf_counter() - t0
-                    metrics = yield from evaluate_cycle(ckpt)
-                    if cycle == 0:
-                        first_cycle[run.pretrain] = (ckpt, metrics, seconds)
+                    trained[key] = (ckpt, (yield from evaluate_cycle(ckpt)), seconds)
+                ckpt, metrics, seconds = trained[key]
                 entry = {
                     "cycle": cycle,
                     "n_labelled": len(labelled),
