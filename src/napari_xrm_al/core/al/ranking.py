@@ -112,21 +112,23 @@ def summarise(
     ``mc_samples``, ``device``, ``max_memory``: see
     :class:`~napari_xrm_al.core.inference.predict.PredictConfig`.
     """
-    loaded: list[Segmenter] = []  # the model, read once if some axis is not cached
+    # The model, read once if some axis is not cached, and the precision its
+    # first pass chose: one model on one volume is calibrated once, not per axis.
+    state: dict[str, Any] = {"precision": "auto"}
 
     def predict(ax: int | None) -> Generator[Progress, None, SliceSummary]:
-        if not loaded:
-            loaded.append(
-                Segmenter.from_checkpoint(
-                    model_path, device=device, checkpoint=checkpoint
-                )
+        if "segmenter" not in state:
+            state["segmenter"] = Segmenter.from_checkpoint(
+                model_path, device=device, checkpoint=checkpoint
             )
-        segmenter = loaded[0]
+        segmenter = state["segmenter"]
         along = axis_index(segmenter.axis) if ax is None else ax
         config = PredictConfig(
-            axis=along, mc_samples=mc_samples, device=device, max_memory=max_memory
-        )
+            axis=along, mc_samples=mc_samples, device=device, max_memory=max_memory,
+            precision=state["precision"],
+        )  # fmt: skip
         result = yield from segmenter.predict_volume(image_data, config)
+        state["precision"] = result.precision
         return replace(result.summary, index=_coded(result.summary.index, along))
 
     parts = yield from _per_axis(

@@ -93,7 +93,8 @@ def predict_fused(
     stores it, :mod:`~napari_xrm_al.core.inference.prediction_outputs`).
 
     Every pass runs as ``config`` says (device, precision, tta, batch_size,
-    max_memory, ...), along its own axis and without per-slice summaries.
+    max_memory, ...), along its own axis and without per-slice summaries; an
+    ``'auto'`` precision is decided by the first pass and kept for the others.
 
     Returns
     -------
@@ -130,6 +131,8 @@ def predict_fused(
                 f"along {axis_name(ax)}",
             )
             total += probs
+            # The first pass calibrated the precision; the others keep it.
+            one_pass = replace(one_pass, precision=result.precision)
         del probs
         total /= len(order)
         counts = _write_mean(total, outputs)
