@@ -233,8 +233,12 @@ def first_ranking(
     ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`.
     """
 
+    read: list[Checkpoint] = [checkpoint] if checkpoint else []  # read once, if needed
+
     def embed(ax: int | None) -> Generator[Progress, None, dict[str, np.ndarray]]:
-        ckpt = checkpoint or load_checkpoint(encoder_path)
+        if not read:
+            read.append(load_checkpoint(encoder_path))
+        ckpt = read[0]
         along = axis_index(ckpt.axis) if ax is None else ax
         index, embedding, spread = yield from embed_slices(
             ckpt, image_data, axis=along, device=device, max_memory=max_memory
