@@ -10,8 +10,9 @@ import tifffile
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.cli import main
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
-from napari_xrm_al.core.session.jobs import PREDICTION, session_for
+from napari_xrm_al.core.session.jobs import session_for
 from napari_xrm_al.core.session.paths import SESSION_FILE
+from napari_xrm_al.core.session.prediction import PREDICTION
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.io.volumes import open_volume
 

@@ -31,12 +31,11 @@ from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
 from napari_xrm_al.core.events import Progress, run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
 from napari_xrm_al.core.session.jobs import (
-    PREDICTION,
-    predict_session,
     pretrain_session,
     rank_session,
     train_session,
 )
+from napari_xrm_al.core.session.prediction import PREDICTION, predict_session
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.settings import with_settings
 from napari_xrm_al.core.slice_refs import parse_axes

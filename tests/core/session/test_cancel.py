@@ -10,13 +10,11 @@ import pytest
 
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.session.jobs import (
+from napari_xrm_al.core.session.jobs import rank_session, session_for, train_session
+from napari_xrm_al.core.session.prediction import (
     PREDICTION,
     UNCERTAINTY,
     predict_session,
-    rank_session,
-    session_for,
-    train_session,
 )
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.slice_refs import SliceRef

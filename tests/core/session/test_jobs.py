@@ -13,15 +13,14 @@ from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.session.jobs import (
-    PREDICTION,
     learning_curve,
-    predict_session,
     pretrain_session,
     rank_session,
     session_for,
     train_session,
 )
 from napari_xrm_al.core.session.paths import SESSION_FILE
+from napari_xrm_al.core.session.prediction import PREDICTION, predict_session
 from napari_xrm_al.core.session.session import Session
 from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample

@@ -355,6 +355,15 @@ class Session:
         self.suggestion = record
         self.save()
 
+    def provenance(self) -> dict[str, Any]:
+        """What every model and prediction of this project records of it."""
+        return {
+            "image_path": self.image.path,
+            "image_shape": list(self.image.shape),
+            "image_fingerprint": self.image.fingerprint,
+            "session": str(self.folder),
+        }
+
     @property
     def latest_model(self) -> Path | None:
         """The model of the most recent cycle whose checkpoint can be loaded.

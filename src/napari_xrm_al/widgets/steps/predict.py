@@ -24,11 +24,8 @@ from napari_xrm_al._napari.writer import layer_voxel_size
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
-from napari_xrm_al.core.session.jobs import (
-    learning_curve,
-    predict_session,
-    project_inputs,
-)
+from napari_xrm_al.core.session.jobs import learning_curve
+from napari_xrm_al.core.session.prediction import predict_session, project_inputs
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.masks import write_mask
 from napari_xrm_al.io.output_paths import check_apart, check_writable

@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES, Pick
 from napari_xrm_al.core.al.batch_picking import pick_of_record
 from napari_xrm_al.core.al.ranking import Ranking
-from napari_xrm_al.core.session.jobs import predict_slice_session, rank_session
+from napari_xrm_al.core.session.jobs import rank_session
+from napari_xrm_al.core.session.prediction import predict_slice_session
 from napari_xrm_al.core.slice_refs import SliceRef, parse_axes, ref_of_code
 from napari_xrm_al.core.slices import AXIS_NAMES
 from napari_xrm_al.errors import XrmError
