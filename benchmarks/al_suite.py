@@ -15,6 +15,7 @@ Usage::
     python benchmarks/al_suite.py --pools thick-dies,thin-dies --seeds 0-4 \
         --threads 1                        # resumable, JSON per pool/seed
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 --axes z,y,x
+    python benchmarks/al_suite.py --pools thin-dies --seeds 0 --full-supervision
     python benchmarks/al_suite.py --report
     python benchmarks/al_suite.py --coverage --seeds 0-9 [--axes z --axes z,y,x] \
         --out-dir benchmarks/results/coverage
@@ -151,18 +152,24 @@ def describe(pools: list[str]) -> None:
 def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
     """Simulate every strategy on one pool with one seed (resumable); with
     ``--axes`` (one set) the candidates lie along those axes, and the file is
-    ``<pool>_<axes>_s<seed>.json`` (a pool of its own in the report)."""
+    ``<pool>_<axes>_s<seed>.json`` (a pool of its own in the report). With
+    ``--full-supervision``, the reference instead: every z slice of the pool
+    labelled (4 × the most steps of a cycle), in ``full_<pool>_s<seed>.json``."""
     axes = _run_axes(args)
+    full = args.full_supervision
+    if full and axes:
+        sys.exit("--full-supervision labels every z slice: it takes no --axes")
     part = "_" + "".join(axes) if axes else ""
-    out = Path(args.out_dir) / f"{name}{part}_s{seed}.json"
+    out = Path(args.out_dir) / f"{'full_' * full}{name}{part}_s{seed}.json"
     data = load_pool(name)
     classes = data.pop("classes")
     context, min_distance = data.pop("context"), data.pop("min_distance")
     train, pre = configs(context, args.train_steps, args.pretrain_steps)
     config = SimulationConfig(
-        runs=tuple(parse_run(r, True) for r in args.runs.split(",")),
+        runs=() if full else tuple(parse_run(r, True) for r in args.runs.split(",")),
         initial=2, per_cycle=2, cycles=5, seeds=(seed,),
         min_distance=min_distance, train=train, pretrain=pre, axes=axes,
+        full_supervision=full,
     )  # fmt: skip
     earlier = read_result(out) if out.exists() else None
     started = time.time()
@@ -350,6 +357,11 @@ def main() -> None:
         "repeatable: each set from the same encoders",
     )
     mode = parser.add_mutually_exclusive_group()
+    parser.add_argument(
+        "--full-supervision",
+        action="store_true",
+        help="train on every z slice of each pool instead (the reference)",
+    )
     mode.add_argument("--describe", action="store_true")
     mode.add_argument("--report", action="store_true")
     mode.add_argument("--coverage", action="store_true")

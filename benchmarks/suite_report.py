@@ -57,9 +57,14 @@ def report(
     issue's targets (:func:`targets`; ``rare_slice_share(pool)``: the share of
     a pool's slices that hold its rare class)."""
     by_pool: dict[str, list[dict]] = {}
+    fulls: dict[str, list[dict]] = {}
     for path in sorted(out_dir.glob("*_s*.json")):
         pool = path.stem.rsplit("_s", 1)[0]
         result = read_result(path)
+        if pool.startswith("full_"):
+            if "full_supervision" in result:
+                fulls.setdefault(pool.removeprefix("full_"), []).append(result)
+            continue
         cycles = result["settings"]["cycles"]
         # A run stopped part-way (the file of a run still going) is left out.
         result["runs"] = list(finished_runs(result, {}, cycles).values())
@@ -73,6 +78,9 @@ def report(
     merged = {pool: merge(results) for pool, results in by_pool.items()}
     for pool, result in merged.items():
         print("\n".join(pool_rows(pool, result, budgets)))
+    ceilings = {pool: merge(results) for pool, results in fulls.items()}
+    for pool, result in ceilings.items():
+        print(ceiling_row(pool, result, len(budgets)))
     first = next(iter(merged.values()))["runs"][0]["strategy"]
     print(f"\n{first} − strategy, rare-class IoU, paired by seed: mean ± 95 % CI "
           f"(seeds ahead/level/behind)\n")  # fmt: skip
@@ -89,6 +97,38 @@ def report(
         print(f"| {label} | " + " | ".join(cells) + " |")
     shares = {pool: rare_slice_share(pool.split("_")[0]) for pool in merged}
     print("\n" + "\n".join(targets(merged, shares)))
+    if ceilings:
+        miou, rare = np.mean(
+            [ceiling(r)[:2] for p, r in ceilings.items() if p in merged], axis=0
+        )
+        print(
+            f"\nFull supervision (every z slice labelled) on {len(ceilings)} of the "
+            f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
+        )
+
+
+def ceiling(result: dict) -> tuple[float, float, float]:
+    """mIoU, rare-class IoU and worst class IoU of a merged full-supervision
+    result (mean over its seeds)."""
+    full = result["full_supervision"]
+    ious = np.nan_to_num(list(full["iou"].values()))
+    return (
+        full["miou"],
+        float(np.nan_to_num(full["iou"][result["rare_class"]])),
+        ious.min(),
+    )
+
+
+def ceiling_row(pool: str, result: dict, budgets: int) -> str:
+    """A markdown row: the full-supervision reference of one pool, in every
+    budget column (it does not depend on the budget)."""
+    cell = " / ".join(f"{v:.3f}" for v in ceiling(result))
+    seeds = result["full_supervision"].get("n_runs", 1)
+    return (
+        f"| {pool} | full supervision (every z slice) | {seeds} | "
+        + " | ".join([cell] * budgets)
+        + " |"
+    )
 
 
 def pool_means(result: dict, label: str, n: int) -> tuple[float, float, float] | None:
