@@ -11,6 +11,7 @@ import torch
 
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import ModelConfig, SliceSegmenter
 from napari_xrm_al.core.model.normalization import Normalisation
@@ -175,3 +176,18 @@ def _smooth_volume(shape: tuple[int, int, int]) -> np.ndarray:
 def smooth_volume():
     """``smooth_volume(shape)``: a float32 volume of smooth structures plus noise."""
     return _smooth_volume
+
+
+@pytest.fixture
+def calibrations(monkeypatch) -> list[tuple[int, ...]]:
+    """The shapes of the batches on which inference calibrates its precision
+    (``SliceInference.calibrate``) from now on, one per calibration."""
+    seen: list[tuple[int, ...]] = []
+    calibrate = SliceInference.calibrate
+
+    def counted(engine, x):
+        seen.append(tuple(x.shape))
+        return calibrate(engine, x)
+
+    monkeypatch.setattr(SliceInference, "calibrate", counted)
+    return seen

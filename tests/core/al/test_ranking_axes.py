@@ -6,7 +6,6 @@ import numpy as np
 
 from napari_xrm_al.core.al.ranking import rank_summary, summarise
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code, slice_codes
 
 SHAPE = (12, 20, 28)
@@ -48,17 +47,9 @@ def test_three_axes_are_scored_and_picked_apart_along_each(
 
 
 def test_one_model_is_calibrated_once_for_all_axes(
-    tmp_path, tiny_model_file, monkeypatch
+    tmp_path, tiny_model_file, calibrations
 ) -> None:
     model = tiny_model_file(tmp_path / "m.pt")
     volume = np.random.default_rng(0).random(SHAPE).astype(np.float32)
-    calibrations = []
-    calibrate = SliceInference.calibrate
-
-    def counted(engine, x):
-        calibrations.append(x.shape)
-        return calibrate(engine, x)
-
-    monkeypatch.setattr(SliceInference, "calibrate", counted)
     summary = run_to_end(summarise(model, volume, axes="zyx"))
     assert len(summary.index) == sum(SHAPE) and len(calibrations) == 1

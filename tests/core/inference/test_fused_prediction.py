@@ -14,7 +14,6 @@ from napari_xrm_al.core.inference.fused_prediction import (
     prediction_axes,
 )
 from napari_xrm_al.core.inference.predict import PredictConfig
-from napari_xrm_al.core.inference.slice_inference import SliceInference
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_reader import read_mask
 
@@ -121,16 +120,8 @@ def test_a_stopped_fused_prediction_leaves_no_output(segmenter, volume, tmp_path
 
 
 def test_the_precision_is_calibrated_once_for_every_pass(
-    segmenter, volume, monkeypatch
+    segmenter, volume, calibrations
 ) -> None:
-    calibrations = []
-    calibrate = SliceInference.calibrate
-
-    def counted(engine, x):
-        calibrations.append(x.shape)
-        return calibrate(engine, x)
-
-    monkeypatch.setattr(SliceInference, "calibrate", counted)
     out = np.zeros(SHAPE, np.uint8)
     result = run_to_end(predict_fused(segmenter, volume, "zyx", out=out))
     assert len(calibrations) == 1 and result.precision in ("float32", "bfloat16")
