@@ -319,3 +319,28 @@ def test_a_simulated_model_is_scored_as_a_project_predicts(
     assert predicted() == score("x") != score("z")
     ckpt.history["slices"].append(["y", 3])
     assert predicted() == score("x", fuse_axes=("x", "y")) != score("x")
+
+
+def test_full_supervision_alone_trains_on_every_slice_once(monkeypatch) -> None:
+    pool = make_hbm_sample(shape=(12, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    trainings = []
+
+    def counted(*args, **kwargs):
+        trainings.append(sorted(ref.index for ref in args[2]))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "train", counted)
+    config = tiny_config(
+        full_supervision=True,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2, max_steps=1),
+    )
+    result = run_to_end(
+        simulate(
+            pool.image, pool.labels, CLASSES, config,
+            test_image=test.image, test_labels=test.labels,
+        )
+    )  # fmt: skip
+    assert trainings == [list(range(12))]
+    assert result["runs"] == [] and result["complete"]
+    assert set(result["full_supervision"]["iou"]) == set(CLASSES.names)
