@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from bench_active_learning import merge
-from napari_xrm_al.core.al.curves import paired_differences, run_label, runs_by_label
+from napari_xrm_al.core.al.curves import (
+    learning_curves,
+    paired_differences,
+    run_label,
+    runs_by_label,
+)
 from napari_xrm_al.core.al.simulation_config import finished_runs, read_result
 
 
@@ -87,13 +92,22 @@ def report(
     print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
     for pool, result in merged.items():
         print("\n".join(paired_rows(pool, result, budgets)))
-    print("\nSuite mean over pools (each pool's mean over seeds):\n")
-    print(f"| strategy | {head} |\n" + "|---" * (1 + len(budgets)) + "|")
+    print("\nSuite mean over pools (each pool's mean over seeds; area: the mean of"
+          " the learning curve over every budget, 2 to 12 slices):\n")  # fmt: skip
+    print(f"| strategy | {head} | area |\n" + "|---" * (2 + len(budgets)) + "|")
     for label in runs_by_label(next(iter(merged.values()))):
         cells = []
         for n in budgets:
             miou, rare, pools = suite_mean(merged, label, n)
             cells.append(f"{miou:.3f} / {rare:.3f} ({pools} pools)")
+        areas = [
+            (c.area(), c.area("rare"))
+            for result in merged.values()
+            for c in learning_curves(result)
+            if c.label == label
+        ]
+        miou, rare = np.mean(areas, axis=0)
+        cells.append(f"{miou:.3f} / {rare:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     shares = {pool: rare_slice_share(pool.split("_")[0]) for pool in merged}
     print("\n" + "\n".join(targets(merged, shares)))
