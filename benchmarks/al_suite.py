@@ -16,6 +16,8 @@ Usage::
         --threads 1                        # resumable, JSON per pool/seed
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 --axes z,y,x
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 --full-supervision
+    python benchmarks/al_suite.py --pools thin-dies --seeds 0 \
+        --set augment.histogram_shift=0.25 --out-dir benchmarks/results/suite-hs025
     python benchmarks/al_suite.py --report
     python benchmarks/al_suite.py --coverage --seeds 0-9 [--axes z --axes z,y,x] \
         --out-dir benchmarks/results/coverage
@@ -41,7 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_active_learning import configs, load, machine
+from bench_active_learning import (
+    add_set_option,
+    configs,
+    load,
+    machine,
+    with_set_options,
+)
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.al.acquisition import first_picks
 from napari_xrm_al.core.al.simulate import simulate
@@ -166,6 +174,7 @@ def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
     classes = data.pop("classes")
     context, min_distance = data.pop("context"), data.pop("min_distance")
     train, pre = configs(context, args.train_steps, args.pretrain_steps)
+    train = with_set_options(train, args.set)
     config = SimulationConfig(
         runs=() if full else tuple(parse_run(r, True) for r in args.runs.split(",")),
         initial=2, per_cycle=2, cycles=5, seeds=(seed,),
@@ -358,6 +367,7 @@ def main() -> None:
         "repeatable: each set from the same encoders",
     )
     mode = parser.add_mutually_exclusive_group()
+    add_set_option(parser)
     parser.add_argument(
         "--full-supervision",
         action="store_true",

@@ -142,6 +142,18 @@ def configs(
     return train, pre
 
 
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a training setting for :func:`with_set_options`."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig setting, e.g. ema_decay=0.995 or "
+        "augment.histogram_shift=0.25 (repeatable)",
+    )
+
+
 def with_set_options(config: Any, pairs: list[str]) -> Any:
     """``config`` with ``--set KEY=VALUE`` options: a setting's name (dotted for a
     nested one, ``augment.histogram_shift``) and its value read as JSON."""

@@ -36,7 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_active_learning import configs, load, machine, with_set_options
+from bench_active_learning import (
+    add_set_option,
+    configs,
+    load,
+    machine,
+    with_set_options,
+)
 from napari_xrm_al.core.al.simulate import rank_pool, score_model
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.slice_inference import TTA_MODES
@@ -93,13 +99,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=1600)
     parser.add_argument("--rank", type=int, default=0, metavar="K")
     parser.add_argument("--strategies", default="rareness,entropy")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a TrainConfig field, e.g. ema_decay=0.995 (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument(
         "--score",
         default="model:none",

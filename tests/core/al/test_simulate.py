@@ -50,6 +50,20 @@ def tiny_config(*runs: RunSpec, **overrides) -> SimulationConfig:
     return SimulationConfig(runs=runs, **{**settings, **overrides})
 
 
+@pytest.fixture
+def trainings(monkeypatch) -> list[list[int]]:
+    """The labelled slices (sorted indices) of every training the simulation
+    runs from now on."""
+    seen: list[list[int]] = []
+
+    def counted(*args, **kwargs):
+        seen.append(sorted(ref.index for ref in args[2]))
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "train", counted)
+    return seen
+
+
 def test_run_specs() -> None:
     assert parse_run("rareness", True) == RunSpec("rareness", True)
     assert parse_run("rareness:no-pretrain", True) == RunSpec("rareness", False)
@@ -111,18 +125,11 @@ def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_runs_that_reach_the_same_slices_share_one_training(monkeypatch) -> None:
+def test_runs_that_reach_the_same_slices_share_one_training(trainings) -> None:
     # Labelled 0 and 5 of 12 with min_distance 3 leave only {8, 11} to add:
     # every strategy reaches the same four slices.
     pool = make_hbm_sample(shape=(12, 40, 40), seed=0)
     test = make_hbm_sample(shape=(12, 40, 40), seed=1)
-    trainings = []
-
-    def counted(*args, **kwargs):
-        trainings.append(sorted(ref.index for ref in args[2]))
-        return train(*args, **kwargs)
-
-    monkeypatch.setattr(simulate_module, "train", counted)
     config = tiny_config(
         RunSpec("rareness", True), RunSpec("random", True),
         start_with=(0, 5), min_distance=3,
@@ -321,16 +328,9 @@ def test_a_simulated_model_is_scored_as_a_project_predicts(
     assert predicted() == score("x", fuse_axes=("x", "y")) != score("x")
 
 
-def test_full_supervision_alone_trains_on_every_slice_once(monkeypatch) -> None:
+def test_full_supervision_alone_trains_on_every_slice_once(trainings) -> None:
     pool = make_hbm_sample(shape=(12, 40, 40), seed=0)
     test = make_hbm_sample(shape=(12, 40, 40), seed=1)
-    trainings = []
-
-    def counted(*args, **kwargs):
-        trainings.append(sorted(ref.index for ref in args[2]))
-        return train(*args, **kwargs)
-
-    monkeypatch.setattr(simulate_module, "train", counted)
     config = tiny_config(
         full_supervision=True,
         train=TrainConfig(steps=4, crop_size=32, batch_size=2, max_steps=1),
