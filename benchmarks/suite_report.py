@@ -92,10 +92,34 @@ def report(
     print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
     for pool, result in merged.items():
         print("\n".join(paired_rows(pool, result, budgets)))
+    shares = {pool: rare_slice_share(pool.split("_")[0]) for pool in merged}
+    groups: dict[str, dict[str, dict]] = {}
+    for pool, result in merged.items():
+        axes = pool.partition("_")[2] or "z"
+        groups.setdefault(axes, {})[pool] = result
+    for axes, group in groups.items():
+        print(f"\n## Candidates along {', '.join(axes)}")
+        suite_table(group, budgets, head)
+        print("\n" + "\n".join(targets(group, shares)))
+    if ceilings:
+        miou, rare = np.mean([ceiling(r)[:2] for r in ceilings.values()], axis=0)
+        print(
+            f"\nFull supervision (every z slice labelled) on {len(ceilings)} "
+            f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
+        )
+
+
+def strategy_labels(merged: dict[str, dict]) -> list[str]:
+    """Every strategy of any pool, in order of first appearance."""
+    return list(dict.fromkeys(lb for r in merged.values() for lb in runs_by_label(r)))
+
+
+def suite_table(merged: dict[str, dict], budgets: tuple[int, ...], head: str) -> None:
+    """The suite-mean table of ``merged`` pools, with each learning curve's area."""
     print("\nSuite mean over pools (each pool's mean over seeds; area: the mean of"
           " the learning curve over every budget, 2 to 12 slices):\n")  # fmt: skip
     print(f"| strategy | {head} | area |\n" + "|---" * (2 + len(budgets)) + "|")
-    for label in runs_by_label(next(iter(merged.values()))):
+    for label in strategy_labels(merged):
         cells = []
         for n in budgets:
             miou, rare, pools = suite_mean(merged, label, n)
@@ -109,16 +133,6 @@ def report(
         miou, rare = np.mean(areas, axis=0)
         cells.append(f"{miou:.3f} / {rare:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    shares = {pool: rare_slice_share(pool.split("_")[0]) for pool in merged}
-    print("\n" + "\n".join(targets(merged, shares)))
-    if ceilings:
-        miou, rare = np.mean(
-            [ceiling(r)[:2] for p, r in ceilings.items() if p in merged], axis=0
-        )
-        print(
-            f"\nFull supervision (every z slice labelled) on {len(ceilings)} of the "
-            f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
-        )
 
 
 def ceiling(result: dict) -> tuple[float, float, float]:
@@ -184,11 +198,7 @@ def targets(merged: dict[str, dict], shares: dict[str, float]) -> list[str]:
 
     ``shares``: the share of each pool's slices that hold its rare class.
     """
-    labels = [
-        label
-        for label in runs_by_label(next(iter(merged.values())))
-        if label.startswith("rareness")
-    ]
+    labels = [lb for lb in strategy_labels(merged) if lb.startswith("rareness")]
     lines = [
         "Issue 17's targets (suite mean over pools; margins where missed):",
         "",
