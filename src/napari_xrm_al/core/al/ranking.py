@@ -19,7 +19,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,23 +112,25 @@ def summarise(
     ``mc_samples``, ``device``, ``max_memory``: see
     :class:`~napari_xrm_al.core.inference.predict.PredictConfig`.
     """
-    # The model, read once if some axis is not cached, and the precision its
-    # first pass chose: one model on one volume is calibrated once, not per axis.
-    state: dict[str, Any] = {"precision": "auto"}
+    # The model is read once, if some axis is not cached; the precision its first
+    # pass chose is kept: one model on one volume is calibrated once, not per axis.
+    model = cache(
+        lambda: Segmenter.from_checkpoint(
+            model_path, device=device, checkpoint=checkpoint
+        )
+    )
+    precision = "auto"
 
     def predict(ax: int | None) -> Generator[Progress, None, SliceSummary]:
-        if "segmenter" not in state:
-            state["segmenter"] = Segmenter.from_checkpoint(
-                model_path, device=device, checkpoint=checkpoint
-            )
-        segmenter = state["segmenter"]
+        nonlocal precision
+        segmenter = model()
         along = axis_index(segmenter.axis) if ax is None else ax
         config = PredictConfig(
             axis=along, mc_samples=mc_samples, device=device, max_memory=max_memory,
-            precision=state["precision"],
+            precision=precision,
         )  # fmt: skip
         result = yield from segmenter.predict_volume(image_data, config)
-        state["precision"] = result.precision
+        precision = result.precision
         return replace(result.summary, index=_coded(result.summary.index, along))
 
     parts = yield from _per_axis(
@@ -233,12 +235,11 @@ def first_ranking(
     ``max_memory``: see :func:`~napari_xrm_al.core.inference.embedding.embed_slices`.
     """
 
-    read: list[Checkpoint] = [checkpoint] if checkpoint else []  # read once, if needed
+    # Read once, if some axis is not cached.
+    encoder = cache(lambda: checkpoint or load_checkpoint(encoder_path))
 
     def embed(ax: int | None) -> Generator[Progress, None, dict[str, np.ndarray]]:
-        if not read:
-            read.append(load_checkpoint(encoder_path))
-        ckpt = read[0]
+        ckpt = encoder()
         along = axis_index(ckpt.axis) if ax is None else ax
         index, embedding, spread = yield from embed_slices(
             ckpt, image_data, axis=along, device=device, max_memory=max_memory
