@@ -11,6 +11,7 @@ import numpy as np
 
 from bench_active_learning import merge
 from napari_xrm_al.core.al.curves import (
+    PairedDifference,
     learning_curves,
     paired_differences,
     run_label,
@@ -34,17 +35,22 @@ def pool_rows(name: str, result: dict, budgets: tuple[int, ...]) -> list[str]:
     return rows
 
 
+def budget_index(d: PairedDifference, n: int) -> int | None:
+    """Where ``d`` holds the difference at ``n`` labelled slices (None if nowhere)."""
+    hit = np.flatnonzero(d.n_labelled == n)
+    return int(hit[0]) if len(hit) else None
+
+
 def paired_rows(name: str, result: dict, budgets: tuple[int, ...]) -> list[str]:
     """Markdown rows: first strategy − each other, rare IoU, at ``budgets``."""
     rows = []
     for d in paired_differences(result):
         cells = []
         for n in budgets:
-            hit = np.flatnonzero(d.n_labelled == n)
-            if not len(hit):
+            i = budget_index(d, n)
+            if i is None:
                 cells.append("–")
                 continue
-            i = hit[0]
             ci = "" if np.isnan(d.ci95[i]) else f" ± {d.ci95[i]:.3f}"
             cells.append(
                 f"{d.mean[i]:+.3f}{ci} ({d.ahead[i]}/{d.level[i]}/{d.behind[i]})"
@@ -135,16 +141,21 @@ def suite_table(merged: dict[str, dict], budgets: tuple[int, ...], head: str) ->
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
-def ceiling(result: dict) -> tuple[float, float, float]:
-    """mIoU, rare-class IoU and worst class IoU of a merged full-supervision
-    result (mean over its seeds)."""
-    full = result["full_supervision"]
-    ious = np.nan_to_num(list(full["iou"].values()))
+def three_scores(scores: dict, rare: str) -> tuple[float, float, float]:
+    """mIoU, ``rare`` class IoU and worst class IoU of one scoring (a cycle's,
+    or the full-supervision reference); a NaN class IoU counts as 0."""
+    ious = np.nan_to_num(list(scores["iou"].values()))
     return (
-        full["miou"],
-        float(np.nan_to_num(full["iou"][result["rare_class"]])),
-        ious.min(),
+        float(scores["miou"]),
+        float(np.nan_to_num(scores["iou"][rare])),
+        float(ious.min()),
     )
+
+
+def ceiling(result: dict) -> tuple[float, float, float]:
+    """:func:`three_scores` of a merged full-supervision result (mean over its
+    seeds)."""
+    return three_scores(result["full_supervision"], result["rare_class"])
 
 
 def ceiling_row(pool: str, result: dict, budgets: int) -> str:
@@ -162,16 +173,12 @@ def ceiling_row(pool: str, result: dict, budgets: int) -> str:
 def pool_means(result: dict, label: str, n: int) -> tuple[float, float, float] | None:
     """Mean over seeds of mIoU, rare-class IoU and worst class IoU of one
     strategy at ``n`` labelled slices on one pool (None if it has no run there)."""
-    rare = result["rare_class"]
     runs = runs_by_label(result).get(label, [])
     cycles = [c for c in (at_budget(r, n) for r in runs) if c]
     if not cycles:
         return None
-    return (
-        float(np.mean([c["miou"] for c in cycles])),
-        float(np.mean([np.nan_to_num(c["iou"][rare]) for c in cycles])),
-        float(np.mean([min(np.nan_to_num(list(c["iou"].values()))) for c in cycles])),
-    )
+    means = np.mean([three_scores(c, result["rare_class"]) for c in cycles], axis=0)
+    return tuple(float(m) for m in means)  # type: ignore[return-value]
 
 
 def suite_mean(merged: dict[str, dict], label: str, n: int) -> tuple[float, float, int]:
@@ -257,15 +264,13 @@ def ahead_on(
         result = merged[pool]
         first = [r for r in result["runs"] if run_label(r) == label]
         rest = [r for r in result["runs"] if run_label(r) == other]
-        diffs = (
-            paired_differences({**result, "runs": first + rest})
-            if first and rest
-            else []
-        )
-        hit = [(d, np.flatnonzero(d.n_labelled == n)) for d in diffs]
-        if not hit or not len(hit[0][1]):
+        # Two strategies: at most one difference, ``label`` − ``other``.
+        pair = {**result, "runs": first + rest}
+        diffs = paired_differences(pair) if first and rest else []
+        i = budget_index(diffs[0], n) if diffs else None
+        if i is None:
             continue
-        d, (i, *_) = hit[0]
+        d = diffs[0]
         ci = d.ci95[i]
         met += bool(d.mean[i] - ci > 0)  # NaN (one seed) never counts
         cells.append(
