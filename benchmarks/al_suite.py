@@ -38,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,7 @@ def rare_shares(name: str) -> tuple[str, tuple[int, ...], float, float, float]:
     return classes.names[rare], labels.shape, has.mean(), has.any(1).mean(), test
 
 
+@cache  # the report asks once per set of axes run on the pool
 def rare_slice_share(name: str) -> float:
     """The share of a pool's z slices that hold its rare class."""
     return rare_shares(name)[3]
