@@ -9,6 +9,9 @@ import pytest
 import tifffile
 
 from napari_xrm_al.classes import ClassTable
+from napari_xrm_al.core.synthetic.geometry import COPPER as CU
+from napari_xrm_al.core.synthetic.geometry import SOLDER as SOLDER_MATERIAL
+from napari_xrm_al.core.synthetic.imaging import draw_imaging
 from napari_xrm_al.core.synthetic.params import SampleParams
 from napari_xrm_al.core.synthetic.sample import (
     class_fractions,
@@ -88,6 +91,18 @@ def test_image_intensities_separate_classes_but_overlap(default_samples):
         # Blur, cupping and noise: no single threshold splits copper from solder.
         assert np.percentile(values[COPPER], 99) > np.percentile(values[SOLDER], 1)
         assert np.percentile(values[VOID], 99) > np.percentile(values[BACKGROUND], 50)
+
+
+def test_solder_attenuates_more_than_copper_in_every_draw():
+    # Drawn apart, copper's and solder's variations once let a scan's solder
+    # sit at copper's grey value (ratio 1.01), unlike any Sn-Ag cap on Cu.
+    params = SampleParams()
+    ratios = []
+    for seed in range(200):
+        imaging = draw_imaging(params, (64, 64), np.random.default_rng(seed))
+        ratios.append(imaging.attenuation[SOLDER_MATERIAL] / imaging.attenuation[CU])
+    assert min(ratios) >= 1.12
+    assert max(ratios) - min(ratios) > 0.15  # still varies from scan to scan
 
 
 def test_thick_dies_leave_solder_in_few_slices(default_samples):

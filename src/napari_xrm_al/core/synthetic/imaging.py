@@ -13,12 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from napari_xrm_al.core.synthetic.geometry import MATERIAL_NAMES, SOLDER, VOID
+from napari_xrm_al.core.synthetic.geometry import (
+    COPPER,
+    MATERIAL_NAMES,
+    SOLDER,
+    VOID,
+)
 from napari_xrm_al.core.synthetic.params import SampleParams
 
 #: Linear attenuation of each material relative to copper, before the seed's
-#: variation. Solder (Sn-Ag) attenuates more than copper; silicon, underfill
-#: and mold compound are close to one another; voids hold gas.
+#: variation. Solder (Sn-Ag) attenuates more than copper in every draw (its
+#: ratio to the drawn copper varies); silicon, underfill and mold compound are
+#: close to one another; voids hold gas.
 BASE_ATTENUATION = {
     "mold": 0.30,
     "underfill": 0.18,
@@ -57,7 +63,10 @@ def draw_imaging(
         [_vary(rng, BASE_ATTENUATION[m], 0.15 * v) for m in MATERIAL_NAMES],
         dtype=np.float32,
     )
-    attenuation[SOLDER] = 1.0 + _vary(rng, BASE_ATTENUATION["solder"] - 1.0, 0.5 * v)
+    # Relative to the drawn copper: drawn on its own, solder could land at or
+    # below copper's grey value, which no real Sn-Ag cap on Cu does.
+    solder_excess = _vary(rng, BASE_ATTENUATION["solder"] - 1.0, 0.5 * v)
+    attenuation[SOLDER] = attenuation[COPPER] * (1.0 + solder_excess)
     attenuation[VOID] = BASE_ATTENUATION["void"]
     ny, nx = shape_yx
     axis = (
