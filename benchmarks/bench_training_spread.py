@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -143,13 +142,10 @@ def main() -> None:
             )
         )
         for variant, (normalisation, tta, axes) in variants.items():
-            scored = ckpt
-            if normalisation == "own":
-                scored = dataclasses.replace(ckpt, normalisation=test_own)
             t0 = time.perf_counter()
             score = run_to_end(
                 score_model(
-                    scored,
+                    ckpt,
                     data["test_image"],
                     data["test_labels"],
                     classes,
@@ -157,6 +153,7 @@ def main() -> None:
                     device,
                     tta=tta,
                     fuse_axes=tuple(axes) if len(axes) > 1 else (),
+                    normalisation=test_own if normalisation == "own" else None,
                 )
             )
             scores.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 import zarr
 
@@ -150,3 +151,31 @@ def test_predict_fuse_axes(tmp_path, files, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "--fuse-axes does not go with --probabilities" in err
+
+
+def test_a_scan_at_another_gain_is_predicted_by_its_own_grey_levels(
+    tmp_path, files, capsys
+):
+    image = tifffile.imread(files["image"])
+    brighter = tmp_path / "brighter.tif"  # twice the gain, as another tool
+    tifffile.imwrite(brighter, (2 * image.astype(np.uint32)).astype(np.uint16))
+    f32 = ("--precision", "float32", "--quiet")
+    assert predict(files, tmp_path / "same.zarr", *f32) == 0
+    assert "grey levels" not in capsys.readouterr().err  # the training scan
+    other = {**files, "image": brighter}
+    assert predict(other, tmp_path / "auto.zarr", *f32) == 0
+    err = capsys.readouterr().err
+    assert f"{brighter}'s grey levels" in err and "--intensity model" in err
+    model = ("--intensity", "model")
+    assert predict(other, tmp_path / "model.zarr", *model, *f32) == 0
+    assert "grey levels" not in capsys.readouterr().err
+    same, auto, kept = (
+        np.asarray(read_mask(tmp_path / name).data)
+        for name in ("same.zarr", "auto.zarr", "model.zarr")
+    )
+    assert (auto == same).mean() > 0.99
+    assert (kept == same).mean() < 0.9
+    attrs = zarr.open_array(tmp_path / "auto.zarr", mode="r").attrs.asdict()
+    used = attrs["napari_xrm_al"]["provenance"]["scan_normalisation"]
+    trained = fit_normalisation(image)
+    assert used["high"] == pytest.approx(2 * trained.high, rel=0.01)

@@ -26,6 +26,12 @@ from napari_xrm_al.core.inference.predict import (
 from napari_xrm_al.core.inference.prediction_outputs import check_out_path
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.model.normalization import (
+    INTENSITY_MODES,
+    Normalisation,
+    normalisation_for_scan,
+)
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_formats import mask_format_for
@@ -103,6 +109,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "time) or the 8 flips and rotations (8x) of each slice; slightly more "
         "accurate (default: %(default)s)",
     )
+    parser.add_argument(
+        "--intensity",
+        choices=INTENSITY_MODES,
+        default="auto",
+        help="grey levels: 'model' maps the scan's grey values as the training "
+        "scan's were mapped, 'scan' maps the scan's own 0.5 and 99.5 percentiles "
+        "to the same places (for a scan from another tool, gain or filter); "
+        "'auto' (default) takes the scan's own when they differ from the "
+        "training scan's by more than half its range",
+    )
     add_memory_option(
         parser,
         DEFAULT_MAX_MEMORY,
@@ -149,7 +165,28 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_out_path(path, what)
 
 
-def _config(args: argparse.Namespace) -> PredictConfig:
+def _scan_normalisation(args: argparse.Namespace) -> Normalisation | None:
+    """``--intensity``: the scan's own normalisation when it is to be used
+    (a note on stderr says so), else None (the model's)."""
+    model = load_checkpoint(args.model, "segmenter").normalisation
+    data = open_image(args.image, args.max_memory).data
+    norm, own = normalisation_for_scan(model, data, args.intensity)
+    if not own:
+        return None
+    if args.intensity == "auto":
+        print(
+            f"note: {args.image}'s grey levels ({norm.low:.6g}..{norm.high:.6g} at "
+            f"the {norm.percentiles[0]:g} and {norm.percentiles[1]:g} percentiles) "
+            f"differ from the training scan's ({model.low:.6g}..{model.high:.6g}): "
+            "normalised by its own (--intensity model keeps the training scan's)",
+            file=sys.stderr,
+        )
+    return norm
+
+
+def _config(
+    args: argparse.Namespace, normalisation: Normalisation | None
+) -> PredictConfig:
     """How the network runs, in every kind of run (fused passes set their
     own axis and no summaries)."""
     return PredictConfig(
@@ -162,6 +199,7 @@ def _config(args: argparse.Namespace) -> PredictConfig:
         precision=args.precision,
         tta=args.tta,
         max_memory=args.max_memory,
+        normalisation=normalisation,
     )
 
 
@@ -174,7 +212,9 @@ def _outputs(args: argparse.Namespace) -> dict:
     }
 
 
-def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResult:
+def _predict_fused(
+    args: argparse.Namespace, provenance: dict, config: PredictConfig
+) -> PredictionResult:
     """``--fuse-axes``: the mean of the predictions along several axes."""
     for option, given in (
         ("--axis", args.axis),
@@ -192,7 +232,7 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
             segmenter,
             volume.data,
             axes,
-            _config(args),
+            config,
             out=args.out,
             uncertainty_out=args.uncertainty,
             voxel_size=volume.voxel_size,
@@ -202,7 +242,9 @@ def _predict_fused(args: argparse.Namespace, provenance: dict) -> PredictionResu
     )
 
 
-def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResult:
+def _predict_here(
+    args: argparse.Namespace, provenance: dict, config: PredictConfig
+) -> PredictionResult:
     segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
     volume = open_image(args.image, args.max_memory)
     trained = segmenter.checkpoint.trained_axes
@@ -218,7 +260,7 @@ def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResul
     return run_to_end(
         segmenter.predict_volume(
             volume.data,
-            _config(args),
+            config,
             voxel_size=volume.voxel_size,
             provenance=provenance,
             **_outputs(args),
@@ -228,7 +270,7 @@ def _predict_here(args: argparse.Namespace, provenance: dict) -> PredictionResul
 
 
 def _predict_dask(
-    args: argparse.Namespace, provenance: dict
+    args: argparse.Namespace, provenance: dict, config: PredictConfig
 ) -> Generator[Progress, None, PredictionResult]:
     from distributed import Client
 
@@ -245,7 +287,7 @@ def _predict_dask(
             yield from predict_volume_dask(
                 args.model,
                 args.image,
-                _config(args),
+                config,
                 client=client,
                 n_workers=args.dask_workers or 1,
                 torch_threads=args.threads,
@@ -272,14 +314,18 @@ def run(args: argparse.Namespace) -> int:
         "image_path": str(Path(args.image).absolute()),
         "model_path": str(Path(args.model).absolute()),
     }
+    normalisation = _scan_normalisation(args)
+    if normalisation is not None:
+        provenance["scan_normalisation"] = normalisation.to_dict()
+    config = _config(args, normalisation)
     if args.fuse_axes:
-        result = _predict_fused(args, provenance)
+        result = _predict_fused(args, provenance, config)
     elif args.dask_workers or args.scheduler:
         result = run_to_end(
-            _predict_dask(args, provenance), progress_printer(args.quiet)
+            _predict_dask(args, provenance, config), progress_printer(args.quiet)
         )
     else:
-        result = _predict_here(args, provenance)
+        result = _predict_here(args, provenance, config)
     print(
         f"predicted {result.n_slices} slices along {result.axis} in "
         f"{result.seconds:.1f} s ({result.slices_per_second:.1f} slices/s, "

@@ -28,6 +28,7 @@ from napari_xrm_al.core.al.simulation_config import RunSpec, SimulationConfig, p
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.predict import PredictConfig
+from napari_xrm_al.core.model.normalization import fit_normalisation
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.train import train
@@ -344,3 +345,32 @@ def test_full_supervision_alone_trains_on_every_slice_once(trainings) -> None:
     assert trainings == [list(range(12))]
     assert result["runs"] == [] and result["complete"]
     assert set(result["full_supervision"]["iou"]) == set(CLASSES.names)
+
+
+def test_a_test_scan_far_from_the_pool_grey_levels_is_scored_by_its_own(
+    monkeypatch,
+) -> None:
+    """As ``predict --intensity auto`` would predict it."""
+    used = []
+
+    def recorded(*args, **kwargs):
+        used.append(kwargs["normalisation"])
+        return score_as_predicted(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "score_as_predicted", recorded)
+    pool = make_hbm_sample(shape=(12, 40, 40), seed=0)
+    test = make_hbm_sample(shape=(12, 40, 40), seed=1)
+    config = tiny_config(
+        full_supervision=True,
+        train=TrainConfig(steps=4, crop_size=32, batch_size=2, max_steps=1),
+    )
+    for image in (test.image, 0.3 * test.image.astype(np.float32)):
+        run_to_end(
+            simulate(
+                pool.image, pool.labels, CLASSES, config,
+                test_image=image, test_labels=test.labels,
+            )
+        )  # fmt: skip
+    pool_norm, own = fit_normalisation(pool.image), fit_normalisation(test.image)
+    assert used[0] == pool_norm  # within the tolerance: the model's
+    assert used[1].high == pytest.approx(0.3 * own.high, rel=1e-3)

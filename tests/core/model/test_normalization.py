@@ -5,8 +5,10 @@ import pytest
 
 from napari_xrm_al.core.model.normalization import (
     CLIP,
+    SCAN_TOLERANCE,
     Normalisation,
     fit_normalisation,
+    normalisation_for_scan,
 )
 from napari_xrm_al.errors import XrmError
 
@@ -67,3 +69,33 @@ def test_round_trip_and_validation():
         Normalisation.from_dict({"low": 1})
     with pytest.raises(XrmError, match="3D"):
         fit_normalisation(np.zeros((4, 4)))
+
+
+def test_a_scan_with_other_grey_levels_is_normalised_by_its_own():
+    rng = np.random.default_rng(3)
+    scan = rng.gamma(2.0, 1000.0, size=(30, 48, 48)).astype(np.float32)
+    model = fit_normalisation(scan, seed=5)  # as training fitted it
+    # The training scan itself (another subsample): the model's numbers.
+    assert normalisation_for_scan(model, scan) == (model, False)
+    # 0.4 times the gain plus an offset: the scan's own, mapping it as the model
+    # maps the training scan.
+    other = 0.4 * scan + 300.0
+    own, used = normalisation_for_scan(model, other)
+    assert used and own.percentiles == model.percentiles
+    np.testing.assert_allclose(own.apply(other), model.apply(scan), atol=0.02)
+    assert np.abs(model.apply(other) - model.apply(scan)).mean() > 0.05
+    # Forced either way.
+    assert normalisation_for_scan(model, other, "model") == (model, False)
+    assert normalisation_for_scan(model, scan, "scan")[1]
+    with pytest.raises(XrmError, match="intensity normalisation 'gain'.*auto"):
+        normalisation_for_scan(model, scan, "gain")
+
+
+def test_auto_keeps_the_model_within_the_tolerance():
+    scan = np.random.default_rng(4).normal(1000.0, 100.0, (20, 32, 32))
+    model = fit_normalisation(scan)
+    span = model.high - model.low
+    slightly = scan + 0.8 * SCAN_TOLERANCE * span
+    assert normalisation_for_scan(model, slightly) == (model, False)
+    beyond = scan + 1.2 * SCAN_TOLERANCE * span
+    assert normalisation_for_scan(model, beyond)[1]

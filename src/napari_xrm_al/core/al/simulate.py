@@ -56,7 +56,11 @@ from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import Checkpoint
 from napari_xrm_al.core.model.network import pick_device
-from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.model.normalization import (
+    Normalisation,
+    fit_normalisation,
+    normalisation_for_scan,
+)
 from napari_xrm_al.core.slice_refs import SliceRef, by_axis, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, n_slices
 from napari_xrm_al.core.training.configs import TrainConfig
@@ -102,12 +106,16 @@ def score_model(
     device: torch.device,
     tta: str = "none",
     fuse_axes: Sequence[str] = (),
+    normalisation: Normalisation | None = None,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """Predict ``image`` (with test-time augmentation ``tta``; along ``axis``,
-    or the mean of the predictions along ``fuse_axes`` when given) and score it
-    against dense ``labels``: mIoU and IoU per class."""
+    or the mean of the predictions along ``fuse_axes`` when given; normalised
+    by ``normalisation``, None: the model's) and score it against dense
+    ``labels``: mIoU and IoU per class."""
     out = np.zeros(image.shape, np.uint8)
-    config = PredictConfig(summaries=False, device=device, tta=tta)
+    config = PredictConfig(
+        summaries=False, device=device, tta=tta, normalisation=normalisation
+    )
     segmenter = Segmenter.build(ckpt)
     yield from predict_along(segmenter, image, fuse_axes or (axis,), config, out=out)
     scores = evaluate(out.astype(np.int16) - 1, labels, classes)
@@ -123,6 +131,7 @@ def score_as_predicted(
     labels: np.ndarray,
     classes: ClassTable,
     device: torch.device,
+    normalisation: Normalisation | None = None,
 ) -> Generator[Progress, None, dict[str, Any]]:
     """:func:`score_model` predicting as a project does: along the axes of the
     model's training slices, fused when several
@@ -130,8 +139,15 @@ def score_as_predicted(
     axes, _ = prediction_axes(ckpt, image.shape)
     return (
         yield from score_model(
-            ckpt, image, labels, classes, axes[0], device, fuse_axes=axes
-        )
+            ckpt,
+            image,
+            labels,
+            classes,
+            axes[0],
+            device,
+            fuse_axes=axes,
+            normalisation=normalisation,
+        )  # fmt: skip
     )
 
 
@@ -259,9 +275,12 @@ def simulate(
     done_cycles = 0
     started = time.perf_counter()
 
+    # The test scan is predicted as `predict` would (--intensity auto): by its
+    # own grey levels when they differ from the pool's.
+    test_norm, _ = normalisation_for_scan(norm, test_image)
     evaluate_cycle = partial(
         score_as_predicted, image=test_image, labels=test_labels, classes=classes,
-        device=dev,
+        device=dev, normalisation=test_norm,
     )  # fmt: skip
 
     def fit(codes: Sequence[int], init: Checkpoint | None, seed: int, cfg: TrainConfig):

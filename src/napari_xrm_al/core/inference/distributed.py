@@ -46,6 +46,7 @@ from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slab_prediction import MIN_SLAB
 from napari_xrm_al.core.inference.summaries import SliceSummary
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.slices import axis_name, slice_shape
 from napari_xrm_al.errors import InputError, XrmError
 from napari_xrm_al.io.array_reads import chunk_shape
@@ -130,11 +131,12 @@ def _calibrate_task(
     batch: int,
     device: str | torch.device | None,
     threads: int | None,
+    normalisation: Normalisation | None,
 ) -> str:
     """The precision ``'auto'`` resolves to, decided once for every task."""
     _set_threads(threads)
     segmenter, volume = _open(model_path, image_path, device)
-    with segmenter.inference(device, "auto") as engine:
+    with segmenter.inference(device, "auto", normalisation=normalisation) as engine:
         calibrate(engine, volume.data, axis, indices, batch, segmenter.context)
     return str(engine.precision)
 
@@ -306,6 +308,7 @@ def predict_volume_dask(
                 batch,
                 config.device,
                 torch_threads,
+                config.normalisation,
                 pure=False,
             ).result()
         outputs = open_outputs(

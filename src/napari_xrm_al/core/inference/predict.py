@@ -45,7 +45,7 @@ from napari_xrm_al.core.inference.tiling import (
     plan_tiles,
 )
 from napari_xrm_al.core.model.checkpoint import Checkpoint
-from napari_xrm_al.core.model.normalization import check_finite_sample
+from napari_xrm_al.core.model.normalization import Normalisation, check_finite_sample
 from napari_xrm_al.core.process_memory import map_large_allocations
 from napari_xrm_al.core.slices import axis_index, axis_name, read_slices, slice_shape
 from napari_xrm_al.errors import XrmError
@@ -90,6 +90,11 @@ class PredictConfig:
         Bytes one slab may hold (the volume is never read whole).
     seed
         Seed of the MC-dropout masks.
+    normalisation
+        Intensity normalisation to use instead of the model's, e.g. one fitted
+        on another scan
+        (:func:`~napari_xrm_al.core.model.normalization.normalisation_for_scan`);
+        None: the model's.
 
     Raises
     ------
@@ -107,6 +112,7 @@ class PredictConfig:
     tta: str = "none"
     max_memory: int = DEFAULT_MAX_MEMORY
     seed: int = 0
+    normalisation: Normalisation | None = None
 
     def __post_init__(self) -> None:
         if int(self.mc_samples) != self.mc_samples or self.mc_samples < 1:
@@ -324,7 +330,9 @@ def predict_volume(
     )
     if np.dtype(data.dtype).kind == "f":
         check_finite_sample(data)
-    engine = segmenter.inference(config.device, config.precision, config.tta)
+    engine = segmenter.inference(
+        config.device, config.precision, config.tta, config.normalisation
+    )
     outputs = open_outputs(
         segmenter.checkpoint,
         shape,

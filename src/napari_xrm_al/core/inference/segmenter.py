@@ -141,11 +141,14 @@ class Segmenter:
         device: str | torch.device | None = None,
         precision: str = "auto",
         tta: str = "none",
+        normalisation: Normalisation | None = None,
     ) -> SliceInference:
         """A :class:`~napari_xrm_al.core.inference.slice_inference.SliceInference`
         engine of the network (a context manager; ``device`` None: where the
-        network is)."""
-        return SliceInference(self.net, self.normalisation, device, precision, tta)
+        network is; ``normalisation`` None: the checkpoint's)."""
+        return SliceInference(
+            self.net, normalisation or self.normalisation, device, precision, tta
+        )
 
     #: ``segmenter.predict_volume(data, config, out=..., ...)``: the function
     #: :func:`~napari_xrm_al.core.inference.predict.predict_volume` as a method
@@ -160,14 +163,17 @@ class Segmenter:
 
         For small uses (pre-filling a slice, tests): the slices are read at
         once. Of ``config`` it uses ``axis``, ``batch_size``, ``device``,
-        ``precision`` and ``tta``. Volumes go through :meth:`predict_volume`.
+        ``precision``, ``tta`` and ``normalisation``. Volumes go through :meth:`predict_volume`.
         """
         config = config or PredictConfig()
         check_volume(data)
         ax = config.slice_axis(self.axis)
         raw = read_slices(data, indices, ax, self.context)
         batch = int(config.batch_size or default_batch_size(raw.shape[-2:]))
-        with self.inference(config.device, config.precision, config.tta) as engine:
+        engine = self.inference(
+            config.device, config.precision, config.tta, config.normalisation
+        )
+        with engine:
             if engine.precision is None and len(raw):
                 middle = len(raw) // 2
                 engine.calibrate(engine.prepare(raw[middle : middle + batch]))

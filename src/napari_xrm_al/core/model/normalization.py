@@ -5,7 +5,9 @@ a fixed scale is meaningless; bright metal and streak artefacts make min/max
 useless. We map robust percentiles (0.5 % and 99.5 % by default) of a
 subsample of the *whole* volume to 0 and 1. The two numbers are stored in every
 checkpoint and reused unchanged at prediction time, so a model sees the same
-scale on the scan it was trained on.
+scale on the scan it was trained on. Another scan, from another tool or with
+other settings, can hold the same materials at other grey values:
+:func:`normalisation_for_scan` then maps that scan's own percentiles instead.
 """
 
 from __future__ import annotations
@@ -21,6 +23,19 @@ from napari_xrm_al.io.array_reads import subsample
 #: Normalised values are clipped to this range (a few percent of voxels
 #: lie beyond the percentiles; extreme outliers must not dominate).
 CLIP = (-1.0, 2.0)
+
+#: How the intensities of a scan to predict are normalised: ``'auto'`` (the
+#: model's, unless the scan's own percentiles lie further from them than
+#: :data:`SCAN_TOLERANCE`), ``'model'`` (always the model's) or ``'scan'``
+#: (always the scan's own).
+INTENSITY_MODES = ("auto", "model", "scan")
+
+#: Share of the model's range (high - low) by which a scan's percentile may
+#: differ from the model's before ``'auto'`` normalises the scan by its own.
+#: Only far outside what training saw does the scan's own pay: at half the
+#: gain (0.56 of the range) mIoU 0.215 → 0.528; at 0.26 it cost 0.12, at 0.44
+#: it changed nothing (docs/benchmarks.md, "A model on another scan").
+SCAN_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,3 +119,31 @@ def fit_normalisation(
         if high <= low:
             high = low + 1.0
     return Normalisation(low, high, tuple(float(p) for p in percentiles))
+
+
+def normalisation_for_scan(
+    model: Normalisation, data, intensity: str = "auto"
+) -> tuple[Normalisation, bool]:
+    """The normalisation to predict the volume ``data`` with, and whether it is
+    the scan's own (fitted on ``data`` with the model's percentiles) rather
+    than the ``model``'s; ``intensity`` is one of :data:`INTENSITY_MODES`.
+
+    A model trained on one scan sees another scan's copper, solder and
+    background at the grey values that scan's gain and offset give them; with
+    the model's numbers a scan recorded at half the gain comes out nearly all
+    background.
+    """
+    if intensity not in INTENSITY_MODES:
+        raise XrmError(
+            f"Unknown intensity normalisation {intensity!r}; choose one of "
+            f"{', '.join(INTENSITY_MODES)}."
+        )
+    if intensity == "model":
+        return model, False
+    own = fit_normalisation(data, percentiles=model.percentiles)
+    if intensity == "scan":
+        return own, True
+    shift = max(abs(own.low - model.low), abs(own.high - model.high))
+    if shift > SCAN_TOLERANCE * (model.high - model.low):
+        return own, True
+    return model, False
