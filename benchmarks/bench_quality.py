@@ -55,7 +55,10 @@ from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.inference.segmenter import Segmenter
-from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.model.normalization import (
+    fit_normalisation,
+    normalisation_for_scan,
+)
 from napari_xrm_al.core.slices import axis_index, n_slices, read_slices
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
@@ -189,10 +192,12 @@ def random_forest(ds: Dataset, threads: int, seed: int = 0) -> tuple[np.ndarray,
 
 # -- our segmenter ------------------------------------------------------------
 def segment(ckpt, image: np.ndarray, tta: str = "none") -> np.ndarray:
-    """Dense class ids of ``image`` predicted by a segmenter checkpoint."""
+    """Dense class ids of ``image`` predicted by a segmenter checkpoint, as
+    ``predict --intensity auto`` predicts another scan."""
     segmenter = Segmenter.build(ckpt)
     out = np.zeros(image.shape, np.uint8)
-    config = PredictConfig(summaries=False, tta=tta)
+    norm, _ = normalisation_for_scan(ckpt.normalisation, image)
+    config = PredictConfig(summaries=False, tta=tta, normalisation=norm)
     run_to_end(segmenter.predict_volume(image, config, out=out))
     return annotation_to_dense(out)
 

@@ -10,10 +10,11 @@ one fitted on the test scan itself (``predict --intensity scan``).
 
 Run::
 
-    python benchmarks/bench_scan_normalisation.py [--pools thick-dies,...] [--seed 0]
+    python benchmarks/bench_scan_normalisation.py [--pools thick-dies,...] [--seeds 0-2]
 
-Writes one JSON per pool and seed under ``benchmarks/out/scan_normalisation/``
-(resumable: pools already written are skipped) and prints a table.
+Writes one JSON per pool and training seed under
+``benchmarks/results/scan-normalisation/`` (kept; pools already written are
+skipped) and prints a table; ``--report`` prints the table of every file there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.al.simulate import score_as_predicted
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.core.training.train import train
@@ -115,13 +117,16 @@ def shift(result: dict) -> float:
 def table(results: list[dict]) -> None:
     """mIoU and each class IoU on the test scan, per normalisation, the pools
     by how far the test scan's grey levels lie from the pool's."""
-    print("| pool | shift | test scan normalised by | mIoU | per class |")
-    print("|---|---|---|---|---|")
-    for r in sorted(results, key=shift):
+    print(
+        "| pool | training seed | shift | test scan normalised by | mIoU | per class |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in sorted(results, key=lambda r: (shift(r), r["seed"])):
         for label, s in r["scores"].items():
             per_class = " / ".join(f"{n} {s['iou'][n]:.3f}" for n in r["classes"][1:])
             print(
-                f"| {r['pool']} | {shift(r):.2f} | {label} | {s['miou']:.3f} | "
+                f"| {r['pool']} | {r['seed']} | {shift(r):.2f} | {label} | "
+                f"{s['miou']:.3f} | "
                 f"{per_class} |"
             )
 
@@ -130,21 +135,28 @@ def main() -> None:
     """Parse the command line, run the pools not yet written, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", default=",".join(PAIRS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0-2")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out-dir", default="benchmarks/out/scan_normalisation")
+    parser.add_argument("--out-dir", default="benchmarks/results/scan-normalisation")
+    parser.add_argument(
+        "--report", action="store_true", help="only print the table of every file"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
+    if args.report:
+        table([json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))])
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.pools.split(","):
-        path = out_dir / f"{name}_s{args.seed}.json"
-        if path.exists():
-            results.append(json.loads(path.read_text()))
-            continue
-        results.append(run_pool(name, args.seed, out_dir))
-        print(json.dumps({"wrote": str(path)}), flush=True)
+        for seed in parse_slice_list(args.seeds, "--seeds"):
+            path = out_dir / f"{name}_s{seed}.json"
+            if path.exists():
+                results.append(json.loads(path.read_text()))
+                continue
+            results.append(run_pool(name, seed, out_dir))
+            print(json.dumps({"wrote": str(path)}), flush=True)
     table(results)
 
 

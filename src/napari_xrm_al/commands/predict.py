@@ -117,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scan's were mapped, 'scan' maps the scan's own 0.5 and 99.5 percentiles "
         "to the same places (for a scan from another tool, gain or filter); "
         "'auto' (default) takes the scan's own when they differ from the "
-        "training scan's by more than half its range",
+        "training scan's by more than 35 %% of its range",
     )
     add_memory_option(
         parser,
