@@ -280,3 +280,26 @@ def test_strongly_anisotropic_voxels_refuse_slices_across(tmp_path, capsys) -> N
     assert err.count("\n") == 1 and "5.0:1" in err and "--force-anisotropic" in err
     assert main([*args, "--force-anisotropic"]) == 0
     assert "note:" in capsys.readouterr().err
+
+
+def test_rank_reads_a_scan_at_another_gain_by_its_own_grey_levels(
+    scan, capsys, tmp_path
+) -> None:
+    folder, model = scan
+    brighter = tmp_path / "brighter.tif"  # twice the gain, as another tool
+    image = tifffile.imread(folder / "image.tif").astype(np.uint32)
+    tifffile.imwrite(brighter, (2 * image).astype(np.uint16))
+
+    def scores(path, *extra) -> np.ndarray:
+        csv_path = tmp_path / "scores.csv"
+        argv = ["rank", "--image", str(path), "--model", str(model), "--quiet",
+                "--csv", str(csv_path), *extra]  # fmt: skip
+        assert main(argv) == 0
+        return np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=1)
+
+    same = scores(folder / "image.tif")
+    assert "grey levels" not in capsys.readouterr().err
+    np.testing.assert_allclose(scores(brighter), same, rtol=0.01, atol=1e-4)
+    assert f"{brighter}'s grey levels" in capsys.readouterr().err
+    kept = scores(brighter, "--intensity", "model")
+    assert np.abs(kept - same).max() > 0.01

@@ -15,6 +15,11 @@ import torch
 from napari_xrm_al.commands._settings import add_setting_options, setting_overrides
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
+from napari_xrm_al.core.model.normalization import (
+    INTENSITY_MODES,
+    Normalisation,
+    normalisation_for_scan,
+)
 from napari_xrm_al.core.slice_refs import MAX_ANISOTROPY, anisotropy_note
 from napari_xrm_al.core.training.step_loop import RunOptions
 from napari_xrm_al.errors import InputError, XrmError
@@ -152,6 +157,40 @@ def check_anisotropy(args: argparse.Namespace, volume: Volume, axes) -> None:
     note = anisotropy_note(volume.voxel_size, axes, force=args.force_anisotropic)
     if note is not None:
         print(f"note: {volume.path}: {note}", file=sys.stderr)
+
+
+def add_intensity_option(parser: argparse.ArgumentParser) -> None:
+    """``--intensity``: how a scan other than the training scan is normalised."""
+    parser.add_argument(
+        "--intensity",
+        choices=INTENSITY_MODES,
+        default="auto",
+        help="grey levels: 'model' maps the scan's grey values as the training "
+        "scan's were mapped, 'scan' maps the scan's own 0.5 and 99.5 percentiles "
+        "to the same places (for a scan from another tool, gain or filter); "
+        "'auto' (default) takes the scan's own when they differ from the "
+        "training scan's by more than 35 %% of its range",
+    )
+
+
+def scan_normalisation(
+    args: argparse.Namespace, model: Normalisation, data: Any
+) -> Normalisation | None:
+    """``--intensity``: the scan's (``args.image``, ``data``) own normalisation
+    when it is to be used instead of the ``model``'s (a note on stderr says so
+    when ``auto`` chose it), else None."""
+    norm, own = normalisation_for_scan(model, data, args.intensity)
+    if not own:
+        return None
+    if args.intensity == "auto":
+        print(
+            f"note: {args.image}'s grey levels ({norm.low:.6g}..{norm.high:.6g} at "
+            f"the {norm.percentiles[0]:g} and {norm.percentiles[1]:g} percentiles) "
+            f"differ from the training scan's ({model.low:.6g}..{model.high:.6g}): "
+            "normalised by its own (--intensity model keeps the training scan's)",
+            file=sys.stderr,
+        )
+    return norm
 
 
 def open_image(path: str, max_memory: int | None = None) -> Volume:

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from napari_xrm_al.commands._engine import (
+    add_intensity_option,
     add_memory_option,
     open_image,
     progress_printer,
+    scan_normalisation,
     setup_torch,
 )
 from napari_xrm_al.core.events import Progress, run_to_end
@@ -27,11 +29,7 @@ from napari_xrm_al.core.inference.prediction_outputs import check_out_path
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.slice_inference import PRECISIONS, TTA_MODES
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
-from napari_xrm_al.core.model.normalization import (
-    INTENSITY_MODES,
-    Normalisation,
-    normalisation_for_scan,
-)
+from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_formats import mask_format_for
@@ -109,16 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "time) or the 8 flips and rotations (8x) of each slice; slightly more "
         "accurate (default: %(default)s)",
     )
-    parser.add_argument(
-        "--intensity",
-        choices=INTENSITY_MODES,
-        default="auto",
-        help="grey levels: 'model' maps the scan's grey values as the training "
-        "scan's were mapped, 'scan' maps the scan's own 0.5 and 99.5 percentiles "
-        "to the same places (for a scan from another tool, gain or filter); "
-        "'auto' (default) takes the scan's own when they differ from the "
-        "training scan's by more than 35 %% of its range",
-    )
+    add_intensity_option(parser)
     add_memory_option(
         parser,
         DEFAULT_MAX_MEMORY,
@@ -163,25 +152,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for what, path in wanted:
         if path is not None:
             check_out_path(path, what)
-
-
-def _scan_normalisation(args: argparse.Namespace) -> Normalisation | None:
-    """``--intensity``: the scan's own normalisation when it is to be used
-    (a note on stderr says so), else None (the model's)."""
-    model = load_checkpoint(args.model, "segmenter").normalisation
-    data = open_image(args.image, args.max_memory).data
-    norm, own = normalisation_for_scan(model, data, args.intensity)
-    if not own:
-        return None
-    if args.intensity == "auto":
-        print(
-            f"note: {args.image}'s grey levels ({norm.low:.6g}..{norm.high:.6g} at "
-            f"the {norm.percentiles[0]:g} and {norm.percentiles[1]:g} percentiles) "
-            f"differ from the training scan's ({model.low:.6g}..{model.high:.6g}): "
-            "normalised by its own (--intensity model keeps the training scan's)",
-            file=sys.stderr,
-        )
-    return norm
 
 
 def _config(
@@ -314,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
         "image_path": str(Path(args.image).absolute()),
         "model_path": str(Path(args.model).absolute()),
     }
-    normalisation = _scan_normalisation(args)
+    model = load_checkpoint(args.model, "segmenter").normalisation
+    data = open_image(args.image, args.max_memory).data
+    normalisation = scan_normalisation(args, model, data)
     if normalisation is not None:
         provenance["scan_normalisation"] = normalisation.to_dict()
     config = _config(args, normalisation)

@@ -11,10 +11,12 @@ import numpy as np
 
 from napari_xrm_al.commands._engine import (
     add_compute_options,
+    add_intensity_option,
     add_memory_option,
     check_out,
     open_image,
     progress_printer,
+    scan_normalisation,
     setup_torch,
 )
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, STRATEGIES
@@ -98,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed for 'random' (default: 0)"
     )
     add_compute_options(parser)
+    add_intensity_option(parser)
     add_memory_option(
         parser,
         DEFAULT_MAX_MEMORY,
@@ -146,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             checkpoint=ckpt,
             max_memory=args.max_memory,
+            normalisation=scan_normalisation(args, ckpt.normalisation, volume.data),
         ),
         progress_printer(args.quiet),
     )

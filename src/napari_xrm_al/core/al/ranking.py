@@ -40,6 +40,7 @@ from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictConf
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.inference.summaries import SliceSummary, read_arrays
 from napari_xrm_al.core.model.checkpoint import Checkpoint, load_checkpoint
+from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code, slice_codes
 from napari_xrm_al.core.slices import axis_index, axis_name
 from napari_xrm_al.errors import InputError
@@ -103,13 +104,15 @@ def summarise(
     device: str | torch.device | None = None,
     checkpoint: Checkpoint | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    normalisation: Normalisation | None = None,
 ) -> Generator[Progress, None, SliceSummary]:
     """Per-slice prediction summaries of every slice along ``axes`` (default:
     the model's axis), indexed by slice code; cached per model file and axis.
 
     ``checkpoint``: the model already read from ``model_path``, if the caller
     has it (then ``model_path`` may be None without ``cache_dir``);
-    ``mc_samples``, ``device``, ``max_memory``: see
+    ``mc_samples``, ``device``, ``max_memory``, ``normalisation`` (not part of
+    the cache key: a project's scan is its model's): see
     :class:`~napari_xrm_al.core.inference.predict.PredictConfig`.
     """
     # The model is read once, if some axis is not cached; the precision its first
@@ -127,7 +130,7 @@ def summarise(
         along = axis_index(segmenter.axis) if ax is None else ax
         config = PredictConfig(
             axis=along, mc_samples=mc_samples, device=device, max_memory=max_memory,
-            precision=precision,
+            precision=precision, normalisation=normalisation,
         )  # fmt: skip
         result = yield from segmenter.predict_volume(image_data, config)
         precision = result.precision
