@@ -33,6 +33,7 @@ from napari_xrm_al.core.model.normalization import Normalisation
 from napari_xrm_al.core.slice_refs import parse_axes
 from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.mask_formats import mask_format_for
+from napari_xrm_al.io.volumes import Volume
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -182,10 +183,8 @@ def _outputs(args: argparse.Namespace) -> dict:
     }
 
 
-def _predict_fused(
-    args: argparse.Namespace, provenance: dict, config: PredictConfig
-) -> PredictionResult:
-    """``--fuse-axes``: the mean of the predictions along several axes."""
+def _check_fuse_options(args: argparse.Namespace) -> None:
+    """``--fuse-axes`` with an option it does not go with: refused."""
     for option, given in (
         ("--axis", args.axis),
         ("--probabilities", args.probabilities),
@@ -194,9 +193,17 @@ def _predict_fused(
     ):
         if given:
             raise XrmError(f"--fuse-axes does not go with {option}.")
+
+
+def _predict_fused(
+    args: argparse.Namespace,
+    provenance: dict,
+    config: PredictConfig,
+    segmenter: Segmenter,
+    volume: Volume,
+) -> PredictionResult:
+    """``--fuse-axes``: the mean of the predictions along several axes."""
     axes = parse_axes(args.fuse_axes, "--fuse-axes")
-    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
-    volume = open_image(args.image, args.max_memory)
     return run_to_end(
         predict_fused(
             segmenter,
@@ -213,10 +220,12 @@ def _predict_fused(
 
 
 def _predict_here(
-    args: argparse.Namespace, provenance: dict, config: PredictConfig
+    args: argparse.Namespace,
+    provenance: dict,
+    config: PredictConfig,
+    segmenter: Segmenter,
+    volume: Volume,
 ) -> PredictionResult:
-    segmenter = Segmenter.from_checkpoint(args.model, device=args.device)
-    volume = open_image(args.image, args.max_memory)
     trained = segmenter.checkpoint.trained_axes
     note = f"note: the model was trained on slices along {', '.join(trained)}; "
     if args.axis and args.axis not in trained:
@@ -284,20 +293,26 @@ def run(args: argparse.Namespace) -> int:
         "image_path": str(Path(args.image).absolute()),
         "model_path": str(Path(args.model).absolute()),
     }
-    model = load_checkpoint(args.model, "segmenter").normalisation
-    data = open_image(args.image, args.max_memory).data
-    normalisation = scan_normalisation(args, model, data)
+    if args.fuse_axes:
+        _check_fuse_options(args)
+    # Read once here: the scan's grey levels are compared with the model's
+    # before any run (the dask workers open both again from their paths).
+    ckpt = load_checkpoint(args.model, "segmenter")
+    volume = open_image(args.image, args.max_memory)
+    normalisation = scan_normalisation(args, ckpt.normalisation, volume.data)
     if normalisation is not None:
         provenance["scan_normalisation"] = normalisation.to_dict()
     config = _config(args, normalisation)
-    if args.fuse_axes:
-        result = _predict_fused(args, provenance, config)
-    elif args.dask_workers or args.scheduler:
+    if args.dask_workers or args.scheduler:
         result = run_to_end(
             _predict_dask(args, provenance, config), progress_printer(args.quiet)
         )
     else:
-        result = _predict_here(args, provenance, config)
+        segmenter = Segmenter.from_checkpoint(
+            args.model, device=args.device, checkpoint=ckpt
+        )
+        predict = _predict_fused if args.fuse_axes else _predict_here
+        result = predict(args, provenance, config, segmenter, volume)
     print(
         f"predicted {result.n_slices} slices along {result.axis} in "
         f"{result.seconds:.1f} s ({result.slices_per_second:.1f} slices/s, "
