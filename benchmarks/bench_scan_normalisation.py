@@ -33,7 +33,11 @@ from bench_active_learning import configs, machine
 from napari_xrm_al.classes import ClassTable
 from napari_xrm_al.core.al.simulate import score_as_predicted
 from napari_xrm_al.core.events import run_to_end
-from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.model.normalization import (
+    Normalisation,
+    fit_normalisation,
+    scan_shift,
+)
 from napari_xrm_al.core.slices import parse_slice_list
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.step_loop import RunOptions
@@ -107,11 +111,12 @@ def run_pool(name: str, seed: int, out_dir: Path) -> dict:
 
 
 def shift(result: dict) -> float:
-    """How far the test scan's percentiles lie from the pool's, as a share of
-    the pool's range (what ``--intensity auto`` compares with its tolerance)."""
-    pool, test = (result["normalisation"][k] for k in ("pool", "test"))
-    far = max(abs(test["low"] - pool["low"]), abs(test["high"] - pool["high"]))
-    return far / (pool["high"] - pool["low"])
+    """How far the test scan's percentiles lie from the pool's
+    (:func:`~napari_xrm_al.core.model.normalization.scan_shift`)."""
+    pool, test = (
+        Normalisation.from_dict(result["normalisation"][k]) for k in ("pool", "test")
+    )
+    return scan_shift(pool, test)
 
 
 def table(results: list[dict]) -> None:

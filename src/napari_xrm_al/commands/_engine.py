@@ -17,6 +17,7 @@ from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.model.network import DEFAULT_FEATURES, PRESETS
 from napari_xrm_al.core.model.normalization import (
     INTENSITY_MODES,
+    SCAN_TOLERANCE,
     Normalisation,
     normalisation_for_scan,
 )
@@ -169,7 +170,7 @@ def add_intensity_option(parser: argparse.ArgumentParser) -> None:
         "scan's were mapped, 'scan' maps the scan's own 0.5 and 99.5 percentiles "
         "to the same places (for a scan from another tool, gain or filter); "
         "'auto' (default) takes the scan's own when they differ from the "
-        "training scan's by more than 35 %% of its range",
+        f"training scan's by more than {100 * SCAN_TOLERANCE:g} %% of its range",
     )
 
 

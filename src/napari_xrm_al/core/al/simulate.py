@@ -147,7 +147,7 @@ def score_as_predicted(
             device,
             fuse_axes=axes,
             normalisation=normalisation,
-        )  # fmt: skip
+        )
     )
 
 

@@ -144,7 +144,14 @@ def normalisation_for_scan(
     own = fit_normalisation(data, percentiles=model.percentiles)
     if intensity == "scan":
         return own, True
-    shift = max(abs(own.low - model.low), abs(own.high - model.high))
-    if shift > SCAN_TOLERANCE * (model.high - model.low):
+    if scan_shift(model, own) > SCAN_TOLERANCE:
         return own, True
     return model, False
+
+
+def scan_shift(model: Normalisation, own: Normalisation) -> float:
+    """How far a scan's own percentiles (``own``) lie from the ``model``'s, as a
+    share of the model's range: what ``'auto'`` compares with
+    :data:`SCAN_TOLERANCE`."""
+    far = max(abs(own.low - model.low), abs(own.high - model.high))
+    return far / (model.high - model.low)
