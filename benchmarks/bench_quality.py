@@ -50,7 +50,7 @@ import torch
 from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
-from bench_active_learning import with_set_options
+from bench_active_learning import add_set_option, with_set_options
 from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.predict import PredictConfig
@@ -249,13 +249,7 @@ def main(argv=None) -> int:
         "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
     )
     parser.add_argument("--precision", default="auto", help="TrainConfig.precision")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a TrainConfig setting, e.g. augment.histogram_shift=0.25 (repeatable)",
-    )
+    add_set_option(parser)
     parser.add_argument(
         "--seeds", default="0", help="comma-separated training seeds of our models"
     )
