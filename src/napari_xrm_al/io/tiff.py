@@ -126,6 +126,8 @@ def _misplaced_data(tif: tifffile.TiffFile, series: Any) -> str | None:
                 return f"a strip at byte {offset} has {size} bytes"
     if series.dataoffset is not None:
         spans.append((series.dataoffset, series.dataoffset + series.nbytes, "data"))
+        if gap := _gap_in_contiguous(series.dataoffset, series.pages):
+            return gap
     else:
         for page in pages:
             for offset, size in zip(
@@ -137,6 +139,24 @@ def _misplaced_data(tif: tifffile.TiffFile, series: Any) -> str | None:
         if start2 < end and "data" in (what, what2):
             other = what2 if what == "data" else what
             return f"image data at byte {max(start, start2)} overlap {other}"
+    return None
+
+
+def _gap_in_contiguous(start: int, pages: Sequence[Any]) -> str | None:
+    """Where the strips of a series read as one block from ``start`` do not
+    follow each other, if anywhere: the block read would put another page's
+    bytes (or bytes that are no pixels) into a slice."""
+    expected = start
+    for page in pages:
+        if page is None:  # not loaded: the block's check stops at the gap
+            return None
+        for offset, size in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if offset != expected:
+                return (
+                    f"a strip of the image data starts at byte {offset} where the "
+                    f"data before it end at byte {expected}"
+                )
+            expected = offset + size
     return None
 
 
