@@ -20,7 +20,7 @@ from napari_xrm_al.core.training.losses import MaskedSegLoss, class_weights
 from napari_xrm_al.core.training.metrics import evaluate
 from napari_xrm_al.core.training.schedule import lr_factor
 from napari_xrm_al.core.training.step_loop import RunOptions
-from napari_xrm_al.core.training.train import final_metrics, train
+from napari_xrm_al.core.training.train import effective_decay, final_metrics, train
 from napari_xrm_al.core.training.trainset import load_labelled
 from napari_xrm_al.core.training.validation import segment_slices
 from napari_xrm_al.errors import XrmError
@@ -292,16 +292,26 @@ def test_weight_averaging_returns_the_average_from_the_first_step(
     def distance(a, b):
         return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
-    after_one_step = weights(steps=1)
-    # The average starts from the weights after the first step; with a decay
-    # of almost 1 it stays there, while the last weights have moved on.
-    assert distance(after_one_step, weights(steps=5, ema_decay=1 - 1e-7)) < 1e-5
-    assert distance(after_one_step, weights(steps=5)) > 1e-3
-    halfway = weights(steps=5, ema_decay=0.5)
-    assert distance(halfway, after_one_step) > 1e-3
-    assert distance(halfway, weights(steps=5)) > 1e-4
+    after_one_step = weights(steps=1, ema_decay=0.0)
+    last = weights(steps=8, ema_decay=0.0)
+    assert distance(after_one_step, last) > 1e-3
+    # 8 steps cap the decay at 1 - 1 / (0.25 * 8) = 0.5: the average starts
+    # from the weights after the first step and differs from both ends.
+    capped = weights(steps=8, ema_decay=1 - 1e-7)
+    assert distance(capped, after_one_step) > 1e-3
+    assert distance(capped, last) > 1e-4
+    assert distance(capped, weights(steps=8, ema_decay=0.5)) < 1e-5
     with pytest.raises(XrmError, match="ema_decay"):
         weights(ema_decay=1.0)
+
+
+@pytest.mark.parametrize(
+    ("decay", "steps", "expected"),
+    [(0.995, 800, 0.995), (0.995, 400, 0.99), (0.995, 1600, 0.995), (0.0, 800, 0.0),
+     (0.9, 4, 0.0)],
+)  # fmt: skip
+def test_the_average_covers_at_most_a_quarter_of_the_run(decay, steps, expected):
+    assert effective_decay(decay, steps) == pytest.approx(expected)
 
 
 def test_final_metrics_are_the_last_loss_and_validation():

@@ -201,7 +201,8 @@ class TrainConfig(NetworkSettings):
         0.0,
         label="Weight average decay",
         help="Keep an exponential moving average of the weights with this decay "
-        "per step and return it instead of the last weights (0 = off). Averaging "
+        "per step and return it instead of the last weights (0 = off); capped at "
+        "1 - 4 / steps, so a short run averages its last quarter. Averaging "
         "makes a retrain on the same slices give nearly the same model whatever "
         'the seed (docs/benchmarks.md, "Stable retraining").',
         minimum=0.0,
