@@ -119,6 +119,7 @@ def test_simulation_runs_every_strategy_from_the_same_start(tmp_path) -> None:
             assert 0.0 <= cycle["miou"] <= 1.0
             assert set(cycle["iou"]) == set(CLASSES.names)
             assert cycle["train_seconds"] > 0
+            assert cycle["precision"] in ("float32", "bfloat16")
     curves = learning_curves(result)
     assert [c.label for c in curves] == ["rareness", "random", "entropy (no pretrain)"]
     assert "rareness" in summary_table(result)

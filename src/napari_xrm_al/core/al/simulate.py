@@ -334,6 +334,8 @@ def simulate(
                     "labelled": _labelled_record(labelled, pool_axes),
                     **metrics,
                     "train_seconds": round(seconds, 2),
+                    # A result resumed on another machine may mix precisions.
+                    "precision": ckpt.history["precision"],
                     "rank_seconds": 0.0,
                 }
                 record["cycles"].append(entry)
