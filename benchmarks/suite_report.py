@@ -4,6 +4,7 @@ and against issue 17's targets."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def report(
             f"\nFull supervision (every z slice labelled) on {len(ceilings)} "
             f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
         )
+    print(f"\nCycles by training precision: {precisions(merged)}.")
+
+
+def precisions(merged: dict[str, dict]) -> str:
+    """How many reported cycles trained in each precision (files resumed on
+    another machine may mix them; cycles before the field: "not recorded")."""
+    counts = Counter(
+        cycle.get("precision", "not recorded")
+        for result in merged.values()
+        for run in result["runs"]
+        for cycle in run["cycles"]
+    )
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
 
 
 def strategy_labels(merged: dict[str, dict]) -> list[str]:
