@@ -5,7 +5,7 @@ annotated). Training draws random crops from those slices only, centring a
 share of them on pixels of the rarest labelled classes, augments them on the
 batch, and minimises a class-weighted Dice + cross-entropy (or Dice + focal)
 loss over annotated pixels only, with AdamW and a warm-up + cosine learning
-rate. Optionally (``rare_paste``, off by default), labelled rare-class objects
+rate. With ``rare_paste`` (on by default), labelled rare-class objects
 are pasted into crops (:mod:`~napari_xrm_al.core.training.rare_paste`). The number of
 steps grows with the number of labelled slices; an optional time budget ends
 training early (the schedule follows whichever ends first).
