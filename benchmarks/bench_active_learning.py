@@ -142,6 +142,21 @@ def configs(
     return train, pre
 
 
+def add_rare_paste_option(parser: argparse.ArgumentParser) -> None:
+    """``--rare-paste P``: TrainConfig.rare_paste, TrainConfig's default when
+    not given (see :func:`rare_paste_override`)."""
+    parser.add_argument(
+        "--rare-paste",
+        type=float,
+        help="TrainConfig.rare_paste (default: TrainConfig's)",
+    )
+
+
+def rare_paste_override(args: argparse.Namespace) -> dict[str, float]:
+    """``rare_paste`` for TrainConfig when ``--rare-paste`` was given, else nothing."""
+    return {} if args.rare_paste is None else {"rare_paste": args.rare_paste}
+
+
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE`` (repeatable): a training setting for :func:`with_set_options`."""
     parser.add_argument(

@@ -50,7 +50,12 @@ import torch
 from scipy import ndimage as ndi
 from sklearn.ensemble import RandomForestClassifier
 
-from bench_active_learning import add_set_option, with_set_options
+from bench_active_learning import (
+    add_rare_paste_option,
+    add_set_option,
+    rare_paste_override,
+    with_set_options,
+)
 from napari_xrm_al.classes import ClassTable, annotation_to_dense
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.predict import PredictConfig
@@ -245,9 +250,7 @@ def main(argv=None) -> int:
         "--steps", type=int, help="training steps (default: TrainConfig's schedule)"
     )
     parser.add_argument("--json", help="append results (JSON lines) to this file")
-    parser.add_argument(
-        "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
-    )
+    add_rare_paste_option(parser)
     parser.add_argument("--precision", default="auto", help="TrainConfig.precision")
     add_set_option(parser)
     parser.add_argument(
@@ -263,8 +266,8 @@ def main(argv=None) -> int:
     config = TrainConfig(
         steps=args.steps,
         time_budget_s=args.budget,
-        rare_paste=args.rare_paste,
         precision=args.precision,
+        **rare_paste_override(args),
     )
     config = with_set_options(config, args.set)
     seeds = [int(s) for s in args.seeds.split(",")]

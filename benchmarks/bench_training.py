@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from bench_active_learning import add_rare_paste_option, rare_paste_override
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
@@ -47,9 +48,7 @@ def main(argv=None) -> int:
         default="auto",
         help="comma-separated TrainConfig precisions to time training in",
     )
-    parser.add_argument(
-        "--rare-paste", type=float, default=0.0, help="TrainConfig.rare_paste"
-    )
+    add_rare_paste_option(parser)
     parser.add_argument("--steps", type=int, help="training steps (default: auto)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -72,8 +71,8 @@ def main(argv=None) -> int:
                     dense_labels=True,
                     config=TrainConfig(
                         precision=precision,
-                        rare_paste=args.rare_paste,
                         steps=args.steps,
+                        **rare_paste_override(args),
                     ),
                 )
             )
