@@ -179,7 +179,7 @@ def run_pool(name: str, seed: int, args: argparse.Namespace) -> Path:
     train = with_set_options(train, args.set)
     config = SimulationConfig(
         runs=() if full else tuple(parse_run(r, True) for r in args.runs.split(",")),
-        initial=2, per_cycle=2, cycles=5, seeds=(seed,),
+        initial=2, per_cycle=2, cycles=args.cycles, seeds=(seed,),
         min_distance=min_distance, train=train, pretrain=pre, axes=axes,
         full_supervision=full,
     )  # fmt: skip
@@ -358,6 +358,13 @@ def main() -> None:
     parser.add_argument("--pools", default=",".join(POOLS))
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--runs", default=DEFAULT_RUNS)
+    parser.add_argument(
+        "--cycles",
+        type=int,
+        default=5,
+        help="acquisition cycles of 2 slices after the first 2 (default 5: up "
+        "to 12 slices; fewer for a quick screen, in an --out-dir of its own)",
+    )
     parser.add_argument("--train-steps", type=int, help="fixed steps (default: auto)")
     parser.add_argument("--pretrain-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1)

@@ -163,8 +163,21 @@ def test_coreset_spreads_over_embedding_clusters() -> None:
     assert picked_clusters == {1, 2}
 
 
-def test_rareness_diverse_does_not_pick_two_near_duplicates() -> None:
-    ctx = make_context(n=40, labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]))
+@pytest.mark.parametrize(
+    ("plain_name", "diverse_name"),
+    [
+        ("rareness", "rareness-diverse"),
+        ("rareness-discovery", "rareness-discovery-diverse"),
+    ],
+)
+def test_diverse_rareness_does_not_pick_two_near_duplicates(
+    plain_name: str, diverse_name: str
+) -> None:
+    # Slice 0 is labelled and every class has labels: no slice is novel, so the
+    # discovery strategies spend the whole batch on the rare class.
+    ctx = make_context(
+        n=40, labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]), labelled=[0]
+    )
     embedding = np.zeros((40, 2))
     embedding[:, 0] = np.arange(40)
     for s in (10, 20):  # two look-alike void slices far apart on the axis
@@ -173,8 +186,8 @@ def test_rareness_diverse_does_not_pick_two_near_duplicates() -> None:
     put_class(ctx, 30, VOID, 0.02)
     embedding[30] = [0.0, 100.0]
     ctx.embedding = embedding
-    _, plain, _ = select("rareness", ctx, 2, min_distance=2)
-    _, diverse, _ = select("rareness-diverse", ctx, 2, min_distance=2)
+    _, plain, _ = select(plain_name, ctx, 2, min_distance=2)
+    _, diverse, _ = select(diverse_name, ctx, 2, min_distance=2)
     assert {p.slice for p in plain} == {10, 20}
     assert {p.slice for p in diverse} == {10, 30}
 

@@ -123,7 +123,8 @@ class Strategy:
         (``"bald"``, ``"embedding"``).
     diverse
         Whether picks are spread in embedding space (score times a power of the
-        distance to the nearest labelled or already picked slice).
+        distance to the nearest labelled or already picked slice); for a
+        discovery strategy, its exploiting picks.
     discovery
         Whether part of each batch goes to novelty first
         (:mod:`~napari_xrm_al.core.al.discovery`); ``score`` picks the rest.
@@ -223,6 +224,14 @@ register(
     discovery=True,
 )(_rareness_of_predicted)
 register(
+    "rareness-discovery-diverse",
+    "rareness-discovery whose rare-hunting picks are also spread out over the "
+    "model's slice embeddings (not two slices of one layer)",
+    needs=("embedding",),
+    diverse=True,
+    discovery=True,
+)(_rareness_of_predicted)
+register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
     needs=("embedding",),
@@ -295,9 +304,14 @@ def select(
         How a discovery strategy split the batch; None for the others.
     """
     strat = get_strategy(strategy)
+    diversity = ctx.rareness.diversity if strat.diverse else 0.0
     if strat.discovery:
         return discovery_batch(
-            ctx, k, partial(score_slices, strat), min_distance=min_distance
+            ctx,
+            k,
+            partial(score_slices, strat),
+            min_distance=min_distance,
+            diversity=diversity,
         )
     scores = score_slices(strat, ctx)
     picks = pick_batch(
@@ -307,7 +321,7 @@ def select(
         labelled=ctx.labelled,
         min_distance=min_distance,
         embedding=ctx.embedding if strat.diverse else None,
-        diversity=ctx.rareness.diversity if strat.diverse else 0.0,
+        diversity=diversity,
     )
     return scores, picks, None
 

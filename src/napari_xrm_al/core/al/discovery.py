@@ -104,13 +104,16 @@ def discovery_batch(
     exploit_score: Callable[[Any], np.ndarray],
     *,
     min_distance: int,
+    diversity: float = 0.0,
 ) -> tuple[np.ndarray, list[Pick], DiscoveryPlan]:
     """Pick ``k`` slices: some for novelty, the rest by ``exploit_score``.
 
     ``ctx`` is an :class:`~napari_xrm_al.core.al.acquisition.AcquisitionContext`.
     Novelty picks are greedy on composition distance times embedding distance
     to the nearest labelled or picked slice (k-centre greedy over the novel
-    slices); exploiting picks then keep their distance from those.
+    slices); exploiting picks then keep their distance from those, and with
+    ``diversity > 0`` (and embeddings) are spread over the embedding as
+    :func:`~napari_xrm_al.core.al.batch_picking.pick_batch` does.
 
     Returns
     -------
@@ -143,6 +146,8 @@ def discovery_batch(
         k - len(cover),
         labelled=[*ctx.labelled, *(p.slice for p in cover)],
         min_distance=min_distance,
+        embedding=ctx.embedding if diversity > 0 else None,
+        diversity=diversity,
     )
     plan = replace(plan, cover=len(cover), exploit=len(exploit))
     picks = [
