@@ -375,6 +375,12 @@ def main() -> None:
         help="candidate axes, e.g. z,y,x (default z); with --coverage "
         "repeatable: each set from the same encoders",
     )
+    parser.add_argument(
+        "--budgets",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[8, 12],
+        help="labelled-slice counts the report compares (default 8,12)",
+    )
     mode = parser.add_mutually_exclusive_group()
     add_set_option(parser)
     parser.add_argument(
@@ -397,7 +403,7 @@ def main() -> None:
     if args.describe:
         describe(pools)
     elif args.report:
-        report(Path(args.out_dir), rare_slice_share)
+        report(Path(args.out_dir), rare_slice_share, tuple(args.budgets))
     elif args.coverage:
         coverage(pools, seeds, args)
     elif args.coverage_report:

@@ -107,6 +107,7 @@ def report(
     for axes, group in groups.items():
         print(f"\n## Candidates along {', '.join(axes)}")
         suite_table(group, budgets, head)
+        print("\n" + "\n".join(suite_paired(group, budgets, head)))
         print("\n" + "\n".join(targets(group, shares)))
     if ceilings:
         miou, rare = np.mean([ceiling(r)[:2] for r in ceilings.values()], axis=0)
@@ -153,6 +154,69 @@ def suite_table(merged: dict[str, dict], budgets: tuple[int, ...], head: str) ->
         miou, rare = np.mean(areas, axis=0)
         cells.append(f"{miou:.3f} / {rare:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def suite_paired(
+    merged: dict[str, dict], budgets: tuple[int, ...], head: str
+) -> list[str]:
+    """Markdown lines: the first strategy − each other over every pool-seed
+    pair that ran both (mIoU / rare-class IoU / worst class IoU: mean ± 95 %
+    interval; the pairs where the first is ahead/level/behind on mIoU)."""
+    from scipy.stats import t  # only here: scipy.stats is slow to import
+
+    first, *others = strategy_labels(merged)
+    lines = [
+        (
+            f"{first} − strategy over the pool-seed pairs, paired: mIoU / rare-class "
+            "IoU / worst class IoU, mean ± 95 % interval (pairs ahead/level/behind "
+            "on mIoU)"
+        ),
+        "",
+        f"| strategy | {head} |",
+        "|---" * (1 + len(budgets)) + "|",
+    ]
+    for other in others:
+        cells = []
+        for n in budgets:
+            diff = paired_scores(merged, first, other, n)
+            if len(diff) < 2:
+                cells.append("–")
+                continue
+            half = (
+                t.ppf(0.975, len(diff) - 1) * diff.std(0, ddof=1) / np.sqrt(len(diff))
+            )
+            d = diff[:, 0]
+            counts = (d > 1e-9).sum(), (np.abs(d) <= 1e-9).sum(), (d < -1e-9).sum()
+            cells.append(
+                " / ".join(
+                    f"{m:+.3f} ± {h:.3f}"
+                    for m, h in zip(diff.mean(0), half, strict=True)
+                )
+                + " ({}/{}/{})".format(*counts)
+            )
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_scores(
+    merged: dict[str, dict], label: str, other: str, n: int
+) -> np.ndarray:
+    """``(pairs, 3)``: :func:`three_scores` of ``label`` − ``other`` at ``n``
+    slices, one row per pool and seed that ran both."""
+    rows = []
+    for result in merged.values():
+        runs = runs_by_label(result)
+        mine = {r["seed"]: at_budget(r, n) for r in runs.get(label, [])}
+        theirs = {r["seed"]: at_budget(r, n) for r in runs.get(other, [])}
+        for seed in sorted(set(mine) & set(theirs)):
+            if mine[seed] and theirs[seed]:
+                rare = result["rare_class"]
+                rows.append(
+                    np.subtract(
+                        three_scores(mine[seed], rare), three_scores(theirs[seed], rare)
+                    )
+                )
+    return np.array(rows).reshape(-1, 3)
 
 
 def three_scores(scores: dict, rare: str) -> tuple[float, float, float]:

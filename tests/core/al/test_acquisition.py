@@ -15,7 +15,8 @@ from napari_xrm_al.core.al.acquisition import (
     score_slices,
     select,
 )
-from napari_xrm_al.core.al.batch_picking import pick_batch
+from napari_xrm_al.core.al.batch_picking import axis_room, pick_batch
+from napari_xrm_al.core.slice_refs import SliceRef, slice_codes
 from napari_xrm_al.errors import XrmError
 
 BG, CU, SOLDER, VOID = range(4)
@@ -279,3 +280,58 @@ def test_batch_is_the_best_spaced_subset_by_brute_force() -> None:
         assert np.isclose(scores[rows].sum(), best), trial
         assert all(abs(a - b) >= gap for a, b in itertools.combinations(picked, 2))
         assert all(abs(a - s) >= gap for a in picked for s in labelled)
+
+
+def three_axes_context() -> AcquisitionContext:
+    """Slices along z (0..19), y and x (0..9 each); void predicted in z 5 and
+    z 12 (the best two), y 4 and x 7 (a little less). Slice z 0 is labelled."""
+    codes = slice_codes(
+        [SliceRef.of("z", i) for i in range(20)]
+        + [SliceRef.of(a, i) for a in "yx" for i in range(10)]
+    )
+    ctx = make_context(
+        n=40, labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]), labelled=[0]
+    )
+    ctx.index = codes
+    ctx.labelled = [int(codes[0])]
+    for row, share in ((5, 0.04), (12, 0.04), (24, 0.03), (37, 0.02)):
+        put_class(ctx, row, VOID, share)
+    return ctx
+
+
+def test_axis_room_splits_a_batch_over_the_axes() -> None:
+    ctx = three_axes_context()
+    y4 = int(ctx.index[24])
+    assert axis_room(ctx.index, 2) == {0: 1, 1: 1, 2: 1}
+    assert axis_room(ctx.index, 4, [y4]) == {0: 2, 1: 1, 2: 2}
+    assert axis_room(ctx.index[:20], 2) == {0: 2}  # one axis: no cap
+
+
+@pytest.mark.parametrize("diversity", [0.0, 1.0])
+def test_picks_respect_the_room_of_each_axis(diversity: float) -> None:
+    ctx = three_axes_context()
+    scores = score_slices("rareness", ctx)
+    emb = np.eye(40) if diversity else None  # every slice equally far: scores decide
+    plain = pick_batch(ctx.index, scores, 2, labelled=ctx.labelled, min_distance=2)
+    assert {p.ref.axis_name for p in plain} == {"z"}
+    spread = pick_batch(
+        ctx.index, scores, 2, labelled=ctx.labelled, min_distance=2,
+        embedding=emb, diversity=diversity, axis_room=axis_room(ctx.index, 2),
+    )  # fmt: skip
+    assert sorted(str(p.ref) for p in spread) == ["y:4", "z:5"] or sorted(
+        str(p.ref) for p in spread
+    ) == ["y:4", "z:12"]
+    four = pick_batch(
+        ctx.index, scores, 4, labelled=ctx.labelled, min_distance=2,
+        axis_room={0: 2, 1: 1, 2: 1},
+    )  # fmt: skip
+    assert sorted(str(p.ref) for p in four) == ["x:7", "y:4", "z:12", "z:5"]
+
+
+def test_rareness_discovery_axes_spreads_its_batch() -> None:
+    ctx = three_axes_context()
+    _, plain, _ = select("rareness-discovery", ctx, 2, min_distance=2)
+    _, spread, plan = select("rareness-discovery-axes", ctx, 2, min_distance=2)
+    assert sorted(str(p.ref) for p in plain) == ["z:12", "z:5"]
+    assert {p.ref.axis_name for p in spread} == {"z", "y"}
+    assert plan is not None and plan.exploit == 2

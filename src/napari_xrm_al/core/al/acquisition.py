@@ -18,7 +18,12 @@ from functools import partial
 
 import numpy as np
 
-from napari_xrm_al.core.al.batch_picking import DEFAULT_MIN_DISTANCE, Pick, pick_batch
+from napari_xrm_al.core.al.batch_picking import (
+    DEFAULT_MIN_DISTANCE,
+    Pick,
+    axis_room,
+    pick_batch,
+)
 from napari_xrm_al.core.al.discovery import DiscoveryPlan, discovery_batch
 from napari_xrm_al.errors import XrmError
 
@@ -128,6 +133,10 @@ class Strategy:
     discovery
         Whether part of each batch goes to novelty first
         (:mod:`~napari_xrm_al.core.al.discovery`); ``score`` picks the rest.
+    spread_axes
+        Whether a batch of candidates along several axes takes at most
+        ``ceil(k / axes)`` slices along each
+        (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
     """
 
     name: str
@@ -136,6 +145,7 @@ class Strategy:
     needs: frozenset[str] = frozenset()
     diverse: bool = False
     discovery: bool = False
+    spread_axes: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -148,12 +158,13 @@ def register(
     needs: Sequence[str] = (),
     diverse: bool = False,
     discovery: bool = False,
+    spread_axes: bool = False,
 ) -> Callable[[Callable[[AcquisitionContext], np.ndarray]], Callable]:
     """Decorator adding a scoring function to :data:`STRATEGIES`."""
 
     def decorator(func: Callable[[AcquisitionContext], np.ndarray]) -> Callable:
         STRATEGIES[name] = Strategy(
-            name, func, description, frozenset(needs), diverse, discovery
+            name, func, description, frozenset(needs), diverse, discovery, spread_axes
         )
         return func
 
@@ -230,6 +241,13 @@ register(
     needs=("embedding",),
     diverse=True,
     discovery=True,
+)(_rareness_of_predicted)
+register(
+    "rareness-discovery-axes",
+    "rareness-discovery whose batches spread over the candidate axes (a batch "
+    "of k takes at most ceil(k / axes) slices along one axis)",
+    discovery=True,
+    spread_axes=True,
 )(_rareness_of_predicted)
 register(
     "rareness-diverse",
@@ -312,6 +330,7 @@ def select(
             partial(score_slices, strat),
             min_distance=min_distance,
             diversity=diversity,
+            spread_axes=strat.spread_axes,
         )
     scores = score_slices(strat, ctx)
     picks = pick_batch(
@@ -322,6 +341,7 @@ def select(
         min_distance=min_distance,
         embedding=ctx.embedding if strat.diverse else None,
         diversity=diversity,
+        axis_room=axis_room(ctx.index, k) if strat.spread_axes else None,
     )
     return scores, picks, None
 

@@ -9,13 +9,14 @@ axes are far apart, so the distance applies within each axis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from napari_xrm_al.core.slice_refs import SliceRef, ref_of_code
+from napari_xrm_al.core.slice_refs import CODE_STRIDE, SliceRef, ref_of_code
 
 #: Default minimum distance, in slices, between picks and from labelled slices.
 DEFAULT_MIN_DISTANCE = 3
@@ -66,6 +67,7 @@ def pick_batch(
     min_distance: int = DEFAULT_MIN_DISTANCE,
     embedding: np.ndarray | None = None,
     diversity: float = 0.0,
+    axis_room: Mapping[int, int] | None = None,
 ) -> list[Pick]:
     """Take ``k`` slices with the highest scores, keeping them apart.
 
@@ -79,7 +81,8 @@ def pick_batch(
     ``(d / d_max) ** diversity``, where ``d`` is a candidate's embedding
     distance to its nearest labelled-or-picked slice (k-centre greedy when the
     scores are constant). As many picks as the distances allow, at most ``k``,
-    are returned, best score first.
+    are returned, best score first. ``axis_room`` (axis → picks it may still
+    take, see :func:`axis_room`) caps the picks along each axis.
     """
     index = np.asarray(index)
     scores = np.asarray(scores, dtype=np.float64)
@@ -93,8 +96,12 @@ def pick_batch(
     for s in taken:
         exclude_near(s)
 
+    room = dict(axis_room) if axis_room is not None else None
+    if room is not None:
+        eligible &= np.isin(index // CODE_STRIDE, [a for a, n in room.items() if n > 0])
+
     if embedding is None or diversity <= 0:
-        rows = best_spaced_batch(index, scores, eligible, k, gap)
+        rows = best_spaced_batch(index, scores, eligible, k, gap, room)
         rows = sorted(rows, key=lambda r: (-scores[r], index[r]))
         return [
             Pick(slice=int(index[r]), score=float(scores[r]), rank=i + 1)
@@ -118,41 +125,103 @@ def pick_batch(
         chosen = int(index[best])
         picks.append(Pick(slice=chosen, score=float(scores[best]), rank=len(picks) + 1))
         exclude_near(chosen)
+        if room is not None:
+            room[chosen // CODE_STRIDE] -= 1
+            if room[chosen // CODE_STRIDE] == 0:
+                eligible[index // CODE_STRIDE == chosen // CODE_STRIDE] = False
         nearest = np.minimum(nearest, np.linalg.norm(emb - emb[best], axis=1))
     return picks
 
 
+def axis_room(index: np.ndarray, k: int, picked: Sequence[int] = ()) -> dict[int, int]:
+    """How many more picks each axis of ``index`` may take in a batch of ``k``
+    spread over the axes: ``ceil(k / axes)`` each, less the ``picked`` codes."""
+    axes = np.unique(np.asarray(index) // CODE_STRIDE)
+    cap = -(-k // max(len(axes), 1))
+    room = {int(a): cap for a in axes}
+    for code in picked:
+        room[int(code) // CODE_STRIDE] -= 1
+    return room
+
+
 def best_spaced_batch(
-    index: np.ndarray, scores: np.ndarray, eligible: np.ndarray, k: int, gap: int
+    index: np.ndarray,
+    scores: np.ndarray,
+    eligible: np.ndarray,
+    k: int,
+    gap: int,
+    room: Mapping[int, int] | None = None,
 ) -> list[int]:
-    """Rows of the best batch of eligible slices at least ``gap`` apart.
+    """Rows of the best batch of eligible slices at least ``gap`` apart, at
+    most ``room[axis]`` along each axis when ``room`` is given.
 
     Best = as many slices as fit (at most ``k``), then the highest total score.
-    Dynamic programming over the slices in axis order: ``total[i, j]`` is the
-    best total of ``j`` picks among the first ``i`` eligible slices, and a pick
-    at slice ``s`` combines with the best ``j - 1`` picks at or below
-    ``s - gap``. Ties go to lower slice indices.
+    Without ``room`` one :func:`_SpacedTable` over all slices (codes of
+    different axes lie far apart); with it, one table per axis and the split of
+    ``k`` between the axes that is best.
     """
-    rows = np.flatnonzero(eligible)
-    rows = rows[np.argsort(index[rows], kind="stable")]
-    n, k = len(rows), max(int(k), 0)
-    pos = index[rows]
-    # before[i]: how many of the sorted eligible slices lie at or below pos[i] - gap.
-    before = np.searchsorted(pos, pos - gap, side="right")
-    total = np.full((n + 1, k + 1), -np.inf)
-    total[:, 0] = 0.0
-    took = np.zeros((n + 1, k + 1), dtype=bool)
-    for i in range(1, n + 1):
-        take = total[before[i - 1], :-1] + scores[rows[i - 1]]
-        skip = total[i - 1, 1:]
-        took[i, 1:] = take > skip
-        total[i, 1:] = np.where(took[i, 1:], take, skip)
-    j = int(np.flatnonzero(np.isfinite(total[n]))[-1])
-    chosen, i = [], n
-    while j > 0:
-        if took[i, j]:
-            chosen.append(int(rows[i - 1]))
-            i, j = int(before[i - 1]), j - 1
-        else:
-            i -= 1
-    return chosen
+    if room is None:
+        return _SpacedTable(index, scores, eligible, k, gap)(None)
+    axis_of = np.asarray(index) // CODE_STRIDE
+    axes = [a for a, n in room.items() if n > 0]
+    tables = [
+        _SpacedTable(index, scores, eligible & (axis_of == a), min(k, room[a]), gap)
+        for a in axes
+    ]
+    best, split = (-1, -np.inf), tuple(0 for _ in axes)
+    for counts in itertools.product(*(range(t.most + 1) for t in tables)):
+        if sum(counts) <= k:
+            value = (
+                sum(counts),
+                sum(t.totals[j] for t, j in zip(tables, counts, strict=True)),
+            )
+            if value > best:
+                best, split = value, counts
+    return [row for t, j in zip(tables, split, strict=True) for row in t(j)]
+
+
+class _SpacedTable:
+    """Dynamic programming over the eligible slices in axis order: ``total[i,
+    j]`` is the best total of ``j`` picks among the first ``i`` eligible
+    slices, and a pick at slice ``s`` combines with the best ``j - 1`` picks at
+    or below ``s - gap``. Ties go to lower slice indices. ``totals[j]``: the
+    best total of ``j`` picks (``most``: the most that fit, at most ``k``);
+    calling the table with ``j`` (None: ``most``) gives the rows of that batch.
+    """
+
+    def __init__(
+        self,
+        index: np.ndarray,
+        scores: np.ndarray,
+        eligible: np.ndarray,
+        k: int,
+        gap: int,
+    ) -> None:
+        rows = np.flatnonzero(eligible)
+        rows = rows[np.argsort(index[rows], kind="stable")]
+        n, k = len(rows), max(int(k), 0)
+        pos = index[rows]
+        # before[i]: how many sorted eligible slices lie at or below pos[i] - gap.
+        before = np.searchsorted(pos, pos - gap, side="right")
+        total = np.full((n + 1, k + 1), -np.inf)
+        total[:, 0] = 0.0
+        took = np.zeros((n + 1, k + 1), dtype=bool)
+        for i in range(1, n + 1):
+            take = total[before[i - 1], :-1] + scores[rows[i - 1]]
+            skip = total[i - 1, 1:]
+            took[i, 1:] = take > skip
+            total[i, 1:] = np.where(took[i, 1:], take, skip)
+        self.rows, self.before, self.took = rows, before, took
+        self.totals = total[n]
+        self.most = int(np.flatnonzero(np.isfinite(self.totals))[-1])
+
+    def __call__(self, j: int | None) -> list[int]:
+        j = self.most if j is None else j
+        chosen, i = [], len(self.rows)
+        while j > 0:
+            if self.took[i, j]:
+                chosen.append(int(self.rows[i - 1]))
+                i, j = int(self.before[i - 1]), j - 1
+            else:
+                i -= 1
+        return chosen

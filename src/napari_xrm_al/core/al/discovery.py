@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_xrm_al.core.al.batch_picking import Pick, pick_batch
+from napari_xrm_al.core.al.batch_picking import Pick, axis_room, pick_batch
 
 #: Composition distance (total variation, 0..1) above which a slice is "unlike
 #: every labelled slice": a fifth of its pixels predicted as other classes.
@@ -105,6 +105,7 @@ def discovery_batch(
     *,
     min_distance: int,
     diversity: float = 0.0,
+    spread_axes: bool = False,
 ) -> tuple[np.ndarray, list[Pick], DiscoveryPlan]:
     """Pick ``k`` slices: some for novelty, the rest by ``exploit_score``.
 
@@ -113,7 +114,9 @@ def discovery_batch(
     to the nearest labelled or picked slice (k-centre greedy over the novel
     slices); exploiting picks then keep their distance from those, and with
     ``diversity > 0`` (and embeddings) are spread over the embedding as
-    :func:`~napari_xrm_al.core.al.batch_picking.pick_batch` does.
+    :func:`~napari_xrm_al.core.al.batch_picking.pick_batch` does. With
+    ``spread_axes`` the whole batch takes at most ``ceil(k / axes)`` slices
+    along each candidate axis (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
 
     Returns
     -------
@@ -138,6 +141,7 @@ def discovery_batch(
         min_distance=min_distance,
         embedding=ctx.embedding,
         diversity=1.0 if ctx.embedding is not None else 0.0,
+        axis_room=axis_room(index, k) if spread_axes else None,
     )
     scores = exploit_score(ctx)
     exploit = pick_batch(
@@ -148,6 +152,9 @@ def discovery_batch(
         min_distance=min_distance,
         embedding=ctx.embedding if diversity > 0 else None,
         diversity=diversity,
+        axis_room=axis_room(index, k, [p.slice for p in cover])
+        if spread_axes
+        else None,
     )
     plan = replace(plan, cover=len(cover), exploit=len(exploit))
     picks = [
