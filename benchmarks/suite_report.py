@@ -138,7 +138,7 @@ def strategy_labels(merged: dict[str, dict]) -> list[str]:
 def suite_table(merged: dict[str, dict], budgets: tuple[int, ...], head: str) -> None:
     """The suite-mean table of ``merged`` pools, with each learning curve's area."""
     print("\nSuite mean over pools (each pool's mean over seeds; area: the mean of"
-          " the learning curve over every budget, 2 to 12 slices):\n")  # fmt: skip
+          " the learning curve over every budget run: 2 to 12 slices in the full suite):\n")  # fmt: skip
     print(f"| strategy | {head} | area |\n" + "|---" * (2 + len(budgets)) + "|")
     for label in strategy_labels(merged):
         cells = []

@@ -4,7 +4,10 @@ A neighbour of a labelled slice teaches the model almost nothing new, so
 every picker keeps a minimum distance along the slice axis between picks and
 from the slices already labelled. Slices are slice codes
 (:func:`~napari_xrm_al.core.slice_refs.slice_codes`): slices of different
-axes are far apart, so the distance applies within each axis.
+axes are far apart, so the distance applies within each axis. A batch may
+also be spread over the candidate axes (:func:`axis_room`): a cross-section
+shows every layer of a package, where the best few z slices by score often
+lie in one layer.
 """
 
 from __future__ import annotations
