@@ -169,6 +169,7 @@ def test_coreset_spreads_over_embedding_clusters() -> None:
     [
         ("rareness", "rareness-diverse"),
         ("rareness-discovery", "rareness-discovery-diverse"),
+        ("rareness-discovery", "rareness-discovery-spread"),  # one axis: no cap
     ],
 )
 def test_diverse_rareness_does_not_pick_two_near_duplicates(
@@ -328,10 +329,14 @@ def test_picks_respect_the_room_of_each_axis(diversity: float) -> None:
     assert sorted(str(p.ref) for p in four) == ["x:7", "y:4", "z:12", "z:5"]
 
 
-def test_rareness_discovery_axes_spreads_its_batch() -> None:
+@pytest.mark.parametrize(
+    "name", ["rareness-discovery-axes", "rareness-discovery-spread"]
+)
+def test_rareness_discovery_axes_spreads_its_batch(name: str) -> None:
     ctx = three_axes_context()
+    ctx.embedding = np.eye(40)  # every slice equally far: the scores decide
     _, plain, _ = select("rareness-discovery", ctx, 2, min_distance=2)
-    _, spread, plan = select("rareness-discovery-axes", ctx, 2, min_distance=2)
+    _, spread, plan = select(name, ctx, 2, min_distance=2)
     assert sorted(str(p.ref) for p in plain) == ["z:12", "z:5"]
     assert {p.ref.axis_name for p in spread} == {"z", "y"}
     assert plan is not None and plan.exploit == 2

@@ -250,6 +250,15 @@ register(
     spread_axes=True,
 )(_rareness_of_predicted)
 register(
+    "rareness-discovery-spread",
+    "rareness-discovery with both spreads: rareness picks spread over the "
+    "model's slice embeddings, and each batch over the candidate axes",
+    needs=("embedding",),
+    diverse=True,
+    discovery=True,
+    spread_axes=True,
+)(_rareness_of_predicted)
+register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
     needs=("embedding",),
