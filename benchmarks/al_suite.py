@@ -19,6 +19,10 @@ Usage::
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 \
         --set augment.histogram_shift=0.25 --out-dir benchmarks/results/suite-hs025
     python benchmarks/al_suite.py --report
+    python benchmarks/al_suite.py --pools thin-dies --seeds 0-1 --axes z,y,x \
+        --cycles 2 --runs rareness-discovery,rareness-discovery-axes \
+        --out-dir benchmarks/results/screen    # a quick screen to 6 slices
+    python benchmarks/al_suite.py --report --budgets 4,6 --out-dir benchmarks/results/screen
     python benchmarks/al_suite.py --coverage --seeds 0-9 [--axes z --axes z,y,x] \
         --out-dir benchmarks/results/coverage
     python benchmarks/al_suite.py --coverage-report --out-dir benchmarks/results/coverage
@@ -115,7 +119,9 @@ SYNTHETIC: dict[str, tuple[SampleParams, SampleParams]] = {
     ),  # fmt: skip
 }
 POOLS = (*SYNTHETIC, "sandstone")
-DEFAULT_RUNS = "rareness-discovery,rareness,entropy,random"
+#: The first is the reference of the paired comparisons: the candidate default
+#: that the screen of 2026-12-07 put ahead (docs/benchmarks.md, "Batches that spread").
+DEFAULT_RUNS = "rareness-discovery-spread,rareness,entropy,random"
 #: What ``--coverage`` compares, as named in its JSON files.
 COVERAGE_METHODS = ("first_picks", "kcentre", "random")
 

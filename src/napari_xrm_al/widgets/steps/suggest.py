@@ -119,8 +119,9 @@ class SuggestSection(QWidget):
         self.plan_label.setWordWrap(True)
         self.plan_label.setVisible(False)
         self.plan_label.setToolTip(
-            "How 'rareness-discovery' split the batch: slices unlike everything "
-            "labelled so far first, then slices likely to hold the rare class."
+            "How 'rareness-discovery' (or one of its variants) split the batch: "
+            "slices unlike everything labelled so far first, then slices likely to "
+            "hold the rare class."
         )
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
