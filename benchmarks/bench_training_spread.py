@@ -15,7 +15,10 @@ normalisation (``model``, as ``predict`` does) or by its own percentiles
 predicted along one axis (``z`` unless ``AXES`` says) or, with several
 ``AXES`` (``zyx``), fused along them as ``predict --fuse-axes`` does; every variant's scoring seconds are kept. The last lines
 give, per way of scoring, the mean and spread (max − min over the training
-seeds) of mIoU and of each class's IoU.
+seeds) of mIoU and of each class's IoU. ``--on-pool`` scores every model on
+the pool scan as well (names ``pool/…``): a seed whose model also fails on the
+scan it was trained on has a training problem, not a test-scan one.
+``--dataset`` takes the suite's pools too (``al_suite.py --describe``).
 
 Usage::
 
@@ -35,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from al_suite import load_pool
 from bench_active_learning import (
     add_set_option,
     configs,
-    load,
     machine,
     with_set_options,
 )
@@ -86,7 +89,11 @@ def spread(scores: list[dict]) -> dict:
 def main() -> None:
     """Run the retraining and print one line per training seed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="sample")
+    parser.add_argument(
+        "--dataset",
+        default="sample",
+        help="sample, sandstone, xct-soc or a pool of the suite (al_suite.py --describe)",
+    )
     parser.add_argument("--seed", type=int, required=True, help="pretraining seed")
     parser.add_argument(
         "--slices",
@@ -106,16 +113,28 @@ def main() -> None:
         "(NORMALISATION model or own; TTA none, flips or dihedral; AXES one axis, "
         "z by default, or several to fuse the predictions along them, e.g. zyx)",
     )
+    parser.add_argument(
+        "--on-pool",
+        action="store_true",
+        help="also score every model on the pool scan itself (its labelled slices "
+        "included; 'own' is then the model's normalisation): whether a seed's "
+        "collapse is the test scan's or the training's",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     variants = parse_variants(args.score)
+    # Each way of scoring on the test scan and, with --on-pool, on the pool.
+    scorings = {name: ("test", *v) for name, v in variants.items()}
+    if args.on_pool:
+        scorings |= {f"pool/{name}": ("pool", *v) for name, v in variants.items()}
     torch.set_num_threads(args.threads)
-    data = load(args.dataset)
+    data = load_pool(args.dataset)
     classes, image, labels = data["classes"], data["image"], data["labels"]
     slices = parse_slice_refs(args.slices, "--slices", "z")
     train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
     train_config = with_set_options(train_config, args.set)
+    scans = {"test": (data["test_image"], data["test_labels"]), "pool": (image, labels)}
     norm = fit_normalisation(image)
     test_own = fit_normalisation(data["test_image"])  # for the ``own`` scoring
     device = torch.device("cpu")
@@ -141,32 +160,35 @@ def main() -> None:
                 run=RunOptions(seed=seed, device=device, normalisation=norm),
             )
         )
-        for variant, (normalisation, tta, axes) in variants.items():
+        for name, (scan, normalisation, tta, axes) in scorings.items():
+            image_s, labels_s = scans[scan]
             t0 = time.perf_counter()
             score = run_to_end(
                 score_model(
                     ckpt,
-                    data["test_image"],
-                    data["test_labels"],
+                    image_s,
+                    labels_s,
                     classes,
                     axes[0],
                     device,
                     tta=tta,
                     fuse_axes=tuple(axes) if len(axes) > 1 else (),
-                    normalisation=test_own if normalisation == "own" else None,
+                    normalisation=test_own
+                    if (scan, normalisation) == ("test", "own")
+                    else None,
                 )
             )
             scores.append(
                 {
                     "train_seed": seed,
-                    "score": variant,
+                    "score": name,
                     "train_seconds": ckpt.history["seconds"],
                     "score_seconds": round(time.perf_counter() - t0, 1),
                     **score,
                 }
             )
             print(json.dumps(scores[-1]), flush=True)
-        save(args, variants, slices, scores, ranks, started, complete=False)
+        save(args, scorings, slices, scores, ranks, started, complete=False)
         if i == 0 and args.rank:
             rankings = run_to_end(
                 rank_pool(
@@ -186,12 +208,12 @@ def main() -> None:
             for name, ranking in rankings.items():
                 ranks[name] = [[str(p.ref), p.score] for p in ranking.picks]
                 print(name, [str(p.ref) for p in ranking.picks], flush=True)
-    save(args, variants, slices, scores, ranks, started, complete=True)
+    save(args, scorings, slices, scores, ranks, started, complete=True)
 
 
 def save(
     args: argparse.Namespace,
-    variants: dict,
+    scorings: dict,
     slices: list,
     scores: list[dict],
     ranks: dict,
@@ -203,8 +225,7 @@ def save(
     its finished seeds; ``complete`` says whether every seed ran) and, when
     complete, print the summary."""
     summary = {
-        variant: spread([s for s in scores if s["score"] == variant])
-        for variant in variants
+        name: spread([s for s in scores if s["score"] == name]) for name in scorings
     }
     if complete:
         for variant, figures in summary.items():

@@ -95,9 +95,10 @@ class TrainConfig(NetworkSettings):
         advanced=True,
     )
     max_steps: int = setting(
-        800,
+        1200,
         label="Most steps (auto)",
-        help="Most steps when ``steps`` is None.",
+        help="Most steps when ``steps`` is None (1200 is reached at 12 labelled "
+        "slices; capping at 800 left some retrainings of 12 slices unconverged).",
         minimum=1,
         advanced=True,
     )
