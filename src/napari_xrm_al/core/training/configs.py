@@ -95,10 +95,9 @@ class TrainConfig(NetworkSettings):
         advanced=True,
     )
     max_steps: int = setting(
-        1200,
+        800,
         label="Most steps (auto)",
-        help="Most steps when ``steps`` is None (1200 is reached at 12 labelled "
-        "slices; capping at 800 left some retrainings of 12 slices unconverged).",
+        help="Most steps when ``steps`` is None.",
         minimum=1,
         advanced=True,
     )
