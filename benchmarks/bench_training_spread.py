@@ -134,9 +134,17 @@ def main() -> None:
     slices = parse_slice_refs(args.slices, "--slices", "z")
     train_config, pre = configs(data["context"], args.train_steps, args.pretrain_steps)
     train_config = with_set_options(train_config, args.set)
-    scans = {"test": (data["test_image"], data["test_labels"]), "pool": (image, labels)}
     norm = fit_normalisation(image)
-    test_own = fit_normalisation(data["test_image"])  # for the ``own`` scoring
+    # Image, labels and the ``own`` normalisation of each scan (the pool's own
+    # is the model's: None).
+    scans = {
+        "test": (
+            data["test_image"],
+            data["test_labels"],
+            fit_normalisation(data["test_image"]),
+        ),
+        "pool": (image, labels, None),
+    }
     device = torch.device("cpu")
     started = time.time()
     encoder = run_to_end(
@@ -161,21 +169,19 @@ def main() -> None:
             )
         )
         for name, (scan, normalisation, tta, axes) in scorings.items():
-            image_s, labels_s = scans[scan]
+            scan_image, scan_labels, own = scans[scan]
             t0 = time.perf_counter()
             score = run_to_end(
                 score_model(
                     ckpt,
-                    image_s,
-                    labels_s,
+                    scan_image,
+                    scan_labels,
                     classes,
                     axes[0],
                     device,
                     tta=tta,
                     fuse_axes=tuple(axes) if len(axes) > 1 else (),
-                    normalisation=test_own
-                    if (scan, normalisation) == ("test", "own")
-                    else None,
+                    normalisation=own if normalisation == "own" else None,
                 )
             )
             scores.append(
