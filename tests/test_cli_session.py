@@ -43,12 +43,13 @@ def test_the_whole_loop_runs_headless_and_keeps_the_suggestion(
         assert min(abs(pick["slice"] - d) for d in (4, 15)) >= 3
 
     options = ["--steps", "4", "--ema-decay", "0.9", "--augment-noise-std", "0"]
-    assert main(["session", "train", str(project), *options, *run]) == 0
-    assert "cycle 1 (coreset): trained on 2 slices" in capsys.readouterr().out
+    assert main(["session", "train", str(project), *options, "--seed", "5", *run]) == 0
+    assert "cycle 1 (coreset): trained on 2 slices (seed 5)" in capsys.readouterr().out
     trained = load_checkpoint(project / "models" / "cycle-001.pt").history["config"]
     assert trained["ema_decay"] == 0.9 and trained["augment"]["noise_std"] == 0
     saved = json.loads((project / SESSION_FILE).read_text())
     assert saved["cycles"][0]["picks"] == kept["picks"]
+    assert saved["cycles"][0]["seed"] == 5
     assert saved["suggestion"] is None  # used up by the cycle
 
     assert main(["session", "rank", str(project), "--strategy", "entropy", *run]) == 0

@@ -164,7 +164,8 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert session.done_along() == sorted([4, 16, top])
     np.testing.assert_array_equal(session.annotations.read_slice(top), truth[top])
 
-    # Retrain, with a painted validation slice kept out of training.
+    # Retrain with another seed, a painted validation slice kept out of training.
+    dock.train.seed_box.setValue(3)
     val = next(
         i for i in (10, 21, 1) if min(abs(i - s) for s in session.done_along()) > 1
     )
@@ -173,7 +174,8 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     wait(qtbot, dock, dock.train.start())
     assert len(session.cycles) == 2
     record = session.cycles[1]
-    assert record.strategy == "rareness"
+    assert record.strategy == "rareness" and record.seed == 3
+    assert "seed 3" in dock.train.result.text()
     assert [p["slice"] for p in record.picks] == picks
     assert "miou" in record.metrics and "iou/void" in record.metrics
     assert dock.train.metrics.isVisibleTo(dock.train)

@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.set_defaults(func=RUNNERS[name], **files)
     _rank_options(actions.choices["rank"])
     add_anisotropy_option(actions.choices["train"])
+    actions.choices["train"].add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed: another seed trains another model from the same "
+        "slices, e.g. when a retrain looks worse than the last (default: 0)",
+    )
     predict = actions.choices["predict"]
     predict.add_argument(
         "--uncertainty",
@@ -242,13 +249,16 @@ def run_train(args: argparse.Namespace) -> int:
 
     def job(session: Session, volume: Volume) -> Generator[Progress, None, Any]:
         check_anisotropy(args, volume, {ref.axis for ref in session.done})
-        return train_session(session, volume.data, config, device=args.device)
+        return train_session(
+            session, volume.data, config, device=args.device, seed=args.seed
+        )
 
     session, record = _run_job(args, job)
     loss = record.metrics.get("final_loss")
     print(
         f"cycle {record.cycle} ({record.strategy}): trained on "
-        f"{len(record.labelled)} slices in {record.seconds['train']:.0f} s"
+        f"{len(record.labelled)} slices (seed {record.seed}) in "
+        f"{record.seconds['train']:.0f} s"
         + (f", final loss {loss:.3f}" if loss is not None else "")
         + f"; model {session.folder / record.model}"
     )

@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_xrm_al.classes import ClassTable, dense_to_annotation
 from napari_xrm_al.core.al.batch_picking import pick_record
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.session.jobs import (
     learning_curve,
     pretrain_session,
@@ -128,6 +130,26 @@ def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
     assert sorted(p.name for p in (session.folder / "models").iterdir()) == [
         "cycle-001.pt"
     ]
+
+
+def test_the_training_seed_picks_the_model_and_is_recorded(sample, tmp_path) -> None:
+    session = session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path / "t")[
+        0
+    ]
+    truth = dense_to_annotation(sample.labels)
+    session.annotations.write_slice(3, truth[3])
+    session.mark_done(3)
+
+    def weights(seed: int) -> list[torch.Tensor]:
+        record = run_to_end(train_session(session, sample.image, TINY_TRAIN, seed=seed))
+        assert record.seed == seed
+        ckpt = load_checkpoint(session.folder / record.model)
+        return [v.float() for v in ckpt.state_dict.values()]
+
+    first, same, other = weights(0), weights(0), weights(7)
+    assert all(torch.equal(a, b) for a, b in zip(first, same, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert [c.seed for c in Session.open(session.folder).cycles] == [0, 0, 7]
 
 
 def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:

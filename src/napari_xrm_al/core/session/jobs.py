@@ -213,9 +213,10 @@ def train_session(
     strategy: str | None = None,
     picks: Sequence[Pick] | None = None,
     validation_slices: Sequence[SliceRef | int] = (),
+    seed: int = 0,
 ) -> Generator[Progress, None, CycleRecord]:
     """Train on the slices marked done (along every axis), from the pretrained
-    encoder; add a cycle.
+    encoder, with training seed ``seed``; add a cycle.
 
     The cycle records ``strategy`` and ``picks``; left out, those of the
     session's suggestion (``"manual"`` and none without one), which the cycle
@@ -246,6 +247,7 @@ def train_session(
         config=config,
         validation=validation,
         run=RunOptions(
+            seed=seed,
             device=device,
             normalisation=init.normalisation if init else None,
             provenance=session.provenance(),
@@ -266,6 +268,7 @@ def train_session(
         model=session.paths.relative(path),
         metrics=final_metrics(ckpt.history),
         seconds={"train": round(seconds, 2)},
+        seed=seed,
     )
     session.add_cycle(record)
     return record

@@ -43,7 +43,8 @@ class CycleRecord:
     """One active-learning cycle: what was picked, trained and measured.
 
     ``labelled`` holds ``[axis, index]`` pairs (``['z', 40]``), each pick its
-    ``axis`` and ``slice``.
+    ``axis`` and ``slice``; ``seed`` is the training seed (projects from before
+    it was recorded trained with 0).
     """
 
     cycle: int
@@ -54,6 +55,7 @@ class CycleRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     created: str = field(default_factory=now)
+    seed: int = 0
 
 
 @dataclass

@@ -9,6 +9,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -150,9 +151,17 @@ class TrainSection(QWidget):
             "per-class IoU while training, e.g. '30, 95' (along the project's "
             "axis) or 'y:100' along another axis."
         )
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setToolTip(
+            "Training seed. The same slices and seed give the same model; another "
+            "seed trains another one. When a retrain looks worse than the last "
+            "cycle, try another seed before painting more."
+        )
         self.axes_guard = AnisotropyGuard("Train on slices")
         extra = QFormLayout()
         extra.addRow("Validation slices", self.validation_edit)
+        extra.addRow("Training seed", self.seed_box)
         extra.addRow(self.axes_guard)
         self.controls = JobControls(state.runner, "Start training")
         self.plot = LossPlot()
@@ -221,6 +230,7 @@ class TrainSection(QWidget):
                 data,
                 config,
                 validation_slices=validation,
+                seed=self.seed_box.value(),
             ),
             on_progress=self._on_progress,
             on_done=self.show_result,
@@ -275,7 +285,7 @@ class TrainSection(QWidget):
             loss = last.metrics.get("final_loss")
             miou = last.metrics.get("miou")
             self.result.setText(
-                f"Cycle {last.cycle}: {len(last.labelled)} slices"
+                f"Cycle {last.cycle}: {len(last.labelled)} slices, seed {last.seed}"
                 + (f", final loss {_fmt(loss)}" if loss is not None else "")
                 + (f", mIoU {_fmt(miou)}" if miou is not None else "")
                 + f" → {last.model}"
