@@ -30,10 +30,10 @@ from napari_xrm_al.core.al.acquisition import (
     DEFAULT_MIN_DISTANCE,
     AcquisitionContext,
     Pick,
-    first_picks,
     select,
 )
 from napari_xrm_al.core.al.discovery import DiscoveryPlan
+from napari_xrm_al.core.al.first_picks import first_picks
 from napari_xrm_al.core.events import Progress, one_of_parts
 from napari_xrm_al.core.inference.embedding import embed_slices
 from napari_xrm_al.core.inference.predict import DEFAULT_MAX_MEMORY, PredictConfig

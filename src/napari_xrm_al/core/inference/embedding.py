@@ -3,7 +3,7 @@
 Core-set needs only the encoder: pooled bottleneck features of every slice, and
 how much those features vary within the slice. They let the very first slices
 to label be picked for coverage (k-centre greedy weighted towards slices that
-hold many structures, see :func:`~napari_xrm_al.core.al.acquisition.first_picks`)
+hold many structures, see :func:`~napari_xrm_al.core.al.first_picks.first_picks`)
 instead of at random, which on a thick-die scan often misses the one thin
 solder layer entirely.
 """
