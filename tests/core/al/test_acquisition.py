@@ -280,6 +280,30 @@ def test_picks_respect_the_room_of_each_axis(diversity: float) -> None:
     assert sorted(str(p.ref) for p in four) == ["x:7", "y:4", "z:12", "z:5"]
 
 
+@pytest.mark.parametrize("diversity", [0.0, 1.0])
+def test_the_axis_cap_yields_when_other_axes_cannot_fill_the_batch(
+    diversity: float,
+) -> None:
+    """A thin volume: 2 z slices (1 apart, so one fits) and 12 y slices. A batch
+    of 4 caps each axis at 2; z takes 1, so y takes the other 3."""
+    index = slice_codes(
+        [SliceRef.of("z", i) for i in range(2)]
+        + [SliceRef.of("y", i) for i in range(12)]
+    )
+    scores = np.linspace(1.0, 0.5, len(index))  # z first
+    emb = np.eye(len(index)) if diversity else None
+    room = axis_room(index, 4)
+    assert room == {0: 2, 1: 2}
+    picks = pick_batch(
+        index, scores, 4, min_distance=3, embedding=emb, diversity=diversity,
+        axis_room=room,
+    )  # fmt: skip
+    axes = sorted(p.ref.axis_name for p in picks)
+    assert axes == ["y", "y", "y", "z"]
+    gaps = np.diff(sorted(p.ref.index for p in picks if p.ref.axis_name == "y"))
+    assert (gaps >= 3).all()
+
+
 @pytest.mark.parametrize(
     "name", ["rareness-discovery-axes", "rareness-discovery-spread"]
 )

@@ -135,7 +135,7 @@ class Strategy:
         (:mod:`~napari_xrm_al.core.al.discovery`); ``score`` picks the rest.
     spread_axes
         Whether a batch of candidates along several axes takes at most
-        ``ceil(k / axes)`` slices along each
+        ``ceil(k / axes)`` slices along each while the others can take the rest
         (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
     """
 

@@ -85,7 +85,9 @@ def pick_batch(
     distance to its nearest labelled-or-picked slice (k-centre greedy when the
     scores are constant). As many picks as the distances allow, at most ``k``,
     are returned, best score first. ``axis_room`` (axis → picks it may still
-    take, see :func:`axis_room`) caps the picks along each axis.
+    take, see :func:`axis_room`) caps the picks along each axis while other
+    axes can still take picks; where they cannot (a thin volume, slices kept
+    apart), the capped axes fill the rest of the batch.
     """
     index = np.asarray(index)
     scores = np.asarray(scores, dtype=np.float64)
@@ -100,8 +102,9 @@ def pick_batch(
         exclude_near(s)
 
     room = dict(axis_room) if axis_room is not None else None
+    open_axis = np.ones(len(index), dtype=bool)
     if room is not None:
-        eligible &= np.isin(index // CODE_STRIDE, [a for a, n in room.items() if n > 0])
+        open_axis = np.isin(index // CODE_STRIDE, [a for a, n in room.items() if n > 0])
 
     if embedding is None or diversity <= 0:
         rows = best_spaced_batch(index, scores, eligible, k, gap, room)
@@ -118,20 +121,22 @@ def pick_batch(
 
     picks: list[Pick] = []
     while len(picks) < k and eligible.any():
+        if not (eligible & open_axis).any():
+            open_axis[:] = True  # every open axis is full: the cap yields
         value = scores.copy()
         if np.isfinite(nearest).all():
             # Before any anchor exists every distance is infinite: pick by score.
             scale = nearest.max() if nearest.max() > 0 else 1.0
             value = value * (nearest / scale) ** diversity
-        value[~eligible] = -np.inf
+        value[~(eligible & open_axis)] = -np.inf
         best = int(np.argmax(value))
         chosen = int(index[best])
         picks.append(Pick(slice=chosen, score=float(scores[best]), rank=len(picks) + 1))
         exclude_near(chosen)
         if room is not None:
             room[chosen // CODE_STRIDE] -= 1
-            if room[chosen // CODE_STRIDE] == 0:
-                eligible[index // CODE_STRIDE == chosen // CODE_STRIDE] = False
+            if room[chosen // CODE_STRIDE] <= 0:
+                open_axis[index // CODE_STRIDE == chosen // CODE_STRIDE] = False
         nearest = np.minimum(nearest, np.linalg.norm(emb - emb[best], axis=1))
     return picks
 
@@ -161,26 +166,38 @@ def best_spaced_batch(
     Best = as many slices as fit (at most ``k``), then the highest total score.
     Without ``room`` one :func:`_SpacedTable` over all slices (codes of
     different axes lie far apart); with it, one table per axis and the split of
-    ``k`` between the axes that is best.
+    ``k`` between the axes that is best. When the axes with room cannot fill
+    the batch, the room of each axis that used all of its room grows by the
+    shortfall, so a cap never leaves a batch short while slices that fit remain.
     """
     if room is None:
         return _SpacedTable(index, scores, eligible, k, gap)(None)
     axis_of = np.asarray(index) // CODE_STRIDE
-    axes = [a for a, n in room.items() if n > 0]
-    tables = [
-        _SpacedTable(index, scores, eligible & (axis_of == a), min(k, room[a]), gap)
-        for a in axes
-    ]
-    best, split = (-1, -np.inf), tuple(0 for _ in axes)
-    for counts in itertools.product(*(range(t.most + 1) for t in tables)):
-        if sum(counts) <= k:
-            value = (
-                sum(counts),
-                sum(t.totals[j] for t, j in zip(tables, counts, strict=True)),
-            )
-            if value > best:
-                best, split = value, counts
-    return [row for t, j in zip(tables, split, strict=True) for row in t(j)]
+    caps = {a: max(n, 0) for a, n in room.items()}
+    while True:
+        tables = {
+            a: _SpacedTable(index, scores, eligible & (axis_of == a), min(k, n), gap)
+            for a, n in caps.items()
+            if n > 0
+        }
+        best, split = (-1, -np.inf), dict.fromkeys(tables, 0)
+        for counts in itertools.product(*(range(t.most + 1) for t in tables.values())):
+            if sum(counts) <= k:
+                value = (
+                    sum(counts),
+                    sum(
+                        t.totals[j]
+                        for t, j in zip(tables.values(), counts, strict=True)
+                    ),
+                )
+                if value > best:
+                    best, split = value, dict(zip(tables, counts, strict=True))
+        short = k - best[0]
+        # Axes that took all their room and might take more.
+        full = {a for a, n in caps.items() if n < k and (n == 0 or tables[a].most == n)}
+        if short <= 0 or not full:
+            return [row for a, t in tables.items() for row in t(split[a])]
+        caps = {a: n + short if a in full else n for a, n in caps.items()}
 
 
 class _SpacedTable:

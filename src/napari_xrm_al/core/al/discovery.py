@@ -116,7 +116,8 @@ def discovery_batch(
     ``diversity > 0`` (and embeddings) are spread over the embedding as
     :func:`~napari_xrm_al.core.al.batch_picking.pick_batch` does. With
     ``spread_axes`` the whole batch takes at most ``ceil(k / axes)`` slices
-    along each candidate axis (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
+    along each candidate axis while the others can take the rest
+    (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
 
     Returns
     -------
