@@ -56,7 +56,7 @@ from bench_active_learning import (
     with_set_options,
 )
 from napari_xrm_al.classes import ClassTable
-from napari_xrm_al.core.al.acquisition import first_picks
+from napari_xrm_al.core.al.first_picks import first_picks
 from napari_xrm_al.core.al.simulate import simulate
 from napari_xrm_al.core.al.simulation_config import (
     SimulationConfig,

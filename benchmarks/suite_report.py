@@ -85,9 +85,16 @@ def report(
     if not by_pool:
         sys.exit(f"no result in {out_dir}")
     head = " | ".join(f"{n} slices" for n in budgets)
+    merged, partial = {}, []
+    for pool, results in by_pool.items():
+        merged[pool], left = on_common_seeds(merge(results))
+        partial += [f"{pool} seed {seed}" for seed in left]
     print("mIoU / rare-class IoU / worst class IoU, mean over seeds\n")
+    if partial:
+        print(
+            f"Left out until every strategy has finished them: {', '.join(partial)}.\n"
+        )
     print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
-    merged = {pool: merge(results) for pool, results in by_pool.items()}
     for pool, result in merged.items():
         print("\n".join(pool_rows(pool, result, budgets)))
     ceilings = {pool: merge(results) for pool, results in fulls.items()}
@@ -116,6 +123,15 @@ def report(
             f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
         )
     print(f"\nCycles by training precision: {precisions(merged)}.")
+
+
+def on_common_seeds(result: dict) -> tuple[dict, list[int]]:
+    """``result`` with only the seeds that every strategy of it has finished
+    (so every row of a pool averages the same seeds), and the seeds left out."""
+    seeds = [{run["seed"] for run in runs} for runs in runs_by_label(result).values()]
+    common = set.intersection(*seeds)
+    left = sorted(set.union(*seeds) - common)
+    return {**result, "runs": [r for r in result["runs"] if r["seed"] in common]}, left
 
 
 def precisions(merged: dict[str, dict]) -> str:
