@@ -40,6 +40,7 @@ TRAIN_SETTINGS = (
     "augment.histogram_shift",
     "augment.intensity_scale",
     "augment.intensity_shift",
+    "augment.mixed_grey_share",
     "augment.noise_std",
     "augment.blur_prob",
 )

@@ -10,6 +10,7 @@ from napari_xrm_al.core.training.augment import (
     gaussian_blur,
     histogram_shift,
     intensity,
+    mixed_crops,
 )
 
 
@@ -59,3 +60,31 @@ def test_contrastive_views_differ_and_have_the_view_size(no_augment):
     a = contrastive_view(x, 24, (0.3, 1.0), no_augment, gen)
     b = contrastive_view(x, 24, (0.3, 1.0), no_augment, gen)
     assert a.shape == (5, 3, 24, 24) and not torch.equal(a, b)
+
+
+def test_mixed_crops_are_those_showing_three_common_classes() -> None:
+    y = torch.zeros(4, 10, 10, dtype=torch.long)
+    y[0, :, :3], y[0, :, 3:6] = 1, 2  # background, copper, solder
+    y[1, :, :5] = 1  # two classes
+    y[2, :, :3], y[2, :, 3:6] = 3, 2  # background, void (rare), solder
+    y[3] = -1  # nothing labelled
+    assert mixed_crops(y, common=(0, 1, 2)).tolist() == [True, False, False, False]
+
+
+def test_grey_levels_change_on_a_share_of_mixed_crops_and_on_every_other(no_augment):
+    y = torch.zeros(400, 8, 8, dtype=torch.long)
+    y[:200, :, :3], y[:200, :, 3:6] = 1, 2  # the first 200 crops are mixed
+    x = torch.rand(400, 3, 8, 8)
+    changes = dataclasses.replace(no_augment, intensity_scale=0.2, gamma=(0.7, 1.4))
+
+    def kept(share: float, common=(0, 1, 2)) -> tuple[int, int]:
+        gen = torch.Generator().manual_seed(4)
+        cfg = dataclasses.replace(changes, mixed_grey_share=share)
+        out, _ = augment_pair(x, y, cfg, gen, common)
+        same = [torch.equal(a, b) for a, b in zip(out, x, strict=True)]
+        return sum(same[:200]), sum(same[200:])
+
+    assert kept(1.0) == (0, 0) and kept(0.0) == (200, 0)
+    mixed_kept, others_kept = kept(0.5)
+    assert 70 < mixed_kept < 130 and others_kept == 0
+    assert kept(0.5, common=None) == (0, 0)  # no labels' classes: every crop changes

@@ -11,6 +11,7 @@ Gaussian noise and slight blur; no colour jitter (one channel).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,8 @@ class AugmentConfig:
         Random 90° rotations (square crops only).
     zoom
         Range of the random rescale factor applied to crops.
-    intensity_scale, intensity_shift, histogram_shift, noise_std, blur_prob
+    intensity_scale, intensity_shift, histogram_shift, mixed_grey_share,
+    noise_std, blur_prob
         Described by their settings (label, range, help).
     gamma
         Range of the gamma applied to each crop's grey-value range.
@@ -70,6 +72,18 @@ class AugmentConfig:
         "material (z slices through bump layers) but costs 0.03-0.06 mIoU where "
         'slices show the materials together (docs/benchmarks.md, "Stable retraining").',
         maximum=0.5,
+        **_STRENGTH,
+    )
+    mixed_grey_share: float = setting(
+        0.5,
+        label="Grey-level change on mixed crops",
+        help="Share of the crops that show several materials side by side (three "
+        "common classes or more) whose grey levels are changed (contrast curve, "
+        "gamma, brightness change and offset); the others keep the scan's own, so "
+        "the network learns the grey-level gaps between materials. Crops that show "
+        "one material are always changed: there the grey level alone would decide "
+        'the class (docs/benchmarks.md, "Retraining luck in the suite\'s loop").',
+        maximum=1.0,
         **_STRENGTH,
     )
     noise_std: float = setting(
@@ -212,13 +226,34 @@ def histogram_shift(
     return f0 + t * (f1 - f0)
 
 
-def intensity(
-    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+def mixed_crops(
+    y: torch.Tensor,
+    common: Sequence[int],
+    min_classes: int = 3,
+    min_share: float = 0.02,
 ) -> torch.Tensor:
-    """Random contrast curve, gamma, scale, shift, blur and noise per item
-    (channels alike)."""
+    """``(B,)`` whether each crop of labels ``y`` (B, S, S) shows several
+    materials side by side: ``min_classes`` of the ``common`` class ids or more,
+    each on at least ``min_share`` of the crop's labelled pixels."""
+    flat = y.reshape(y.shape[0], -1)
+    labelled = (flat >= 0).sum(1).clamp(min=1)
+    shown = torch.zeros(y.shape[0], dtype=torch.long)
+    for c in common:
+        shown += (flat == c).sum(1) >= min_share * labelled
+    return shown >= min_classes
+
+
+def intensity(
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Random contrast curve, gamma, scale and shift (not on the items where
+    ``keep`` (B,) is True), blur and noise per item (channels alike)."""
     n = x.shape[0]
     view = (n, 1, 1, 1)
+    original = x
     if cfg.gamma != (1.0, 1.0) or cfg.histogram_shift > 0:
         lo = x.amin(dim=(1, 2, 3), keepdim=True)
         span = (x.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp(min=1e-6)
@@ -231,6 +266,8 @@ def intensity(
         a = _uniform(n, 1 - cfg.intensity_scale, 1 + cfg.intensity_scale, gen)
         b = _uniform(n, -cfg.intensity_shift, cfg.intensity_shift, gen)
         x = x * a.to(x.dtype).view(view) + b.to(x.dtype).view(view)
+    if keep is not None:
+        x = torch.where(keep.view(view), original, x)
     if cfg.blur_prob > 0:
         blur = torch.rand(n, generator=gen) < cfg.blur_prob
         if bool(blur.any()):
@@ -247,15 +284,25 @@ def augment_pair(
     y: torch.Tensor,
     cfg: AugmentConfig,
     gen: torch.Generator,
+    common: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training augmentation of images ``x`` (B, K, S, S) and labels ``y`` (B, S, S)."""
+    """Training augmentation of images ``x`` (B, K, S, S) and labels ``y`` (B, S, S).
+
+    With ``common`` (the class ids that are not rare), crops that show several
+    of them side by side (:func:`mixed_crops`) keep their grey levels unless
+    drawn for a change (``cfg.mixed_grey_share``).
+    """
     size = x.shape[-1]
     if cfg.zoom != (1.0, 1.0):
         # A window of side 1/zoom of the crop is resized to the crop size.
         scale = 1.0 / _log_uniform(x.shape[0], *cfg.zoom, gen)
         x, y = resized_crop(x, size, scale, gen, y)
     x, y = flip_rotate(x, y, gen, flips=cfg.flips, rot90=cfg.rot90)
-    return intensity(x, cfg, gen), y
+    keep = None
+    if common is not None and cfg.mixed_grey_share < 1:
+        drawn = torch.rand(x.shape[0], generator=gen) < cfg.mixed_grey_share
+        keep = mixed_crops(y, common) & ~drawn
+    return intensity(x, cfg, gen, keep), y
 
 
 def contrastive_view(

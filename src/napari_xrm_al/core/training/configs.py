@@ -53,7 +53,8 @@ WARMUP = Setting(
 )
 
 #: Augmentation of contrastive views: the supervised training's (the views are
-#: already rescaled crops, so no zoom). Stronger grey-level changes, noise and
+#: already rescaled crops, so no zoom; unlabelled, so every view's grey levels
+#: change). Stronger grey-level changes, noise and
 #: blur (±20 % scale, gamma 0.6–1.6, σ ≤ 0.08 noise, blur up to 1.5 px, an
 #: earlier default) taught the encoder to ignore what tells copper from solder
 #: (grey level) and voids from their surroundings (small dark spots): training

@@ -207,6 +207,7 @@ def train(
         if config.rare_paste > 0
         else []
     )
+    common = [c for c in range(len(classes)) if c not in classes.rare_ids]
     weights = class_weights(data.counts, config.class_weight_power)
     loss_fn = MaskedSegLoss(len(classes), config.loss, weights).to(dev)
     clock = StepClock(config.n_steps(len(data.refs)), config.time_budget_s)
@@ -256,7 +257,11 @@ def train(
         )
         paste_stamps(x, y, stamps, config.rare_paste, rng)
         x, y = augment_pair(
-            torch.from_numpy(norm.apply(x)), torch.from_numpy(y), config.augment, gen
+            torch.from_numpy(norm.apply(x)),
+            torch.from_numpy(y),
+            config.augment,
+            gen,
+            common,
         )
         x = x.to(dev).contiguous(memory_format=torch.channels_last)
         with autocast:

@@ -62,6 +62,7 @@ TRAIN_FIELDS = (
     "augment.histogram_shift",
     "augment.intensity_scale",
     "augment.intensity_shift",
+    "augment.mixed_grey_share",
     "augment.noise_std",
     "augment.blur_prob",
 )
