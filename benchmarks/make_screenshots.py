@@ -128,7 +128,7 @@ def main() -> None:
         dock.suggest.select_pick(1)
         shoot(viewer, app, "5_suggest", args.out)
 
-        top = dock.suggest.picks()[0]
+        top = dock.suggest.picks()[0].index  # candidates along the project's axis, z
         dock.suggest.prefill()
         wait_for(app, dock)
         shoot(viewer, app, "6_prefill", args.out)
