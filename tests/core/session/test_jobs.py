@@ -133,9 +133,9 @@ def test_cancelled_training_keeps_the_previous_model(sample, tmp_path) -> None:
 
 
 def test_the_training_seed_picks_the_model_and_is_recorded(sample, tmp_path) -> None:
-    session = session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path / "t")[
-        0
-    ]
+    session, _ = session_for(
+        None, sample.image, ClassTable.hbm(), folder=tmp_path / "t"
+    )
     truth = dense_to_annotation(sample.labels)
     session.annotations.write_slice(3, truth[3])
     session.mark_done(3)
