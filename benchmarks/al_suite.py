@@ -18,7 +18,7 @@ Usage::
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 --full-supervision
     python benchmarks/al_suite.py --pools thin-dies --seeds 0 \
         --set augment.histogram_shift=0.25 --out-dir benchmarks/results/suite-hs025
-    python benchmarks/al_suite.py --report
+    python benchmarks/al_suite.py --report [--axes z,y,x] [--plot docs/images/al_suite.png]
     python benchmarks/al_suite.py --pools thin-dies --seeds 0-1 --axes z,y,x \
         --cycles 2 --runs rareness-discovery,rareness-discovery-axes \
         --out-dir benchmarks/results/screen    # a quick screen to 6 slices
@@ -387,6 +387,11 @@ def main() -> None:
         default=[8, 12],
         help="labelled-slice counts the report compares (default 8,12)",
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="with --report: also draw the learning curves into this PNG",
+    )
     mode = parser.add_mutually_exclusive_group()
     add_set_option(parser)
     parser.add_argument(
@@ -409,7 +414,7 @@ def main() -> None:
     if args.describe:
         describe(pools)
     elif args.report:
-        report(Path(args.out_dir), rare_slice_share, tuple(args.budgets))
+        report(Path(args.out_dir), rare_slice_share, tuple(args.budgets), args.plot)
     elif args.coverage:
         coverage(pools, seeds, args)
     elif args.coverage_report:

@@ -19,6 +19,7 @@ from napari_xrm_al.core.al.curves import (
     runs_by_label,
 )
 from napari_xrm_al.core.al.simulation_config import finished_runs, read_result
+from suite_plot import plot_suite
 
 
 def at_budget(run: dict, n: int) -> dict | None:
@@ -64,10 +65,12 @@ def report(
     out_dir: Path,
     rare_slice_share: Callable[[str], float],
     budgets: tuple[int, ...] = (8, 12),
+    plot: Path | None = None,
 ) -> None:
     """Per-pool and suite tables from every result JSON in ``out_dir``, then the
     issue's targets (:func:`targets`; ``rare_slice_share(pool)``: the share of
-    a pool's slices that hold its rare class)."""
+    a pool's slices that hold its rare class); with ``plot``, the learning
+    curves drawn there (:func:`suite_plot.plot_suite`)."""
     by_pool: dict[str, list[dict]] = {}
     fulls: dict[str, list[dict]] = {}
     for path in sorted(out_dir.glob("*_s*.json")):
@@ -123,6 +126,9 @@ def report(
             f"pools: mIoU {miou:.3f}, rare-class IoU {rare:.3f} (mean over pools)."
         )
     print(f"\nCycles by training precision: {precisions(merged)}.")
+    if plot is not None:
+        tops = {pool: ceiling(result)[:2] for pool, result in ceilings.items()}
+        print(f"Learning curves: {plot_suite(merged, tops, plot)}")
 
 
 def on_common_seeds(result: dict) -> tuple[dict, list[int]]:

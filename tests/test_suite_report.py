@@ -1,0 +1,38 @@
+"""``al_suite.py --report [--plot]`` on kept suite files: the tables and the
+learning-curve figure come out of the files as they are stored."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+KEPT = BENCHMARKS / "results" / "suite-grey-all"
+
+
+@pytest.fixture
+def suite_report(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import suite_report
+
+    yield suite_report
+    for name in ("suite_report", "suite_plot", "bench_active_learning"):
+        sys.modules.pop(name, None)
+
+
+def test_report_prints_the_tables_and_draws_the_curves(
+    tmp_path, capsys, suite_report
+) -> None:
+    for name in ("many-voids_zyx_s0.json", "rare-voids_zyx_s0.json"):
+        shutil.copy(KEPT / name, tmp_path / name)
+    png = tmp_path / "curves.png"
+    suite_report.report(tmp_path, lambda pool: 0.05, (8, 12), png)
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| many-voids_zyx |")]
+    assert len(rows) >= 4  # four strategies, then the paired rows
+    assert "| rareness-discovery-spread | 1 | 0.829 / 0.888 / 0.613 |" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Learning curves: {png}" in out
