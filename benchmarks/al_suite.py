@@ -137,15 +137,18 @@ def load_pool(name: str) -> dict:
     )  # fmt: skip
 
 
-def rare_shares(name: str) -> tuple[str, tuple[int, ...], float, float, float]:
+def rare_shares(name: str) -> tuple[str, tuple[int, ...], float, float, float, float]:
     """A pool's rare class, pool shape, and the rare class's share of the pool's
-    voxels, of its z slices, and of the test scan's voxels."""
+    voxels, of its z slices, of its z, y and x slices together, and of the test
+    scan's voxels."""
     data = load_pool(name)
     classes, labels = data["classes"], data["labels"]
     rare = (classes.rare_ids or (len(classes) - 1,))[0]
-    has = (labels == rare).reshape(labels.shape[0], -1)
+    mask = labels == rare
+    along = [mask.any(tuple(a for a in range(3) if a != axis)) for axis in range(3)]
     test = float((data["test_labels"] == rare).mean())
-    return classes.names[rare], labels.shape, has.mean(), has.any(1).mean(), test
+    every = sum(int(a.sum()) for a in along) / sum(a.size for a in along)
+    return classes.names[rare], labels.shape, mask.mean(), along[0].mean(), every, test
 
 
 @cache  # the report asks once per set of axes run on the pool
@@ -156,13 +159,16 @@ def rare_slice_share(name: str) -> float:
 
 def describe(pools: list[str]) -> None:
     """A table of what each pool holds: rare-class share of voxels and of slices."""
-    print("| pool | pool shape | rare class | % voxels | % slices with it | test |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| pool | pool shape | rare class | % voxels | % z slices with it "
+        "| % z, y, x slices with it | test |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name in pools:
-        rare, shape, voxels, slices, test = rare_shares(name)
+        rare, shape, voxels, z_share, every, test = rare_shares(name)
         print(
             f"| {name} | {'×'.join(map(str, shape))} | {rare} | {100 * voxels:.4f} "
-            f"| {100 * slices:.1f} | {100 * test:.4f} % voxels |"
+            f"| {100 * z_share:.1f} | {100 * every:.1f} | {100 * test:.4f} % voxels |"
         )
 
 
