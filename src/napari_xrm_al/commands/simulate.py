@@ -141,8 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="keep the runs --out already holds in full and run only the rest "
-        "(also: add strategies or seeds to an earlier result)",
+        help="keep the runs --out already holds, go on from the last cycle of "
+        "those stopped part-way and run the rest (also: add strategies or seeds "
+        "to an earlier result)",
     )
     parser.add_argument("--plot", help="learning-curve PNG")
     add_compute_options(parser)

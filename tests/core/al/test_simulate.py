@@ -24,11 +24,17 @@ from napari_xrm_al.core.al.simulate import (
     simulate,
     split_holdout,
 )
-from napari_xrm_al.core.al.simulation_config import RunSpec, SimulationConfig, parse_run
+from napari_xrm_al.core.al.simulation_config import (
+    RunSpec,
+    SimulationConfig,
+    parse_run,
+    recorded_codes,
+)
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.predict import PredictConfig
 from napari_xrm_al.core.model.normalization import fit_normalisation
+from napari_xrm_al.core.slice_refs import SliceRef
 from napari_xrm_al.core.synthetic.sample import make_hbm_sample
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.core.training.train import train
@@ -207,10 +213,10 @@ def test_paired_differences_compare_each_seed_with_itself() -> None:
     assert paired_differences({"rare_class": "void", "runs": result["runs"][:3]}) == []
 
 
-def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
+def test_an_interrupted_simulation_resumes_where_it_stopped(trainings) -> None:
     pool = make_hbm_sample(shape=(24, 40, 40), seed=0)
     test = make_hbm_sample(shape=(12, 40, 40), seed=1)
-    config = tiny_config(RunSpec("rareness", True), RunSpec("entropy", True))
+    config = tiny_config(RunSpec("rareness", True), RunSpec("entropy", True), cycles=2)
 
     def run(earlier=None, cfg=config):
         snapshots: list[dict] = []
@@ -224,13 +230,21 @@ def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
         return result, snapshots
 
     full, snapshots = run()
-    assert full["complete"] and len(snapshots) == 4  # 2 runs x 2 cycles
+    assert full["complete"] and len(snapshots) == 6  # 2 runs x 3 cycles
     assert not any(s["complete"] for s in snapshots)
-    # Stopped during entropy's last cycle: rareness is whole, entropy is not.
-    stopped = snapshots[2]
-    assert [len(r["cycles"]) for r in stopped["runs"]] == [2, 1]
+    # Stopped during entropy's last cycle: rareness is whole, entropy has
+    # recorded two of its three cycles.
+    stopped = snapshots[4]
+    assert [len(r["cycles"]) for r in stopped["runs"]] == [3, 2]
+    trainings.clear()
     resumed, again = run(stopped)
-    assert len(again) == 2  # only entropy ran again
+    # Entropy goes on from its last recorded cycle: that model is trained again
+    # to rank the next picks, then the last cycle's; nothing else runs.
+    assert len(again) == 1
+    recorded = [
+        sorted(int(i) for i in c["labelled"]) for c in full["runs"][1]["cycles"]
+    ]
+    assert trainings == recorded[1:]
     assert resumed["runs"][0] is stopped["runs"][0]
 
     def scores(result):
@@ -244,12 +258,20 @@ def test_an_interrupted_simulation_resumes_where_it_stopped() -> None:
     # runs not asked for.
     more = dataclasses.replace(config, runs=(RunSpec("random", True),))
     extended, extra = run(full, more)
-    assert len(extra) == 2
+    assert len(extra) == 3
     order = [r["strategy"] for r in extended["runs"]]
     assert order == ["rareness", "entropy", "random"]
     other = dataclasses.replace(config, per_cycle=1)
     with pytest.raises(XrmError, match="another settings"):
         run(full, other)
+
+
+def test_recorded_slices_read_back_as_the_codes_that_were_labelled() -> None:
+    along_y = recorded_codes([3, 7], "y")
+    assert along_y == [SliceRef.of("y", 3).code, SliceRef.of("y", 7).code]
+    mixed = recorded_codes(["x:3", "y:40", "z:2"], "z")
+    refs = [SliceRef.of("z", 2), SliceRef.of("y", 40), SliceRef.of("x", 3)]
+    assert sorted(mixed) == sorted(r.code for r in refs)
 
 
 def test_start_with_puts_chosen_slices_among_the_initial_ones() -> None:

@@ -15,8 +15,9 @@ tool for volumes of a few hundred MB at most.
 A simulation can run for hours. ``on_cycle`` hands the result so far to the
 caller after every cycle (the command line writes it to disk), and ``earlier``
 takes such a partial result back: runs it holds in full are kept (also those
-not asked for this time) and come first, the others are run again from their
-start. Every step is seeded, so the resumed result is
+not asked for this time) and come first; a run stopped part-way keeps the cycles
+it recorded and goes on from the last one (its model trained again, once, to rank
+the next picks). Every step is seeded, so the resumed result is
 the one an uninterrupted run would have given (on the same device, and as long
 as step counts rather than time budgets end the training).
 """
@@ -45,7 +46,9 @@ from napari_xrm_al.core.al.ranking import (
 from napari_xrm_al.core.al.simulation_config import (
     SimulationConfig,
     finished_runs,
+    recorded_codes,
     settings_of,
+    stopped_runs,
 )
 from napari_xrm_al.core.events import Progress
 from napari_xrm_al.core.inference.fused_prediction import (
@@ -265,13 +268,22 @@ def simulate(
     result["runs"] = list(finished.values())
     if earlier is not None and "full_supervision" in earlier:
         result["full_supervision"] = earlier["full_supervision"]
+    stopped = stopped_runs(earlier, config.cycles)
     to_run = [
         (seed, run)
         for seed in config.seeds
         for run in config.runs
         if (seed, run.strategy, run.pretrain) not in finished
     ]
-    total_cycles = max(len(to_run) * (config.cycles + 1), 1)
+    total_cycles = max(
+        sum(
+            config.cycles
+            + 1
+            - len(stopped.get((seed, run.strategy, run.pretrain), {}).get("cycles", ()))
+            for seed, run in to_run
+        ),
+        1,
+    )
     done_cycles = 0
     started = time.perf_counter()
 
@@ -317,8 +329,14 @@ def simulate(
                 "seed": seed,
                 "cycles": [],
             }
+            resumed = stopped.get((seed, run.strategy, run.pretrain))
+            if resumed is not None:  # go on from its last recorded cycle
+                record["cycles"] = [dict(c) for c in resumed["cycles"]]
+                last = record["cycles"][-1]
+                labelled = recorded_codes(last["labelled"], config.axis)
+            first = len(record["cycles"]) - 1 if resumed is not None else 0
             result["runs"].append(record)
-            for cycle in range(config.cycles + 1):
+            for cycle in range(first, config.cycles + 1):
                 key = (run.pretrain, frozenset(int(c) for c in labelled))
                 if key not in trained:
                     t0 = time.perf_counter()
@@ -328,27 +346,30 @@ def simulate(
                     seconds = time.perf_counter() - t0
                     trained[key] = (ckpt, (yield from evaluate_cycle(ckpt)), seconds)
                 ckpt, metrics, seconds = trained[key]
-                entry = {
-                    "cycle": cycle,
-                    "n_labelled": len(labelled),
-                    "labelled": _labelled_record(labelled, pool_axes),
-                    **metrics,
-                    "train_seconds": round(seconds, 2),
-                    # A result resumed on another machine may mix precisions.
-                    "precision": ckpt.history["precision"],
-                    "rank_seconds": 0.0,
-                }
-                record["cycles"].append(entry)
-                done_cycles += 1
-                elapsed = time.perf_counter() - started
-                yield Progress(
-                    "simulate", done_cycles, total_cycles,
-                    eta_seconds=elapsed / done_cycles * (total_cycles - done_cycles),
-                    metrics={"miou": metrics["miou"], f"iou/{rare}": metrics["iou"][rare]},
-                    message=f"seed {seed} {run.label} cycle {cycle} ({len(labelled)} slices)",
-                )  # fmt: skip
-                if on_cycle is not None:
-                    on_cycle(result)
+                if resumed is not None and cycle == first:
+                    entry = record["cycles"][-1]  # recorded before the stop
+                else:
+                    entry = {
+                        "cycle": cycle,
+                        "n_labelled": len(labelled),
+                        "labelled": _labelled_record(labelled, pool_axes),
+                        **metrics,
+                        "train_seconds": round(seconds, 2),
+                        # A result resumed on another machine may mix precisions.
+                        "precision": ckpt.history["precision"],
+                        "rank_seconds": 0.0,
+                    }
+                    record["cycles"].append(entry)
+                    done_cycles += 1
+                    elapsed = time.perf_counter() - started
+                    yield Progress(
+                        "simulate", done_cycles, total_cycles,
+                        eta_seconds=elapsed / done_cycles * (total_cycles - done_cycles),
+                        metrics={"miou": metrics["miou"], f"iou/{rare}": metrics["iou"][rare]},
+                        message=f"seed {seed} {run.label} cycle {cycle} ({len(labelled)} slices)",
+                    )  # fmt: skip
+                    if on_cycle is not None:
+                        on_cycle(result)
                 if cycle == config.cycles:
                     break
                 t2 = time.perf_counter()

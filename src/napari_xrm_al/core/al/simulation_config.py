@@ -8,11 +8,13 @@ or extended only with the same settings (:mod:`~napari_xrm_al.core.al.simulate`)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from napari_xrm_al.core.al.acquisition import DEFAULT_MIN_DISTANCE, get_strategy
+from napari_xrm_al.core.slice_refs import parse_slice_refs
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
 from napari_xrm_al.errors import XrmError
 
@@ -148,3 +150,25 @@ def finished_runs(
         for r in earlier.get("runs", [])
         if len(r.get("cycles", ())) == cycles + 1
     }
+
+
+def stopped_runs(
+    earlier: dict[str, Any] | None, cycles: int
+) -> dict[tuple[int, str, bool], dict[str, Any]]:
+    """The runs of ``earlier`` stopped part-way (some cycles recorded, not every
+    one), by (seed, strategy, pretrain): a resumed simulation goes on from the
+    last cycle each recorded. Check ``earlier`` with :func:`finished_runs` first."""
+    if earlier is None:
+        return {}
+    return {
+        (r["seed"], r["strategy"], r["pretrain"]): r
+        for r in earlier.get("runs", [])
+        if 0 < len(r.get("cycles", ())) <= cycles
+    }
+
+
+def recorded_codes(labelled: Sequence[int | str], axis: str) -> list[int]:
+    """Slice codes of a cycle's recorded ``labelled`` (indices along ``axis``,
+    or ``'y:40'`` where the candidates lie along several axes)."""
+    text = ",".join(str(item) for item in labelled)
+    return [ref.code for ref in parse_slice_refs(text, "labelled", axis)]
