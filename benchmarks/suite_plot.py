@@ -49,7 +49,10 @@ def plot_suite(
         axes[0, 0].plot([], [], color=c, marker="o", ms=3, label=lb)[0]
         for lb, c in colours.items()
     ]
-    handles.append(axes[0, 0].plot([], [], "k--", lw=1, label="full supervision")[0])
+    if any(pool.split("_")[0] in ceilings for pool in pools):
+        handles.append(
+            axes[0, 0].plot([], [], "k--", lw=1, label="full supervision")[0]
+        )
     fig.legend(
         handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8
     )
