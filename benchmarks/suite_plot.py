@@ -32,12 +32,13 @@ def plot_suite(
                 curve.n_labelled, curve.rare_mean, marker="o", ms=3, color=colour
             )
             seeds.add(curve.n_seeds)
-        name = pool.removesuffix("_zyx").removesuffix("_z")
-        top.set_title(
-            f"{name} ({'/'.join(map(str, sorted(seeds)))} seed(s))", fontsize=9
-        )
+        # Runs along z and along z, y, x of one pool are columns of their own.
+        name, _, axes_run = pool.partition("_")
+        along = ", ".join(axes_run or "z")
+        seeds_run = "/".join(map(str, sorted(seeds)))
+        top.set_title(f"{name} along {along} ({seeds_run} seed(s))", fontsize=9)
         bottom.set_xlabel("labelled slices")
-        ceiling = ceilings.get(pool.split("_")[0])
+        ceiling = ceilings.get(name)
         if ceiling is not None:
             top.axhline(ceiling[0], color="k", ls="--", lw=1)
             bottom.axhline(ceiling[1], color="k", ls="--", lw=1)
@@ -49,7 +50,7 @@ def plot_suite(
         axes[0, 0].plot([], [], color=c, marker="o", ms=3, label=lb)[0]
         for lb, c in colours.items()
     ]
-    if any(pool.split("_")[0] in ceilings for pool in pools):
+    if any(pool.partition("_")[0] in ceilings for pool in pools):
         handles.append(
             axes[0, 0].plot([], [], "k--", lw=1, label="full supervision")[0]
         )
