@@ -218,6 +218,23 @@ def _rareness_of_predicted(ctx: AcquisitionContext) -> np.ndarray:
     return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
 
 
+#: Share of a slice's pixels above which a predicted class counts as shown
+#: (about 65 pixels of a 256 × 256 slice: a few voids count).
+MATERIAL_SHARE = 1e-3
+
+
+def materials_shown(ctx: AcquisitionContext) -> np.ndarray:
+    """``(S,)`` the share of the classes each slice is predicted to show (each
+    above :data:`MATERIAL_SHARE` of its pixels): 1 for a cross-section through
+    every structure, ``1 / C`` for a slice of one material."""
+    fraction = np.asarray(ctx.class_fraction, dtype=np.float64)
+    return (fraction >= MATERIAL_SHARE).sum(axis=1) / fraction.shape[1]
+
+
+def _rareness_of_materials(ctx: AcquisitionContext) -> np.ndarray:
+    return _rareness_of_predicted(ctx) * materials_shown(ctx)
+
+
 def _rareness(ctx: AcquisitionContext) -> np.ndarray:
     unseen = unseen_weight(ctx) * (ctx.rareness.lam + ctx.mean_entropy)
     return _rareness_of_predicted(ctx) + unseen
@@ -258,6 +275,16 @@ register(
     discovery=True,
     spread_axes=True,
 )(_rareness_of_predicted)
+register(
+    "rareness-discovery-materials",
+    "rareness-discovery-spread whose rareness picks prefer slices predicted to "
+    "show several classes (a cross-section through every layer over a slice "
+    "inside one layer)",
+    needs=("embedding",),
+    diverse=True,
+    discovery=True,
+    spread_axes=True,
+)(_rareness_of_materials)
 register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
