@@ -70,7 +70,8 @@ def report(
     """Per-pool and suite tables from every result JSON in ``out_dir``, then the
     issue's targets (:func:`targets`; ``rare_slice_share(pool)``: the share of
     a pool's slices that hold its rare class); with ``plot``, the learning
-    curves drawn there (:func:`suite_plot.plot_suite`)."""
+    curves drawn there (:func:`suite_plot.plot_suite`), a figure per set of
+    candidate axes (``<stem>_z.png``, ``<stem>_zyx.png``) when runs hold several."""
     by_pool: dict[str, list[dict]] = {}
     fulls: dict[str, list[dict]] = {}
     for path in sorted(out_dir.glob("*_s*.json")):
@@ -128,7 +129,11 @@ def report(
     print(f"\nCycles by training precision: {precisions(merged)}.")
     if plot is not None:
         tops = {pool: ceiling(result)[:2] for pool, result in ceilings.items()}
-        print(f"Learning curves: {plot_suite(merged, tops, plot)}")
+        for axes, group in groups.items():
+            # One figure per candidate axes: PLOT itself when there is one set.
+            path = plot if len(groups) == 1 else plot.with_stem(f"{plot.stem}_{axes}")
+            drawn = plot_suite(group, tops, path)
+            print(f"Learning curves along {', '.join(axes)}: {drawn}")
 
 
 def on_common_seeds(result: dict) -> tuple[dict, list[int]]:

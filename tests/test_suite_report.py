@@ -35,4 +35,17 @@ def test_report_prints_the_tables_and_draws_the_curves(
     assert len(rows) >= 4  # four strategies, then the paired rows
     assert "| rareness-discovery-spread | 1 | 0.829 / 0.888 / 0.613 |" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"Learning curves: {png}" in out
+    assert f"Learning curves along z, y, x: {png}" in out
+
+
+def test_runs_along_z_and_along_z_y_x_get_a_figure_each(
+    tmp_path, capsys, suite_report
+) -> None:
+    shutil.copy(KEPT / "many-voids_zyx_s0.json", tmp_path / "many-voids_zyx_s0.json")
+    shutil.copy(KEPT / "many-voids_zyx_s0.json", tmp_path / "many-voids_s0.json")
+    suite_report.report(tmp_path, lambda pool: 0.05, (8, 12), tmp_path / "c.png")
+    out = capsys.readouterr().out
+    for axes, name in (("z", "c_z.png"), ("z, y, x", "c_zyx.png")):
+        assert f"Learning curves along {axes}: {tmp_path / name}" in out
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "c.png").exists()
