@@ -266,24 +266,22 @@ register(
     discovery=True,
     spread_axes=True,
 )(_rareness_of_predicted)
+#: Discovery with both spreads: over the slice embeddings and the candidate axes.
+_BOTH_SPREADS = dict(
+    needs=("embedding",), diverse=True, discovery=True, spread_axes=True
+)
 register(
     "rareness-discovery-spread",
     "rareness-discovery with both spreads: rareness picks spread over the "
     "model's slice embeddings, and each batch over the candidate axes",
-    needs=("embedding",),
-    diverse=True,
-    discovery=True,
-    spread_axes=True,
+    **_BOTH_SPREADS,
 )(_rareness_of_predicted)
 register(
     "rareness-discovery-materials",
     "rareness-discovery-spread whose rareness picks prefer slices predicted to "
     "show several classes (a cross-section through every layer over a slice "
     "inside one layer)",
-    needs=("embedding",),
-    diverse=True,
-    discovery=True,
-    spread_axes=True,
+    **_BOTH_SPREADS,
 )(_rareness_of_materials)
 register(
     "rareness-diverse",
