@@ -218,9 +218,10 @@ def _rareness_of_predicted(ctx: AcquisitionContext) -> np.ndarray:
     return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
 
 
-#: Share of a slice's pixels above which a predicted class counts as shown
-#: (about 65 pixels of a 256 × 256 slice: a few voids count).
-MATERIAL_SHARE = 1e-3
+#: Share of a slice's pixels above which a predicted class counts as shown: a
+#: material of some area (at 0.1 % the voids of a z slice inside a bump layer
+#: counted as much as a cross-section's copper, and no pick changed).
+MATERIAL_SHARE = 1e-2
 
 
 def materials_shown(ctx: AcquisitionContext) -> np.ndarray:
