@@ -315,26 +315,3 @@ def test_rareness_discovery_axes_spreads_its_batch(name: str) -> None:
     assert sorted(str(p.ref) for p in plain) == ["z:12", "z:5"]
     assert {p.ref.axis_name for p in spread} == {"z", "y"}
     assert plan is not None and plan.exploit == 2
-
-
-def test_rareness_discovery_materials_prefers_a_slice_of_several_classes() -> None:
-    """Every class labelled: a slice of solder and voids, and a cross-section
-    with a little copper too but fewer voids. The spread default prefers the
-    first (more voids); the materials rule takes the cross-section."""
-    ctx = make_context(labelled_counts=np.array([9000.0, 900.0, 90.0, 10.0]))
-    ctx.embedding = np.eye(20)
-    ctx.labelled = [0]
-    ctx.class_fraction[0] = ctx.class_fraction[1]  # labelled: like the others
-    put_class(ctx, 6, SOLDER, 0.2)
-    put_class(ctx, 6, VOID, 0.02)
-    put_class(ctx, 12, CU, 0.05)
-    put_class(ctx, 12, SOLDER, 0.2)
-    put_class(ctx, 12, VOID, 0.015)
-    ctx.entropy_by_class[12, CU] = 0.0  # copper pixels add no rareness
-    spread = score_slices("rareness-discovery-spread", ctx)
-    materials = score_slices("rareness-discovery-materials", ctx)
-    assert spread[6] > spread[12]
-    assert materials[12] > materials[6]
-    _, picks, plan = select("rareness-discovery-materials", ctx, 1, min_distance=2)
-    assert [p.slice for p in picks] == [12]
-    assert plan is not None and plan.exploit == 1

@@ -218,24 +218,6 @@ def _rareness_of_predicted(ctx: AcquisitionContext) -> np.ndarray:
     return ctx.rareness.lam * ctx.class_fraction @ w + ctx.entropy_by_class @ w
 
 
-#: Share of a slice's pixels above which a predicted class counts as shown: a
-#: material of some area (at 0.1 % the voids of a z slice inside a bump layer
-#: counted as much as a cross-section's copper, and no pick changed).
-MATERIAL_SHARE = 1e-2
-
-
-def materials_shown(ctx: AcquisitionContext) -> np.ndarray:
-    """``(S,)`` the share of the classes each slice is predicted to show (each
-    above :data:`MATERIAL_SHARE` of its pixels): 1 for a cross-section through
-    every structure, ``1 / C`` for a slice of one material."""
-    fraction = np.asarray(ctx.class_fraction, dtype=np.float64)
-    return (fraction >= MATERIAL_SHARE).sum(axis=1) / fraction.shape[1]
-
-
-def _rareness_of_materials(ctx: AcquisitionContext) -> np.ndarray:
-    return _rareness_of_predicted(ctx) * materials_shown(ctx)
-
-
 def _rareness(ctx: AcquisitionContext) -> np.ndarray:
     unseen = unseen_weight(ctx) * (ctx.rareness.lam + ctx.mean_entropy)
     return _rareness_of_predicted(ctx) + unseen
@@ -267,23 +249,15 @@ register(
     discovery=True,
     spread_axes=True,
 )(_rareness_of_predicted)
-#: Discovery with both spreads: over the slice embeddings and the candidate axes.
-_BOTH_SPREADS = dict(
-    needs=("embedding",), diverse=True, discovery=True, spread_axes=True
-)
 register(
     "rareness-discovery-spread",
     "rareness-discovery with both spreads: rareness picks spread over the "
     "model's slice embeddings, and each batch over the candidate axes",
-    **_BOTH_SPREADS,
+    needs=("embedding",),
+    diverse=True,
+    discovery=True,
+    spread_axes=True,
 )(_rareness_of_predicted)
-register(
-    "rareness-discovery-materials",
-    "rareness-discovery-spread whose rareness picks prefer slices predicted to "
-    "show several classes (a cross-section through every layer over a slice "
-    "inside one layer)",
-    **_BOTH_SPREADS,
-)(_rareness_of_materials)
 register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
