@@ -10,6 +10,13 @@ from napari_xrm_al.core.al.curves import learning_curves
 from napari_xrm_al.io.atomic import atomic_path
 
 
+def pool_and_axes(key: str) -> tuple[str, str]:
+    """The pool and candidate axes of a result key: ``'thick-dies_zyx'`` →
+    ``('thick-dies', 'zyx')``, ``'thick-dies'`` (a run along z) → ``('thick-dies', 'z')``."""
+    name, _, axes = key.partition("_")
+    return name, axes or "z"
+
+
 def plot_suite(
     merged: dict[str, dict], ceilings: dict[str, tuple[float, float]], path: Path
 ) -> Path:
@@ -21,6 +28,7 @@ def plot_suite(
     fig = Figure(figsize=(2.6 * len(pools) + 1.2, 5.4), layout="constrained")
     axes = fig.subplots(2, len(pools), sharex=True, sharey="row", squeeze=False)
     colours: dict[str, str] = {}
+    drew_ceiling = False
     for col, pool in enumerate(pools):
         result = merged[pool]
         top, bottom = axes[0, col], axes[1, col]
@@ -33,12 +41,13 @@ def plot_suite(
             )
             seeds.add(curve.n_seeds)
         # Runs along z and along z, y, x of one pool are columns of their own.
-        name, _, axes_run = pool.partition("_")
-        along = ", ".join(axes_run or "z")
+        name, axes_run = pool_and_axes(pool)
+        along = ", ".join(axes_run)
         seeds_run = "/".join(map(str, sorted(seeds)))
         top.set_title(f"{name} along {along} ({seeds_run} seed(s))", fontsize=9)
         bottom.set_xlabel("labelled slices")
         ceiling = ceilings.get(name)
+        drew_ceiling = drew_ceiling or ceiling is not None
         if ceiling is not None:
             top.axhline(ceiling[0], color="k", ls="--", lw=1)
             bottom.axhline(ceiling[1], color="k", ls="--", lw=1)
@@ -50,7 +59,7 @@ def plot_suite(
         axes[0, 0].plot([], [], color=c, marker="o", ms=3, label=lb)[0]
         for lb, c in colours.items()
     ]
-    if any(pool.partition("_")[0] in ceilings for pool in pools):
+    if drew_ceiling:
         handles.append(
             axes[0, 0].plot([], [], "k--", lw=1, label="full supervision")[0]
         )

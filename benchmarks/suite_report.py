@@ -19,7 +19,7 @@ from napari_xrm_al.core.al.curves import (
     runs_by_label,
 )
 from napari_xrm_al.core.al.simulation_config import finished_runs, read_result
-from suite_plot import plot_suite
+from suite_plot import plot_suite, pool_and_axes
 
 
 def at_budget(run: dict, n: int) -> dict | None:
@@ -110,10 +110,10 @@ def report(
     print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
     for pool, result in merged.items():
         print("\n".join(paired_rows(pool, result, budgets)))
-    shares = {pool: rare_slice_share(pool.split("_")[0]) for pool in merged}
+    shares = {pool: rare_slice_share(pool_and_axes(pool)[0]) for pool in merged}
     groups: dict[str, dict[str, dict]] = {}
     for pool, result in merged.items():
-        axes = pool.partition("_")[2] or "z"
+        axes = pool_and_axes(pool)[1]
         groups.setdefault(axes, {})[pool] = result
     for axes, group in groups.items():
         print(f"\n## Candidates along {', '.join(axes)}")
