@@ -259,6 +259,21 @@ def test_axis_room_splits_a_batch_over_the_axes() -> None:
     assert axis_room(ctx.index[:20], 2) == {0: 2}  # one axis: no cap
 
 
+def test_axis_room_by_share_keeps_each_axis_to_its_share_of_the_candidates() -> None:
+    """Half the 40 candidates lie along z: of the labelled slices plus a batch
+    of 2, z may hold half (rounded up), y and x a quarter each."""
+    ctx = three_axes_context()
+    z = [int(c) for c in ctx.index[:20]]
+    y4 = int(ctx.index[24])
+    assert axis_room(ctx.index, 2, labelled=z[:1]) == {0: 1, 1: 1, 2: 1}
+    assert axis_room(ctx.index, 2, labelled=z[:3]) == {0: 0, 1: 1, 2: 1}
+    assert axis_room(ctx.index, 4, [y4], labelled=[*z[:3], y4]) == {
+        0: 1,
+        1: 0,
+        2: 2,
+    }
+
+
 @pytest.mark.parametrize("diversity", [0.0, 1.0])
 def test_picks_respect_the_room_of_each_axis(diversity: float) -> None:
     ctx = three_axes_context()
@@ -315,3 +330,16 @@ def test_rareness_discovery_axes_spreads_its_batch(name: str) -> None:
     assert sorted(str(p.ref) for p in plain) == ["z:12", "z:5"]
     assert {p.ref.axis_name for p in spread} == {"z", "y"}
     assert plan is not None and plan.exploit == 2
+
+
+def test_rareness_discovery_share_leaves_an_axis_that_holds_its_share() -> None:
+    """The three labelled slices lie along z, which has half the candidates:
+    of 3 + 2 slices z holds its 3, so the batch goes to y and x, though the
+    best scores lie along z."""
+    ctx = three_axes_context()
+    ctx.embedding = np.eye(40)
+    ctx.labelled = [int(ctx.index[i]) for i in (0, 16, 19)]
+    _, spread, _ = select("rareness-discovery-spread", ctx, 2, min_distance=2)
+    _, share, _ = select("rareness-discovery-share", ctx, 2, min_distance=2)
+    assert "z" in {p.ref.axis_name for p in spread}
+    assert sorted(str(p.ref) for p in share) == ["x:7", "y:4"]

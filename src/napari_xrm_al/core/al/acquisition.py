@@ -137,6 +137,9 @@ class Strategy:
         Whether a batch of candidates along several axes takes at most
         ``ceil(k / axes)`` slices along each while the others can take the rest
         (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
+    axis_share
+        With ``spread_axes``: an axis also holds at most its share of the
+        candidates among the labelled slices and the batch.
     """
 
     name: str
@@ -146,6 +149,7 @@ class Strategy:
     diverse: bool = False
     discovery: bool = False
     spread_axes: bool = False
+    axis_share: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}
@@ -159,12 +163,20 @@ def register(
     diverse: bool = False,
     discovery: bool = False,
     spread_axes: bool = False,
+    axis_share: bool = False,
 ) -> Callable[[Callable[[AcquisitionContext], np.ndarray]], Callable]:
     """Decorator adding a scoring function to :data:`STRATEGIES`."""
 
     def decorator(func: Callable[[AcquisitionContext], np.ndarray]) -> Callable:
         STRATEGIES[name] = Strategy(
-            name, func, description, frozenset(needs), diverse, discovery, spread_axes
+            name,
+            func,
+            description,
+            frozenset(needs),
+            diverse,
+            discovery,
+            spread_axes,
+            axis_share,
         )
         return func
 
@@ -259,6 +271,16 @@ register(
     spread_axes=True,
 )(_rareness_of_predicted)
 register(
+    "rareness-discovery-share",
+    "rareness-discovery-spread whose axes also hold at most their share of the "
+    "candidates among the labelled slices (z of a 128 x 256 x 256 scan: 1 in 5)",
+    needs=("embedding",),
+    diverse=True,
+    discovery=True,
+    spread_axes=True,
+    axis_share=True,
+)(_rareness_of_predicted)
+register(
     "rareness-diverse",
     "rareness-aware, spread out over the encoder's slice embeddings",
     needs=("embedding",),
@@ -340,6 +362,7 @@ def select(
             min_distance=min_distance,
             diversity=diversity,
             spread_axes=strat.spread_axes,
+            axis_share=strat.axis_share,
         )
     scores = score_slices(strat, ctx)
     picks = pick_batch(
@@ -350,6 +373,10 @@ def select(
         min_distance=min_distance,
         embedding=ctx.embedding if strat.diverse else None,
         diversity=diversity,
-        axis_room=axis_room(ctx.index, k) if strat.spread_axes else None,
+        axis_room=axis_room(
+            ctx.index, k, labelled=ctx.labelled if strat.axis_share else None
+        )
+        if strat.spread_axes
+        else None,
     )
     return scores, picks, None

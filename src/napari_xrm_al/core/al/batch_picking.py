@@ -141,12 +141,32 @@ def pick_batch(
     return picks
 
 
-def axis_room(index: np.ndarray, k: int, picked: Sequence[int] = ()) -> dict[int, int]:
+def axis_room(
+    index: np.ndarray,
+    k: int,
+    picked: Sequence[int] = (),
+    *,
+    labelled: Sequence[int] | None = None,
+) -> dict[int, int]:
     """How many more picks each axis of ``index`` may take in a batch of ``k``
-    spread over the axes: ``ceil(k / axes)`` each, less the ``picked`` codes."""
-    axes = np.unique(np.asarray(index) // CODE_STRIDE)
+    spread over the axes: ``ceil(k / axes)`` each, less the ``picked`` codes.
+
+    With ``labelled`` (the slices labelled so far) an axis may also hold at
+    most its share of the candidates, rounded up, of the labelled slices plus
+    the batch: along z, y, x of a 128 × 256 × 256 volume z holds 1 in 5, as
+    random picks would.
+    """
+    index = np.asarray(index)
+    axis_of = index // CODE_STRIDE
+    axes, counts = np.unique(axis_of, return_counts=True)
     cap = -(-k // max(len(axes), 1))
     room = {int(a): cap for a in axes}
+    if labelled is not None:
+        held = np.asarray(list(labelled), dtype=np.int64) // CODE_STRIDE
+        total = len(held) + k
+        for a, n in zip(axes, counts, strict=True):
+            share = -(-n * total // len(index))
+            room[int(a)] = min(cap, share - int((held == a).sum()))
     for code in picked:
         room[int(code) // CODE_STRIDE] -= 1
     return room

@@ -106,6 +106,7 @@ def discovery_batch(
     min_distance: int,
     diversity: float = 0.0,
     spread_axes: bool = False,
+    axis_share: bool = False,
 ) -> tuple[np.ndarray, list[Pick], DiscoveryPlan]:
     """Pick ``k`` slices: some for novelty, the rest by ``exploit_score``.
 
@@ -117,7 +118,8 @@ def discovery_batch(
     :func:`~napari_xrm_al.core.al.batch_picking.pick_batch` does. With
     ``spread_axes`` the whole batch takes at most ``ceil(k / axes)`` slices
     along each candidate axis while the others can take the rest
-    (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`).
+    (:func:`~napari_xrm_al.core.al.batch_picking.axis_room`); with
+    ``axis_share`` each axis also holds at most its share of the candidates.
 
     Returns
     -------
@@ -134,6 +136,7 @@ def discovery_batch(
     near = [np.abs(index - s) < gap for s in ctx.labelled]
     eligible = ~np.any(near, axis=0) if near else np.ones(len(index), bool)
     plan = plan_discovery(ctx.labelled_counts, novelty, eligible, k)
+    share_of = ctx.labelled if axis_share else None
     cover = pick_batch(
         index,
         novelty + 1e-6,  # no tie at 0 among slices like the labelled ones
@@ -142,7 +145,7 @@ def discovery_batch(
         min_distance=min_distance,
         embedding=ctx.embedding,
         diversity=1.0 if ctx.embedding is not None else 0.0,
-        axis_room=axis_room(index, k) if spread_axes else None,
+        axis_room=axis_room(index, k, labelled=share_of) if spread_axes else None,
     )
     scores = exploit_score(ctx)
     exploit = pick_batch(
@@ -153,7 +156,7 @@ def discovery_batch(
         min_distance=min_distance,
         embedding=ctx.embedding if diversity > 0 else None,
         diversity=diversity,
-        axis_room=axis_room(index, k, [p.slice for p in cover])
+        axis_room=axis_room(index, k, [p.slice for p in cover], labelled=share_of)
         if spread_axes
         else None,
     )
