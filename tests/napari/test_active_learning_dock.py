@@ -38,11 +38,14 @@ def sample():
     return make_hbm_sample(seed=0, shape=SHAPE)
 
 
-def make_dock(viewer, qtbot, sample, folder):
+def make_dock(viewer, qtbot, sample, folder, tiny=True):
     for data, meta, kind in sample_layer_data(sample, ground_truth_visible=False):
         getattr(viewer, f"add_{kind}")(data, **meta)
     dock = ActiveLearningWidget(viewer)
     qtbot.addWidget(dock)
+    dock.data.folder_edit.setText(str(folder))
+    if not tiny:  # the defaults a user starts from
+        return dock
     # Tiny settings, through the same boxes a user would change.
     pre = dock.pretrain.form
     for name, value in (("steps", 3), ("time_budget_s", None), ("batch_size", 4)):
@@ -52,7 +55,6 @@ def make_dock(viewer, qtbot, sample, folder):
     pre.editors["features"].setText(TINY)
     for name, value in (("steps", 4), ("batch_size", 2), ("crop_size", 32)):
         dock.train.form.set_value(name, value)
-    dock.data.folder_edit.setText(str(folder))
     return dock
 
 
@@ -296,6 +298,37 @@ def test_reopen_a_saved_project(make_napari_viewer_proxy, qtbot, sample, tmp_pat
     assert dock2.suggest.plan_label.text() == plan
     assert len(viewer2.layers[CANDIDATES_NAME].data) == 2
     assert "✓" in dock2.steps.itemText(3)
+
+
+def test_a_reopened_project_restores_the_settings_of_its_models(
+    make_napari_viewer_proxy, qtbot, sample, tmp_path
+):
+    folder = tmp_path / "settings.xrmal"
+    viewer = make_napari_viewer_proxy()
+    dock = make_dock(viewer, qtbot, sample, folder)
+    dock.pretrain.form.set_value("temperature", 0.2)
+    dock.data.open_project()
+    wait(qtbot, dock, dock.pretrain.start())
+    truth = dense_to_annotation(sample.labels)
+    for index in (5, 15):
+        paint_slice(dock, index, truth)
+        assert dock.mark_done(index)
+    dock.train.form.set_value("lr", 0.002)
+    dock.train.form.set_value("augment.noise_std", 0.02)
+    dock.train.seed_box.setValue(5)
+    wait(qtbot, dock, dock.train.start())
+    trained = (dock.pretrain.form.values(), dock.train.form.values())
+    viewer.layers.remove(ANNOTATIONS)  # the project is free again
+
+    # The plugin restarted: its forms start at the defaults until the project opens.
+    dock2 = make_dock(make_napari_viewer_proxy(), qtbot, sample, folder, tiny=False)
+    assert dock2.train.form.value("steps") is None and dock2.train.seed_box.value() == 0
+    assert dock2.pretrain.form.values() != trained[0]
+    assert dock2.data.open_project() is not None
+    assert (dock2.pretrain.form.values(), dock2.train.form.values()) == trained
+    assert dock2.train.form.value("lr") == pytest.approx(0.002)
+    assert dock2.pretrain.form.value("features") == (4, 8, 8, 16, 16, 8)
+    assert dock2.train.seed_box.value() == 5
 
 
 def test_errors_become_notifications_and_leave_a_consistent_state(

@@ -9,7 +9,7 @@ command line and the core never disagree about what a number means.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -31,6 +31,8 @@ from napari_xrm_al.core.settings import (
     with_settings,
 )
 from napari_xrm_al.errors import XrmError
+
+_MISSING = object()
 
 
 def parse_features(text: str) -> tuple[int, ...]:
@@ -131,6 +133,26 @@ class ConfigForm(QWidget):
         else:
             kind = float if spec.decimals else int
             editor.setValue(kind(spec.minimum if value is None else value))
+
+    def load(self, record: Mapping[str, Any], names: Sequence[str] = ()) -> None:
+        """Set the shown fields (only ``names``, when given) that ``record`` holds:
+        a run's settings as a checkpoint keeps them (nested ones as dicts).
+        A value the form cannot show (from another version) is left as it was.
+        """
+        for name in names or self.fields:
+            value: Any = record
+            for part in name.split("."):
+                value = (
+                    value.get(part, _MISSING)
+                    if isinstance(value, Mapping)
+                    else _MISSING
+                )
+            if value is _MISSING:
+                continue
+            try:
+                self.set_value(name, value)
+            except (TypeError, ValueError):
+                continue
 
     def values(self) -> dict[str, Any]:
         """All shown fields."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.segmenter import Segmenter
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
 from napari_xrm_al.core.session.jobs import (
+    last_settings,
     learning_curve,
     pretrain_session,
     rank_session,
@@ -150,6 +152,13 @@ def test_the_training_seed_picks_the_model_and_is_recorded(sample, tmp_path) -> 
     assert all(torch.equal(a, b) for a, b in zip(first, same, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
     assert [c.seed for c in Session.open(session.folder).cycles] == [0, 0, 7]
+
+    # What the dock's forms start from when the project opens again.
+    last = last_settings(session)
+    assert last.seed == 7 and last.pretrain is None
+    assert last.train == json.loads(json.dumps(dataclasses.asdict(TINY_TRAIN)))
+    (session.folder / session.cycles[-1].model).write_bytes(b"damaged")
+    assert last_settings(session).seed == 0  # the model that still loads
 
 
 def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:

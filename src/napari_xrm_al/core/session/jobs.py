@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,45 @@ from napari_xrm_al.errors import XrmError
 from napari_xrm_al.io.array_reads import volume_fingerprint
 
 ENCODER_FILE = "encoder.pt"
+
+
+@dataclass(frozen=True)
+class LastSettings:
+    """The settings a project's models were made with, for the dock's forms.
+
+    ``train``: the latest model's training settings (as its checkpoint keeps
+    them, nested ones as dicts), ``seed`` its training seed; ``pretrain``: the
+    encoder's. None where the project has no such model or it cannot be read.
+    """
+
+    train: dict[str, Any] | None = None
+    seed: int | None = None
+    pretrain: dict[str, Any] | None = None
+
+
+def last_settings(session: Session) -> LastSettings:
+    """What the latest model and the encoder of ``session`` were made with."""
+
+    def recorded(path: Path | None) -> dict[str, Any] | None:
+        if path is None:
+            return None
+        try:
+            config = load_checkpoint(path).history.get("config")
+        except XrmError:
+            return None
+        return config if isinstance(config, dict) else None
+
+    model = session.latest_model
+    cycle = next(
+        (c for c in reversed(session.cycles) if model and c.model
+         and session.folder / c.model == model),
+        None,
+    )  # fmt: skip
+    return LastSettings(
+        train=recorded(model),
+        seed=cycle.seed if cycle is not None else None,
+        pretrain=recorded(session.paths.path_of(session.pretrained)),
+    )
 
 
 def session_for(

@@ -16,7 +16,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_xrm_al.core.session.jobs import pretrain_session, train_session
+from napari_xrm_al.core.session.jobs import (
+    last_settings,
+    pretrain_session,
+    train_session,
+)
 from napari_xrm_al.core.session.session import CycleRecord
 from napari_xrm_al.core.slice_refs import SliceRef, format_slice_refs, parse_slice_refs
 from napari_xrm_al.core.training.configs import PretrainConfig, TrainConfig
@@ -181,6 +185,23 @@ class TrainSection(QWidget):
         layout.addStretch()
         self.controls.start_button.clicked.connect(self.start)
         self.axes_guard.force_box.toggled.connect(self.check_axes)
+        state.session_opened.connect(self.restore_settings)
+
+    def restore_settings(self) -> None:
+        """Start both forms and the seed from what the opened project's latest
+        model and encoder were made with (the defaults where it has none)."""
+        session = self.state.session
+        if session is None:
+            return
+        last = last_settings(session)
+        if last.pretrain is not None:
+            self.pretrain_form.load(last.pretrain)
+        elif last.train is not None:  # no encoder: the model's architecture
+            self.pretrain_form.load(last.train, ARCHITECTURE)
+        if last.train is not None:
+            self.form.load(last.train)
+        if last.seed is not None:
+            self.seed_box.setValue(last.seed)
 
     def config(self) -> TrainConfig:
         """The training settings (architecture from the Pretrain step)."""
