@@ -120,6 +120,9 @@ def report(
         suite_table(group, budgets, head)
         print("\n" + "\n".join(suite_paired(group, budgets, head)))
         print("\n" + "\n".join(targets(group, shares)))
+    compared = axes_paired(groups, budgets, head)
+    if compared:
+        print("\n## Along z, y, x against along z\n\n" + "\n".join(compared))
     if ceilings:
         miou, rare = np.mean([ceiling(r)[:2] for r in ceilings.values()], axis=0)
         print(
@@ -189,8 +192,6 @@ def suite_paired(
     """Markdown lines: the first strategy − each other over every pool-seed
     pair that ran both (mIoU / rare-class IoU / worst class IoU: mean ± 95 %
     interval; the pairs where the first is ahead/level/behind on mIoU)."""
-    from scipy.stats import t  # only here: scipy.stats is slow to import
-
     first, *others = strategy_labels(merged)
     lines = [
         (
@@ -203,26 +204,68 @@ def suite_paired(
         "|---" * (1 + len(budgets)) + "|",
     ]
     for other in others:
-        cells = []
-        for n in budgets:
-            diff = paired_scores(merged, first, other, n)
-            if len(diff) < 2:
-                cells.append("–")
-                continue
-            half = (
-                t.ppf(0.975, len(diff) - 1) * diff.std(0, ddof=1) / np.sqrt(len(diff))
-            )
-            d = diff[:, 0]
-            counts = (d > 1e-9).sum(), (np.abs(d) <= 1e-9).sum(), (d < -1e-9).sum()
-            cells.append(
-                " / ".join(
-                    f"{m:+.3f} ± {h:.3f}"
-                    for m, h in zip(diff.mean(0), half, strict=True)
-                )
-                + " ({}/{}/{})".format(*counts)
-            )
+        cells = [paired_cell(paired_scores(merged, first, other, n)) for n in budgets]
         lines.append(f"| {other} | " + " | ".join(cells) + " |")
     return lines
+
+
+def axes_paired(
+    groups: dict[str, dict[str, dict]], budgets: tuple[int, ...], head: str
+) -> list[str]:
+    """Markdown lines: each strategy with candidates along z, y, x − along z,
+    over the pools and seeds that ran both (as :func:`suite_paired`)."""
+    wide, narrow = groups.get("zyx", {}), groups.get("z", {})
+    pools = {pool_and_axes(k)[0]: k for k in narrow}
+    both = {k: pools[pool_and_axes(k)[0]] for k in wide if pool_and_axes(k)[0] in pools}
+    if not both:
+        return []
+    lines = [
+        (
+            "Candidates along z, y, x − along z, each strategy over the pool-seed "
+            f"pairs that ran both ({len(both)} pools): mIoU / rare-class IoU / "
+            "worst class IoU, mean ± 95 % interval (pairs ahead/level/behind on mIoU)"
+        ),
+        "",
+        f"| strategy | {head} |",
+        "|---" * (1 + len(budgets)) + "|",
+    ]
+    for label in strategy_labels(wide):
+        cells = []
+        for n in budgets:
+            rows = []
+            for w, z in both.items():
+                mine = {
+                    r["seed"]: at_budget(r, n)
+                    for r in runs_by_label(wide[w]).get(label, [])
+                }
+                theirs = {
+                    r["seed"]: at_budget(r, n)
+                    for r in runs_by_label(narrow[z]).get(label, [])
+                }
+                rare = wide[w]["rare_class"]
+                rows += [
+                    np.subtract(three_scores(mine[s], rare), three_scores(theirs[s], rare))
+                    for s in sorted(set(mine) & set(theirs))
+                    if mine[s] and theirs[s]
+                ]  # fmt: skip
+            cells.append(paired_cell(np.array(rows).reshape(-1, 3)))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_cell(diff: np.ndarray) -> str:
+    """``(pairs, 3)`` differences as a table cell: mean ± 95 % interval of each
+    score, then the pairs ahead/level/behind on the first ("–" under 2 pairs)."""
+    from scipy.stats import t  # only here: scipy.stats is slow to import
+
+    if len(diff) < 2:
+        return "–"
+    half = t.ppf(0.975, len(diff) - 1) * diff.std(0, ddof=1) / np.sqrt(len(diff))
+    d = diff[:, 0]
+    counts = (d > 1e-9).sum(), (np.abs(d) <= 1e-9).sum(), (d < -1e-9).sum()
+    return " / ".join(
+        f"{m:+.3f} ± {h:.3f}" for m, h in zip(diff.mean(0), half, strict=True)
+    ) + " ({}/{}/{})".format(*counts)
 
 
 def paired_scores(

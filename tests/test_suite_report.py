@@ -49,3 +49,19 @@ def test_runs_along_z_and_along_z_y_x_get_a_figure_each(
         assert f"Learning curves along {axes}: {tmp_path / name}" in out
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "c.png").exists()
+
+
+def test_the_report_pairs_each_strategy_along_z_y_x_with_itself_along_z(
+    tmp_path, capsys, suite_report
+) -> None:
+    today = BENCHMARKS / "results" / "suite"
+    for pool in ("many-voids", "rare-voids"):
+        for name in (f"{pool}_s0.json", f"{pool}_zyx_s0.json"):
+            shutil.copy(today / name, tmp_path / name)
+    suite_report.report(tmp_path, lambda pool: 0.05, (8, 12))
+    out = capsys.readouterr().out.split("## Along z, y, x against along z")[1]
+    assert "pairs that ran both (2 pools)" in out
+    # Random at 12 slices: many-voids 0.575 → 0.909, rare-voids 0.527 → 0.866.
+    row = next(line for line in out.splitlines() if line.startswith("| random |"))
+    assert row.split(" | ")[2].startswith("+0.337 ± ")
+    assert row.endswith("(2/0/0) |")
