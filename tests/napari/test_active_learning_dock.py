@@ -22,7 +22,7 @@ from napari_xrm_al.io.mask_reader import read_mask
 from napari_xrm_al.widgets._layers import CANDIDATES_NAME
 from napari_xrm_al.widgets.active_learning_dock import ActiveLearningWidget
 from napari_xrm_al.widgets.metrology import MetrologyWidget
-from napari_xrm_al.widgets.steps.suggest import REASONS
+from napari_xrm_al.widgets.steps.suggest import ALL_AXES, REASONS
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
@@ -91,6 +91,9 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     assert layer.data.shape == SHAPE and np.asarray(layer.data).max() == 0
     assert layer.metadata["napari_xrm_al_classes"]["classes"][3]["name"] == "void"
     assert "Needs slices marked done" in dock.train.hint.text()
+    # Cubic voxels: a project ranks along z, y and x; this loop stays along z.
+    assert dock.suggest.axes_combo.currentText() == ALL_AXES
+    dock.suggest.axes_combo.setCurrentText("z")
 
     # 2 Pretrain.
     wait(qtbot, dock, dock.pretrain.start())
@@ -145,7 +148,7 @@ def test_the_whole_loop(make_napari_viewer_proxy, qtbot, sample, tmp_path):
     dock.suggest.k_spin.setValue(3)
     wait(qtbot, dock, dock.suggest.start())
     assert not dock.suggest.plan_label.isVisibleTo(dock.suggest)
-    picks = [ref.index for ref in dock.suggest.picks()]  # along z (the default)
+    picks = [ref.index for ref in dock.suggest.picks()]  # along z (chosen above)
     assert len(picks) == 3 and dock.suggest.table.rowCount() == 3
     assert not {4, 16} & set(picks)
     frames = viewer.layers[CANDIDATES_NAME]

@@ -41,8 +41,7 @@ def test_a_y_slice_round_trips_through_the_dock(
     session.add_cycle(CycleRecord(1, "manual", [], model="models/cycle-001.pt"))
 
     # Rank along z, y and x: every axis is in the table, as axis:index.
-    assert dock.suggest.axes_combo.currentText() == "z"  # the default
-    dock.suggest.axes_combo.setCurrentText(ALL_AXES)
+    assert dock.suggest.axes_combo.currentText() == ALL_AXES  # cubic voxels
     assert not dock.suggest.axes_guard.note.isVisibleTo(dock.suggest)  # cubic voxels
     dock.suggest.distance_spin.setValue(0)
     dock.suggest.k_spin.setValue(100)  # more than the 24 z and 64 x slices
@@ -119,6 +118,7 @@ def test_anisotropic_voxels_refuse_other_axes_in_the_dock(
     dock.data.open_project()
     suggest = dock.suggest
     assert "anisotropic" in suggest.axes_combo.toolTip()
+    assert suggest.axes_combo.currentText() == "z"  # the default for such voxels
     assert not suggest.axes_guard.note.isVisibleTo(suggest)  # z alone: square pixels
 
     suggest.axes_combo.setCurrentText(ALL_AXES)
