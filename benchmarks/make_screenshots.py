@@ -61,12 +61,14 @@ def tutorial_slices(labels: np.ndarray) -> tuple[list[int], int]:
     return sorted([void_slice, copper_slice]), validation
 
 
-def paint(layer, index: int, truth: np.ndarray) -> None:
-    """Paint slice ``index`` of ``layer`` like the brush would (undoable)."""
-    rows, cols = np.nonzero(np.ones(truth.shape[1:], bool))
-    layer.data_setitem(
-        (np.full(rows.size, index), rows, cols), truth[index][rows, cols]
-    )
+def paint(layer, ref, truth: np.ndarray) -> None:
+    """Paint slice ``ref`` (a z index, or a SliceRef along any axis) of ``layer``
+    like the brush would (undoable)."""
+    axis, index = (0, ref) if isinstance(ref, int) else (ref.axis, ref.index)
+    plane = np.nonzero(np.ones(np.delete(truth.shape, axis), bool))
+    coords = list(plane)
+    coords.insert(axis, np.full(plane[0].size, index))
+    layer.data_setitem(tuple(coords), truth[tuple(coords)])
 
 
 def main() -> None:
@@ -128,7 +130,7 @@ def main() -> None:
         dock.suggest.select_pick(1)
         shoot(viewer, app, "5_suggest", args.out)
 
-        top = dock.suggest.picks()[0].index  # candidates along the project's axis, z
+        top = dock.suggest.picks()[0]  # along z, y or x (the dock's default axes)
         dock.suggest.prefill()
         wait_for(app, dock)
         shoot(viewer, app, "6_prefill", args.out)
