@@ -80,14 +80,10 @@ def last_settings(session: Session) -> LastSettings:
         return config if isinstance(config, dict) else None
 
     model = session.latest_model
-    cycle = next(
-        (c for c in reversed(session.cycles) if model and c.model
-         and session.folder / c.model == model),
-        None,
-    )  # fmt: skip
+    seeds = {session.folder / c.model: c.seed for c in session.cycles if c.model}
     return LastSettings(
         train=recorded(model),
-        seed=cycle.seed if cycle is not None else None,
+        seed=seeds.get(model) if model is not None else None,
         pretrain=recorded(session.paths.path_of(session.pretrained)),
     )
 
