@@ -232,22 +232,11 @@ def axes_paired(
     for label in strategy_labels(wide):
         cells = []
         for n in budgets:
-            rows = []
-            for w, z in both.items():
-                mine = {
-                    r["seed"]: at_budget(r, n)
-                    for r in runs_by_label(wide[w]).get(label, [])
-                }
-                theirs = {
-                    r["seed"]: at_budget(r, n)
-                    for r in runs_by_label(narrow[z]).get(label, [])
-                }
-                rare = wide[w]["rare_class"]
-                rows += [
-                    np.subtract(three_scores(mine[s], rare), three_scores(theirs[s], rare))
-                    for s in sorted(set(mine) & set(theirs))
-                    if mine[s] and theirs[s]
-                ]  # fmt: skip
+            rows = [
+                row
+                for w, z in both.items()
+                for row in seed_differences(wide[w], label, narrow[z], label, n)
+            ]
             cells.append(paired_cell(np.array(rows).reshape(-1, 3)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -273,20 +262,28 @@ def paired_scores(
 ) -> np.ndarray:
     """``(pairs, 3)``: :func:`three_scores` of ``label`` − ``other`` at ``n``
     slices, one row per pool and seed that ran both."""
-    rows = []
-    for result in merged.values():
-        runs = runs_by_label(result)
-        mine = {r["seed"]: at_budget(r, n) for r in runs.get(label, [])}
-        theirs = {r["seed"]: at_budget(r, n) for r in runs.get(other, [])}
-        for seed in sorted(set(mine) & set(theirs)):
-            if mine[seed] and theirs[seed]:
-                rare = result["rare_class"]
-                rows.append(
-                    np.subtract(
-                        three_scores(mine[seed], rare), three_scores(theirs[seed], rare)
-                    )
-                )
+    rows = [
+        row
+        for result in merged.values()
+        for row in seed_differences(result, label, result, other, n)
+    ]
     return np.array(rows).reshape(-1, 3)
+
+
+def seed_differences(
+    mine: dict, label: str, theirs: dict, other: str, n: int
+) -> list[np.ndarray]:
+    """:func:`three_scores` of strategy ``label`` in result ``mine`` − ``other``
+    in ``theirs`` (the same pool, e.g. along other axes) at ``n`` slices, one
+    row per seed that both ran to ``n``."""
+    rare = mine["rare_class"]
+    ours = {r["seed"]: at_budget(r, n) for r in runs_by_label(mine).get(label, [])}
+    others = {r["seed"]: at_budget(r, n) for r in runs_by_label(theirs).get(other, [])}
+    return [
+        np.subtract(three_scores(ours[s], rare), three_scores(others[s], rare))
+        for s in sorted(set(ours) & set(others))
+        if ours[s] and others[s]
+    ]
 
 
 def three_scores(scores: dict, rare: str) -> tuple[float, float, float]:

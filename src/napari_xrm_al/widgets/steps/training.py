@@ -189,7 +189,8 @@ class TrainSection(QWidget):
 
     def restore_settings(self) -> None:
         """Start both forms and the seed from what the opened project's latest
-        model and encoder were made with (the defaults where it has none)."""
+        model and encoder were made with; a form whose project has no such model
+        keeps what it shows."""
         session = self.state.session
         if session is None:
             return
