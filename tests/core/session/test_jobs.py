@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from napari_xrm_al.core.al.batch_picking import pick_record
 from napari_xrm_al.core.events import run_to_end
 from napari_xrm_al.core.inference.fused_prediction import predict_fused
 from napari_xrm_al.core.inference.segmenter import Segmenter
+from napari_xrm_al.core.model import checkpoint as checkpoint_module
 from napari_xrm_al.core.model.checkpoint import load_checkpoint
+from napari_xrm_al.core.session import jobs as jobs_module
 from napari_xrm_al.core.session.jobs import (
     last_settings,
     learning_curve,
@@ -159,6 +162,27 @@ def test_the_training_seed_picks_the_model_and_is_recorded(sample, tmp_path) -> 
     assert last.train == json.loads(json.dumps(dataclasses.asdict(TINY_TRAIN)))
     (session.folder / session.cycles[-1].model).write_bytes(b"damaged")
     assert last_settings(session).seed == 0  # the model that still loads
+
+
+def test_opening_a_project_reads_its_latest_model_once(
+    sample, tmp_path, monkeypatch
+) -> None:
+    session, _ = session_for(None, sample.image, ClassTable.hbm(), folder=tmp_path)
+    session.annotations.write_slice(3, dense_to_annotation(sample.labels)[3])
+    session.mark_done(3)
+    run_to_end(train_session(session, sample.image, TINY_TRAIN, seed=0))
+    loaded: list[str] = []
+
+    def counting(path, kind=None):
+        loaded.append(Path(path).name)
+        return load_checkpoint(path, kind)
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", counting)
+    monkeypatch.setattr(jobs_module, "load_checkpoint", counting)
+    reopened = Session.open(tmp_path)
+    last = last_settings(reopened)
+    assert last.train == json.loads(json.dumps(dataclasses.asdict(TINY_TRAIN)))
+    assert loaded == [Path(session.cycles[-1].model).name]
 
 
 def test_cancelled_pretraining_keeps_the_previous_encoder(sample, tmp_path) -> None:

@@ -9,6 +9,7 @@ early leaves the session as it was before the job started.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -70,21 +71,21 @@ class LastSettings:
 def last_settings(session: Session) -> LastSettings:
     """What the latest model and the encoder of ``session`` were made with."""
 
-    def recorded(path: Path | None) -> dict[str, Any] | None:
-        if path is None:
-            return None
-        try:
-            config = load_checkpoint(path).history.get("config")
-        except XrmError:
-            return None
-        return config if isinstance(config, dict) else None
-
     model = session.latest_model
-    seeds = {session.folder / c.model: c.seed for c in session.cycles if c.model}
+    if model is None:
+        train, seed = None, None
+    else:
+        train = session.model_settings(model)
+        seed = {session.folder / c.model: c.seed for c in session.cycles}.get(model)
+    pretrain = None
+    encoder = session.paths.path_of(session.pretrained)
+    if encoder is not None:
+        with contextlib.suppress(XrmError):  # a damaged encoder records nothing
+            pretrain = load_checkpoint(encoder).history.get("config")
     return LastSettings(
-        train=recorded(model),
-        seed=seeds.get(model) if model is not None else None,
-        pretrain=recorded(session.paths.path_of(session.pretrained)),
+        train=train,
+        seed=seed,
+        pretrain=pretrain if isinstance(pretrain, dict) else None,
     )
 
 

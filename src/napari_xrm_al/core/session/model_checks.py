@@ -13,10 +13,14 @@ from napari_xrm_al.errors import InputError
 
 
 class CheckpointChecks:
-    """Whether checkpoints load, checked once per version of each file."""
+    """Whether checkpoints load, checked once per version of each file.
+
+    The training settings a loaded checkpoint records are kept with the
+    verdict, so that asking for them does not load the file again.
+    """
 
     def __init__(self) -> None:
-        self._seen: dict[Path, tuple[int, int, str | None]] = {}
+        self._seen: dict[Path, tuple[int, int, str | None, dict | None]] = {}
 
     def problem(self, path: Path) -> str | None:
         """Why the segmenter checkpoint at ``path`` cannot be used, or None."""
@@ -30,13 +34,22 @@ class CheckpointChecks:
         seen = self._seen.get(path)
         if seen is not None and seen[:2] == (stat.st_mtime_ns, stat.st_size):
             return seen[2]
+        config = None
         try:
-            load_checkpoint(path, kind="segmenter")
+            recorded = load_checkpoint(path, kind="segmenter").history.get("config")
             problem = None
+            config = recorded if isinstance(recorded, dict) else None
         except InputError as exc:
             problem = str(exc)
-        self._seen[path] = (stat.st_mtime_ns, stat.st_size, problem)
+        self._seen[path] = (stat.st_mtime_ns, stat.st_size, problem, config)
         return problem
+
+    def settings(self, path: Path) -> dict | None:
+        """The training settings the checkpoint at ``path`` records (None:
+        it records none or cannot be used)."""
+        if self.problem(path) is not None:
+            return None
+        return self._seen[path][3]
 
 
 def skipped_models(

@@ -384,6 +384,11 @@ class Session:
         self._warn(skipped_models(skipped, None))
         return None
 
+    def model_settings(self, path: Path) -> dict[str, Any] | None:
+        """The training settings the model at ``path`` records (None: none, or
+        it cannot be used); read when the model was checked, not again."""
+        return self._checkpoints.settings(path)
+
     def _warn(self, messages: list[str]) -> None:
         """Tell the user each of ``messages`` once (:attr:`warnings` and the log)."""
         for message in messages:
