@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +66,16 @@ def report(
     rare_slice_share: Callable[[str], float],
     budgets: tuple[int, ...] = (8, 12),
     plot: Path | None = None,
+    strategies: Sequence[str] | None = None,
 ) -> None:
     """Per-pool and suite tables from every result JSON in ``out_dir``, then the
     issue's targets (:func:`targets`; ``rare_slice_share(pool)``: the share of
     a pool's slices that hold its rare class); with ``plot``, the learning
     curves drawn there (:func:`suite_plot.plot_suite`), a figure per set of
-    candidate axes (``<stem>_z.png``, ``<stem>_zyx.png``) when runs hold several."""
+    candidate axes (``<stem>_z.png``, ``<stem>_zyx.png``) when runs hold several.
+
+    ``strategies``: only these runs, in this order (the first present in a
+    table is its reference); None: every run, in the files' order."""
     by_pool: dict[str, list[dict]] = {}
     fulls: dict[str, list[dict]] = {}
     for path in sorted(out_dir.glob("*_s*.json")):
@@ -84,6 +88,11 @@ def report(
         cycles = result["settings"]["cycles"]
         # A run stopped part-way (the file of a run still going) is left out.
         result["runs"] = list(finished_runs(result, {}, cycles).values())
+        if strategies is not None:
+            result["runs"] = sorted(
+                (r for r in result["runs"] if r["strategy"] in strategies),
+                key=lambda r: list(strategies).index(r["strategy"]),
+            )
         if result["runs"]:
             by_pool.setdefault(pool, []).append(result)
     if not by_pool:
@@ -104,9 +113,8 @@ def report(
     ceilings = {pool: merge(results) for pool, results in fulls.items()}
     for pool, result in ceilings.items():
         print(ceiling_row(pool, result, len(budgets)))
-    first = next(iter(merged.values()))["runs"][0]["strategy"]
-    print(f"\n{first} − strategy, rare-class IoU, paired by seed: mean ± 95 % CI "
-          f"(seeds ahead/level/behind)\n")  # fmt: skip
+    print("\nEach pool's first strategy − strategy, rare-class IoU, paired by seed: "
+          "mean ± 95 % CI (seeds ahead/level/behind)\n")  # fmt: skip
     print(f"| pool | strategy | seeds | {head} |\n" + "|---" * (3 + len(budgets)) + "|")
     for pool, result in merged.items():
         print("\n".join(paired_rows(pool, result, budgets)))

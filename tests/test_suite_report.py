@@ -65,3 +65,18 @@ def test_the_report_pairs_each_strategy_along_z_y_x_with_itself_along_z(
     row = next(line for line in out.splitlines() if line.startswith("| random |"))
     assert row.split(" | ")[2].startswith("+0.337 ± ")
     assert row.endswith("(2/0/0) |")
+
+
+def test_the_report_keeps_the_strategies_asked_for_in_their_order(
+    tmp_path, capsys, suite_report
+) -> None:
+    name = "many-voids_zyx_s0.json"
+    shutil.copy(BENCHMARKS / "results" / "suite" / name, tmp_path / name)
+    suite_report.report(
+        tmp_path, lambda pool: 0.05, (8, 12), strategies=["random", "rareness"]
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| many-voids_zyx |")]
+    assert [row.split(" | ")[1] for row in rows] == ["random", "rareness", "rareness"]
+    assert "random − strategy over the pool-seed pairs" in out
+    assert "| entropy |" not in out and "rareness-discovery" not in out
