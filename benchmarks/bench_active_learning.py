@@ -183,7 +183,8 @@ def with_set_options(config: Any, pairs: list[str]) -> Any:
 
 
 def machine() -> str:
-    """CPU model and core count, for the record."""
+    """CPU model, vector extensions torch uses, core count, for the record (the
+    model name alone does not tell an AVX2-only EPYC from one with AVX-512)."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -192,7 +193,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    return (
+        f"{cpu} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
 
 
 def main() -> None:
