@@ -103,6 +103,13 @@ def report(
         merged[pool], left = on_common_seeds(merge(results))
         partial += [f"{pool} seed {seed}" for seed in left]
     print("mIoU / rare-class IoU / worst class IoU, mean over seeds\n")
+    mixed = [f"{pool} {note}" for pool, r in merged.items() for note in unpaired(r)]
+    if mixed:
+        print(
+            "Not paired (the strategies of a seed started from other first slices, "
+            "so from another encoder: another machine or precision?): "
+            f"{'; '.join(mixed)}.\n"
+        )
     if partial:
         print(
             f"Left out until every strategy has finished them: {', '.join(partial)}.\n"
@@ -145,6 +152,20 @@ def report(
             path = plot if len(groups) == 1 else plot.with_stem(f"{plot.stem}_{axes}")
             drawn = plot_suite(group, tops, path)
             print(f"Learning curves along {', '.join(axes)}: {drawn}")
+
+
+def unpaired(result: dict) -> list[str]:
+    """The seeds of ``result`` whose strategies did not all start from the same
+    first slices (each a note naming the differing sets)."""
+    firsts: dict[int, set[tuple[str, ...]]] = {}
+    for run in result["runs"]:
+        first = tuple(sorted(run["cycles"][0]["labelled"]))
+        firsts.setdefault(run["seed"], set()).add(first)
+    return [
+        f"seed {seed} ({' against '.join(', '.join(f) for f in sorted(sets))})"
+        for seed, sets in sorted(firsts.items())
+        if len(sets) > 1
+    ]
 
 
 def on_common_seeds(result: dict) -> tuple[dict, list[int]]:

@@ -80,3 +80,19 @@ def test_the_report_keeps_the_strategies_asked_for_in_their_order(
     assert [row.split(" | ")[1] for row in rows] == ["random", "rareness", "rareness"]
     assert "random − strategy over the pool-seed pairs" in out
     assert "| entropy |" not in out and "rareness-discovery" not in out
+
+
+def test_the_report_names_a_seed_whose_strategies_started_apart(
+    tmp_path, capsys, suite_report
+) -> None:
+    # Thick-dies seed 1 as first run: its share on another machine (bfloat16),
+    # the other strategies here (float32), from other first slices.
+    name = "thick-dies_zyx_s1.json"
+    shutil.copy(BENCHMARKS / "results" / "suite-other-machine" / name, tmp_path / name)
+    suite_report.report(tmp_path, lambda pool: 0.05, (8, 12))
+    out = capsys.readouterr().out
+    assert "Not paired" in out
+    assert "thick-dies_zyx seed 1 (x:28, z:76 against x:8, z:69)" in out
+    shutil.copy(BENCHMARKS / "results" / "suite" / name, tmp_path / name)
+    suite_report.report(tmp_path, lambda pool: 0.05, (8, 12))
+    assert "Not paired" not in capsys.readouterr().out
