@@ -91,6 +91,13 @@ class Checkpoint:
                 )
 
     @property
+    def settings(self) -> dict[str, Any] | None:
+        """The training or pretraining settings its history records (nested
+        ones as dicts), or None where it records none (an older file)."""
+        config = self.history.get("config")
+        return config if isinstance(config, dict) else None
+
+    @property
     def trained_axes(self) -> tuple[str, ...]:
         """Axes of the slices it was trained on, most slices first (ties:
         :attr:`axis` first, then z, y, x); ``(axis,)`` when its history does

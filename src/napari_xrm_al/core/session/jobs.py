@@ -81,12 +81,8 @@ def last_settings(session: Session) -> LastSettings:
     encoder = session.paths.path_of(session.pretrained)
     if encoder is not None:
         with contextlib.suppress(XrmError):  # a damaged encoder records nothing
-            pretrain = load_checkpoint(encoder).history.get("config")
-    return LastSettings(
-        train=train,
-        seed=seed,
-        pretrain=pretrain if isinstance(pretrain, dict) else None,
-    )
+            pretrain = load_checkpoint(encoder).settings
+    return LastSettings(train=train, seed=seed, pretrain=pretrain)
 
 
 def session_for(

@@ -34,13 +34,10 @@ class CheckpointChecks:
         seen = self._seen.get(path)
         if seen is not None and seen[:2] == (stat.st_mtime_ns, stat.st_size):
             return seen[2]
-        config = None
         try:
-            recorded = load_checkpoint(path, kind="segmenter").history.get("config")
-            problem = None
-            config = recorded if isinstance(recorded, dict) else None
+            problem, config = None, load_checkpoint(path, kind="segmenter").settings
         except InputError as exc:
-            problem = str(exc)
+            problem, config = str(exc), None
         self._seen[path] = (stat.st_mtime_ns, stat.st_size, problem, config)
         return problem
 
